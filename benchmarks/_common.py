@@ -1,0 +1,102 @@
+"""Shared helpers for benchmarks: prepared token tables, timing, peak memory of the process tree."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "benchmarks" / "data"
+sys.path.insert(0, str(ROOT / "src"))
+
+# Obviously fake benchmark key (never a real deployment key).
+BENCH_KEY_HEX = b"bench-key-not-secret-0123456789a".hex()
+
+
+def spark_session(cores: int = 2, memory: str = "8g", conf: dict | None = None):
+    from natlink.session import get_spark
+
+    base = {"spark.driver.memory": memory, "spark.local.dir": str(DATA / "_spark_local")}
+    base.update(conf or {})
+    return get_spark("natlink-bench", master=f"local[{cores}]", conf=base, checkpoint_dir=DATA / "_checkpoints")
+
+
+def prepare_tokens(spark, persons: int, seed: int = 42) -> Path:
+    """Synthesise `persons` people and tokenise gp + hes into Delta token tables (cached on disk)."""
+    from natlink import config as cfgmod
+    from natlink import keys
+    from natlink.config import DatasetConfig
+    from natlink.pipeline import tokenise_dataset
+    from natlink import synth
+
+    out = DATA / f"p{persons}_s{seed}"
+    done = out / "_READY"
+    if done.exists():
+        return out
+    os.environ["NATLINK_BENCH_KEY"] = BENCH_KEY_HEX
+    key = keys.resolve("env:NATLINK_BENCH_KEY")
+    synth.generate(spark, out, persons=persons, seed=seed)
+    for name in ("gp", "hes"):
+        ds = cfgmod.load(ROOT / "conf" / "datasets" / f"{name}.yaml", DatasetConfig)
+        tokenise_dataset(spark, ds, key, data_dir=str(out), out=out)
+    done.write_text("ok")
+    return out
+
+
+class PeakMemory:
+    """Peak resident memory (MB) of this process and all its children (e.g. the Spark JVM)."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval = interval
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _tree_rss_mb(pid: int) -> float:
+        total = 0
+        stack = [pid]
+        seen = set()
+        while stack:
+            p = stack.pop()
+            if p in seen:
+                continue
+            seen.add(p)
+            try:
+                with open(f"/proc/{p}/statm") as fh:
+                    total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+                with open(f"/proc/{p}/task/{p}/children") as fh:
+                    stack += [int(c) for c in fh.read().split()]
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+        return total / 1e6
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._tree_rss_mb(os.getpid()))
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self.peak = self._tree_rss_mb(os.getpid())
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def load_avg() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def print_table(headers: list[str], rows: list[list]) -> None:
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
+    line = " | ".join(str(h).ljust(w) for h, w in zip(headers, widths))
+    print(line)
+    print("-+-".join("-" * w for w in widths))
+    for r in rows:
+        print(" | ".join(str(v).ljust(w) for v, w in zip(r, widths)))

@@ -1,0 +1,151 @@
+"""End-to-end linkage benchmark: natlink vs Splink on DuckDB vs plain Splink-on-Spark.
+
+For each size (records) and engine, a fresh subprocess trains the same model settings
+(conf/model.yaml) on the same token records, predicts at the configured threshold and clusters.
+It prints ONE table: wall time (train, predict+cluster, total; Spark start-up excluded and shown
+apart), peak memory of the process tree (Python + JVM), comparisons per record, edges, clusters,
+pairwise F1 against the synthetic truth, and the load average while it ran.
+
+    python benchmarks/bench_link.py                      # 100k and 1M records, all engines
+    python benchmarks/bench_link.py --records 100000 --engines natlink duckdb
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import DATA, PeakMemory, ROOT, load_avg, prepare_tokens, print_table, spark_session  # noqa: E402
+
+ENGINES = ("natlink", "duckdb", "splink-spark")
+
+
+def _persons_for(records: int) -> int:
+    return max(1000, int(records / 2.01))  # the generator makes ~2.01 records per person
+
+
+def _token_frame(spark, out: Path):
+    from natlink import delta, link
+
+    frames = [delta.read(spark, str(out / "tokens" / n)) for n in ("gp", "hes")]
+    return link.with_unique_id(frames[0].unionByName(frames[1], allowMissingColumns=True))
+
+
+def _evaluate(spark, out: Path, clusters) -> float:
+    from natlink import evaluate
+
+    truth = spark.read.parquet(str(out / "truth"))
+    return evaluate.pairwise(clusters, truth).f1
+
+
+def run_engine(engine: str, records: int) -> dict:
+    from pyspark.sql import functions as F
+
+    from natlink import config as cfgmod
+    from natlink import columns as C
+    from natlink import link, model
+    from natlink.config import LinkConfig, ModelConfig
+
+    t0 = time.perf_counter()
+    spark = spark_session()
+    startup = time.perf_counter() - t0
+    out = prepare_tokens(spark, _persons_for(records))
+    tokens = _token_frame(spark, out).cache()
+    n = tokens.count()
+    mcfg = cfgmod.load(ROOT / "conf" / "model.yaml", ModelConfig)
+    lcfg = cfgmod.load(ROOT / "conf" / "link.yaml", LinkConfig)
+    result: dict = {"engine": engine, "records": n, "spark_startup_s": round(startup, 1)}
+
+    with PeakMemory() as mem:
+        t = time.perf_counter()
+        if engine == "natlink":
+            trained = model.train(tokens, mcfg).settings
+            result["train_s"] = time.perf_counter() - t
+            t = time.perf_counter()
+            res = link.link(tokens, trained, threshold=lcfg.threshold_match_probability, max_comparisons_per_rule=lcfg.max_comparisons_per_rule)
+            clusters = res.clusters.select(C.DATASET, C.RECORD_ID, F.col(link.CLUSTER_NODE).cast("string").alias(C.PERSON_ID))
+            n_edges = res.edges.count()
+            result["predict_cluster_s"] = time.perf_counter() - t
+            result["comparisons"] = sum(res.comparisons_per_rule)
+        else:
+            from splink import DuckDBAPI, Linker
+            from splink.backends.spark import SparkAPI
+
+            settings = model.splink_settings(mcfg)
+            tr = mcfg.training
+            if engine == "duckdb":
+                slim = tokens.select(C.UNIQUE_ID, C.DATASET, C.RECORD_ID, *sorted(model.required_columns(settings))).toArrow()
+                db = DuckDBAPI()
+                linker = Linker(db.register(slim), settings, log_level=40)
+            else:
+                db = SparkAPI(spark_session=spark)
+                linker = Linker(db.register(tokens), settings, log_level=40)
+            linker.training.estimate_probability_two_random_records_match([model.rule_sql(r) for r in tr.deterministic_rules], recall=tr.deterministic_recall)
+            linker.training.estimate_u_using_random_sampling(max_pairs=tr.u_max_pairs, seed=tr.seed)
+            for rule in tr.em_blocking_rules:
+                linker.training.estimate_parameters_using_expectation_maximisation(model.rule_sql(rule))
+            result["train_s"] = time.perf_counter() - t
+            t = time.perf_counter()
+            pred = linker.inference.predict(threshold_match_probability=lcfg.threshold_match_probability)
+            clustered = linker.clustering.cluster_pairwise_predictions_at_threshold(pred, threshold_match_probability=lcfg.threshold_match_probability)
+            if engine == "duckdb":
+                cl = clustered.as_pyarrow_table() if hasattr(clustered, "as_pyarrow_table") else clustered.as_pandas_dataframe()
+                n_edges = pred.as_duckdbpyrelation().count("*").fetchone()[0]
+                result["predict_cluster_s"] = time.perf_counter() - t
+                cdf = spark.createDataFrame(cl if not hasattr(cl, "to_pandas") else cl.to_pandas())
+            else:
+                cdf = clustered.as_spark_dataframe()
+                n_edges = pred.as_spark_dataframe().count()
+                cdf.count()
+                result["predict_cluster_s"] = time.perf_counter() - t
+            clusters = cdf.select(C.DATASET, C.RECORD_ID, F.col("cluster_id").cast("string").alias(C.PERSON_ID))
+    result["total_s"] = result["train_s"] + result["predict_cluster_s"]
+    result["peak_mem_mb"] = round(mem.peak)
+    result["edges"] = n_edges
+    result["f1"] = round(_evaluate(spark, out, clusters), 4)
+    if "comparisons" not in result:
+        from natlink import blocking
+
+        recs = link.prepare_records(tokens, __import__("natlink.scoring", fromlist=["x"]).compile_model(model.splink_settings(mcfg)), blocking.rules_from_settings(model.splink_settings(mcfg)))
+        pairs = blocking.candidate_pairs(recs, blocking.rules_from_settings(model.splink_settings(mcfg)), [C.UNIQUE_ID])
+        result["comparisons"] = pairs.count()
+    result["comparisons_per_record"] = round(result["comparisons"] / n, 2)
+    result["load"] = load_avg()
+    for k in ("train_s", "predict_cluster_s", "total_s"):
+        result[k] = round(result[k], 1)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--records", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
+    parser.add_argument("--one", nargs=2, metavar=("ENGINE", "RECORDS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print("RESULT " + json.dumps(run_engine(args.one[0], int(args.one[1]))), flush=True)
+        return
+    DATA.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for records in args.records:
+        # Prepare the data once, outside any timing.
+        subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); from _common import *; prepare_tokens(spark_session(), {_persons_for(records)})"], check=True, capture_output=True)
+        for engine in args.engines:
+            proc = subprocess.run([sys.executable, __file__, "--one", engine, str(records)], capture_output=True, text=True, env={**os.environ, "PYSPARK_PYTHON": sys.executable})
+            lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+            if proc.returncode != 0 or not lines:
+                rows.append({"engine": engine, "records": records, "error": (proc.stderr or "")[-300:].replace("\n", " ")})
+                continue
+            rows.append(json.loads(lines[-1][len("RESULT "):]))
+    headers = ["engine", "records", "train_s", "predict_cluster_s", "total_s", "spark_startup_s", "peak_mem_mb", "comparisons_per_record", "edges", "f1", "load"]
+    print_table(headers, [[r.get(h, r.get("error", "")) if h != "engine" else r["engine"] for h in headers] for r in rows])
+
+
+if __name__ == "__main__":
+    main()

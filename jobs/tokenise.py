@@ -1,0 +1,39 @@
+"""spark-submit entry: tokenise one dataset at a data provider.
+
+    spark-submit jobs/tokenise.py --dataset conf/datasets/gp.yaml --key env:NATLINK_KEY \
+        --data-dir /data/extract --out /data/outbox [--project NAME]
+
+Writes ``OUT/<dataset>`` (Delta token table), ``OUT/quarantine`` and ``OUT/<dataset>.manifest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    from natlink.errors import NatlinkError
+    from natlink.tokenise import JobArgs, run_job
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", required=True, help="dataset config (YAML)")
+    parser.add_argument("--key", required=True, help="key reference, e.g. env:NATLINK_KEY or file:/path")
+    parser.add_argument("--out", required=True, help="output folder (token table, quarantine, manifest)")
+    parser.add_argument("--data-dir", default=None, help="fills {data_dir} in the dataset's source path")
+    parser.add_argument("--environment", default="conf/environments/local.yaml")
+    parser.add_argument("--project", default=None, help="derive every subkey for this project")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        manifest = run_job(JobArgs(args.dataset, args.key, args.out, args.data_dir, args.environment, args.project))
+    except NatlinkError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(manifest.path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Reference data files (CSV), read with importlib.resources so they also load from a zip (--py-files)."""

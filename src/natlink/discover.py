@@ -1,0 +1,119 @@
+"""Locate a person's records: which datasets hold them, and how many records each.
+
+The probe is one person's *tokens* (made with the same key, e.g. by ``natlink tokenise`` at a
+provider), or a single token value of one column. A token probe is scored against the
+population with the linkage model (blocking narrows the candidates first); the best candidate
+at or above the threshold gives the person id, and ``person_index`` gives the datasets. The
+linkage centre never needs plaintext or the key for this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import reduce
+from pathlib import Path
+from typing import Any, Sequence
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from natlink import blocking, delta, scoring
+from natlink import columns as C
+from natlink.link import _compact
+
+PROBE_ID = "__probe__"
+
+
+@dataclass(frozen=True)
+class Discovery:
+    person_id: str | None
+    match_probability: float | None
+    datasets: dict[str, int]  # dataset -> record count
+
+
+def _index(spark, tables: Path, person_ids: list[str]) -> dict[str, dict[str, int]]:
+    index = delta.read(spark, str(tables / "person_index")).where(F.col(C.PERSON_ID).isin(person_ids))
+    out: dict[str, dict[str, int]] = {p: {} for p in person_ids}
+    for row in index.collect():
+        out[row[C.PERSON_ID]][row[C.DATASET]] = int(row["record_count"])
+    return out
+
+
+def _person_of(spark, tables: Path, unique_ids: DataFrame) -> DataFrame:
+    clusters = delta.read(spark, str(tables / "clusters")).select(C.UNIQUE_ID, C.PERSON_ID)
+    return clusters.join(unique_ids, on=C.UNIQUE_ID, how="inner")
+
+
+def by_token(spark, *, tables: str | Path, population: DataFrame, column: str, value: str) -> list[Discovery]:
+    """Every person holding a record whose ``column`` equals the token ``value``."""
+    if column not in population.columns or not C.is_token(column):
+        from natlink.errors import InputDataError
+
+        raise InputDataError(f"{column!r} is not a token column of the population")
+    hits = population.where(F.col(column) == F.lit(value)).select(C.UNIQUE_ID)
+    persons = sorted({r[C.PERSON_ID] for r in _person_of(spark, Path(tables), hits).collect()})
+    index = _index(spark, Path(tables), persons) if persons else {}
+    return [Discovery(p, None, index[p]) for p in persons]
+
+
+def by_probe(
+    spark,
+    *,
+    tables: str | Path,
+    population: DataFrame,
+    probe: DataFrame,
+    settings: dict[str, Any],
+    threshold: float,
+) -> Discovery:
+    """Score one person's tokens against the population; the best match at/above threshold wins."""
+    tables = Path(tables)
+    model = scoring.compile_model(settings)
+    rules = blocking.rules_from_settings(settings)
+    needed = list(dict.fromkeys([*model.columns, *[k for r in rules for k in r.keys]]))
+    pop = population.select(C.UNIQUE_ID, *[_compact(population, c).alias(c) for c in needed])
+    probe_row = probe.withColumn(C.UNIQUE_ID, F.lit(PROBE_ID))
+    for c in needed:
+        if c not in probe_row.columns:
+            probe_row = probe_row.withColumn(c, F.lit(None).cast("string"))
+    prb = probe_row.select(C.UNIQUE_ID, *[_compact(probe_row, c).alias(c) for c in needed])
+    for column in model.tf_columns:
+        tf = scoring.term_frequencies(pop, column)
+        pop = pop.join(tf, on=column, how="left")
+        prb = prb.join(tf, on=column, how="left")
+    columns = [C.UNIQUE_ID, *model.columns, *[f"tf_{c}" for c in model.tf_columns]]
+    parts = []
+    for rule in rules:
+        keys = list(rule.keys)
+        near = pop.join(prb.select(*keys), on=keys, how="left_semi").select(*columns).alias("r")
+        left = prb.select(*columns).alias("l")
+        cond = reduce(lambda a, b: a & b, [F.col(f"l.{k}") == F.col(f"r.{k}") for k in keys])
+        parts.append(left.join(near, on=cond, how="inner").select(
+            *[F.col(f"l.{c}").alias(f"{c}_l") for c in columns], *[F.col(f"r.{c}").alias(f"{c}_r") for c in columns]
+        ))
+    pairs = reduce(DataFrame.unionByName, parts).dropDuplicates([f"{C.UNIQUE_ID}_r"])
+    scored = scoring.score(pairs, model, keep=[f"{C.UNIQUE_ID}_r"], threshold_match_weight=scoring.probability_to_weight(threshold))
+    best = scored.orderBy(F.desc("match_weight"), F.asc(f"{C.UNIQUE_ID}_r")).limit(1).collect()
+    if not best:
+        return Discovery(None, None, {})
+    uid = best[0][f"{C.UNIQUE_ID}_r"]
+    person = _person_of(spark, tables, spark.createDataFrame([(uid,)], f"{C.UNIQUE_ID} string")).collect()
+    if not person:
+        return Discovery(None, float(best[0]["match_probability"]), {})
+    pid = person[0][C.PERSON_ID]
+    return Discovery(pid, float(best[0]["match_probability"]), _index(spark, tables, [pid])[pid])
+
+
+def probe_frame(spark, tokens: dict[str, Any]) -> DataFrame:
+    """One person's tokens (column -> token or None) as a one-row frame of string columns."""
+    from pyspark.sql import types as T
+
+    names = sorted(k for k in tokens if C.is_token(k))
+    schema = T.StructType([T.StructField(n, T.StringType(), True) for n in names])
+    return spark.createDataFrame([tuple(tokens[n] for n in names)], schema)
+
+
+def load_population(spark, manifests: Sequence[dict[str, Any]]) -> DataFrame:
+    from natlink.linkrun import load_tokens
+
+    tokens, _fingerprint = load_tokens(spark, manifests)
+    return tokens

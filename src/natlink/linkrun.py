@@ -1,0 +1,364 @@
+"""A link run: token tables + model -> clusters, edges, person_index, id_events, runs (Delta).
+
+* Idempotent by run id: a completed run id is a no-op; a run killed part-way is rerun from the
+  last *completed* run's table versions (Delta time travel), and every table write carries a
+  Delta transaction id for the run, so tables committed before the kill are not written twice.
+* Stable person ids: clusters are matched to the previous completed run's ids (:mod:`natlink.ids`).
+* Incremental: only records that are new or changed since the previous run are compared with the
+  population; only the clusters they touch are re-clustered (:func:`_incremental`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from natlink import blocking, clustering, delta, ids, link, model, scoring
+from natlink import columns as C
+from natlink.config import LinkConfig
+from natlink.errors import FingerprintMismatchError, InputDataError
+from natlink.session import materialise, release_materialised
+
+log = logging.getLogger(__name__)
+
+TABLES = ("clusters", "edges", "person_index", "id_events", "runs")
+RECORD_HASH = "record_hash"
+_TXN_VERSION = 1
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    status: str  # "completed" | "already-completed"
+    mode: str
+    previous_run_id: str | None
+    counts: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    versions: dict[str, int | None] = field(default_factory=dict)
+
+
+# --- inputs --------------------------------------------------------------------------------
+
+
+def load_tokens(spark, manifests: Sequence[Any]) -> tuple[DataFrame, str]:
+    """Union of token tables (manifests, paths or mappings) with Splink's unique id.
+
+    Refused (named errors, before any linkage work) unless every input is a token table with a
+    valid manifest and all were made under one key (:func:`natlink.tokenise.read_token_tables`).
+    """
+    from natlink.tokenise import as_manifest, read_token_tables
+
+    items = [as_manifest(m) for m in manifests]
+    union = read_token_tables(spark, items)
+    plain = sorted(set(union.columns) & set(C.IDENTIFIERS))
+    if plain:
+        raise InputDataError(f"inputs hold plaintext identifier columns {plain}; link takes token tables only")
+    return link.with_unique_id(union), items[0].key_fingerprint
+
+
+def _inputs(manifests: Sequence[Any]) -> list:
+    from natlink.tokenise import as_manifest
+
+    return [as_manifest(m) for m in manifests]
+
+
+# --- runs table ----------------------------------------------------------------------------
+
+
+RUNS_SCHEMA = T.StructType(
+    [
+        T.StructField(C.RUN_ID, T.StringType(), False),
+        T.StructField("mode", T.StringType(), False),
+        T.StructField("previous_run_id", T.StringType(), True),
+        T.StructField("started_at", T.TimestampType(), False),
+        T.StructField("finished_at", T.TimestampType(), False),
+        T.StructField("inputs", T.StringType(), False),
+        T.StructField("model", T.StringType(), False),
+        T.StructField("key_fingerprint", T.StringType(), False),
+        T.StructField("counts", T.StringType(), False),
+        T.StructField("timings", T.StringType(), False),
+        T.StructField("versions", T.StringType(), False),
+    ]
+)
+
+
+def completed_runs(spark, tables: Path) -> list[dict[str, Any]]:
+    path = tables / "runs"
+    if not delta.exists(str(path)):
+        return []
+    rows = delta.read(spark, str(path)).orderBy("finished_at", C.RUN_ID).collect()
+    return [r.asDict() for r in rows]
+
+
+def _txn(run_id: str) -> tuple[str, int]:
+    return (f"natlink-run:{run_id}", _TXN_VERSION)
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def run(spark, **kwargs) -> RunSummary:
+    """Link the token tables of ``manifests`` with the model at ``model_path`` into ``tables``.
+
+    Keyword arguments: manifests, model_path, link_cfg, tables, run_id, mode (auto | full |
+    incremental; default from link_cfg), cluster_method (default from link_cfg).
+    """
+    try:
+        return _run(spark, **kwargs)
+    finally:
+        release_materialised()
+
+
+def _run(
+    spark,
+    *,
+    manifests: Sequence[str | Path | dict[str, Any]],
+    model_path: str | Path,
+    link_cfg: LinkConfig,
+    tables: str | Path,
+    run_id: str,
+    mode: str | None = None,
+    cluster_method: str | None = None,
+    _crash_after: str | None = None,
+) -> RunSummary:
+    tables = Path(tables)
+    mode = mode or link_cfg.mode
+    cluster_method = cluster_method or link_cfg.cluster_method
+    started = datetime.now(timezone.utc)
+    timings: dict[str, float] = {}
+    history = completed_runs(spark, tables)
+    done = [r for r in history if r[C.RUN_ID] == run_id]
+    if done:
+        row = done[-1]
+        log.info("run %s already completed; nothing to do", run_id)
+        return RunSummary(run_id, "already-completed", row["mode"], row["previous_run_id"], json.loads(row["counts"]), json.loads(row["timings"]), json.loads(row["versions"]))
+    previous = history[-1] if history else None
+
+    t = time.perf_counter()
+    loaded = _inputs(manifests)
+    tokens, fingerprint = load_tokens(spark, loaded)
+    settings, meta = model.load(model_path, key_fingerprint=fingerprint)
+    if previous is not None and previous["key_fingerprint"] != fingerprint:
+        raise FingerprintMismatchError(
+            f"the previous run {previous[C.RUN_ID]} used key fingerprint {previous['key_fingerprint']}, "
+            f"these inputs use {fingerprint}; re-key or start a new linkage"
+        )
+    model.check_input(tokens, settings)
+    compiled = scoring.compile_model(settings)
+    rules = blocking.rules_from_settings(settings)
+    hashed = tokens.withColumn(RECORD_HASH, _record_hash(tokens))
+    records = link.prepare_records(hashed, compiled, rules, extra=[RECORD_HASH])
+    n_records = records.count()
+    timings["prepare"] = time.perf_counter() - t
+
+    model_info = {
+        "path": str(model_path),
+        "settings_hash": meta.get("settings_hash"),
+        "splink_version": meta.get("splink_version"),
+        "threshold_match_probability": link_cfg.threshold_match_probability,
+    }
+    comparable = previous is not None and _same_model(previous, model_info)
+    if mode == "incremental" and not comparable:
+        raise InputDataError(
+            "incremental mode needs a previous completed run with the same model and threshold; run with mode full"
+        )
+    use_incremental = mode == "incremental" or (mode == "auto" and comparable)
+    if use_incremental:
+        result = _incremental(spark, records, compiled, rules, link_cfg, tables, previous, run_id, timings, cluster_method)
+    else:
+        result = _full(spark, records, compiled, rules, link_cfg, tables, previous, run_id, timings, cluster_method)
+    clusters, edges, events, counts = result
+
+    t = time.perf_counter()
+    versions: dict[str, int | None] = {}
+    txn = _txn(run_id)
+    snapshot = materialise(
+        clusters.select(C.DATASET, C.RECORD_ID, C.UNIQUE_ID, C.REGION, C.PERSON_ID, RECORD_HASH, F.lit(run_id).alias(C.RUN_ID)),
+        "snapshot",
+    )
+    versions["clusters"] = delta.write(snapshot, str(tables / "clusters"), mode="overwrite", partition_by=(C.REGION,), txn=txn, commit_info={"run_id": run_id}).version
+    _maybe_crash(_crash_after, "clusters")
+    versions["edges"] = delta.write(
+        edges.select("unique_id_l", "unique_id_r", "match_weight", "match_probability", "match_key", F.lit(run_id).alias(C.RUN_ID)),
+        str(tables / "edges"), mode="overwrite", txn=txn, commit_info={"run_id": run_id},
+    ).version
+    _maybe_crash(_crash_after, "edges")
+    index = snapshot.groupBy(C.PERSON_ID, C.DATASET).agg(F.count(F.lit(1)).cast("long").alias("record_count"))
+    versions["person_index"] = delta.write(
+        index.withColumn(C.RUN_ID, F.lit(run_id)), str(tables / "person_index"), mode="overwrite", txn=txn, commit_info={"run_id": run_id}
+    ).version
+    versions["id_events"] = delta.write(events, str(tables / "id_events"), mode="append", txn=txn, commit_info={"run_id": run_id}).version
+    _maybe_crash(_crash_after, "id_events")
+    timings["write"] = time.perf_counter() - t
+
+    event_counts = {r["event"]: r["n"] for r in events.groupBy("event").agg(F.count(F.lit(1)).alias("n")).collect()}
+    counts.update({"records": n_records, "persons": index.select(C.PERSON_ID).distinct().count(), "id_events": event_counts})
+    summary = RunSummary(run_id, "completed", "incremental" if use_incremental else "full", previous[C.RUN_ID] if previous else None, counts, {k: round(v, 2) for k, v in timings.items()}, versions)
+    row = {
+        C.RUN_ID: run_id,
+        "mode": summary.mode,
+        "previous_run_id": summary.previous_run_id,
+        "started_at": started,
+        "finished_at": datetime.now(timezone.utc),
+        "inputs": json.dumps(
+            [{k: m.get(k) for k in ("dataset", "table", "rows", "key_fingerprint", "schema_version", "delta_version", "created_at")} for m in loaded],
+            sort_keys=True,
+            default=str,
+        ),
+        "model": json.dumps(model_info, sort_keys=True),
+        "key_fingerprint": fingerprint,
+        "counts": json.dumps(counts, sort_keys=True, default=int),
+        "timings": json.dumps(summary.timings, sort_keys=True),
+        "versions": json.dumps(versions, sort_keys=True),
+    }
+    delta.write(spark.createDataFrame([row], RUNS_SCHEMA), str(tables / "runs"), mode="append", txn=txn, commit_info={"run_id": run_id})
+    log.info("run %s completed: %s", run_id, counts)
+    return summary
+
+
+def _same_model(previous: dict[str, Any], model_info: dict[str, Any]) -> bool:
+    before = json.loads(previous["model"])
+    keys = ("settings_hash", "threshold_match_probability")
+    return all(before.get(k) == model_info.get(k) for k in keys)
+
+
+def _maybe_crash(crash_after: str | None, stage: str) -> None:
+    """Test hook: end the process abruptly after a stage, as a killed job would."""
+    if crash_after == stage:
+        import os
+
+        os._exit(137)
+
+
+def _record_hash(tokens: DataFrame) -> "F.Column":
+    cols = sorted(c for c in tokens.columns if c not in (C.DATASET, C.RECORD_ID, C.UNIQUE_ID))
+    return F.xxhash64(*[F.col(c) for c in cols])
+
+
+def _previous_state(spark, tables: Path, previous: dict[str, Any]) -> tuple[DataFrame, DataFrame]:
+    versions = json.loads(previous["versions"])
+    clusters = delta.read(spark, str(tables / "clusters"), version=versions["clusters"])
+    edges = delta.read(spark, str(tables / "edges"), version=versions["edges"])
+    return clusters, edges
+
+
+def _full(spark, records, compiled, rules, link_cfg, tables, previous, run_id, timings, cluster_method):
+    t = time.perf_counter()
+    per_rule = blocking.check_budget(records, rules, link_cfg.max_comparisons_per_rule)
+    timings["budget"] = time.perf_counter() - t
+    t = time.perf_counter()
+    edges = materialise(link.predict(records, compiled, rules, link_cfg.threshold_match_probability), "edges")
+    n_edges = edges.count()
+    timings["predict"] = time.perf_counter() - t
+    t = time.perf_counter()
+    comps = clustering.components(edges, method=cluster_method)
+    nodes = _with_cluster_node(records, comps)
+    timings["cluster"] = time.perf_counter() - t
+    t = time.perf_counter()
+    prev_assign = None
+    if previous is not None:
+        prev_clusters, _ = _previous_state(spark, tables, previous)
+        prev_assign = prev_clusters.select(C.UNIQUE_ID, C.PERSON_ID)
+    assignment = ids.assign(nodes.select(C.UNIQUE_ID, link.CLUSTER_NODE), prev_assign, run_id)
+    clusters = records.join(assignment.assigned, on=C.UNIQUE_ID, how="inner")
+    timings["ids"] = time.perf_counter() - t
+    counts = {"comparisons_per_rule": per_rule, "edges": n_edges}
+    return clusters, edges, assignment.events, counts
+
+
+def _with_cluster_node(records: DataFrame, comps: DataFrame) -> DataFrame:
+    return (
+        records.select(link.NODE, C.UNIQUE_ID)
+        .join(comps.withColumnRenamed(clustering.COMPONENT, link.CLUSTER_NODE), on=link.NODE, how="left")
+        .withColumn(link.CLUSTER_NODE, F.coalesce(F.col(link.CLUSTER_NODE), F.col(link.NODE)))
+    )
+
+
+def _incremental(spark, records, compiled, rules, link_cfg, tables, previous, run_id, timings, cluster_method):
+    """Compare only new/changed records with the population; re-cluster only what they touch."""
+    t = time.perf_counter()
+    prev_clusters, prev_edges = _previous_state(spark, tables, previous)
+    prev = prev_clusters.select(C.UNIQUE_ID, F.col(C.PERSON_ID).alias("_prev_person"), F.col(RECORD_HASH).alias("_prev_hash"))
+    status = records.select(link.NODE, C.UNIQUE_ID, RECORD_HASH).join(prev, on=C.UNIQUE_ID, how="full")
+    status = status.withColumn(
+        "_status",
+        F.when(F.col("_prev_hash").isNull(), "new")
+        .when(F.col(RECORD_HASH).isNull(), "deleted")
+        .when(F.col(RECORD_HASH) != F.col("_prev_hash"), "changed")
+        .otherwise("same"),
+    )
+    status = materialise(status, "status")
+    by_status = {r["_status"]: r["n"] for r in status.groupBy("_status").agg(F.count(F.lit(1)).alias("n")).collect()}
+    delta_nodes = status.where(F.col("_status").isin("new", "changed")).select(link.NODE)
+    removed = status.where(F.col("_status").isin("changed", "deleted")).select(C.UNIQUE_ID)
+    timings["diff"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    arrivals = records.join(delta_nodes, on=link.NODE, how="left_semi")
+    columns = [C.UNIQUE_ID, *compiled.columns, *[f"tf_{c}" for c in compiled.tf_columns]]
+    pairs = blocking.pairs_touching(records, arrivals, rules, columns)
+    keep = [f"{link.NODE}_l", f"{link.NODE}_r", "unique_id_l", "unique_id_r", "match_key"]
+    new_edges = materialise(
+        scoring.score(pairs, compiled, keep=keep, threshold_match_weight=scoring.probability_to_weight(link_cfg.threshold_match_probability)),
+        "new_edges",
+    )
+    n_new_edges = new_edges.count()
+    timings["predict"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    uid_node = records.select(C.UNIQUE_ID, link.NODE)
+    kept = (
+        prev_edges.join(removed.withColumnRenamed(C.UNIQUE_ID, "unique_id_l"), on="unique_id_l", how="left_anti")
+        .join(removed.withColumnRenamed(C.UNIQUE_ID, "unique_id_r"), on="unique_id_r", how="left_anti")
+        .join(uid_node.withColumnRenamed(C.UNIQUE_ID, "unique_id_l").withColumnRenamed(link.NODE, f"{link.NODE}_l"), on="unique_id_l", how="inner")
+        .join(uid_node.withColumnRenamed(C.UNIQUE_ID, "unique_id_r").withColumnRenamed(link.NODE, f"{link.NODE}_r"), on="unique_id_r", how="inner")
+        .select(*new_edges.columns)
+    )
+    all_edges = materialise(kept.unionByName(new_edges), "all_edges")
+    # Affected previous persons: those of removed/changed records and of existing records newly linked.
+    touched_uids = (
+        removed.unionByName(new_edges.select(F.col("unique_id_l").alias(C.UNIQUE_ID)))
+        .unionByName(new_edges.select(F.col("unique_id_r").alias(C.UNIQUE_ID)))
+        .distinct()
+    )
+    affected_persons = prev.join(touched_uids, on=C.UNIQUE_ID, how="inner").select("_prev_person").distinct()
+    prev_affected = prev.join(affected_persons, on="_prev_person", how="inner").select(C.UNIQUE_ID, F.col("_prev_person").alias(C.PERSON_ID))
+    affected_nodes = (
+        records.select(link.NODE, C.UNIQUE_ID)
+        .join(prev_affected.select(C.UNIQUE_ID), on=C.UNIQUE_ID, how="left_semi")
+        .select(link.NODE)
+        .unionByName(delta_nodes)
+        .distinct()
+    )
+    affected_nodes = materialise(affected_nodes, "affected")
+    sub_edges = all_edges.join(affected_nodes.withColumnRenamed(link.NODE, f"{link.NODE}_l"), on=f"{link.NODE}_l", how="left_semi")
+    comps = clustering.components(sub_edges, method=cluster_method)
+    affected_records = records.join(affected_nodes, on=link.NODE, how="left_semi")
+    nodes = _with_cluster_node(affected_records, comps)
+    timings["cluster"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    assignment = ids.assign(nodes.select(C.UNIQUE_ID, link.CLUSTER_NODE), prev_affected, run_id)
+    unaffected = (
+        records.join(affected_nodes, on=link.NODE, how="left_anti")
+        .join(prev.select(C.UNIQUE_ID, F.col("_prev_person").alias(C.PERSON_ID)), on=C.UNIQUE_ID, how="inner")
+    )
+    affected = records.join(assignment.assigned, on=C.UNIQUE_ID, how="inner")
+    clusters = unaffected.unionByName(affected.select(*unaffected.columns))
+    timings["ids"] = time.perf_counter() - t
+    counts = {
+        "records_by_status": by_status,
+        "new_edges": n_new_edges,
+        "affected_records": affected_nodes.count(),
+        "edges": all_edges.count(),
+    }
+    return clusters, all_edges, assignment.events, counts

@@ -1,0 +1,51 @@
+"""One session-scoped local SparkSession for the whole suite (local[2], UI off, loopback)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ["PYSPARK_PYTHON"] = sys.executable
+os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--skip-cluster",
+        action="store_true",
+        default=False,
+        help="skip tests that start a real Spark standalone cluster (or set NATLINK_SKIP_CLUSTER=1)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--skip-cluster") or os.environ.get("NATLINK_SKIP_CLUSTER") == "1":
+        skip = pytest.mark.skip(reason="--skip-cluster or NATLINK_SKIP_CLUSTER=1")
+        for item in items:
+            if "cluster" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    from natlink.session import get_spark
+
+    base = tmp_path_factory.mktemp("spark")
+    session = get_spark(
+        "natlink-tests",
+        master="local[2]",
+        conf={
+            "spark.sql.shuffle.partitions": "4",
+            "spark.default.parallelism": "2",
+            "spark.sql.warehouse.dir": str(base / "warehouse"),
+            "spark.local.dir": str(base / "local"),
+            "spark.driver.memory": "4g",
+        },
+        checkpoint_dir=base / "checkpoints",
+    )
+    yield session
+    session.stop()

@@ -1,0 +1,120 @@
+"""Child process of test_canary.py: tokenise + link with event logs on, leaving every trace behind.
+
+    python canary_job.py ROOT
+
+ROOT/data/raw holds the planted plaintext (the only place it may be). Everything else this
+run writes goes under ROOT: token tables, quarantine, manifests, model, clusters, edges, Spark
+event logs, warehouse, checkpoints, a snapshot of spark.local.dir (shuffle/spill/broadcast
+files) taken before the session stops, log files, explain() text and the session's confs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+
+def main(root: Path) -> None:
+    from natlink import config as cfgmod
+    from natlink import delta, keys, link, linkrun, model
+    from natlink.errors import NatlinkError
+    from natlink.session import get_spark
+    from natlink.tokenise import JobArgs, read_token_tables, run_job
+
+    logging.basicConfig(
+        level=logging.DEBUG, filename=str(root / "logs" / "natlink.log"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    log = logging.getLogger("canary")
+    spark = get_spark(
+        "natlink-canary",
+        master="local[2]",
+        conf={
+            "spark.eventLog.enabled": "true",
+            "spark.eventLog.dir": str(root / "eventlog"),
+            "spark.local.dir": str(root / "local"),
+            "spark.sql.warehouse.dir": str(root / "warehouse"),
+            "spark.driver.memory": "2g",
+            "spark.sql.shuffle.partitions": "4",
+        },
+        checkpoint_dir=root / "checkpoints",
+    )
+    key = keys.resolve("env:NATLINK_CANARY_KEY")
+    log.info("resolved %s (%r)", key, key)  # the key object itself goes into the log
+
+    project = cfgmod.project_root()
+    manifests = []
+    for name in ("gp", "hes"):
+        args = JobArgs(str(project / f"conf/datasets/{name}.yaml"), "env:NATLINK_CANARY_KEY", str(root / "out" / "tokens"),
+                       data_dir=str(root / "data"))
+        manifests.append(run_job(args, spark=spark))
+
+    tokens = link.with_unique_id(read_token_tables(spark, manifests, expected_fingerprint=key.fingerprint)).cache()
+    cfg = cfgmod.load("conf/model_bloom.yaml", cfgmod.ModelConfig, base_dir=project)
+    trained = model.train(tokens, cfg)
+    path = model.save(trained, root / "out" / "models" / "canary.json", key_fingerprint=key.fingerprint,
+                      training_manifest={"datasets": [m.dataset for m in manifests]}, overwrite=True)
+    settings, _ = model.load(path, key_fingerprint=key.fingerprint)
+    assert settings
+    # The production link run: clusters, edges, person_index, id_events, runs in Delta.
+    tables = root / "out" / "tables"
+    link_cfg = cfgmod.LinkConfig(threshold_match_probability=0.9)
+    linkrun.run(spark, manifests=manifests, model_path=path, link_cfg=link_cfg, tables=tables, run_id="canary-1")
+    clusters = delta.read(spark, str(tables / "clusters"))
+    edges = delta.read(spark, str(tables / "edges"))
+
+    # explain() of every frame that touched identifiers or tokens.
+    from natlink import encode, standardise
+
+    ds = cfgmod.load(project / "conf/datasets/gp.yaml", cfgmod.DatasetConfig)
+    clean = standardise.standardise(standardise.read_source(spark, ds, data_dir=str(root / "data")), ds)
+    frames = {"tokenise": encode.tokenise(clean, key, keep=["dataset", "record_id", "region"]), "tokens": tokens,
+              "edges": edges, "clusters": clusters}
+    with open(root / "out" / "explain.txt", "w", encoding="utf-8") as fh:
+        for name, frame in frames.items():
+            fh.write(f"== {name}\n{frame._jdf.queryExecution().toString()}\n")
+            for mode in ("extended", "formatted", "cost"):
+                fh.write(spark._jvm.PythonSQLUtils.explainString(frame._jdf.queryExecution(), mode) + "\n")
+    (root / "out" / "confs.txt").write_text("\n".join(f"{k}={v}" for k, v in spark.sparkContext.getConf().getAll()))
+
+    # Error paths: their messages are logged as a user would see them.
+    for bad in ("file:" + str(root / "data" / "no-such.key"), "vault:x"):
+        try:
+            keys.resolve(bad)
+        except NatlinkError as error:
+            log.error("expected failure: %s", error)
+    other = keys.KeyMaterial("canary:other", b"test-key-not-secret-canary-other")
+    try:
+        model.load(path, key_fingerprint=other.fingerprint)
+    except NatlinkError as error:
+        log.error("expected failure: %s", error)
+    try:
+        import pickle
+
+        pickle.dumps(key)
+    except NatlinkError as error:
+        log.error("expected failure: %s", error)
+
+    print(f"clusters={clusters.count()} edges={edges.count()}", flush=True)
+    # spark.local.dir is deleted when the session stops: keep a copy of its shuffle/spill files.
+    shutil.copytree(root / "local", root / "local_snapshot", dirs_exist_ok=True,
+                    ignore_dangling_symlinks=True, copy_function=_copy_quiet)
+    tokens.unpersist()
+    spark.stop()
+
+
+def _copy_quiet(src, dst):
+    try:
+        shutil.copy2(src, dst)
+    except OSError:
+        pass
+
+
+if __name__ == "__main__":
+    root = Path(sys.argv[1])
+    (root / "logs").mkdir(parents=True, exist_ok=True)
+    os.chdir(root / "cwd")
+    main(root)
