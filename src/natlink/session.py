@@ -74,6 +74,7 @@ def get_spark(
     """Return the active SparkSession, building it with natlink's settings if needed."""
     from pyspark.sql import SparkSession
 
+    _quiet_py4j()
     active = SparkSession.getActiveSession()
     if active is not None:
         _ensure_checkpoint_dir(active, checkpoint_dir)
@@ -108,6 +109,16 @@ def get_spark(
     spark.sparkContext.setLogLevel(os.environ.get("NATLINK_SPARK_LOG_LEVEL", "WARN"))
     _ensure_checkpoint_dir(spark, checkpoint_dir)
     return spark
+
+
+def _quiet_py4j() -> None:
+    """Cap py4j's loggers at INFO: at DEBUG they echo every command and answer crossing the
+    Python-JVM bridge, which includes data (file heads read for schema checks, collected rows).
+    A root logger at DEBUG would otherwise copy identifiers into log files."""
+    for name in ("py4j", "py4j.clientserver", "py4j.java_gateway"):
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.INFO:
+            logger.setLevel(logging.INFO)
 
 
 def _ensure_checkpoint_dir(spark, checkpoint_dir) -> None:

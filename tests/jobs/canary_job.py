@@ -61,6 +61,9 @@ def main(root: Path) -> None:
     assert settings
     # The production link run: clusters, edges, person_index, id_events, runs in Delta.
     tables = root / "out" / "tables"
+    # Keep the run's intermediate Parquet (edges, status, snapshots under the checkpoint dir),
+    # which a real run deletes at its end, so that the scan sees everything it ever wrote.
+    linkrun.release_materialised = lambda: None
     link_cfg = cfgmod.LinkConfig(threshold_match_probability=0.9)
     linkrun.run(spark, manifests=manifests, model_path=path, link_cfg=link_cfg, tables=tables, run_id="canary-1")
     clusters = delta.read(spark, str(tables / "clusters"))
