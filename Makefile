@@ -4,13 +4,16 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# natlink's JVM functions (HMAC-SHA256), built with javac against the installed pyspark; not in git.
+JVM_JAR := src/natlink/data/natlink-jvm.jar
+JVM_SOURCES := $(shell find jvm/src/main/java -name '*.java' 2>/dev/null)
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 
 .PHONY: setup demo test test-fast package bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(JVM_JAR)
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,16 +21,20 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# Without a JDK this warns and natlink falls back to Spark's native HMAC composition.
+$(JVM_JAR): $(STAMP) $(JVM_SOURCES) deploy/build_jvm.py
+	$(PY) deploy/build_jvm.py
+
+demo: setup
 	$(VENV)/bin/natlink demo
 
-test: $(STAMP)
+test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 package: $(STAMP)
-	$(PY) deploy/package.py
+	$(PY) deploy/package.py  # builds the JVM jar first (deploy/build_jvm.py)
 
-test-fast: $(STAMP)
+test-fast: setup
 	$(PY) -m pytest -m "not slow and not cluster" $(PYTEST_ARGS)
 
 clean:

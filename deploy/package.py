@@ -10,6 +10,9 @@
                                  cluster's Spark provides it; delta-spark's Python shim is kept).
 * ``natlink-<version>-py3-none-any.whl``  the wheel, for images and ``pip install`` on a cluster.
 * Splink's similarity jar        for ``--jars`` (``splink.backends.spark.similarity_jar_location()``).
+* ``natlink-jvm.jar``            natlink's JVM HMAC-SHA256 function, for ``--jars`` too. Built first
+                                 (``deploy/build_jvm.py``, needs a JDK) into ``src/natlink/data/``,
+                                 so the zip and the wheel carry it as package data as well.
 
 Incremental: ``dist/BUILD.json`` records a hash of each artefact's inputs, and an artefact is
 rebuilt only when its inputs changed (the env archive only when pyproject.toml's dependencies,
@@ -39,6 +42,9 @@ except ModuleNotFoundError:  # Python 3.10: pip vendors the same parser
     from pip._vendor import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import build_jvm  # noqa: E402  (deploy/build_jvm.py, next to this file)
+
 ENV_ARCHIVE = "natlink-env.tar.gz"
 # Provided by the cluster's Spark installation (pyspark.zip on every executor's PYTHONPATH).
 NOT_IN_ENV = {"pyspark"}
@@ -84,7 +90,12 @@ def input_hashes(root: Path = ROOT, python_prefix: str | None = None) -> dict[st
         "wheel": _hash([*code, ("pyproject.toml", pyproject)]),
         "env": _hash([("deps", deps), ("constraints.txt", (root / "constraints.txt").read_bytes()), ("python", py), ("prefix", (python_prefix or "").encode())]),
         "jar": _hash([("splink", _splink_version().encode())]),
+        "jvm": _hash([("natlink-jvm.jar", _jvm_jar(root).read_bytes() if _jvm_jar(root).exists() else b"")]),
     }
+
+
+def _jvm_jar(root: Path) -> Path:
+    return root / "src" / "natlink" / "data" / build_jvm.JAR.name
 
 
 def _splink_version() -> str:
@@ -161,8 +172,17 @@ def copy_jar(dist: Path) -> Path:
 
     src = Path(similarity_jar_location())
     for old in dist.glob("*.jar"):
-        if old.name != src.name:
+        if old.name not in (src.name, build_jvm.JAR.name):
             old.unlink()
+    out = dist / src.name
+    shutil.copyfile(src, out)
+    return out
+
+
+def copy_jvm_jar(root: Path, dist: Path) -> Path:
+    src = _jvm_jar(root)
+    if not src.exists():
+        raise SystemExit(f"{src} is missing: build it with deploy/build_jvm.py (needs a JDK)")
     out = dist / src.name
     shutil.copyfile(src, out)
     return out
@@ -204,6 +224,9 @@ def package(
     dist.mkdir(parents=True, exist_ok=True)
     build.mkdir(parents=True, exist_ok=True)
     version = _project(root)["version"]
+    if root == ROOT:
+        # The JVM jar is package data of the zip and the wheel: (re)build it before hashing them.
+        build_jvm.ensure(strict=True, log=log)
     hashes = input_hashes(root, python_prefix)
     todo = list(hashes) if force else stale(root, dist, python_prefix)
     state_file = dist / "BUILD.json"
@@ -213,6 +236,7 @@ def package(
         "wheel": lambda: build_wheel(root, dist, version),
         "env": lambda: build_env(root, dist, build, python_prefix),
         "jar": lambda: copy_jar(dist),
+        "jvm": lambda: copy_jvm_jar(root, dist),
     }
     for kind in builders:
         if kind not in todo:

@@ -3,14 +3,21 @@
 Tokens
 ------
 Every token is HMAC-SHA256 (RFC 2104) under a per-purpose HKDF subkey of the managed key
-(:mod:`natlink.keys`), as 64 lowercase hex characters, composed from native Spark functions:
+(:mod:`natlink.keys`), as 64 lowercase hex characters:
 
     HMAC(K, m) = SHA256((K0 xor opad) || SHA256((K0 xor ipad) || m))
 
 K0 is the 32-byte subkey zero-padded to the 64-byte block. The padded keys travel as columns of
 a one-row broadcast frame, never as literals, so no key-derived secret appears in a Spark plan,
-``explain()`` text or event log. (Measured in ``benchmarks/bench_tokenise.py`` against an
-Arrow-vectorised ``mapInArrow`` with reused hashlib states: the native composition is faster.)
+``explain()`` text or event log. Two implementations give identical tokens:
+* natlink's JVM function ``natlink.HmacSha256Hex`` (``jvm/``, shipped as ``natlink-jvm.jar``, put on
+  ``spark.jars`` by :func:`natlink.session.get_spark`): SHA-256 states after each pad computed once
+  per pad pair and executor thread, two compressions per short value; used whenever the class is
+  loadable;
+* otherwise a composition of Spark's native ``sha2``/``concat``/``unhex`` (the fallback).
+``NATLINK_HMAC=auto|jvm|native`` (or :func:`hmac_implementation`) overrides the choice.
+(Measured in ``benchmarks/bench_tokenise.py``, also against an Arrow-vectorised ``mapInArrow``
+with reused hashlib states.)
 
 Before hashing, values are normalised natively so tokens do not depend on the standardiser:
 Unicode NFC (ICU, bundled with Spark) and upper case, whitespace collapsed, '' -> NULL; NHS
@@ -62,8 +69,11 @@ set structure, which is enough to join them).
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -84,6 +94,7 @@ __all__ = [
     "bloom_columns",
     "column_purposes",
     "dice_sql",
+    "hmac_implementation",
     "hmac_sha256_hex",
     "key_frame",
     "normalise_identifiers",
@@ -95,6 +106,8 @@ __all__ = [
 # Bump when any token or filter would change for the same input and key (golden tests pin it).
 SCHEMA_VERSION = "natlink.tokens/2"
 BLOOM_PREFIX = "bf_"
+
+log = logging.getLogger(__name__)
 
 _BLOCK = 64
 _PAD_COL = "__natlink_pad_"
@@ -365,10 +378,99 @@ def key_frame(spark, key: KeyMaterial, purposes: Sequence[str]) -> DataFrame:
     return spark.createDataFrame([tuple(values)], T.StructType(fields))
 
 
-def hmac_sha256_hex(message: Column, inner_pad: Column, outer_pad: Column) -> Column:
-    """HMAC-SHA256 of a binary or string column as 64 lowercase hex characters (NULL stays NULL)."""
+JVM_HMAC_CLASS = "natlink.HmacSha256Hex"
+JVM_HMAC_NAME = "natlink_hmac_sha256_hex"
+HMAC_IMPLEMENTATIONS = ("auto", "jvm", "native")
+_hmac_override: str | None = None
+# (SparkContext, the JVM UserDefinedFunction or None when natlink's class is not loadable).
+_jvm_hmac_cache: tuple[object, object] | None = None
+
+
+@contextmanager
+def hmac_implementation(name: str) -> Iterator[None]:
+    """Within the block, build HMAC columns with ``name``: "auto" (the JVM function when its class
+    is loadable, else native), "jvm" (required: error when not loadable) or "native"."""
+    global _hmac_override
+    if name not in HMAC_IMPLEMENTATIONS:
+        raise ValueError(f"HMAC implementation must be one of {HMAC_IMPLEMENTATIONS}, got {name!r}")
+    before, _hmac_override = _hmac_override, name
+    try:
+        yield
+    finally:
+        _hmac_override = before
+
+
+def _hmac_choice() -> str:
+    choice = _hmac_override or os.environ.get("NATLINK_HMAC", "auto").strip().lower() or "auto"
+    if choice not in HMAC_IMPLEMENTATIONS:
+        raise ValueError(f"NATLINK_HMAC must be one of {HMAC_IMPLEMENTATIONS}, got {choice!r}")
+    return choice
+
+
+def _jvm_hmac_udf():
+    """natlink's JVM HMAC function as a JVM ``UserDefinedFunction`` of the running SparkContext,
+    or None (class not on the classpath, no SparkContext, Spark Connect). Decided, and logged
+    once, per SparkContext."""
+    global _jvm_hmac_cache
+    try:
+        from pyspark import SparkContext
+    except ImportError:  # pragma: no cover - pyspark is a dependency
+        return None
+    sc = SparkContext._active_spark_context
+    if sc is None:
+        return None
+    if _jvm_hmac_cache is not None and _jvm_hmac_cache[0] is sc:
+        return _jvm_hmac_cache[1]
+    udf, reason = None, ""
+    try:
+        jvm = sc._jvm
+        target = jvm
+        for part in JVM_HMAC_CLASS.split("."):
+            target = getattr(target, part)
+        instance = target()  # a py4j JavaPackage (class not found) is not callable
+        string = jvm.org.apache.spark.sql.types.DataTypes.StringType
+        udf = jvm.org.apache.spark.sql.functions.udf(instance, string).withName(JVM_HMAC_NAME)
+    except Exception as exc:  # noqa: BLE001 - any failure means: use the native composition
+        udf, reason = None, f" ({JVM_HMAC_CLASS} not loadable: {type(exc).__name__})"
+    if udf is not None:
+        log.info("HMAC-SHA256: JVM function %s", JVM_HMAC_CLASS)
+    else:
+        log.info("HMAC-SHA256: native sha2/concat composition%s", reason)
+    _jvm_hmac_cache = (sc, udf)
+    return udf
+
+
+def hmac_uses_jvm() -> bool:
+    """Whether :func:`hmac_sha256_hex` builds natlink's JVM function now (else the native one)."""
+    choice = _hmac_choice()
+    return choice != "native" and _jvm_hmac_udf() is not None
+
+
+def _native_hmac(message: Column, inner_pad: Column, outer_pad: Column) -> Column:
     inner = F.unhex(F.sha2(F.concat(inner_pad, message.cast("binary")), 256))
     return F.sha2(F.concat(outer_pad, inner), 256)
+
+
+def hmac_sha256_hex(message: Column, inner_pad: Column, outer_pad: Column) -> Column:
+    """HMAC-SHA256 of a binary or string column as 64 lowercase hex characters (NULL stays NULL).
+
+    ``inner_pad``/``outer_pad`` are binary columns (see :func:`key_frame`), never literals. Uses
+    natlink's JVM function when its class is loadable in the session, else Spark's native
+    ``sha2``/``concat``/``unhex``; both give identical results (``NATLINK_HMAC`` chooses)."""
+    choice = _hmac_choice()
+    udf = _jvm_hmac_udf() if choice != "native" else None
+    if udf is None:
+        if choice == "jvm":
+            raise RuntimeError(
+                f"NATLINK_HMAC=jvm but {JVM_HMAC_CLASS} is not loadable in this Spark session "
+                "(build natlink-jvm.jar: make setup, or python deploy/build_jvm.py)"
+            )
+        return _native_hmac(message, inner_pad, outer_pad)
+    from pyspark import SparkContext
+    from pyspark.sql.classic.column import Column as ClassicColumn, _to_java_column, _to_seq
+
+    args = [message.cast("binary"), inner_pad, outer_pad]
+    return ClassicColumn(udf.apply(_to_seq(SparkContext._active_spark_context, args, _to_java_column)))
 
 
 class _Pads:

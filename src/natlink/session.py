@@ -1,7 +1,8 @@
 """The one place that builds the SparkSession.
 
 * Local (the embedded default): ``local[*]``, few shuffle partitions, loopback only,
-  UI off unless asked, Splink's similarity jar on ``spark.jars``, ``PYSPARK_PYTHON``
+  UI off unless asked, Splink's similarity jar and natlink's JVM jar (HMAC-SHA256, built by
+  ``deploy/build_jvm.py``; skipped when not built) on ``spark.jars``, ``PYSPARK_PYTHON``
   set to the running interpreter so Python workers see this venv's packages.
 * Under ``spark-submit`` (a cluster): the master and confs come from spark-submit;
   we only add what natlink needs and does not override what the submitter set.
@@ -56,6 +57,43 @@ def splink_jar() -> str:
     return similarity_jar_location()
 
 
+NATLINK_JAR = "natlink-jvm.jar"
+
+
+def natlink_jar() -> str | None:
+    """Local path of natlink's JVM jar (package data), or None when it was not built.
+
+    Imported from a zip (``--py-files``), the jar is copied once to a private temporary
+    directory, since the JVM cannot load a jar nested in a zip.
+    """
+    import hashlib
+    from importlib import resources
+
+    res = resources.files("natlink.data").joinpath(NATLINK_JAR)
+    try:
+        if not res.is_file():
+            return None
+        if isinstance(res, Path):
+            return str(res)
+        data = res.read_bytes()
+    except OSError:
+        return None
+    target = Path(tempfile.gettempdir()) / f"natlink-jvm-{os.getuid()}-{hashlib.sha256(data).hexdigest()[:16]}" / NATLINK_JAR
+    if not target.exists():
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        part = target.with_name(f".{NATLINK_JAR}.{os.getpid()}")
+        part.write_bytes(data)
+        part.replace(target)
+    return str(target)
+
+
+def _jars(existing: str | None = None) -> str:
+    """``spark.jars``: ``existing`` plus Splink's jar and natlink's (when built)."""
+    jars = _merge_jars(existing, splink_jar())
+    ours = natlink_jar()
+    return _merge_jars(jars, ours) if ours else jars
+
+
 def _merge_jars(existing: str | None, extra: str) -> str:
     parts = [p for p in (existing or "").split(",") if p]
     if not any(Path(p).name == Path(extra).name for p in parts):
@@ -90,7 +128,7 @@ def get_spark(
 
         submitted = SparkConf()
         settings.update({k: v for k, v in ALWAYS.items() if not submitted.contains(k)})
-        settings["spark.jars"] = _merge_jars(submitted.get("spark.jars", None), splink_jar())
+        settings["spark.jars"] = _jars(submitted.get("spark.jars", None))
         log.info("SparkSession: under spark-submit, master=%s", submitted.get("spark.master", "?"))
     else:
         os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
@@ -98,7 +136,7 @@ def get_spark(
         settings["spark.ui.enabled"] = "true" if ui else "false"
         if ui:
             settings["spark.ui.host"] = LOOPBACK
-        settings["spark.jars"] = splink_jar()
+        settings["spark.jars"] = _jars()
         builder = builder.master(master or os.environ.get("NATLINK_SPARK_MASTER", "local[*]"))
         log.info("SparkSession: local mode, master=%s", master or "local[*]")
     for key, value in (conf or {}).items():

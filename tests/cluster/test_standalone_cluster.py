@@ -204,7 +204,8 @@ def _submit(cluster: StandaloneCluster, artefacts: dict[str, Path], script: Path
         "--deploy-mode", "client",
         "--py-files", str(artefacts["zip"]),
         "--archives", f"{artefacts['env']}#environment",
-        "--jars", str(artefacts["jar"]),
+        # Splink's jar and natlink's JVM functions (the zip also carries the latter as package data).
+        "--jars", ",".join(str(artefacts[kind]) for kind in ("jar", "jvm") if kind in artefacts),
     ]
     for key, value in confs.items():
         cmd += ["--conf", f"{key}={value}"]
