@@ -23,8 +23,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ROOT / "jvm" / "src" / "main" / "java"
 JAR = ROOT / "src" / "natlink" / "data" / "natlink-jvm.jar"
-# Compile-time classpath: what the sources import (UDF3, UTF8String and its Kryo interface).
-_CLASSPATH_JARS = ("spark-sql-api_*.jar", "spark-unsafe_*.jar", "kryo-shaded-*.jar")
 _ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 _MANIFEST = "Manifest-Version: 1.0\r\nCreated-By: natlink deploy/build_jvm.py\r\n\r\n"
 
@@ -40,17 +38,14 @@ def stale(jar: Path = JAR, src: Path = SOURCES) -> bool:
     return newest > jar.stat().st_mtime or Path(__file__).stat().st_mtime > jar.stat().st_mtime
 
 
-def spark_classpath() -> list[Path]:
+def spark_classpath() -> str:
+    """Compile-time classpath: every jar of the installed pyspark (``jars/*``, a javac wildcard)."""
     import pyspark
 
     jars = Path(pyspark.__file__).resolve().parent / "jars"
-    found = []
-    for pattern in _CLASSPATH_JARS:
-        hits = sorted(jars.glob(pattern))
-        if not hits:
-            raise SystemExit(f"build_jvm: no {pattern} under {jars} (is pyspark installed?)")
-        found.append(hits[-1])
-    return found
+    if not any(jars.glob("spark-sql-api_*.jar")):
+        raise SystemExit(f"build_jvm: no spark-sql-api jar under {jars} (is pyspark installed?)")
+    return str(jars / "*")
 
 
 def javac() -> str | None:
@@ -74,8 +69,9 @@ def build(jar: Path = JAR, src: Path = SOURCES) -> Path:
         raise SystemExit(f"build_jvm: no Java sources under {src}")
     with tempfile.TemporaryDirectory(prefix="natlink-jvm-") as tmp:
         classes = Path(tmp) / "classes"
-        cmd = [compiler, "--release", "17", "-Xlint:all", "-Werror", "-encoding", "UTF-8",
-               "-cp", ":".join(map(str, spark_classpath())), "-d", str(classes), *map(str, sources)]
+        # -path: Spark jars' manifests name Class-Path entries that pyspark does not ship.
+        cmd = [compiler, "--release", "17", "-Xlint:all,-path", "-Werror", "-encoding", "UTF-8",
+               "-cp", spark_classpath(), "-d", str(classes), *map(str, sources)]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             sys.stderr.write(done.stdout + done.stderr)

@@ -423,13 +423,12 @@ def _jvm_hmac_udf():
         return _jvm_hmac_cache[1]
     udf, reason = None, ""
     try:
-        jvm = sc._jvm
-        target = jvm
+        target = sc._jvm
         for part in JVM_HMAC_CLASS.split("."):
             target = getattr(target, part)
-        instance = target()  # a py4j JavaPackage (class not found) is not callable
-        string = jvm.org.apache.spark.sql.types.DataTypes.StringType
-        udf = jvm.org.apache.spark.sql.functions.udf(instance, string).withName(JVM_HMAC_NAME)
+        # functions.udf(UDF3, DataType) named JVM_HMAC_NAME, built in Java: py4j could pick the
+        # untyped Scala overload. A py4j JavaPackage (class not found) has no such method.
+        udf = target.function()
     except Exception as exc:  # noqa: BLE001 - any failure means: use the native composition
         udf, reason = None, f" ({JVM_HMAC_CLASS} not loadable: {type(exc).__name__})"
     if udf is not None:

@@ -360,3 +360,132 @@ def test_dictionary_of_the_whole_nhs_test_range_matches_no_token(spark):
     assert with_key.join(targets, on="h", how="inner").count() == n_tokens
     tokens.unpersist()
     numbers.unpersist()
+
+
+# --------------------------------------------------------------------------------------------
+# The two HMAC implementations: natlink's JVM function (natlink-jvm.jar) and the native fallback
+
+HMAC_INPUTS = [
+    *[(key, msg) for key, msg, _ in RFC4231],
+    (b"\x0b" * 20, None),  # NULL message -> NULL
+    (TEST_KEY.subkey("field:given_name"), b""),  # empty message: a value, hashed
+    (TEST_KEY.subkey("field:given_name"), "Zoë Ångström 山田 😀".encode("utf-8")),  # non-ASCII
+    (TEST_KEY.subkey("field:given_name"), bytes(range(256)) * 3),  # every byte value, several blocks
+    (b"", b"x" * 55),  # empty key; 55/56/64 bytes sit at SHA-256 padding boundaries
+    (b"k", b"x" * 56),
+    (b"k", b"x" * 64),
+]
+
+
+def _hmac_frame(spark, inputs=HMAC_INPUTS):
+    schema = T.StructType([T.StructField(n, T.BinaryType()) for n in ("msg", "ipad", "opad")])
+    rows = [(None if msg is None else bytearray(msg), *map(bytearray, encode._pads(key))) for key, msg in inputs]
+    return spark.createDataFrame(rows, schema)
+
+
+def _hmac_with(impl: str, df, message=None):
+    with encode.hmac_implementation(impl):
+        col = encode.hmac_sha256_hex(F.col("msg") if message is None else message, F.col("ipad"), F.col("opad"))
+        return df.select(col.alias("h"))
+
+
+def _plan(df) -> str:
+    return df._jdf.queryExecution().toString().lower()
+
+
+def test_jvm_hmac_is_used_when_the_jar_is_present(spark):
+    from natlink.session import natlink_jar
+
+    jar = natlink_jar()
+    if jar is None:
+        pytest.skip("natlink-jvm.jar is not built (make setup / python deploy/build_jvm.py); fallback tested below")
+    assert jar in spark.conf.get("spark.jars").split(",")
+    assert encode.hmac_uses_jvm()
+    plan = _plan(_hmac_with("auto", _hmac_frame(spark)))
+    assert encode.JVM_HMAC_NAME in plan and "sha2(" not in plan
+    native = _plan(_hmac_with("native", _hmac_frame(spark)))
+    assert encode.JVM_HMAC_NAME not in native and "sha2(" in native
+
+
+def test_jvm_and_native_hmac_agree_with_python_on_vectors_nulls_empty_and_non_ascii(spark):
+    if not encode.hmac_uses_jvm():
+        pytest.skip("natlink-jvm.jar is not loadable in this session")
+    df = _hmac_frame(spark)
+    jvm = [r.h for r in _hmac_with("jvm", df).collect()]
+    native = [r.h for r in _hmac_with("native", df).collect()]
+    expected = [None if msg is None else hmac.new(key, msg, hashlib.sha256).hexdigest() for key, msg in HMAC_INPUTS]
+    assert jvm == native == expected
+    for (_, _, rfc), got in zip(RFC4231, jvm):
+        assert got.startswith(rfc)
+    # String messages (cast to their UTF-8 bytes), NULL pads, and many rows over a few pad pairs
+    # (the JVM caches pad states per thread) agree as well.
+    words = spark.createDataFrame([("Zoë",), ("",), (None,), ("O'BRIEN",)], "w string")
+    keyed = words.crossJoin(_hmac_frame(spark, [(b"k1", b""), (b"k2", b"")]).drop("msg"))
+    with_null_pad = keyed.unionByName(words.select("w", F.lit(None).cast("binary").alias("ipad"), F.lit(b"\x5c" * 64).alias("opad")))
+    many = spark.range(1000).select(F.col("id").cast("string").alias("w")).crossJoin(
+        _hmac_frame(spark, [(bytes([k]) * 32, b"") for k in range(70)]).drop("msg"))
+    for frame in (with_null_pad, many):
+        got = {impl: _hmac_with(impl, frame, F.col("w")).select(F.sum(F.hash("h")), F.count("h")).first() for impl in ("jvm", "native")}
+        assert got["jvm"] == got["native"]
+    assert _hmac_with("jvm", with_null_pad, F.col("w")).where(F.col("h").isNull()).count() == 2 + 4  # NULL words; every word with a NULL pad
+
+
+def test_tokenise_is_identical_and_no_pad_is_in_the_plan_on_both_paths(spark):
+    impls = ["native"] + (["jvm"] if encode.hmac_uses_jvm() else [])
+    df = identities(spark, [GOLDEN_RECORD, ("golden", "R2", None, "Ann", "", None, None, None)])
+    results = {}
+    for impl in impls:
+        with encode.hmac_implementation(impl):
+            out = encode.tokenise(df, GOLDEN_KEY, keep=["record_id"], project="p1")
+        results[impl] = sorted(out.collect())
+        plan = _plan(out)
+        assert (encode.JVM_HMAC_NAME in plan) == (impl == "jvm")
+        for purpose in encode._purposes_needed(encode.TOKEN_SPECS, encode.BLOOM_SPECS):
+            subkey = GOLDEN_KEY.subkey("project:p1/" + purpose)
+            for secret in (subkey, *encode._pads(subkey)):
+                assert secret.hex() not in plan and secret.hex().upper() not in plan.upper()
+    assert len(set(map(str, results.values()))) == 1
+    with encode.hmac_implementation(impls[-1]):
+        row = encode.tokenise(identities(spark, [GOLDEN_RECORD]), GOLDEN_KEY, keep=[]).first().asDict()
+    assert {k: v for k, v in row.items() if k.startswith("tk_")} == GOLDEN_TOKENS
+    assert row["bf_given_name"] == GOLDEN_BF_GIVEN_NAME and row["bf_family_name"] == GOLDEN_BF_FAMILY_NAME
+
+
+def test_hmac_falls_back_to_native_when_the_class_is_not_loadable(spark, monkeypatch, caplog):
+    monkeypatch.setattr(encode, "JVM_HMAC_CLASS", "natlink.NoSuchHmacClass")
+    monkeypatch.setattr(encode, "_jvm_hmac_cache", None)
+    monkeypatch.delenv("NATLINK_HMAC", raising=False)
+    df = _hmac_frame(spark)
+    with caplog.at_level("INFO", logger="natlink.encode"):
+        assert not encode.hmac_uses_jvm()
+        out = _hmac_with("auto", df)
+    lines = [r.getMessage() for r in caplog.records if r.name == "natlink.encode"]
+    assert len(lines) == 1 and "native sha2/concat" in lines[0] and "NoSuchHmacClass" in lines[0]
+    assert "sha2(" in _plan(out) and encode.JVM_HMAC_NAME not in _plan(out)
+    expected = [None if msg is None else hmac.new(key, msg, hashlib.sha256).hexdigest() for key, msg in HMAC_INPUTS]
+    assert [r.h for r in out.collect()] == expected
+    # Demanding the JVM function now is a named error that carries no key material.
+    with pytest.raises(RuntimeError, match="NATLINK_HMAC=jvm") as err:
+        _hmac_with("jvm", df)
+    for key, _ in HMAC_INPUTS:
+        for pad in encode._pads(key):
+            assert pad.hex() not in str(err.value)
+    monkeypatch.setenv("NATLINK_HMAC", "native")
+    assert not encode.hmac_uses_jvm()
+    monkeypatch.setenv("NATLINK_HMAC", "bogus")
+    with pytest.raises(ValueError, match="NATLINK_HMAC"):
+        encode.hmac_uses_jvm()
+
+
+def test_the_choice_is_logged_once_per_spark_context_without_secrets(spark, monkeypatch, caplog):
+    monkeypatch.setattr(encode, "_jvm_hmac_cache", None)
+    monkeypatch.delenv("NATLINK_HMAC", raising=False)
+    with caplog.at_level("DEBUG"):
+        for _ in range(3):
+            encode.tokenise(spark.createDataFrame([("SMITH",)], "v string"), TEST_KEY, keep=[],
+                            specs=(encode.TokenSpec("v", "field:given_name", lambda: F.col("v")),), blooms=())
+    lines = [r.getMessage() for r in caplog.records if r.name == "natlink.encode"]
+    assert len(lines) == 1 and lines[0].startswith("HMAC-SHA256: ")
+    text = caplog.text.lower()
+    for secret in (TEST_KEY.subkey("field:given_name"), *encode._pads(TEST_KEY.subkey("field:given_name"))):
+        assert secret.hex() not in text
