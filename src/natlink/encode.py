@@ -366,7 +366,12 @@ def _pads(subkey: bytes) -> tuple[bytes, bytes]:
 
 
 def key_frame(spark, key: KeyMaterial, purposes: Sequence[str]) -> DataFrame:
-    """One row holding the inner/outer padded subkey of each purpose (binary columns i<n>, o<n>)."""
+    """One row holding the inner/outer padded subkey of each purpose (binary columns i<n>, o<n>).
+
+    Built in the JVM as a local relation where possible: broadcasting it then runs no Spark job
+    and no Python worker per action (``createDataFrame`` of Python rows does both, a fixed cost
+    of the order of a second of CPU per action, measured in ``benchmarks/bench_tokenise.py``).
+    Plans show a local relation's columns, never its rows."""
     fields, values = [], []
     for i, purpose in enumerate(purposes):
         inner, outer = _pads(key.subkey(purpose))
@@ -375,7 +380,27 @@ def key_frame(spark, key: KeyMaterial, purposes: Sequence[str]) -> DataFrame:
             T.StructField(f"{_PAD_COL}o{i}", T.BinaryType(), False),
         ]
         values += [bytearray(inner), bytearray(outer)]
-    return spark.createDataFrame([tuple(values)], T.StructType(fields))
+    schema = T.StructType(fields)
+    local = _jvm_local_frame(spark, schema, values)
+    return local if local is not None else spark.createDataFrame([tuple(values)], schema)
+
+
+def _jvm_local_frame(spark, schema: T.StructType, values: list) -> DataFrame | None:
+    """A one-row DataFrame over a JVM ``LocalRelation`` (classic PySpark), else None (Connect)."""
+    try:
+        from pyspark.sql.classic.dataframe import DataFrame as ClassicDataFrame
+
+        jspark = spark._jsparkSession
+        gateway = spark.sparkContext._gateway
+    except (ImportError, AttributeError):
+        return None
+    jvm = gateway.jvm
+    cells = gateway.new_array(jvm.java.lang.Object, len(values))
+    for i, value in enumerate(values):
+        cells[i] = value
+    rows = jvm.java.util.ArrayList()
+    rows.add(jvm.org.apache.spark.sql.RowFactory.create(cells))
+    return ClassicDataFrame(jspark.createDataFrame(rows, jspark.parseDataType(schema.json())), spark)
 
 
 JVM_HMAC_CLASS = "natlink.HmacSha256Hex"
