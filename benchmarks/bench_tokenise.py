@@ -1,10 +1,13 @@
-"""Tokenise throughput: natlink (native Spark HMAC vs Arrow batches) against Python and openssl.
+"""Tokenise throughput: natlink (JVM function, native Spark HMAC, Arrow batches) against Python and openssl.
 
     python benchmarks/bench_tokenise.py [--rows 4000000] [--repeats 3]
 
 One run over the same values (``--rows`` distinct 16-character strings, written once to Parquet):
+* natlink JVM: natlink's Java UDF ``natlink.HmacSha256Hex`` (natlink-jvm.jar; SHA-256 pad states
+  cached per thread and cloned per value) with broadcast pads, the default of
+  ``natlink.encode.hmac_sha256_hex`` when the jar is loadable, local[2];
 * natlink native: HMAC-SHA256 composed from Spark's sha2/concat/unhex with broadcast pads
-  (``natlink.encode.hmac_sha256_hex``), local[2];
+  (the fallback of ``natlink.encode.hmac_sha256_hex``), local[2];
 * natlink Arrow: the same HMAC in a ``mapInArrow`` batch function with hashlib states for the
   padded key reused per value (``copy()``), local[2];
 * a plain single-core Python ``hmac`` loop (over the first 1,000,000 values);
@@ -15,7 +18,8 @@ Spark figures are net of reading the input (a read-only pass is timed and subtra
 machine is shared, every figure is given twice: wall clock, and per CPU-second of the processes
 doing the work (JVM + Python workers, from /proc; openssl reports user CPU time itself) scaled to
 2 cores, which is what 2 dedicated cores would do. The cost of ``spark.io.encryption.enabled`` is
-measured on a shuffle of the token column, in a second Spark session with it off. Prints one table.
+measured on a shuffle of the token column (JVM HMAC when the jar is loadable), in a second Spark
+session with it off. Prints one table.
 """
 
 from __future__ import annotations
@@ -99,8 +103,22 @@ def spark_child(args) -> dict:
         return best
 
     out = {"read": timed(df)}
-    native = encode.tokenise(df, key, keep=[], specs=spec, blooms=())
+    with encode.hmac_implementation("native"):
+        native = encode.tokenise(df, key, keep=[], specs=spec, blooms=())
+    jvm = None
+    if encode.hmac_uses_jvm():
+        with encode.hmac_implementation("jvm"):
+            jvm = encode.tokenise(df, key, keep=[], specs=spec, blooms=())
     if args.io_encryption == "true":
+        if jvm is not None:
+            out["jvm"] = timed(jvm)
+            sample = df.orderBy("v").limit(1000).cache()
+            with encode.hmac_implementation("jvm"):
+                j = encode.tokenise(sample, key, keep=[], specs=spec, blooms=()).collect()
+            with encode.hmac_implementation("native"):
+                n = encode.tokenise(sample, key, keep=[], specs=spec, blooms=()).collect()
+            out["jvm_equals_native"] = sorted(j) == sorted(n)
+            sample.unpersist()
         out["native"] = timed(native)
         inner, outer = encode._pads(key.subkey("field:bench"))
 
@@ -123,7 +141,7 @@ def spark_child(args) -> dict:
         out["arrow"] = timed(arrow)
         check = native.limit(1000).collect() == arrow.limit(1000).collect()
         out["arrow_equals_native"] = check
-    out["shuffle"] = timed(native.repartition(4, "tk_v"))
+    out["shuffle"] = timed((jvm if jvm is not None else native).repartition(4, "tk_v"))
     out["rows"] = df.count()
     spark.stop()
     return out
@@ -196,6 +214,7 @@ def main(argv=None) -> None:
         return n / max(wall - read_w, 1e-9), 2 * n / max(cpu - read_c, 1e-9)
 
     rows = [
+        ("natlink JVM UDF HmacSha256Hex, local[2]", *(net(on["jvm"]) if "jvm" in on else (None, None))),
         ("natlink native sha2/concat, local[2]", *net(on["native"])),
         ("natlink Arrow mapInArrow hashlib, local[2]", *net(on["arrow"])),
         ("Python hmac loop, 1 core", py_n / py_wall, 2 * py_n / py_cpu),
@@ -203,7 +222,8 @@ def main(argv=None) -> None:
         ("openssl -multi 2 (elapsed time: load-bound)", ssl2, None),
     ]
     print(f"tokenise benchmark: {n:,} values of 16 characters; load(1m) {load0[0]:.1f} before, {load1[0]:.1f} after; "
-          f"Arrow tokens == native tokens: {on['arrow_equals_native']}")
+          f"Arrow tokens == native tokens: {on['arrow_equals_native']}; "
+          f"JVM tokens == native tokens: {on.get('jvm_equals_native', 'JVM jar not loadable')}")
     print(f"{'method':<46}{'tokens/s wall':>15}{'tokens/s per 2 CPU-s':>22}")
     fmt = lambda v: f"{v:>,.0f}" if v else "-"  # noqa: E731
     for name, wall, cpu in rows:

@@ -117,3 +117,60 @@ def test_cluster_docs_use_the_pinned_artefacts_and_confs():
     libraries = [next(iter(lib.values())) for lib in task["libraries"]]
     assert [Path(p).name for p in libraries] == [f"natlink-{PACKAGE['_project'](ROOT)['version']}-py3-none-any.whl", jar_name]
     assert task["spark_python_task"]["python_file"].endswith("jobs/link.py")
+
+
+BUILD_JVM = runpy.run_path(str(ROOT / "deploy" / "build_jvm.py"))
+
+
+def test_jvm_jar_is_reproducible_git_ignored_and_package_data(tmp_path):
+    import shutil
+
+    if BUILD_JVM["javac"]() is None:
+        import pytest
+
+        pytest.skip("no JDK (javac): natlink falls back to the native HMAC composition")
+    first = BUILD_JVM["build"](tmp_path / "a" / "natlink-jvm.jar")
+    again = BUILD_JVM["build"](tmp_path / "b" / "natlink-jvm.jar")
+    assert first.read_bytes() == again.read_bytes()  # fixed timestamps: rebuilds do not churn
+    with zipfile.ZipFile(first) as zf:
+        names = set(zf.namelist())
+    assert {"META-INF/MANIFEST.MF", "natlink/HmacSha256.class", "natlink/HmacSha256Hex.class"} <= names
+    jar = ROOT / "src" / "natlink" / "data" / "natlink-jvm.jar"
+    assert BUILD_JVM["JAR"] == jar
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(jar)], cwd=ROOT)
+    assert ignored.returncode == 0, "the built jar must stay out of git"
+    assert '"data/*.jar"' in (ROOT / "pyproject.toml").read_text(encoding="utf-8")  # in the wheel
+    # package.py keeps natlink's jar next to Splink's in dist/ (both go to --jars).
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    (dist / "stale-old.jar").write_bytes(b"x")
+    shutil.copyfile(first, dist / jar.name)
+    PACKAGE["copy_jar"](dist)
+    assert sorted(p.name for p in dist.glob("*.jar")) == sorted([jar.name, Path(_splink_jar()).name])
+
+
+def _splink_jar() -> str:
+    from splink.backends.spark import similarity_jar_location
+
+    return similarity_jar_location()
+
+
+def test_zip_carries_the_jvm_jar_and_natlink_finds_it_outside_the_zip(tmp_path):
+    jar = ROOT / "src" / "natlink" / "data" / "natlink-jvm.jar"
+    if not jar.exists():
+        import pytest
+
+        pytest.skip("natlink-jvm.jar not built (make setup)")
+    path = PACKAGE["build_zip"](ROOT, tmp_path, "0.0.test")
+    with zipfile.ZipFile(path) as zf:
+        assert zf.read("natlink/data/natlink-jvm.jar") == jar.read_bytes()
+    # Imported from the zip (as under spark-submit --py-files), natlink copies the jar to a real
+    # file once (the JVM cannot load a jar nested in a zip); -I -S: not the editable install.
+    probe = "import sys; sys.path.insert(0, sys.argv[1]); from natlink.session import natlink_jar; print(natlink_jar())"
+    env = {"TMPDIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-I", "-S", "-c", probe, str(path)], capture_output=True, text=True,
+                             check=True, cwd=tmp_path, env=env)
+        extracted = Path(out.stdout.strip())
+        assert extracted.is_relative_to(tmp_path) and extracted.name == jar.name
+        assert extracted.read_bytes() == jar.read_bytes()
