@@ -438,7 +438,10 @@ def test_tokenise_is_identical_and_no_pad_is_in_the_plan_on_both_paths(spark):
         with encode.hmac_implementation(impl):
             out = encode.tokenise(df, GOLDEN_KEY, keep=["record_id"], project="p1")
         results[impl] = sorted(out.collect())
-        plan = _plan(out)
+        # Every explain mode, "formatted" included (the event log's physicalPlanDescription).
+        modes = ("simple", "extended", "codegen", "cost", "formatted")
+        explain = out.sparkSession._jvm.org.apache.spark.sql.execution.ExplainMode
+        plan = _plan(out) + "".join(out._jdf.queryExecution().explainString(explain.fromString(m)).lower() for m in modes)
         assert (encode.JVM_HMAC_NAME in plan) == (impl == "jvm")
         for purpose in encode._purposes_needed(encode.TOKEN_SPECS, encode.BLOOM_SPECS):
             subkey = GOLDEN_KEY.subkey("project:p1/" + purpose)
