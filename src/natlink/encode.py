@@ -369,9 +369,9 @@ def key_frame(spark, key: KeyMaterial, purposes: Sequence[str]) -> DataFrame:
     """One row holding the inner/outer padded subkey of each purpose (binary columns i<n>, o<n>).
 
     Built in the JVM as a local relation where possible: broadcasting it then runs no Spark job
-    and no Python worker per action (``createDataFrame`` of Python rows does both, a fixed cost
-    of the order of a second of CPU per action, measured in ``benchmarks/bench_tokenise.py``).
-    Plans show a local relation's columns, never its rows."""
+    and no Python worker per action (``createDataFrame`` of Python rows does both: a fixed cost of
+    0.2-0.7 CPU-seconds per action on 2 cores, measured while tuning ``bench_tokenise.py``).
+    Plans (every explain mode) show a local relation's columns, never its rows."""
     fields, values = [], []
     for i, purpose in enumerate(purposes):
         inner, outer = _pads(key.subkey(purpose))
@@ -404,7 +404,7 @@ def _jvm_local_frame(spark, schema: T.StructType, values: list) -> DataFrame | N
 
 
 JVM_HMAC_CLASS = "natlink.HmacSha256Hex"
-JVM_HMAC_NAME = "natlink_hmac_sha256_hex"
+JVM_HMAC_NAME = "natlink_hmac_sha256_hex"  # HmacSha256Hex.NAME: what plans show for the function
 HMAC_IMPLEMENTATIONS = ("auto", "jvm", "native")
 _hmac_override: str | None = None
 # (SparkContext, the JVM UserDefinedFunction or None when natlink's class is not loadable).
