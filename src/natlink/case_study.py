@@ -107,7 +107,13 @@ class CaseStudyConfig(_Frozen):
     min_conditions: int = Field(2, ge=1)
     min_cell_count: int = Field(10, ge=0)  # counts 1..min_cell_count-1 are suppressed (0: none)
     code_columns: dict[str, Literal["icd10", "bnf"]] = Field(
-        default_factory=lambda: {"diag_01": "icd10", "diag_02": "icd10", C.CONDITION_CODE: "icd10", "bnf_code": "bnf"}
+        default_factory=lambda: {
+            "ltc_codes": "icd10",
+            "diag_01": "icd10",
+            "diag_02": "icd10",
+            C.CONDITION_CODE: "icd10",
+            "bnf_code": "bnf",
+        }
     )
 
 
@@ -149,11 +155,17 @@ def condition_lookup(spark) -> DataFrame:
 
 
 def _code_occurrences(records: DataFrame, code_columns: Mapping[str, str]) -> DataFrame:
-    """(dataset, record_id, system, code): one row per non-NULL code cell, upper-cased, trimmed."""
+    """(dataset, record_id, system, code): one row per non-NULL code, upper-cased, trimmed. A cell
+    may list several codes separated by ';' (a GP problem list)."""
     present = [c for c in code_columns if c in records.columns]
     cells = F.array(*[F.struct(F.lit(code_columns[c]).alias("system"), F.col(c).alias("code")) for c in present])
-    exploded = records.select(C.DATASET, C.RECORD_ID, F.explode(cells).alias("_cell"))
-    code = F.upper(F.trim(F.col("_cell.code")))
+    exploded = records.select(C.DATASET, C.RECORD_ID, F.explode(cells).alias("_cell")).where(
+        F.col("_cell.code").isNotNull()
+    )
+    exploded = exploded.select(
+        C.DATASET, C.RECORD_ID, "_cell", F.explode(F.split(F.col("_cell.code"), ";")).alias("_code")
+    )
+    code = F.upper(F.trim(F.col("_code")))
     return exploded.select(C.DATASET, C.RECORD_ID, F.col("_cell.system").alias("system"), code.alias("code")).where(
         F.col("code").isNotNull() & (F.col("code") != "")
     )

@@ -773,6 +773,23 @@ def _codes(seed: int, name: str, cfg: SynthConfig, spec: DatasetSpec, system: st
     return primary, secondary
 
 
+def _problem_list(seed: int, name: str, cfg: SynthConfig, spec: DatasetSpec) -> Column:
+    """A GP problem list: ';'-separated ICD-10 codes of the person's conditions, each recorded at
+    ``problem_list_recording`` (drawn per person, so every row of one person lists the same)."""
+    meta = tables.condition_codes()
+    pid = F.col("pid")
+    listed = [
+        F.when(
+            F.array_contains("conditions", c.name)
+            & (uniform(seed, f"{name}:problem:{c.name}", pid) < spec.problem_list_recording),
+            F.lit(meta[c.name]["icd10"][0]),
+        )
+        for c in cfg.conditions
+    ]
+    joined = F.concat_ws(";", *listed) if listed else F.lit("")
+    return F.when(joined != "", joined)
+
+
 def _icd4(code: Column, u: Column) -> Column:
     """HES-style 4-character diagnosis: I10X for I10, otherwise a subdivision digit."""
     return F.when(code == "I10", F.lit("I10X")).otherwise(F.concat(code, _index(u, 10).cast("string")))
@@ -820,6 +837,7 @@ def _raw_columns(df: DataFrame, seed: int, name: str, spec: DatasetSpec, cfg: Sy
             F.col("r_sex").alias("gender"),
             F.col("r_postcode").alias("postcode"),
             F.date_format("event_date", "yyyy-MM-dd").alias("registration_date"),
+            *([_problem_list(seed, name, cfg, spec).alias("ltc_codes")] if spec.problem_list_recording > 0 else []),
         )
     if spec.kind == "hes":
         primary, secondary = _codes(seed, name, cfg, spec, "icd10")

@@ -96,6 +96,9 @@ class DatasetSpec(_Frozen):
     records_per_condition: float = Field(0.0, ge=0.0)  # extra mean rows per long-term condition
     max_records: int = Field(50, ge=1, le=1000)
     condition_share: Rate = _rate_field(0.0)  # share of rows coded with one of the person's conditions
+    # GP only: probability that each of a person's long-term conditions is on the practice's coded
+    # problem list (QOF-style disease registers), delivered as ';'-separated ICD-10 codes.
+    problem_list_recording: Rate = _rate_field(0.0)
     errors: FieldErrors = Field(default_factory=FieldErrors)
 
     @field_validator("coverage_by_age")
@@ -176,7 +179,11 @@ def _default_conditions() -> list[ConditionSpec]:
 def _default_datasets() -> dict[str, DatasetSpec]:
     return {
         # A GP registration list: nearly everyone; a new row when someone re-registers.
-        "gp": DatasetSpec(kind="gp", format="csv", id_prefix="GP", coverage=0.96, mean_records=1.05, max_records=5),
+        # Its problem list codes most long-term conditions (primary care holds the disease registers).
+        "gp": DatasetSpec(
+            kind="gp", format="csv", id_prefix="GP", coverage=0.96, mean_records=1.05, max_records=5,
+            problem_list_recording=0.98,
+        ),
         # Hospital episodes: more likely and more of them with age and long-term conditions.
         "hes": DatasetSpec(
             kind="hes",

@@ -80,10 +80,13 @@ def test_job_prints_the_overall_prevalences_and_linked_matches_perfect_linkage(s
     linked, unlinked, perfect, truth = (printed[m] for m in ("linked", "unlinked", "perfect_linkage", "truth"))
     # Linkage error: within 1 percentage point of pooling by the true person.
     assert abs(linked - perfect) <= 0.01, printed
-    # Without linkage multimorbidity is badly under-counted (one record rarely shows two conditions).
-    assert unlinked < linked / 3 and linked - unlinked > 0.05, printed
+    # Without linkage multimorbidity is badly under-counted: only a GP problem list or a hospital
+    # episode can show two conditions on one record, and every other record dilutes the rate.
+    assert unlinked < linked / 2 and linked - unlinked > 0.05, printed
     # The conservative count never exceeds the truth; linkage closes most of the unlinked gap.
     assert perfect <= truth + 0.005, printed
+    # On the generator's population the linked figure is within 1 percentage point of the truth.
+    assert abs(linked - truth) <= 0.01, printed
     assert truth - linked < (truth - unlinked) / 2, printed
     # Persons: the linked population is close to the true one (a few split or merged clusters).
     persons = {m: summary["overall"][m]["persons"] for m in printed}
@@ -124,7 +127,7 @@ def test_condition_codes_and_age_band_are_kept_but_never_the_date_of_birth(study
     out, _demo, _job, _argv = study
     spark = _spark()
     labels = set(AgeBandRules(reference_date="2026-01-01").labels())
-    expected_codes = {"hes": {"diag_01", "diag_02"}, "prescriptions": {"bnf_code"}, "registry": {"condition_code"}, "gp": set()}
+    expected_codes = {"hes": {"diag_01", "diag_02"}, "prescriptions": {"bnf_code"}, "registry": {"condition_code"}, "gp": {"ltc_codes"}}
     for name, codes in expected_codes.items():
         manifest = json.loads((out / "tokens" / f"{name}.manifest.json").read_text())
         assert manifest["age_band"] == {"reference_date": "2026-01-01", "width": 10, "open_from": 90}

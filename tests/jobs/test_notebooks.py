@@ -60,7 +60,10 @@ def test_multimorbidity_notebook_runs_and_writes_the_chart(tmp_path):
     summary = json.loads((out / "case_study" / "summary.json").read_text())
     overall = {m: v["prevalence"] for m, v in summary["overall"].items()}
     assert set(overall) == {"linked", "unlinked", "perfect_linkage", "truth"}
-    assert overall["unlinked"] < overall["linked"] <= overall["truth"]
+    assert overall["unlinked"] < overall["linked"]
+    # 500 persons: linked tracks the truth within a few points (persons with no record at all
+    # are in the truth's denominator only).
+    assert abs(overall["linked"] - overall["truth"]) <= 0.03, overall
     assert (out / "case_study" / "prevalence" / "_delta_log").is_dir()
     spec = json.loads((out / "multimorbidity_by_age_band.vl.json").read_text())
     assert {v["method"] for v in spec["data"]["values"]} >= {"linked", "unlinked", "truth"}

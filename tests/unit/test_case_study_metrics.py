@@ -105,6 +105,15 @@ def test_codes_map_to_conditions_by_longest_prefix_and_ambiguity_is_kept(spark):
     }
 
 
+def test_a_problem_list_cell_holds_several_codes(spark):
+    # A GP problem list: ';'-separated ICD-10 codes, spaces and case tolerated, empty parts skipped.
+    rows = [("gp", "g1", "LONDON", "60-69", " i10;E11 ;;J45", None, None), ("gp", "g2", "LONDON", "60-69", None, None, None)]
+    evidence, counts = cs.record_conditions(spark.createDataFrame(rows, RECORDS), CODES)
+    got = sorted((r["record_id"], tuple(r["candidates"])) for r in evidence.collect())
+    assert got == [("g1", ("asthma",)), ("g1", ("diabetes",)), ("g1", ("hypertension",))]
+    assert {(r["system"], r["outcome"]): r["codes"] for r in counts.collect()} == {("icd10", "matched"): 3}
+
+
 def test_condition_count_is_the_fewest_conditions_consistent_with_the_codes(spark):
     evidence = [
         ("A", ["hypertension"]), ("A", ["asthma", "copd"]),  # 1 sure + a disjoint set: 2
