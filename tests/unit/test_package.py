@@ -110,12 +110,14 @@ def test_cluster_docs_use_the_pinned_artefacts_and_confs():
             assert f"--conf {key}={env.spark_conf[key]}" in command, (key, command[:80])
         assert re.search(rf"--py-files \S*{re.escape(zip_name)}", command)
         assert re.search(r"--archives \S*natlink-env\.tar\.gz#environment", command)
-        assert re.search(rf"--jars \S*{re.escape(jar_name)}", command)
+        assert re.search(rf"--jars \S*{re.escape(jar_name)},\S*natlink-jvm\.jar", command)
         assert "PYSPARK_PYTHON=./environment/bin/python" in command
         assert "jobs/link.py" in command and "--run-id 2026-11" in command
     task = json.loads(re.search(r"```json\n(.*?)```", docs, flags=re.S).group(1))
     libraries = [next(iter(lib.values())) for lib in task["libraries"]]
-    assert [Path(p).name for p in libraries] == [f"natlink-{PACKAGE['_project'](ROOT)['version']}-py3-none-any.whl", jar_name]
+    assert [Path(p).name for p in libraries] == [
+        f"natlink-{PACKAGE['_project'](ROOT)['version']}-py3-none-any.whl", jar_name, "natlink-jvm.jar"
+    ]
     assert task["spark_python_task"]["python_file"].endswith("jobs/link.py")
 
 
