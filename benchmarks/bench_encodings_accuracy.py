@@ -3,7 +3,7 @@
     python benchmarks/bench_encodings_accuracy.py [--persons 10000] [--seed 42] [--scenarios demo,heavy]
 
 Synthetic population from natlink.synth (demo error rates, and a heavier corruption built from
-the same generator with higher CorruptionRates), standardised and tokenised once per scenario
+the same generator with higher FieldErrors rates), standardised and tokenised once per scenario
 under an obviously fake key; then each model config (conf/model_exact.yaml, model_fuzzy.yaml,
 model_bloom.yaml) is trained and linked at the threshold in conf/link.yaml, and the clusters are
 judged against the truth table (pairwise precision / recall / F1). Prints one table.
@@ -25,6 +25,7 @@ from natlink import config as cfgmod
 from natlink import evaluate, link, model, synth
 from natlink.keys import KeyMaterial
 from natlink.session import get_spark
+from natlink.synth_config import FieldErrors, SynthConfig
 from natlink.tokenise import read_token_tables, tokenise_configured
 
 FAKE_KEY = KeyMaterial("bench:not-secret", b"test-key-not-secret-bench-accur0")
@@ -32,40 +33,31 @@ MODELS = ("exact", "fuzzy", "bloom")
 
 # Heavier errors than the demo: several times the typos, swaps, moves and missing NHS numbers,
 # so names and dates (not the NHS number) must carry most links.
-HEAVY_GP = synth.CorruptionRates(
-    given_typo=0.20, family_typo=0.20, given_missing=0.02, family_changed=0.08, dob_swapped=0.06,
-    dob_day_error=0.05, dob_missing=0.02, postcode_moved=0.25, postcode_missing=0.05, nhs_missing=0.40,
-    nhs_digit_error=0.03, sex_missing=0.03,
-)
-HEAVY_HES = synth.CorruptionRates(
-    given_typo=0.25, family_typo=0.25, given_missing=0.04, family_changed=0.08, dob_swapped=0.08,
-    dob_day_error=0.06, dob_missing=0.03, postcode_moved=0.30, postcode_missing=0.06, nhs_missing=0.50,
-    nhs_digit_error=0.04, sex_missing=0.04,
-)
-ID_COLUMNS = {"gp": "patient_ref", "hes": "EPIKEY"}
+HEAVY = {
+    "gp": FieldErrors(
+        given_typo=0.20, family_typo=0.20, given_missing=0.02, family_previous=0.3, dob_swapped=0.06,
+        dob_day_error=0.05, dob_missing=0.02, postcode_previous=0.25, postcode_missing=0.05, nhs_missing=0.40,
+        nhs_digit=0.03, sex_missing=0.03,
+    ),
+    "hes": FieldErrors(
+        given_typo=0.25, family_typo=0.25, given_missing=0.04, family_previous=0.3, dob_swapped=0.08,
+        dob_day_error=0.06, dob_missing=0.03, postcode_previous=0.30, postcode_missing=0.06, nhs_missing=0.50,
+        nhs_digit=0.04, sex_missing=0.04,
+    ),
+}
 
 
-def write_heavy(spark, out: Path, persons: int, seed: int) -> str:
-    """The demo's layout (raw/gp, raw/hes CSV, truth Parquet) with heavier corruption."""
-    pop = synth.population(spark, persons, seed).cache()
-    frames = {"gp": synth.gp_dataset(pop, seed, HEAVY_GP), "hes": synth.hes_dataset(pop, seed, HEAVY_HES)}
-    truth = None
-    for name, frame in frames.items():
-        frame = frame.cache()
-        frame.drop(C.TRUE_PERSON_ID).coalesce(1).write.mode("overwrite").option("header", True).csv(str(out / "raw" / name))
-        part = frame.select(F.lit(name).alias(C.DATASET), F.col(ID_COLUMNS[name]).alias(C.RECORD_ID), C.TRUE_PERSON_ID)
-        truth = part if truth is None else truth.unionByName(part)
-    truth.coalesce(1).write.mode("overwrite").parquet(str(out / "truth"))
-    pop.unpersist()
-    return str(out / "truth")
+def heavy_config() -> SynthConfig:
+    """The default generator configuration with the heavier error rates on gp and hes."""
+    base = SynthConfig()
+    datasets = {name: spec.model_copy(update={"errors": HEAVY.get(name, spec.errors)}) for name, spec in base.datasets.items()}
+    return SynthConfig.model_validate({**base.model_dump(), "datasets": {k: v.model_dump() for k, v in datasets.items()}})
 
 
 def run_scenario(spark, root: Path, work: Path, scenario: str, persons: int, seed: int, threshold: float) -> list[dict]:
     out = work / scenario
-    if scenario == "demo":
-        truth_path = synth.generate(spark, out, persons=persons, seed=seed).truth
-    else:
-        truth_path = write_heavy(spark, out, persons, seed)
+    config = heavy_config() if scenario == "heavy" else SynthConfig()
+    truth_path = synth.generate(spark, out, persons=persons, seed=seed, config=config, datasets=["gp", "hes"]).truth
     datasets = [cfgmod.load(p, cfgmod.DatasetConfig, base_dir=root) for p in ("conf/datasets/gp.yaml", "conf/datasets/hes.yaml")]
     t0 = time.perf_counter()
     manifests = [tokenise_configured(spark, ds, FAKE_KEY, data_dir=str(out), out_dir=out / "tokens") for ds in datasets]
@@ -78,8 +70,9 @@ def run_scenario(spark, root: Path, work: Path, scenario: str, persons: int, see
         cfg = cfgmod.load(f"conf/model_{name}.yaml", cfgmod.ModelConfig, base_dir=root)
         t = time.perf_counter()
         trained = model.train(tokens, cfg)
-        result = link.predict_and_cluster(tokens, trained.settings, threshold)
-        m = evaluate.pairwise(result.clusters, truth)
+        result = link.link(tokens, trained.settings, threshold=threshold)
+        clusters = result.clusters.select(C.DATASET, C.RECORD_ID, F.col(link.CLUSTER_NODE).cast("string").alias(C.PERSON_ID))
+        m = evaluate.pairwise(clusters, truth)
         rows.append({
             "scenario": scenario, "model": name, "records": records, "precision": m.precision,
             "recall": m.recall, "f1": m.f1, "true_pairs": m.true_pairs, "seconds": time.perf_counter() - t,
