@@ -394,6 +394,9 @@ def _jvm_local_frame(spark, schema: T.StructType, values: list) -> DataFrame | N
         gateway = spark.sparkContext._gateway
     except (ImportError, AttributeError):
         return None
+    from natlink.session import quiet_py4j
+
+    quiet_py4j()  # the pads cross the py4j bridge here: never in a py4j DEBUG log line
     jvm = gateway.jvm
     cells = gateway.new_array(jvm.java.lang.Object, len(values))
     for i, value in enumerate(values):

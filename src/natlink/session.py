@@ -112,7 +112,7 @@ def get_spark(
     """Return the active SparkSession, building it with natlink's settings if needed."""
     from pyspark.sql import SparkSession
 
-    _quiet_py4j()
+    quiet_py4j()
     active = SparkSession.getActiveSession()
     if active is not None:
         _ensure_checkpoint_dir(active, checkpoint_dir)
@@ -149,10 +149,11 @@ def get_spark(
     return spark
 
 
-def _quiet_py4j() -> None:
+def quiet_py4j() -> None:
     """Cap py4j's loggers at INFO: at DEBUG they echo every command and answer crossing the
     Python-JVM bridge, which includes data (file heads read for schema checks, collected rows).
-    A root logger at DEBUG would otherwise copy identifiers into log files."""
+    A root logger at DEBUG would otherwise copy identifiers (and, from :func:`natlink.encode.key_frame`,
+    padded subkeys) into log files. Called by :func:`get_spark` and before secrets cross the bridge."""
     for name in ("py4j", "py4j.clientserver", "py4j.java_gateway"):
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() < logging.INFO:

@@ -492,3 +492,33 @@ def test_the_choice_is_logged_once_per_spark_context_without_secrets(spark, monk
     text = caplog.text.lower()
     for secret in (TEST_KEY.subkey("field:given_name"), *encode._pads(TEST_KEY.subkey("field:given_name"))):
         assert secret.hex() not in text
+
+
+def test_pads_never_reach_a_py4j_debug_log(spark):
+    # key_frame hands the padded subkeys to the JVM through py4j, whose DEBUG lines echo every
+    # command: a root logger at DEBUG must not copy them into a log file.
+    import base64
+    import logging
+
+    records: list[str] = []
+
+    class Grab(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    py4j = logging.getLogger("py4j")
+    handler, level = Grab(level=logging.DEBUG), py4j.level
+    py4j.addHandler(handler)
+    py4j.setLevel(logging.DEBUG)
+    try:
+        frame = encode.key_frame(spark, TEST_KEY, ["field:given_name"])
+        assert frame.count() == 1
+        assert logging.getLogger("py4j").getEffectiveLevel() >= logging.INFO
+    finally:
+        py4j.removeHandler(handler)
+        py4j.setLevel(level)
+    inner, outer = encode._pads(TEST_KEY.subkey("field:given_name"))
+    text = "\n".join(records)
+    for pad in (inner, outer):
+        for needle in (pad.hex(), base64.b64encode(pad).decode()[:40], base64.b64encode(pad[7:]).decode()[4:40]):
+            assert needle not in text
