@@ -51,7 +51,7 @@ def heavy_config() -> SynthConfig:
     """The default generator configuration with the heavier error rates on gp and hes."""
     base = SynthConfig()
     datasets = {name: spec.model_copy(update={"errors": HEAVY.get(name, spec.errors)}) for name, spec in base.datasets.items()}
-    return SynthConfig.model_validate({**base.model_dump(), "datasets": {k: v.model_dump() for k, v in datasets.items()}})
+    return base.model_copy(update={"datasets": datasets})
 
 
 def run_scenario(spark, root: Path, work: Path, scenario: str, persons: int, seed: int, threshold: float) -> list[dict]:
