@@ -138,3 +138,17 @@ def pairs_touching(records: DataFrame, arrivals: DataFrame, rules: Sequence[Rule
                 )
             )
     return reduce(DataFrame.unionByName, parts)
+
+
+def pairs_of(records: DataFrame, edges: DataFrame, columns: Sequence[str]) -> DataFrame:
+    """The given pairs (``node_id_l``, ``node_id_r``, ``match_key``) with their ``c_l``/``c_r`` columns.
+
+    Used to rescore known pairs (an incremental run's kept edges) under the current term
+    frequencies without generating candidate pairs again.
+    """
+    keep = [NODE, *dict.fromkeys(columns)]
+    base = records.select(*keep)
+    left = base.select(*[F.col(c).alias(f"{c}_l") for c in keep])
+    right = base.select(*[F.col(c).alias(f"{c}_r") for c in keep])
+    pairs = edges.select(f"{NODE}_l", f"{NODE}_r", "match_key")
+    return pairs.join(left, on=f"{NODE}_l", how="inner").join(right, on=f"{NODE}_r", how="inner")

@@ -95,11 +95,36 @@ class ModelConfig(_Frozen):
     blocking_rules_for_prediction: list[str | list[str]]
     training: TrainingSpec
 
+    @property
+    def tf_columns(self) -> list[str]:
+        """Token columns whose exact-agreement level is adjusted for term frequency."""
+        return [lv.exact for c in self.comparisons for lv in c.levels if lv.tf_adjustment and lv.exact]
+
+    def with_term_frequencies(self, columns: list[str] | tuple[str, ...]) -> "ModelConfig":
+        """This model with TF adjustments on exactly the exact-agreement levels of ``columns``.
+
+        Term frequencies are computed where the model scores (inside the secure environment,
+        from the population being linked); they are never written to the model JSON or outputs.
+        """
+        wanted = set(columns)
+        known = {lv.exact for c in self.comparisons for lv in c.levels if lv.exact}
+        unknown = sorted(wanted - known)
+        if unknown:
+            raise ConfigError(f"model {self.name}: no exact-agreement level on {unknown} to adjust for term frequency")
+        comparisons = [
+            c.model_copy(update={"levels": [lv.model_copy(update={"tf_adjustment": lv.exact in wanted}) for lv in c.levels]})
+            for c in self.comparisons
+        ]
+        return self.model_copy(update={"comparisons": comparisons})
+
 
 class LinkConfig(_Frozen):
     threshold_match_probability: float = Field(0.9, gt=0, lt=1)
     max_comparisons_per_rule: float = 5e8
     mode: Literal["auto", "full", "incremental"] = "auto"
+    # With term-frequency adjustments, auto runs full once the record count has moved by more than
+    # this share since the last full run (frequencies drift; see natlink.linkrun._tf_drift_ok).
+    max_incremental_growth: float = Field(0.2, ge=0)
     cluster_method: Literal["auto", "driver", "spark"] = "auto"
     evaluation_thresholds: list[float] = Field(default_factory=lambda: [0.5, 0.8, 0.9, 0.95, 0.99])
 

@@ -67,9 +67,12 @@ def prepare_records(
     ordered = tokens.select(
         C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.REGION, *extra, *[_compact(tokens, c).alias(c) for c in needed]
     ).orderBy(C.UNIQUE_ID)
-    records = ordered.withColumn(NODE, F.monotonically_increasing_id())
-    records = scoring.with_term_frequencies(records, model)
-    return materialise(records, "records")
+    records = materialise(ordered.withColumn(NODE, F.monotonically_increasing_id()), "records")
+    if model.tf_columns:
+        # Term frequencies of the population being linked, from the materialised records (on the
+        # unmaterialised plan each column would repeat its sort).
+        records = materialise(scoring.with_term_frequencies(records, model), "records_tf")
+    return records
 
 
 def predict(records: DataFrame, model: scoring.CompiledModel, rules: list[blocking.Rule], threshold: float) -> DataFrame:

@@ -15,6 +15,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import reduce
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -171,7 +172,7 @@ def _run(
         raise InputDataError(
             "incremental mode needs a previous completed run with the same model and threshold; run with mode full"
         )
-    use_incremental = mode == "incremental" or (mode == "auto" and comparable)
+    use_incremental = mode == "incremental" or (mode == "auto" and comparable and _tf_drift_ok(history, n_records, compiled, link_cfg))
     if use_incremental:
         result = _incremental(spark, records, compiled, rules, link_cfg, tables, previous, run_id, timings, cluster_method)
     else:
@@ -229,6 +230,28 @@ def _same_model(previous: dict[str, Any], model_info: dict[str, Any]) -> bool:
     before = json.loads(previous["model"])
     keys = ("settings_hash", "threshold_match_probability")
     return all(before.get(k) == model_info.get(k) for k in keys)
+
+
+def _tf_drift_ok(history: list[dict[str, Any]], n_records: int, compiled: scoring.CompiledModel, link_cfg: LinkConfig) -> bool:
+    """Whether an incremental run is close enough to a full one under term-frequency adjustments.
+
+    Term frequencies are shares of the population, so they drift as it grows: a pair of
+    unchanged records that was just below the threshold can rise above it, and only a full run
+    would find it (kept pairs are rescored, so links are never wrongly kept). ``auto`` therefore
+    runs full once the population has changed by more than ``max_incremental_growth`` since
+    the last full run. Without TF columns incremental equals full and this never applies.
+    """
+    if not compiled.tf_columns:
+        return True
+    full = [r for r in history if r["mode"] == "full"]
+    if not full:
+        return False
+    base = json.loads(full[-1]["counts"]).get("records") or 0
+    growth = abs(n_records - base) / max(base, 1)
+    if growth > link_cfg.max_incremental_growth:
+        log.info("population changed by %.1f%% since the last full run (over %.1f%%): running full", 100 * growth, 100 * link_cfg.max_incremental_growth)
+        return False
+    return True
 
 
 def _maybe_crash(crash_after: str | None, stage: str) -> None:
@@ -323,13 +346,23 @@ def _incremental(spark, records, compiled, rules, link_cfg, tables, previous, ru
         .join(uid_node.withColumnRenamed(C.UNIQUE_ID, "unique_id_r").withColumnRenamed(link.NODE, f"{link.NODE}_r"), on="unique_id_r", how="inner")
         .select(*new_edges.columns)
     )
+    dropped = None
+    if compiled.tf_columns:
+        # Term frequencies follow the population, so a kept pair's score can change although its
+        # records did not: rescore the kept pairs (no new candidate pairs) under today's frequencies.
+        kept_before = materialise(kept, "kept_edges")
+        kept = scoring.score(
+            blocking.pairs_of(records, kept_before, columns), compiled, keep=keep,
+            threshold_match_weight=scoring.probability_to_weight(link_cfg.threshold_match_probability),
+        ).select(*new_edges.columns)
+        dropped = kept_before.join(kept.select(f"{link.NODE}_l", f"{link.NODE}_r"), on=[f"{link.NODE}_l", f"{link.NODE}_r"], how="left_anti")
     all_edges = materialise(kept.unionByName(new_edges), "all_edges")
-    # Affected previous persons: those of removed/changed records and of existing records newly linked.
-    touched_uids = (
-        removed.unionByName(new_edges.select(F.col("unique_id_l").alias(C.UNIQUE_ID)))
-        .unionByName(new_edges.select(F.col("unique_id_r").alias(C.UNIQUE_ID)))
-        .distinct()
-    )
+    # Affected previous persons: those of removed/changed records, of existing records newly
+    # linked, and of pairs that fell below the threshold under today's term frequencies.
+    touched = [removed]
+    for frame in (new_edges, dropped) if dropped is not None else (new_edges,):
+        touched += [frame.select(F.col("unique_id_l").alias(C.UNIQUE_ID)), frame.select(F.col("unique_id_r").alias(C.UNIQUE_ID))]
+    touched_uids = reduce(DataFrame.unionByName, touched).distinct()
     affected_persons = prev.join(touched_uids, on=C.UNIQUE_ID, how="inner").select("_prev_person").distinct()
     prev_affected = prev.join(affected_persons, on="_prev_person", how="inner").select(C.UNIQUE_ID, F.col("_prev_person").alias(C.PERSON_ID))
     affected_nodes = (

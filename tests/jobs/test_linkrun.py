@@ -119,7 +119,12 @@ def test_incremental_agrees_with_full_rerun_and_is_accurate(spark, world):
     inc = _clusters(spark, world["a"]).select(C.DATASET, C.RECORD_ID, C.PERSON_ID)
     ref = _clusters(spark, world["b"]).select(C.DATASET, C.RECORD_ID, F.col(C.PERSON_ID).alias(C.TRUE_PERSON_ID))
     agreement = evaluate.pairwise(inc, ref)
-    assert (agreement.precision, agreement.recall) == (1.0, 1.0), agreement
+    # conf/model.yaml adjusts for term frequencies, which drift as the population grows: every
+    # incremental link is a full-run link (kept pairs are rescored), but a pair of unchanged
+    # records that rose over the threshold is only found by a full run.
+    print(f"incremental vs full: precision {agreement.precision:.6f} recall {agreement.recall:.6f}")
+    assert agreement.precision == 1.0, agreement
+    assert agreement.recall >= 0.995, agreement
     assert inc.count() == ref.count() == full.counts["records"]
     accuracy = evaluate.pairwise(ref.withColumnRenamed(C.TRUE_PERSON_ID, C.PERSON_ID), world["truth"])
     assert accuracy.f1 >= 0.95, accuracy
@@ -143,9 +148,10 @@ def test_split_and_merge_recorded_as_id_events(spark, world):
 
 def test_ids_stable_across_rerun_with_shuffled_input(spark, world):
     t = world["tables"]
-    before = {r[C.UNIQUE_ID]: r[C.PERSON_ID] for r in _clusters(spark, world["a"]).collect()}
-    summary = linkrun.run(spark, manifests=[t["gp_shuffled"], t["hes_v2_shuffled"]], model_path=world["model"], link_cfg=LINK, tables=world["a"], run_id="r3", mode="full")
-    after = {r[C.UNIQUE_ID]: r[C.PERSON_ID] for r in _clusters(spark, world["a"]).collect()}
+    # B's last run was a full run of the same records in file order; rerun them shuffled.
+    before = {r[C.UNIQUE_ID]: r[C.PERSON_ID] for r in _clusters(spark, world["b"]).collect()}
+    summary = linkrun.run(spark, manifests=[t["gp_shuffled"], t["hes_v2_shuffled"]], model_path=world["model"], link_cfg=LINK, tables=world["b"], run_id="r3", mode="full")
+    after = {r[C.UNIQUE_ID]: r[C.PERSON_ID] for r in _clusters(spark, world["b"]).collect()}
     assert summary.mode == "full"
     assert after == before
     assert summary.counts["id_events"] == {}
@@ -261,3 +267,66 @@ def test_discovery_returns_exactly_the_datasets_truth_says(spark, world):
         assert found.datasets == expected, person
         by_nhs = discover.by_token(spark, tables=b, population=population, column="tk_nhs_number", value=row["tk_nhs_number"])
         assert [d.person_id for d in by_nhs] == [found.person_id]
+
+
+def test_term_frequencies_are_used_but_never_leave_the_run(spark, world):
+    """conf/model.yaml adjusts names and postcode for term frequency; the frequencies stay inside.
+
+    They are computed from the population at scoring time. The model JSON, its sidecar and every
+    output table hold no frequency column and no token value of a TF-adjusted column (frequency
+    tables of tokens would invite a frequency attack), and the run's intermediates are deleted.
+    """
+    import json
+
+    from natlink.scoring import compile_model
+
+    settings, meta = model.load(world["model"])
+    tf_columns = compile_model(settings).tf_columns
+    assert set(tf_columns) == {"tk_given_name", "tk_family_name", "tk_postcode"}
+    t = world["tables"]
+    tokens = discover.load_population(spark, [t["gp"], t["hes_v2"]])
+    values = {
+        v for c in tf_columns for (v,) in tokens.select(c).where(F.col(c).isNotNull()).distinct().collect()
+    }
+    assert len(values) > 1000
+    model_text = Path(world["model"]).read_text() + json.dumps(meta)
+    assert not [v for v in values if v in model_text]
+    def keys(node):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield k
+                yield from keys(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from keys(v)
+
+    tf_keys = {k for k in keys([settings, meta]) if "tf" in k.lower() or "frequenc" in k.lower()}
+    allowed = {"tf_adjustment_column", "tf_adjustment_weight", "tf_minimum_u_value", "term_frequency_adjustment_column_prefix"}
+    assert tf_keys <= allowed, tf_keys  # settings only: no frequency table rides along
+    for tables in (world["a"], world["b"]):
+        for name in linkrun.TABLES:
+            df = delta.read(spark, str(tables / name))
+            assert not [c for c in df.columns if c.startswith("tf_") or C.is_token(c)], (name, df.columns)
+            strings = [c for c, kind in df.dtypes if kind == "string"]
+            cells = {v for row in df.select(*strings).collect() for v in row if v is not None}
+            assert not (cells & values), name
+    checkpoints = Path(spark.sparkContext._jsc.sc().getCheckpointDir().get().replace("file:", ""))
+    assert not list(checkpoints.glob("natlink-*")), "intermediates of the link runs were not deleted"
+
+
+def test_auto_mode_runs_full_once_term_frequencies_drift_too_far():
+    from natlink.scoring import CompiledModel
+
+    def compiled(tf):
+        return CompiledModel([], [], "0", "0", [], tf, "dedupe_only")
+
+    history = [
+        {"mode": "full", "counts": '{"records": 1000}'},
+        {"mode": "incremental", "counts": '{"records": 1100}'},
+    ]
+    cfg = LinkConfig(max_incremental_growth=0.2)
+    assert linkrun._tf_drift_ok(history, 1150, compiled(["tk_family_name"]), cfg)
+    assert not linkrun._tf_drift_ok(history, 1201, compiled(["tk_family_name"]), cfg)
+    assert not linkrun._tf_drift_ok(history, 790, compiled(["tk_family_name"]), cfg)
+    assert linkrun._tf_drift_ok(history, 5000, compiled([]), cfg)  # no TF: incremental is exact
+    assert not linkrun._tf_drift_ok(history[1:], 1100, compiled(["tk_family_name"]), cfg)  # no full run to measure from
