@@ -63,14 +63,16 @@ def _agree(rule: Rule, left: str = "l", right: str = "r") -> Column:
 
 
 def count_comparisons(records: DataFrame, rules: Sequence[Rule]) -> list[int]:
-    """Upper bound of pairs per rule (sum over key groups of n choose 2), one aggregate per rule."""
-    counts = []
-    for rule in rules:
+    """Upper bound of pairs per rule (sum over key groups of n choose 2), all rules in one job."""
+    if not rules:
+        return []
+    parts = []
+    for i, rule in enumerate(rules):
         keyed = records.where(reduce(lambda a, b: a & b, [F.col(k).isNotNull() for k in rule.keys]))
         sizes = keyed.groupBy(*rule.keys).agg(F.count(F.lit(1)).cast("long").alias("n"))
-        total = sizes.agg(F.sum(F.col("n") * (F.col("n") - 1) / 2).cast("long")).first()[0]
-        counts.append(int(total or 0))
-    return counts
+        parts.append(sizes.agg(F.sum(F.col("n") * (F.col("n") - 1) / 2).cast("long").alias("pairs")).select(F.lit(i).alias("rule"), "pairs"))
+    totals = {r["rule"]: r["pairs"] for r in reduce(DataFrame.unionByName, parts).collect()}
+    return [int(totals.get(i) or 0) for i in range(len(rules))]
 
 
 def check_budget(records: DataFrame, rules: Sequence[Rule], budget: float) -> list[int]:

@@ -64,15 +64,11 @@ def prepare_records(
     if C.UNIQUE_ID not in tokens.columns:
         tokens = with_unique_id(tokens)
     needed = list(dict.fromkeys([*model.columns, *[k for r in rules for k in r.keys]]))
-    ordered = tokens.select(
-        C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.REGION, *extra, *[_compact(tokens, c).alias(c) for c in needed]
-    ).orderBy(C.UNIQUE_ID)
-    records = materialise(ordered.withColumn(NODE, F.monotonically_increasing_id()), "records")
-    if model.tf_columns:
-        # Term frequencies of the population being linked, from the materialised records (on the
-        # unmaterialised plan each column would repeat its sort).
-        records = materialise(scoring.with_term_frequencies(records, model), "records_tf")
-    return records
+    slim = tokens.select(C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.REGION, *extra, *[_compact(tokens, c).alias(c) for c in needed])
+    # Term frequencies of the population being linked, joined before the sort so that the records
+    # keep the sort's range partitioning (joined after it, 1M records predicted 3-5x slower).
+    ordered = scoring.with_term_frequencies(slim, model).orderBy(C.UNIQUE_ID)
+    return materialise(ordered.withColumn(NODE, F.monotonically_increasing_id()), "records")
 
 
 def predict(records: DataFrame, model: scoring.CompiledModel, rules: list[blocking.Rule], threshold: float) -> DataFrame:

@@ -318,7 +318,7 @@ def test_auto_mode_runs_full_once_term_frequencies_drift_too_far():
     from natlink.scoring import CompiledModel
 
     def compiled(tf):
-        return CompiledModel([], [], "0", "0", [], tf, "dedupe_only")
+        return CompiledModel(part_exprs=[], match_weight_expr="0", match_probability_expr="0", columns=[], tf_columns=tf, link_type="dedupe_only")
 
     history = [
         {"mode": "full", "counts": '{"records": 1000}'},
