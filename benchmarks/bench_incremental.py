@@ -1,0 +1,128 @@
+"""Incremental vs full link run on a new delivery: wall time, work done and agreement.
+
+For each size, the synthetic gp + hes token tables (benchmarks/_common.prepare_tokens) are split:
+delivery 1 holds hes without a share of its records (--delivery, default 2%), delivery 2 holds all
+of them. A model is trained once (conf/model.yaml, TF on). Then, in one Spark session:
+
+1. run r1 (full) on delivery 1 into tables A;
+2. run "full" (mode full) on delivery 2 into tables B;
+3. run r2 (auto: incremental) on delivery 2 into tables A.
+
+It prints ONE table: seconds per run (link run end to end: read, prepare, predict, cluster, ids,
+Delta writes), the stages' seconds, records affected, and the pairwise agreement of the
+incremental clusters with the full run's (precision, recall), plus F1 of each against truth.
+
+    python benchmarks/bench_incremental.py                      # 100k and 1M records
+    python benchmarks/bench_incremental.py --records 100000 --delivery 0.05
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import DATA, ROOT, load_avg, prepare_tokens, print_table, spark_session  # noqa: E402
+
+
+def _persons_for(records: int) -> int:
+    return max(1000, round(records / 1.855))  # as benchmarks/bench_link.py
+
+
+def run_size(records: int, delivery: float) -> dict:
+    from pyspark.sql import functions as F
+
+    from natlink import columns as C
+    from natlink import config as cfgmod
+    from natlink import delta, evaluate, linkrun, model
+    from natlink.tokenise import TokenManifest
+
+    spark = spark_session()
+    out = prepare_tokens(spark, _persons_for(records))
+    work = DATA / f"_incremental_{records}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    gp = TokenManifest.load(out / "tokens" / "gp.manifest.json")
+    hes = TokenManifest.load(out / "tokens" / "hes.manifest.json")
+    buckets = round(1 / delivery)
+    hes_df = delta.read(spark, str(hes.table_path))
+    held = F.xxhash64(F.col(C.RECORD_ID)) % buckets == 0
+    v1_path = work / "hes_v1"
+    written = delta.write(hes_df.where(~held), str(v1_path), mode="overwrite", partition_by=(C.REGION,))
+    hes_v1 = TokenManifest({**hes.data, "table": str(v1_path), "rows": written.rows}).save(work / "hes_v1.manifest.json")
+
+    mcfg = cfgmod.load(ROOT / "conf" / "model.yaml", cfgmod.ModelConfig)
+    lcfg = cfgmod.load(ROOT / "conf" / "link.yaml", cfgmod.LinkConfig)
+    model_path = model.train_job(spark, manifests=[gp, hes_v1], cfg=mcfg, out_path=work / "model.json", overwrite=True)
+
+    def timed(**kw):
+        t = time.perf_counter()
+        summary = linkrun.run(spark, model_path=model_path, link_cfg=lcfg, **kw)
+        return summary, time.perf_counter() - t
+
+    r1, r1_s = timed(manifests=[gp, hes_v1], tables=work / "A", run_id="r1")
+    full, full_s = timed(manifests=[gp, hes], tables=work / "B", run_id="full", mode="full")
+    r2, r2_s = timed(manifests=[gp, hes], tables=work / "A", run_id="r2")
+    assert r2.mode == "incremental", r2.mode
+
+    inc = delta.read(spark, str(work / "A" / "clusters")).select(C.DATASET, C.RECORD_ID, C.PERSON_ID)
+    ref = delta.read(spark, str(work / "B" / "clusters")).select(C.DATASET, C.RECORD_ID, C.PERSON_ID)
+    agreement = evaluate.pairwise(inc, ref.withColumnRenamed(C.PERSON_ID, C.TRUE_PERSON_ID))
+    truth = spark.read.parquet(str(out / "truth"))
+    f1_inc = evaluate.pairwise(inc, truth).f1
+    f1_full = evaluate.pairwise(ref, truth).f1
+    status = r2.counts["records_by_status"]
+    return {
+        "records": full.counts["records"],
+        "delivery": status.get("new", 0) + status.get("changed", 0),
+        "first_run_s": round(r1_s, 1),
+        "full_s": round(full_s, 1),
+        "incremental_s": round(r2_s, 1),
+        "speedup": round(full_s / r2_s, 2),
+        "full_stages": json.dumps(full.timings),
+        "incremental_stages": json.dumps(r2.timings),
+        "affected": r2.counts["affected_records"],
+        "agree_p": round(agreement.precision, 6),
+        "agree_r": round(agreement.recall, 6),
+        "f1_full": round(f1_full, 4),
+        "f1_incremental": round(f1_inc, 4),
+        "load": load_avg(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--records", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--delivery", type=float, default=0.02, help="share of hes records that arrive in delivery 2")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print("RESULT " + json.dumps(run_size(args.one, args.delivery)), flush=True)
+        return
+    rows = []
+    for records in args.records:
+        cmd = [sys.executable, __file__, "--one", str(records), "--delivery", str(args.delivery)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYSPARK_PYTHON": sys.executable})
+        lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+        if proc.returncode != 0 or not lines:
+            rows.append({"records": records, "error": (proc.stderr or "")[-400:].replace("\n", " ")})
+            continue
+        rows.append(json.loads(lines[-1][len("RESULT "):]))
+    headers = ["records", "delivery", "first_run_s", "full_s", "incremental_s", "speedup", "affected", "agree_p", "agree_r", "f1_full", "f1_incremental", "load"]
+    print_table(headers, [[r.get(h, "") for h in headers] for r in rows])
+    for r in rows:
+        if "error" in r:
+            print(f"{r['records']}: failed: {r['error']}")
+    for r in rows:
+        if "full_stages" in r:
+            print(f"{r['records']}: full stages {r['full_stages']}; incremental stages {r['incremental_stages']}")
+
+
+if __name__ == "__main__":
+    main()
