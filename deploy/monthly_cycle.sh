@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# natlink's monthly cycle: tokenise this month's deliveries -> link incrementally -> report.
+# natlink's monthly cycle: tokenise this month's deliveries -> link (mode from conf/link.yaml) -> report.
 #
 #   deploy/monthly_cycle.sh [--dry-run] [RUN_ID]
 #
@@ -127,13 +127,13 @@ if (( ${#MANIFESTS[@]} == 0 )); then
     exit 66
 fi
 
-# --- 2. link incrementally ---------------------------------------------------------------------
+# --- 2. link ------------------------------------------------------------------------------------
 # Completed = the runs table has a commit with this run's transaction id (written last by linkrun).
 if "$NATLINK_PYTHON" -c 'import sys; from natlink import delta; sys.exit(0 if delta.txn_version(sys.argv[1], "natlink-run:" + sys.argv[2]) is not None else 1)' \
         "$TABLES/runs" "$RUN_ID"; then
     say "link: run $RUN_ID already completed in $TABLES/runs; nothing to do"
 else
-    say "link: ${#MANIFESTS[@]} manifest arguments -> $TABLES (mode auto: incremental after a completed run with the same model)"
+    say "link: ${#MANIFESTS[@]} manifest arguments -> $TABLES (mode from the link config; person ids follow the previous run either way)"
     run "${SUBMIT[@]}" jobs/link.py "${MANIFESTS[@]}" --model "$NATLINK_MODEL" --link-config "$NATLINK_LINK_CONFIG" \
         --tables "$TABLES" --run-id "$RUN_ID" "${ENV_ARGS[@]}"
 fi
