@@ -359,10 +359,9 @@ def _incremental(spark, records, compiled, rules, link_cfg, tables, previous, ru
     all_edges = materialise(kept.unionByName(new_edges), "all_edges")
     # Affected previous persons: those of removed/changed records, of existing records newly
     # linked, and of pairs that fell below the threshold under today's term frequencies.
-    touched = [removed]
-    for frame in (new_edges, dropped) if dropped is not None else (new_edges,):
-        touched += [frame.select(F.col("unique_id_l").alias(C.UNIQUE_ID)), frame.select(F.col("unique_id_r").alias(C.UNIQUE_ID))]
-    touched_uids = reduce(DataFrame.unionByName, touched).distinct()
+    pair_frames = [new_edges] if dropped is None else [new_edges, dropped]
+    ends = [frame.select(F.col(f"unique_id_{side}").alias(C.UNIQUE_ID)) for frame in pair_frames for side in "lr"]
+    touched_uids = reduce(DataFrame.unionByName, [removed, *ends]).distinct()
     affected_persons = prev.join(touched_uids, on=C.UNIQUE_ID, how="inner").select("_prev_person").distinct()
     prev_affected = prev.join(affected_persons, on="_prev_person", how="inner").select(C.UNIQUE_ID, F.col("_prev_person").alias(C.PERSON_ID))
     affected_nodes = (

@@ -48,11 +48,12 @@ def _part_sql(cc: Any) -> str:
     whens = []
     for level in cc.comparison_levels:
         weight = f"cast({level._match_weight} as float8)"
-        tf_sql = level._tf_adjustment_sql(gamma, cc.comparison_levels)
-        head = f"WHEN {gamma} = {level.comparison_vector_value} THEN"
-        tf_body = " ".join(tf_sql.split())[len(head):].strip() if " ".join(tf_sql.split()).startswith(head) else None
-        if tf_body is None:
+        # Splink's TF SQL is "WHEN <gamma> = <value> THEN <adjustment>": keep the adjustment.
+        tf_sql = " ".join(level._tf_adjustment_sql(gamma, cc.comparison_levels).split())
+        head = f"WHEN {gamma} = {level.comparison_vector_value} THEN "
+        if not tf_sql.startswith(head):
             raise ModelError(f"comparison {cc.output_column_name}: unexpected Splink TF SQL shape")
+        tf_body = tf_sql[len(head):]
         value = weight if tf_body.lower() == "cast(0 as float8)" else f"{weight} + ({tf_body})"
         if level._is_else_level:
             whens.append(f"ELSE {value}")
