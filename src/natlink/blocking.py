@@ -112,45 +112,67 @@ def candidate_pairs(records: DataFrame, rules: Sequence[Rule], columns: Sequence
 def pairs_touching(records: DataFrame, arrivals: DataFrame, rules: Sequence[Rule], columns: Sequence[str]) -> DataFrame:
     """Candidate pairs with at least one side in ``arrivals`` (a subset of ``records``), each once.
 
-    Each rule first narrows the population to records sharing a key with an arrival (a semi-join
-    on the arrivals' distinct keys, broadcast when small), so the cost follows the arrivals rather
-    than the population. Pairs are (arrival, any record) plus (non-arrival, arrival), both ordered
-    by node id, with earlier rules' pairs excluded exactly as in :func:`candidate_pairs`.
+    One pass over the population, whatever the number of rules: every record is expanded to one
+    row per rule holding a 64-bit hash of that rule's key, and joined on (rule, hash) with the
+    arrivals expanded the same way (small: Spark broadcasts it). A joined row is a pair under
+    rule ``i`` when the real key columns agree on rule ``i`` (a hash collision is dropped here)
+    and on no earlier rule, exactly as :func:`candidate_pairs` excludes them, so each pair
+    appears once with the same ``match_key``; a pair of two arrivals is kept from the side of
+    its smaller node id. Pairs come out ordered by node id (``_l`` the smaller) with ``c_l``/
+    ``c_r`` columns. The cost follows the arrivals and their key groups, not the population.
     """
-    keep = [NODE, *dict.fromkeys(columns)]
-    population = records.select(*keep)
-    new = arrivals.select(*keep)
-    old = population.join(new.select(NODE), on=NODE, how="left_anti")
-    parts = []
-    for i, rule in enumerate(rules):
-        keys = list(rule.keys)
-        arrival_keys = new.select(*keys).where(reduce(lambda a, b: a & b, [F.col(k).isNotNull() for k in keys])).distinct()
-        nearby_all = population.join(arrival_keys, on=keys, how="left_semi")
-        nearby_old = old.join(arrival_keys, on=keys, how="left_semi")
-        for left_df, right_df in ((new, nearby_all), (nearby_old, new)):
-            left, right = left_df.alias("l"), right_df.alias("r")
-            pairs = left.join(right, on=_agree(rule) & (F.col(f"l.{NODE}") < F.col(f"r.{NODE}")), how="inner")
-            for earlier in rules[:i]:
-                pairs = pairs.where(~F.coalesce(_agree(earlier), F.lit(False)))
-            parts.append(
-                pairs.select(
-                    *[F.col(f"l.{c}").alias(f"{c}_l") for c in keep],
-                    *[F.col(f"r.{c}").alias(f"{c}_r") for c in keep],
-                    F.lit(i).alias("match_key"),
-                )
-            )
-    return reduce(DataFrame.unionByName, parts)
+    from natlink.session import materialise
+
+    key_columns = [k for rule in rules for k in rule.keys]
+    keep = list(dict.fromkeys([NODE, *columns, *key_columns]))
+
+    def by_rule(df: DataFrame, side: str) -> DataFrame:
+        tagged = [
+            F.struct(F.lit(i).alias("rule"), F.when(_all_present(rule), F.xxhash64(*rule.keys)).alias("key_hash"))
+            for i, rule in enumerate(rules)
+        ]
+        row = F.struct(*[F.col(c) for c in keep])
+        return (
+            df.select(row.alias(side), F.explode(F.array(*tagged)).alias("_k"))
+            .where(F.col("_k.key_hash").isNotNull())
+            .select(side, F.col("_k.rule").alias("rule"), F.col("_k.key_hash").alias("key_hash"))
+        )
+
+    arrival_nodes = arrivals.select(F.col(NODE).alias("_arrival"))
+    new = materialise(by_rule(arrivals, "a"), "arrival_keys")
+    population = by_rule(records, "b").join(arrival_nodes, F.col(f"b.{NODE}") == F.col("_arrival"), how="left")
+    joined = new.join(population, on=["rule", "key_hash"], how="inner")
+    a_node, b_node = F.col(f"a.{NODE}"), F.col(f"b.{NODE}")
+    same_side = (a_node == b_node) | (F.col("_arrival").isNotNull() & (b_node < a_node))
+    first_rule = F.lit(None).cast("int")
+    for i in reversed(range(len(rules))):
+        agree = reduce(lambda x, y: x & y, [F.col(f"a.{k}") == F.col(f"b.{k}") for k in rules[i].keys])
+        first_rule = F.when(F.coalesce(agree, F.lit(False)), F.lit(i)).otherwise(first_rule)
+    pairs = joined.where(~same_side & (first_rule == F.col("rule")))
+    a_first = a_node < b_node
+    left = F.when(a_first, F.col("a")).otherwise(F.col("b"))
+    right = F.when(a_first, F.col("b")).otherwise(F.col("a"))
+    return pairs.select(left.alias("_l"), right.alias("_r"), F.col("rule").alias("match_key")).select(
+        *[F.col(f"_l.{c}").alias(f"{c}_l") for c in keep],
+        *[F.col(f"_r.{c}").alias(f"{c}_r") for c in keep],
+        "match_key",
+    )
 
 
-def pairs_of(records: DataFrame, edges: DataFrame, columns: Sequence[str]) -> DataFrame:
-    """The given pairs (``node_id_l``, ``node_id_r``, ``match_key``) with their ``c_l``/``c_r`` columns.
+def _all_present(rule: Rule) -> Column:
+    return reduce(lambda a, b: a & b, [F.col(k).isNotNull() for k in rule.keys])
 
-    Used to rescore known pairs (an incremental run's kept edges) under the current term
-    frequencies without generating candidate pairs again.
+
+def pairs_of(records: DataFrame, edges: DataFrame, columns: Sequence[str], *, key: str = NODE) -> DataFrame:
+    """The given pairs (``{key}_l``, ``{key}_r``, ``match_key``) with their ``c_l``/``c_r`` columns.
+
+    Used to rescore known pairs (an incremental run's kept edges, keyed by unique id) under the
+    current term frequencies without generating candidate pairs again. Pairs whose records are
+    not in ``records`` are dropped.
     """
-    keep = [NODE, *dict.fromkeys(columns)]
+    keep = list(dict.fromkeys([NODE, key, *columns]))
     base = records.select(*keep)
     left = base.select(*[F.col(c).alias(f"{c}_l") for c in keep])
     right = base.select(*[F.col(c).alias(f"{c}_r") for c in keep])
-    pairs = edges.select(f"{NODE}_l", f"{NODE}_r", "match_key")
-    return pairs.join(left, on=f"{NODE}_l", how="inner").join(right, on=f"{NODE}_r", how="inner")
+    pairs = edges.select(f"{key}_l", f"{key}_r", "match_key")
+    return pairs.join(left, on=f"{key}_l", how="inner").join(right, on=f"{key}_r", how="inner")

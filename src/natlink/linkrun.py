@@ -307,90 +307,113 @@ def _with_cluster_node(records: DataFrame, comps: DataFrame) -> DataFrame:
 
 
 def _incremental(spark, records, compiled, rules, link_cfg, tables, previous, run_id, timings, cluster_method):
-    """Compare only new/changed records with the population; re-cluster only what they touch."""
+    """Compare only new/changed records with the population; re-cluster only what they touch.
+
+    The whole population is joined with the previous run once (``status``: one row per current
+    or previous record, with its output columns and previous person id). Everything else works
+    on small frames: the delivery, the previous persons it touches and their records, which are
+    materialised so Spark knows their size and broadcasts them. With term-frequency adjustments
+    the kept pairs are rescored under today's frequencies (see :func:`_rescore_kept`).
+    """
+    threshold = scoring.probability_to_weight(link_cfg.threshold_match_probability)
     t = time.perf_counter()
     prev_clusters, prev_edges = _previous_state(spark, tables, previous)
-    prev = prev_clusters.select(C.UNIQUE_ID, F.col(C.PERSON_ID).alias("_prev_person"), F.col(RECORD_HASH).alias("_prev_hash"))
-    status = records.select(link.NODE, C.UNIQUE_ID, RECORD_HASH).join(prev, on=C.UNIQUE_ID, how="full")
-    status = status.withColumn(
-        "_status",
-        F.when(F.col("_prev_hash").isNull(), "new")
-        .when(F.col(RECORD_HASH).isNull(), "deleted")
-        .when(F.col(RECORD_HASH) != F.col("_prev_hash"), "changed")
-        .otherwise("same"),
+    prev = prev_clusters.select(C.UNIQUE_ID, F.col(C.PERSON_ID).alias(_PREV_PERSON), F.col(RECORD_HASH).alias("_prev_hash"))
+    current = records.select(link.NODE, C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.REGION, RECORD_HASH)
+    status = materialise(
+        current.join(prev, on=C.UNIQUE_ID, how="full").withColumn(
+            _STATUS,
+            F.when(F.col("_prev_hash").isNull(), "new")
+            .when(F.col(RECORD_HASH).isNull(), "deleted")
+            .when(F.col(RECORD_HASH) != F.col("_prev_hash"), "changed")
+            .otherwise("same"),
+        ),
+        "status",
     )
-    status = materialise(status, "status")
-    by_status = {r["_status"]: r["n"] for r in status.groupBy("_status").agg(F.count(F.lit(1)).alias("n")).collect()}
-    delta_nodes = status.where(F.col("_status").isin("new", "changed")).select(link.NODE)
-    removed = status.where(F.col("_status").isin("changed", "deleted")).select(C.UNIQUE_ID)
+    by_status = {r[_STATUS]: r["n"] for r in status.groupBy(_STATUS).agg(F.count(F.lit(1)).alias("n")).collect()}
+    # Records whose previous version is gone (changed or deleted), with their previous person.
+    removed = materialise(status.where(F.col(_STATUS).isin("changed", "deleted")).select(C.UNIQUE_ID, _PREV_PERSON), "removed")
     timings["diff"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    arrivals = records.join(delta_nodes, on=link.NODE, how="left_semi")
+    delivery = status.where(F.col(_STATUS).isin("new", "changed")).select(link.NODE)
+    arrivals = materialise(records.join(delivery, on=link.NODE, how="left_semi"), "arrivals")
     columns = [C.UNIQUE_ID, *compiled.columns, *[f"tf_{c}" for c in compiled.tf_columns]]
     pairs = blocking.pairs_touching(records, arrivals, rules, columns)
-    keep = [f"{link.NODE}_l", f"{link.NODE}_r", "unique_id_l", "unique_id_r", "match_key"]
-    new_edges = materialise(
-        scoring.score(pairs, compiled, keep=keep, threshold_match_weight=scoring.probability_to_weight(link_cfg.threshold_match_probability)),
-        "new_edges",
-    )
+    new_edges = materialise(scoring.score(pairs, compiled, keep=_EDGE_KEYS, threshold_match_weight=threshold).select(*_EDGE_COLUMNS), "new_edges")
     n_new_edges = new_edges.count()
     timings["predict"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    uid_node = records.select(C.UNIQUE_ID, link.NODE)
     kept = (
-        prev_edges.join(removed.withColumnRenamed(C.UNIQUE_ID, "unique_id_l"), on="unique_id_l", how="left_anti")
-        .join(removed.withColumnRenamed(C.UNIQUE_ID, "unique_id_r"), on="unique_id_r", how="left_anti")
-        .join(uid_node.withColumnRenamed(C.UNIQUE_ID, "unique_id_l").withColumnRenamed(link.NODE, f"{link.NODE}_l"), on="unique_id_l", how="inner")
-        .join(uid_node.withColumnRenamed(C.UNIQUE_ID, "unique_id_r").withColumnRenamed(link.NODE, f"{link.NODE}_r"), on="unique_id_r", how="inner")
-        .select(*new_edges.columns)
+        prev_edges.join(F.broadcast(removed.select(F.col(C.UNIQUE_ID).alias("unique_id_l"))), on="unique_id_l", how="left_anti")
+        .join(F.broadcast(removed.select(F.col(C.UNIQUE_ID).alias("unique_id_r"))), on="unique_id_r", how="left_anti")
     )
-    dropped = None
+    touched = [removed.select(C.UNIQUE_ID), *[new_edges.select(F.col(f"unique_id_{s}").alias(C.UNIQUE_ID)) for s in "lr"]]
     if compiled.tf_columns:
-        # Term frequencies follow the population, so a kept pair's score can change although its
-        # records did not: rescore the kept pairs (no new candidate pairs) under today's frequencies.
-        kept_before = materialise(kept, "kept_edges")
-        kept = scoring.score(
-            blocking.pairs_of(records, kept_before, columns), compiled, keep=keep,
-            threshold_match_weight=scoring.probability_to_weight(link_cfg.threshold_match_probability),
-        ).select(*new_edges.columns)
-        dropped = kept_before.join(kept.select(f"{link.NODE}_l", f"{link.NODE}_r"), on=[f"{link.NODE}_l", f"{link.NODE}_r"], how="left_anti")
-    all_edges = materialise(kept.unionByName(new_edges), "all_edges")
-    # Affected previous persons: those of removed/changed records, of existing records newly
-    # linked, and of pairs that fell below the threshold under today's term frequencies.
-    pair_frames = [new_edges] if dropped is None else [new_edges, dropped]
-    ends = [frame.select(F.col(f"unique_id_{side}").alias(C.UNIQUE_ID)) for frame in pair_frames for side in "lr"]
-    touched_uids = reduce(DataFrame.unionByName, [removed, *ends]).distinct()
-    affected_persons = prev.join(touched_uids, on=C.UNIQUE_ID, how="inner").select("_prev_person").distinct()
-    prev_affected = prev.join(affected_persons, on="_prev_person", how="inner").select(C.UNIQUE_ID, F.col("_prev_person").alias(C.PERSON_ID))
-    affected_nodes = (
-        records.select(link.NODE, C.UNIQUE_ID)
-        .join(prev_affected.select(C.UNIQUE_ID), on=C.UNIQUE_ID, how="left_semi")
-        .select(link.NODE)
-        .unionByName(delta_nodes)
-        .distinct()
+        kept, dropped = _rescore_kept(records, kept, compiled, columns, threshold)
+        touched += [dropped.select(F.col(f"unique_id_{s}").alias(C.UNIQUE_ID)) for s in "lr"]
+    else:
+        kept = kept.select(*_EDGE_COLUMNS)
+    all_edges = kept.unionByName(new_edges)
+    # Affected: every record of a previous person that lost a record, gained a link or lost a
+    # link, plus the delivery itself.
+    touched_uids = materialise(reduce(DataFrame.unionByName, touched).distinct(), "touched")
+    affected_persons = materialise(
+        status.join(touched_uids, on=C.UNIQUE_ID, how="left_semi").where(F.col(_PREV_PERSON).isNotNull()).select(_PREV_PERSON).distinct(),
+        "affected_persons",
     )
-    affected_nodes = materialise(affected_nodes, "affected")
-    sub_edges = all_edges.join(affected_nodes.withColumnRenamed(link.NODE, f"{link.NODE}_l"), on=f"{link.NODE}_l", how="left_semi")
+    in_affected_person = F.col("_affected").isNotNull()
+    marked = status.join(
+        F.broadcast(affected_persons.withColumn("_affected", F.lit(True))), on=_PREV_PERSON, how="left"
+    )
+    affected = materialise(marked.where(in_affected_person | F.col(_STATUS).isin("new", "changed")).drop("_affected"), "affected")
+    affected_now = affected.where(F.col(link.NODE).isNotNull())
+    ends = affected_now.select(C.UNIQUE_ID, link.NODE)
+    sub_edges = (
+        all_edges.select("unique_id_l", "unique_id_r")
+        .join(F.broadcast(ends.select(F.col(C.UNIQUE_ID).alias("unique_id_l"), F.col(link.NODE).alias(f"{link.NODE}_l"))), on="unique_id_l", how="inner")
+        .join(F.broadcast(ends.select(F.col(C.UNIQUE_ID).alias("unique_id_r"), F.col(link.NODE).alias(f"{link.NODE}_r"))), on="unique_id_r", how="inner")
+    )
     comps = clustering.components(sub_edges, method=cluster_method)
-    affected_records = records.join(affected_nodes, on=link.NODE, how="left_semi")
-    nodes = _with_cluster_node(affected_records, comps)
+    nodes = _with_cluster_node(ends, comps)
     timings["cluster"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    prev_affected = affected.where(F.col(_PREV_PERSON).isNotNull()).select(C.UNIQUE_ID, F.col(_PREV_PERSON).alias(C.PERSON_ID))
     assignment = ids.assign(nodes.select(C.UNIQUE_ID, link.CLUSTER_NODE), prev_affected, run_id)
+    assigned = materialise(assignment.assigned, "assigned")
+    out_columns = [C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.REGION, RECORD_HASH, C.PERSON_ID]
     unaffected = (
-        records.join(affected_nodes, on=link.NODE, how="left_anti")
-        .join(prev.select(C.UNIQUE_ID, F.col("_prev_person").alias(C.PERSON_ID)), on=C.UNIQUE_ID, how="inner")
+        marked.where(~in_affected_person & (F.col(_STATUS) == "same"))
+        .select(*out_columns[:-1], F.col(_PREV_PERSON).alias(C.PERSON_ID))
     )
-    affected = records.join(assignment.assigned, on=C.UNIQUE_ID, how="inner")
-    clusters = unaffected.unionByName(affected.select(*unaffected.columns))
+    reassigned = affected_now.join(F.broadcast(assigned), on=C.UNIQUE_ID, how="inner").select(*out_columns)
+    clusters = unaffected.unionByName(reassigned)
     timings["ids"] = time.perf_counter() - t
     counts = {
         "records_by_status": by_status,
         "new_edges": n_new_edges,
-        "affected_records": affected_nodes.count(),
+        "affected_records": affected_now.count(),
         "edges": all_edges.count(),
     }
     return clusters, all_edges, assignment.events, counts
+
+
+def _rescore_kept(records, kept, compiled, columns, threshold):
+    """Kept pairs scored again under today's term frequencies: (still linked, dropped below).
+
+    Term frequencies are shares of the population, so a kept pair's score moves although its
+    records did not. The pairs are joined to their records' columns by unique id and scored once
+    without the threshold; the result is materialised and split, so there is one pass.
+    """
+    pairs = blocking.pairs_of(records, kept, columns, key=C.UNIQUE_ID)
+    scored = materialise(scoring.score(pairs, compiled, keep=_EDGE_KEYS).select(*_EDGE_COLUMNS), "kept_edges")
+    above = F.col("match_weight") >= threshold
+    return scored.where(above), scored.where(~above)
+
+
+_PREV_PERSON = "_prev_person"
+_STATUS = "_status"
+_EDGE_KEYS = [f"{link.NODE}_l", f"{link.NODE}_r", "unique_id_l", "unique_id_r", "match_key"]
+_EDGE_COLUMNS = ["unique_id_l", "unique_id_r", "match_weight", "match_probability", "match_key"]
