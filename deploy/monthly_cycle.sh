@@ -133,7 +133,7 @@ if "$NATLINK_PYTHON" -c 'import sys; from natlink import delta; sys.exit(0 if de
         "$TABLES/runs" "$RUN_ID"; then
     say "link: run $RUN_ID already completed in $TABLES/runs; nothing to do"
 else
-    say "link: ${#MANIFESTS[@]} manifest arguments -> $TABLES (mode from the link config; person ids follow the previous run either way)"
+    say "link: ${#MANIFESTS[@]} manifest arguments -> $TABLES (mode from the link config, auto: incremental after a completed run with the same model; person ids follow the previous run either way)"
     run "${SUBMIT[@]}" jobs/link.py "${MANIFESTS[@]}" --model "$NATLINK_MODEL" --link-config "$NATLINK_LINK_CONFIG" \
         --tables "$TABLES" --run-id "$RUN_ID" "${ENV_ARGS[@]}"
 fi

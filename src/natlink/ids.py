@@ -55,6 +55,8 @@ def assign(current: DataFrame, previous: DataFrame | None, run_id: str, *, round
     clusters = current.select(C.UNIQUE_ID, CLUSTER_NODE).withColumn(
         "cluster_key", F.min(C.UNIQUE_ID).over(_full([CLUSTER_NODE]))
     ).withColumn("cluster_size", F.count(F.lit(1)).over(_full([CLUSTER_NODE])))
+    # Used three times below (overlap, cluster ids, assignment): computed once.
+    clusters = clusters.localCheckpoint()
     if previous is None:
         assigned = clusters.select(C.UNIQUE_ID, mint_person_id(F.lit(run_id), F.col("cluster_key")).alias(C.PERSON_ID))
         return IdAssignment(assigned, spark.createDataFrame([], EVENT_SCHEMA))
@@ -117,7 +119,8 @@ def _events(cluster_ids: DataFrame, overlap: DataFrame, pairs: DataFrame, prev: 
         F.sort_array(F.collect_set(PREV)).alias("held"),
         F.max(F.when(~F.col("_paired"), F.col("overlap"))).alias("_merged_overlap"),
     )
-    c = cluster_ids.join(per_cluster, on="cluster_key", how="left")
+    # Read by each event kind below: computed once.
+    c = cluster_ids.join(per_cluster, on="cluster_key", how="left").localCheckpoint()
     is_paired = F.col(PREV).isNotNull()
     merged = F.coalesce(F.col("merged_in"), F.array().cast("array<string>"))
     held = F.coalesce(F.col("held"), F.array().cast("array<string>"))
