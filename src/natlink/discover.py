@@ -56,33 +56,82 @@ def by_token(spark, *, tables: str | Path, population: DataFrame, column: str, v
     return [Discovery(p, None, index[p]) for p in persons]
 
 
-def by_probe(
-    spark,
-    *,
-    tables: str | Path,
-    population: DataFrame,
-    probe: DataFrame,
-    settings: dict[str, Any],
-    threshold: float,
-) -> Discovery:
-    """Score one person's tokens against the population; the best match at/above threshold wins."""
-    tables = Path(tables)
+@dataclass
+class Population:
+    """A population prepared once for any number of probes (cached; :meth:`release` frees it).
+
+    ``records``: unique id, the model's and the blocking rules' columns compacted as for linking,
+    and a ``tf_<column>`` per term-frequency column; ``frequencies``: those frequency tables, which
+    a probe's tokens are looked up in. Frequencies are the population's own, as in a link run.
+    """
+
+    records: DataFrame
+    frequencies: dict[str, DataFrame]
+    model: scoring.CompiledModel
+    rules: list[blocking.Rule]
+    needed: list[str]
+
+    def release(self) -> None:
+        for frame in [self.records, *self.frequencies.values()]:
+            frame.unpersist()
+
+
+def prepare(population: DataFrame, settings: dict[str, Any]) -> Population:
+    """Compact ``population`` (token tables with a unique id) and attach its term frequencies."""
     model = scoring.compile_model(settings)
     rules = blocking.rules_from_settings(settings)
     needed = list(dict.fromkeys([*model.columns, *[k for r in rules for k in r.keys]]))
     pop = population.select(C.UNIQUE_ID, *[_compact(population, c).alias(c) for c in needed])
+    frequencies: dict[str, DataFrame] = {}
+    if model.tf_columns:
+        totals = pop.agg(*[F.count(F.col(c)).alias(c) for c in model.tf_columns]).first().asDict()
+        for column in model.tf_columns:
+            frequencies[column] = scoring.term_frequencies(pop, column, totals[column]).cache()
+    for column, tf in frequencies.items():
+        pop = pop.join(tf, on=column, how="left")
+    pop = pop.cache()
+    pop.count()
+    return Population(pop, frequencies, model, rules, needed)
+
+
+def by_probe(
+    spark,
+    *,
+    tables: str | Path,
+    population: DataFrame | Population,
+    probe: DataFrame,
+    threshold: float,
+    settings: dict[str, Any] | None = None,
+) -> Discovery:
+    """Score one person's tokens against the population; the best match at/above threshold wins.
+
+    ``population`` is either token tables (prepared for this probe with ``settings``, then
+    released) or a :class:`Population` from :func:`prepare`, reused across probes.
+    """
+    if isinstance(population, Population):
+        return _by_probe(spark, Path(tables), population, probe, threshold)
+    if settings is None:
+        raise TypeError("by_probe needs the model settings to prepare a population of token tables")
+    prepared = prepare(population, settings)
+    try:
+        return _by_probe(spark, Path(tables), prepared, probe, threshold)
+    finally:
+        prepared.release()
+
+
+def _by_probe(spark, tables: Path, population: Population, probe: DataFrame, threshold: float) -> Discovery:
+    model, needed = population.model, population.needed
     probe_row = probe.withColumn(C.UNIQUE_ID, F.lit(PROBE_ID))
     for c in needed:
         if c not in probe_row.columns:
             probe_row = probe_row.withColumn(c, F.lit(None).cast("string"))
     prb = probe_row.select(C.UNIQUE_ID, *[_compact(probe_row, c).alias(c) for c in needed])
-    for column in model.tf_columns:
-        tf = scoring.term_frequencies(pop, column)
-        pop = pop.join(tf, on=column, how="left")
+    for column, tf in population.frequencies.items():
         prb = prb.join(tf, on=column, how="left")
+    pop = population.records
     columns = [C.UNIQUE_ID, *model.columns, *[f"tf_{c}" for c in model.tf_columns]]
     parts = []
-    for rule in rules:
+    for rule in population.rules:
         keys = list(rule.keys)
         near = pop.join(prb.select(*keys), on=keys, how="left_semi").select(*columns).alias("r")
         left = prb.select(*columns).alias("l")
