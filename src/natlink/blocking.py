@@ -18,6 +18,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from natlink.errors import BlockingBudgetError, ConfigError
+from natlink.session import materialise
 
 NODE = "node_id"
 _EQ = re.compile(r"^\s*l\.`?([A-Za-z_][A-Za-z0-9_]*)`?\s*=\s*r\.`?([A-Za-z_][A-Za-z0-9_]*)`?\s*$")
@@ -58,7 +59,8 @@ def rules_from_settings(settings: dict[str, Any]) -> list[Rule]:
     return [parse_rule(r) for r in settings.get("blocking_rules_to_generate_predictions", [])]
 
 
-def _agree(rule: Rule, left: str = "l", right: str = "r") -> Column:
+def agree(rule: Rule, left: str = "l", right: str = "r") -> Column:
+    """``left`` and ``right`` agree on every key of ``rule`` (null when a key is null)."""
     return reduce(lambda a, b: a & b, [F.col(f"{left}.{k}") == F.col(f"{right}.{k}") for k in rule.keys])
 
 
@@ -68,7 +70,7 @@ def count_comparisons(records: DataFrame, rules: Sequence[Rule]) -> list[int]:
         return []
     parts = []
     for i, rule in enumerate(rules):
-        keyed = records.where(reduce(lambda a, b: a & b, [F.col(k).isNotNull() for k in rule.keys]))
+        keyed = records.where(_all_present(rule))
         sizes = keyed.groupBy(*rule.keys).agg(F.count(F.lit(1)).cast("long").alias("n"))
         parts.append(sizes.agg(F.sum(F.col("n") * (F.col("n") - 1) / 2).cast("long").alias("pairs")).select(F.lit(i).alias("rule"), "pairs"))
     totals = {r["rule"]: r["pairs"] for r in reduce(DataFrame.unionByName, parts).collect()}
@@ -96,9 +98,9 @@ def candidate_pairs(records: DataFrame, rules: Sequence[Rule], columns: Sequence
     parts = []
     for i, rule in enumerate(rules):
         left, right = base.alias("l"), base.alias("r")
-        pairs = left.join(right, on=_agree(rule) & (F.col(f"l.{NODE}") < F.col(f"r.{NODE}")), how="inner")
+        pairs = left.join(right, on=agree(rule) & (F.col(f"l.{NODE}") < F.col(f"r.{NODE}")), how="inner")
         for earlier in rules[:i]:
-            pairs = pairs.where(~F.coalesce(_agree(earlier), F.lit(False)))
+            pairs = pairs.where(~F.coalesce(agree(earlier), F.lit(False)))
         parts.append(
             pairs.select(
                 *[F.col(f"l.{c}").alias(f"{c}_l") for c in keep],
@@ -121,8 +123,6 @@ def pairs_touching(records: DataFrame, arrivals: DataFrame, rules: Sequence[Rule
     its smaller node id. Pairs come out ordered by node id (``_l`` the smaller) with ``c_l``/
     ``c_r`` columns. The cost follows the arrivals and their key groups, not the population.
     """
-    from natlink.session import materialise
-
     key_columns = [k for rule in rules for k in rule.keys]
     keep = list(dict.fromkeys([NODE, *columns, *key_columns]))
 
@@ -138,16 +138,15 @@ def pairs_touching(records: DataFrame, arrivals: DataFrame, rules: Sequence[Rule
             .select(side, F.col("_k.rule").alias("rule"), F.col("_k.key_hash").alias("key_hash"))
         )
 
-    arrival_nodes = arrivals.select(F.col(NODE).alias("_arrival"))
     new = materialise(by_rule(arrivals, "a"), "arrival_keys")
-    population = by_rule(records, "b").join(arrival_nodes, F.col(f"b.{NODE}") == F.col("_arrival"), how="left")
-    joined = new.join(population, on=["rule", "key_hash"], how="inner")
+    joined = new.join(by_rule(records, "b"), on=["rule", "key_hash"], how="inner").join(
+        arrivals.select(F.col(NODE).alias("_arrival")), F.col(f"b.{NODE}") == F.col("_arrival"), how="left"
+    )
     a_node, b_node = F.col(f"a.{NODE}"), F.col(f"b.{NODE}")
     same_side = (a_node == b_node) | (F.col("_arrival").isNotNull() & (b_node < a_node))
     first_rule = F.lit(None).cast("int")
     for i in reversed(range(len(rules))):
-        agree = reduce(lambda x, y: x & y, [F.col(f"a.{k}") == F.col(f"b.{k}") for k in rules[i].keys])
-        first_rule = F.when(F.coalesce(agree, F.lit(False)), F.lit(i)).otherwise(first_rule)
+        first_rule = F.when(F.coalesce(agree(rules[i], "a", "b"), F.lit(False)), F.lit(i)).otherwise(first_rule)
     pairs = joined.where(~same_side & (first_rule == F.col("rule")))
     a_first = a_node < b_node
     left = F.when(a_first, F.col("a")).otherwise(F.col("b"))

@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 
 from natlink import blocking, delta, scoring
 from natlink import columns as C
-from natlink.link import _compact
+from natlink.link import compact_columns, needed_columns
 
 PROBE_ID = "__probe__"
 
@@ -80,16 +80,10 @@ def prepare(population: DataFrame, settings: dict[str, Any]) -> Population:
     """Compact ``population`` (token tables with a unique id) and attach its term frequencies."""
     model = scoring.compile_model(settings)
     rules = blocking.rules_from_settings(settings)
-    needed = list(dict.fromkeys([*model.columns, *[k for r in rules for k in r.keys]]))
-    pop = population.select(C.UNIQUE_ID, *[_compact(population, c).alias(c) for c in needed])
-    frequencies: dict[str, DataFrame] = {}
-    if model.tf_columns:
-        totals = pop.agg(*[F.count(F.col(c)).alias(c) for c in model.tf_columns]).first().asDict()
-        for column in model.tf_columns:
-            frequencies[column] = scoring.term_frequencies(pop, column, totals[column]).cache()
-    for column, tf in frequencies.items():
-        pop = pop.join(tf, on=column, how="left")
-    pop = pop.cache()
+    needed = needed_columns(model, rules)
+    compact = population.select(C.UNIQUE_ID, *compact_columns(population, needed))
+    frequencies = {column: table.cache() for column, table in scoring.frequency_tables(compact, model).items()}
+    pop = scoring.with_term_frequencies(compact, model, frequencies).cache()
     pop.count()
     return Population(pop, frequencies, model, rules, needed)
 
@@ -125,18 +119,15 @@ def _by_probe(spark, tables: Path, population: Population, probe: DataFrame, thr
     for c in needed:
         if c not in probe_row.columns:
             probe_row = probe_row.withColumn(c, F.lit(None).cast("string"))
-    prb = probe_row.select(C.UNIQUE_ID, *[_compact(probe_row, c).alias(c) for c in needed])
-    for column, tf in population.frequencies.items():
-        prb = prb.join(tf, on=column, how="left")
+    prb = scoring.with_term_frequencies(probe_row.select(C.UNIQUE_ID, *compact_columns(probe_row, needed)), model, population.frequencies)
     pop = population.records
-    columns = [C.UNIQUE_ID, *model.columns, *[f"tf_{c}" for c in model.tf_columns]]
+    columns = [C.UNIQUE_ID, *model.pair_columns]
     parts = []
     for rule in population.rules:
         keys = list(rule.keys)
         near = pop.join(prb.select(*keys), on=keys, how="left_semi").select(*columns).alias("r")
         left = prb.select(*columns).alias("l")
-        cond = reduce(lambda a, b: a & b, [F.col(f"l.{k}") == F.col(f"r.{k}") for k in keys])
-        parts.append(left.join(near, on=cond, how="inner").select(
+        parts.append(left.join(near, on=blocking.agree(rule), how="inner").select(
             *[F.col(f"l.{c}").alias(f"{c}_l") for c in columns], *[F.col(f"r.{c}").alias(f"{c}_r") for c in columns]
         ))
     pairs = reduce(DataFrame.unionByName, parts).dropDuplicates([f"{C.UNIQUE_ID}_r"])

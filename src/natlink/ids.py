@@ -55,11 +55,11 @@ def assign(current: DataFrame, previous: DataFrame | None, run_id: str, *, round
     clusters = current.select(C.UNIQUE_ID, CLUSTER_NODE).withColumn(
         "cluster_key", F.min(C.UNIQUE_ID).over(_full([CLUSTER_NODE]))
     ).withColumn("cluster_size", F.count(F.lit(1)).over(_full([CLUSTER_NODE])))
-    # Used three times below (overlap, cluster ids, assignment): computed once.
-    clusters = clusters.localCheckpoint()
     if previous is None:
         assigned = clusters.select(C.UNIQUE_ID, mint_person_id(F.lit(run_id), F.col("cluster_key")).alias(C.PERSON_ID))
         return IdAssignment(assigned, spark.createDataFrame([], EVENT_SCHEMA))
+    # Read three times below (overlap, cluster ids, assignment): computed once.
+    clusters = clusters.localCheckpoint()
     if record_new_events is None:
         record_new_events = True
     prev = previous.select(C.UNIQUE_ID, F.col(C.PERSON_ID).alias(PREV))

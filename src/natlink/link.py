@@ -57,14 +57,19 @@ def compact_columns(df: DataFrame, columns: list[str]) -> list["F.Column"]:
     return [_compact(df, c).alias(c) for c in columns]
 
 
+def needed_columns(model: scoring.CompiledModel, rules: list[blocking.Rule]) -> list[str]:
+    """Token columns a link reads: the model's inputs and the blocking rules' keys."""
+    return list(dict.fromkeys([*model.columns, *[k for r in rules for k in r.keys]]))
+
+
 def prepare_records(
     tokens: DataFrame, model: scoring.CompiledModel, rules: list[blocking.Rule], *, extra: list[str] | tuple = ()
 ) -> DataFrame:
     """node_id (in unique-id order), keys, the model's columns and ``extra``; materialised once."""
     if C.UNIQUE_ID not in tokens.columns:
         tokens = with_unique_id(tokens)
-    needed = list(dict.fromkeys([*model.columns, *[k for r in rules for k in r.keys]]))
-    slim = tokens.select(C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.REGION, *extra, *[_compact(tokens, c).alias(c) for c in needed])
+    needed = needed_columns(model, rules)
+    slim = tokens.select(C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.REGION, *extra, *compact_columns(tokens, needed))
     # Term frequencies of the population being linked, joined before the sort: one materialisation
     # (after the sort, each frequency aggregate would recompute the sorted plan or need a second one).
     ordered = scoring.with_term_frequencies(slim, model).orderBy(C.UNIQUE_ID)
@@ -72,8 +77,7 @@ def prepare_records(
 
 
 def predict(records: DataFrame, model: scoring.CompiledModel, rules: list[blocking.Rule], threshold: float) -> DataFrame:
-    columns = [C.UNIQUE_ID, *model.columns, *[f"tf_{c}" for c in model.tf_columns]]
-    pairs = blocking.candidate_pairs(records, rules, columns)
+    pairs = blocking.candidate_pairs(records, rules, [C.UNIQUE_ID, *model.pair_columns])
     keep = [f"{NODE}_l", f"{NODE}_r", f"{C.UNIQUE_ID}_l", f"{C.UNIQUE_ID}_r", "match_key"]
     return scoring.score(pairs, model, keep=keep, threshold_match_weight=scoring.probability_to_weight(threshold))
 

@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 
 TABLES = ("clusters", "edges", "person_index", "id_events", "runs")
 RECORD_HASH = "record_hash"
+_PREV_PERSON = "_prev_person"
+_STATUS = "_status"
+_EDGE_KEYS = [f"{link.NODE}_l", f"{link.NODE}_r", "unique_id_l", "unique_id_r", "match_key"]
+_EDGE_COLUMNS = ["unique_id_l", "unique_id_r", "match_weight", "match_probability", "match_key"]
 _TXN_VERSION = 1
 
 
@@ -338,7 +342,7 @@ def _incremental(spark, records, compiled, rules, link_cfg, tables, previous, ru
     t = time.perf_counter()
     delivery = status.where(F.col(_STATUS).isin("new", "changed")).select(link.NODE)
     arrivals = materialise(records.join(delivery, on=link.NODE, how="left_semi"), "arrivals")
-    columns = [C.UNIQUE_ID, *compiled.columns, *[f"tf_{c}" for c in compiled.tf_columns]]
+    columns = [C.UNIQUE_ID, *compiled.pair_columns]
     pairs = blocking.pairs_touching(records, arrivals, rules, columns)
     new_edges = materialise(scoring.score(pairs, compiled, keep=_EDGE_KEYS, threshold_match_weight=threshold).select(*_EDGE_COLUMNS), "new_edges")
     n_new_edges = new_edges.count()
@@ -346,8 +350,8 @@ def _incremental(spark, records, compiled, rules, link_cfg, tables, previous, ru
 
     t = time.perf_counter()
     kept = (
-        prev_edges.join(F.broadcast(removed.select(F.col(C.UNIQUE_ID).alias("unique_id_l"))), on="unique_id_l", how="left_anti")
-        .join(F.broadcast(removed.select(F.col(C.UNIQUE_ID).alias("unique_id_r"))), on="unique_id_r", how="left_anti")
+        prev_edges.join(removed.select(F.col(C.UNIQUE_ID).alias("unique_id_l")), on="unique_id_l", how="left_anti")
+        .join(removed.select(F.col(C.UNIQUE_ID).alias("unique_id_r")), on="unique_id_r", how="left_anti")
     )
     touched = [removed.select(C.UNIQUE_ID), *[new_edges.select(F.col(f"unique_id_{s}").alias(C.UNIQUE_ID)) for s in "lr"]]
     if compiled.tf_columns:
@@ -364,16 +368,14 @@ def _incremental(spark, records, compiled, rules, link_cfg, tables, previous, ru
         "affected_persons",
     )
     in_affected_person = F.col("_affected").isNotNull()
-    marked = status.join(
-        F.broadcast(affected_persons.withColumn("_affected", F.lit(True))), on=_PREV_PERSON, how="left"
-    )
+    marked = status.join(affected_persons.withColumn("_affected", F.lit(True)), on=_PREV_PERSON, how="left")
     affected = materialise(marked.where(in_affected_person | F.col(_STATUS).isin("new", "changed")).drop("_affected"), "affected")
     affected_now = affected.where(F.col(link.NODE).isNotNull())
     ends = affected_now.select(C.UNIQUE_ID, link.NODE)
     sub_edges = (
         all_edges.select("unique_id_l", "unique_id_r")
-        .join(F.broadcast(ends.select(F.col(C.UNIQUE_ID).alias("unique_id_l"), F.col(link.NODE).alias(f"{link.NODE}_l"))), on="unique_id_l", how="inner")
-        .join(F.broadcast(ends.select(F.col(C.UNIQUE_ID).alias("unique_id_r"), F.col(link.NODE).alias(f"{link.NODE}_r"))), on="unique_id_r", how="inner")
+        .join(ends.select(F.col(C.UNIQUE_ID).alias("unique_id_l"), F.col(link.NODE).alias(f"{link.NODE}_l")), on="unique_id_l", how="inner")
+        .join(ends.select(F.col(C.UNIQUE_ID).alias("unique_id_r"), F.col(link.NODE).alias(f"{link.NODE}_r")), on="unique_id_r", how="inner")
     )
     comps = clustering.components(sub_edges, method=cluster_method)
     nodes = _with_cluster_node(ends, comps)
@@ -388,7 +390,7 @@ def _incremental(spark, records, compiled, rules, link_cfg, tables, previous, ru
         marked.where(~in_affected_person & (F.col(_STATUS) == "same"))
         .select(*out_columns[:-1], F.col(_PREV_PERSON).alias(C.PERSON_ID))
     )
-    reassigned = affected_now.join(F.broadcast(assigned), on=C.UNIQUE_ID, how="inner").select(*out_columns)
+    reassigned = affected_now.join(assigned, on=C.UNIQUE_ID, how="inner").select(*out_columns)
     clusters = unaffected.unionByName(reassigned)
     timings["ids"] = time.perf_counter() - t
     counts = {
@@ -412,8 +414,3 @@ def _rescore_kept(records, kept, compiled, columns, threshold):
     above = F.col("match_weight") >= threshold
     return scored.where(above), scored.where(~above)
 
-
-_PREV_PERSON = "_prev_person"
-_STATUS = "_status"
-_EDGE_KEYS = [f"{link.NODE}_l", f"{link.NODE}_r", "unique_id_l", "unique_id_r", "match_key"]
-_EDGE_COLUMNS = ["unique_id_l", "unique_id_r", "match_weight", "match_probability", "match_key"]

@@ -29,6 +29,11 @@ class CompiledModel:
     tf_columns: list[str]  # columns needing term-frequency lookups
     link_type: str
 
+    @property
+    def pair_columns(self) -> list[str]:
+        """What each side of a pair must carry to be scored: the input columns and ``tf_<column>``s."""
+        return [*self.columns, *[f"tf_{c}" for c in self.tf_columns]]
+
 
 def _spark_sql(expr: str) -> str:
     import splink.internals.spark.database_api  # noqa: F401  registers the 'customspark' dialect
@@ -93,29 +98,33 @@ def compile_model(settings: dict[str, Any]) -> CompiledModel:
     )
 
 
-def term_frequencies(records: DataFrame, column: str, total: int | None = None) -> DataFrame:
-    """Relative frequency of each value of ``column`` among its non-null values (Splink's tf_ table).
+def term_frequencies(records: DataFrame, column: str, total: int) -> DataFrame:
+    """Relative frequency of each value of ``column`` among its ``total`` non-null values (Splink's tf_ table).
 
-    ``total`` (the non-null count) is passed as a literal when known: joining a one-row total
-    onto the counts cost more than the counts themselves (measured, 100k records).
+    The total is a literal: joining a one-row total onto the counts cost more than the counts
+    themselves (measured, 100k records).
     """
-    if total is None:
-        total = records.agg(F.count(F.col(column))).first()[0]
     share = F.count(F.lit(1)).cast("double") / F.lit(float(max(int(total), 1)))
     return records.where(F.col(column).isNotNull()).groupBy(column).agg(share.alias(f"tf_{column}"))
 
 
-def with_term_frequencies(records: DataFrame, model: CompiledModel) -> DataFrame:
-    """``records`` with a ``tf_<column>`` for each TF-adjusted column (one job for the totals).
-
-    The frequencies are of the population being scored and are computed here, where it is
-    scored; natlink never writes them out (tests check model files and output tables).
-    """
+def frequency_tables(records: DataFrame, model: CompiledModel) -> dict[str, DataFrame]:
+    """One frequency table per TF-adjusted column of ``model`` (one job for all the totals)."""
     if not model.tf_columns:
-        return records
+        return {}
     totals = records.agg(*[F.count(F.col(c)).alias(c) for c in model.tf_columns]).first().asDict()
-    for column in model.tf_columns:
-        records = records.join(term_frequencies(records, column, totals[column]), on=column, how="left")
+    return {column: term_frequencies(records, column, totals[column]) for column in model.tf_columns}
+
+
+def with_term_frequencies(records: DataFrame, model: CompiledModel, tables: dict[str, DataFrame] | None = None) -> DataFrame:
+    """``records`` with a ``tf_<column>`` for each TF-adjusted column.
+
+    ``tables`` defaults to :func:`frequency_tables` of ``records``: the frequencies are of the
+    population being scored and are computed here, where it is scored; natlink never writes them
+    out (tests check model files and output tables).
+    """
+    for column, table in (frequency_tables(records, model) if tables is None else tables).items():
+        records = records.join(table, on=column, how="left")
     return records
 
 

@@ -75,5 +75,6 @@ def test_budget_counts_pairs_per_rule_and_refuses_an_exploding_rule(spark, popul
             if None not in key:
                 groups[key] = groups.get(key, 0) + 1
         assert count == sum(n * (n - 1) // 2 for n in groups.values())
+    assert counts[0] < counts[1], counts  # so the second rule is the first one over the budget below
     with pytest.raises(BlockingBudgetError, match="l.b = r.b AND l.c = r.c"):
         blocking.check_budget(population, RULES, budget=counts[1] - 1)
