@@ -12,9 +12,13 @@ Two engines with identical output (a test checks they agree):
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -37,27 +41,33 @@ def components(edges: DataFrame, *, method: str = "auto", driver_max_edges: int 
 
 
 def _driver_components(edges: DataFrame) -> DataFrame:
-    import numpy as np
     import pyarrow as pa
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
 
     spark = edges.sparkSession
     table = edges.toArrow()
     if table.num_rows == 0:
         return spark.createDataFrame([], f"{NODE} long, {COMPONENT} long")
-    src = table.column(SRC).to_numpy()
-    dst = table.column(DST).to_numpy()
+    nodes, component = label_components(table.column(SRC).to_numpy(), table.column(DST).to_numpy())
+    return spark.createDataFrame(pa.table({NODE: pa.array(nodes, pa.int64()), COMPONENT: pa.array(component, pa.int64())}))
+
+
+def label_components(src: "np.ndarray", dst: "np.ndarray") -> tuple["np.ndarray", "np.ndarray"]:
+    """(nodes, component) for the nodes of an edge list held in memory; component = min node id."""
+    import numpy as np
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     nodes, inverse = np.unique(np.concatenate([src, dst]), return_inverse=True)
     n = len(nodes)
+    if n == 0:
+        return nodes.astype(np.int64), nodes.astype(np.int64)
     a, b = inverse[: len(src)], inverse[len(src):]
     graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
     _count, labels = connected_components(graph, directed=False)
     # nodes is sorted, so the first index of each label is its smallest node id.
     smallest = np.full(labels.max() + 1, n, dtype=np.int64)
     np.minimum.at(smallest, labels, np.arange(n))
-    result = pa.table({NODE: pa.array(nodes, pa.int64()), COMPONENT: pa.array(nodes[smallest[labels]], pa.int64())})
-    return spark.createDataFrame(result)
+    return nodes, nodes[smallest[labels]]
 
 
 def _spark_components(edges: DataFrame, *, max_rounds: int) -> DataFrame:

@@ -126,6 +126,10 @@ class LinkConfig(_Frozen):
     # this share since the last full run (frequencies drift; see natlink.linkrun._tf_drift_ok).
     max_incremental_growth: float = Field(0.2, ge=0)
     cluster_method: Literal["auto", "driver", "spark"] = "auto"
+    # Where pairs are scored and clustered (natlink.inprocess): auto runs in process (Splink's DuckDB
+    # backend and scipy on the driver) while the population has at most in_process_max_records.
+    engine: Literal["auto", "spark", "in_process"] = "auto"
+    in_process_max_records: int = Field(1_000_000, ge=0)
     evaluation_thresholds: list[float] = Field(default_factory=lambda: [0.5, 0.8, 0.9, 0.95, 0.99])
 
 

@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from natlink import blocking, clustering, scoring
+from natlink import blocking, clustering, inprocess, scoring
 from natlink import columns as C
 from natlink.model import check_input
 from natlink.session import materialise
@@ -38,6 +38,7 @@ class LinkResult:
     clusters: DataFrame  # node_id, unique_id, dataset, record_id, region, cluster_node (min node id of the cluster)
     comparisons_per_rule: list[int] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    engine: str = "spark"
 
 
 def with_unique_id(tokens: DataFrame) -> DataFrame:
@@ -89,9 +90,17 @@ def link(
     threshold: float,
     max_comparisons_per_rule: float = float("inf"),
     cluster_method: str = "auto",
+    engine: str = "auto",
+    in_process_max_records: int = inprocess.DEFAULT_MAX_RECORDS,
+    extra: list[str] | tuple = (),
+    n_records: int | None = None,
 ) -> LinkResult:
-    """Score and cluster ``tokens`` (dataset, record_id, region, tk_*) with a trained model."""
-    timings: dict[str, float] = {}
+    """Score and cluster ``tokens`` (dataset, record_id, region, tk_*) with a trained model.
+
+    ``engine``: ``spark``, ``in_process`` (:mod:`natlink.inprocess`) or ``auto`` (in process while
+    the population has at most ``in_process_max_records`` records). Both give the same edges and
+    clusters; ``extra`` columns travel with the records.
+    """
     t = time.perf_counter()
     df = tokens if C.UNIQUE_ID in tokens.columns else with_unique_id(tokens)
     check_input(df, settings)
@@ -101,9 +110,29 @@ def link(
 
         raise ModelError(f"natlink links one union of token tables: link_type must be dedupe_only, not {model.link_type}")
     rules = blocking.rules_from_settings(settings)
-    records = prepare_records(df, model, rules)
-    timings["prepare"] = time.perf_counter() - t
+    if engine != "spark" and n_records is None:
+        n_records = df.count()
+    chosen = inprocess.choose(engine, n_records or 0, in_process_max_records)
+    if chosen == "in_process":
+        return link_in_process(df, settings, model, rules, threshold=threshold, max_comparisons_per_rule=max_comparisons_per_rule, extra=extra, started=t)
+    records = prepare_records(df, model, rules, extra=extra)
+    prepared = time.perf_counter() - t
+    result = link_records(records, model, rules, threshold=threshold, max_comparisons_per_rule=max_comparisons_per_rule, cluster_method=cluster_method)
+    result.timings = {"prepare": prepared, **result.timings}
+    return result
 
+
+def link_records(
+    records: DataFrame,
+    model: scoring.CompiledModel,
+    rules: list[blocking.Rule],
+    *,
+    threshold: float,
+    max_comparisons_per_rule: float = float("inf"),
+    cluster_method: str = "auto",
+) -> LinkResult:
+    """The Spark engine on records from :func:`prepare_records`: budget, predict, cluster."""
+    timings: dict[str, float] = {}
     t = time.perf_counter()
     counts = blocking.check_budget(records, rules, max_comparisons_per_rule)
     timings["budget"] = time.perf_counter() - t
@@ -121,8 +150,54 @@ def link(
         "clusters",
     )
     timings["cluster"] = time.perf_counter() - t
-    log.info("link: comparisons per rule %s, timings %s", counts, timings)
-    return LinkResult(records=records, edges=edges, clusters=clusters, comparisons_per_rule=counts, timings=timings)
+    log.info("link (spark): comparisons per rule %s, timings %s", counts, timings)
+    return LinkResult(records=records, edges=edges, clusters=clusters, comparisons_per_rule=counts, timings=timings, engine="spark")
+
+
+def link_in_process(
+    df: DataFrame,
+    settings: dict[str, Any],
+    model: scoring.CompiledModel,
+    rules: list[blocking.Rule],
+    *,
+    threshold: float,
+    max_comparisons_per_rule: float = float("inf"),
+    extra: list[str] | tuple = (),
+    started: float | None = None,
+) -> LinkResult:
+    """The in-process engine (:mod:`natlink.inprocess`) on token records with a unique id."""
+    started = time.perf_counter() if started is None else started
+    spark = df.sparkSession
+    needed = needed_columns(model, rules)
+    slim = df.select(C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.REGION, *extra, *compact_columns(df, needed)).toArrow()
+    timings: dict[str, float] = {"prepare": time.perf_counter() - started}
+    linked = inprocess.link(
+        slim,
+        settings,
+        rules,
+        columns=model.columns,
+        threshold_match_weight=scoring.probability_to_weight(threshold),
+        max_comparisons_per_rule=max_comparisons_per_rule,
+        spill_parent=_local_dir(spark),
+        timings=timings,
+    )
+    t = time.perf_counter()
+    records = spark.createDataFrame(linked.records)
+    edges = spark.createDataFrame(linked.edges)
+    nodes = linked.records.select([NODE, C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.REGION]).append_column(CLUSTER_NODE, linked.cluster_node)
+    clusters = spark.createDataFrame(nodes)
+    timings["cluster"] += time.perf_counter() - t
+    log.info("link (in process): comparisons per rule %s, timings %s", linked.comparisons_per_rule, timings)
+    return LinkResult(records=records, edges=edges, clusters=clusters, comparisons_per_rule=linked.comparisons_per_rule, timings=timings, engine="in_process")
+
+
+def _local_dir(spark) -> str | None:
+    """The first of ``spark.local.dir`` when it is a local directory that exists (spill space)."""
+    import os
+
+    value = spark.conf.get("spark.local.dir", None) or ""
+    first = value.split(",")[0].strip()
+    return first if first and os.path.isdir(first) else None
 
 
 def assign_initial_person_ids(clusters: DataFrame, run_id: str) -> DataFrame:

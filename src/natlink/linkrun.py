@@ -23,7 +23,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from natlink import blocking, clustering, delta, ids, link, model, scoring
+from natlink import blocking, clustering, delta, ids, inprocess, link, model, scoring
 from natlink import columns as C
 from natlink.config import LinkConfig
 from natlink.errors import FingerprintMismatchError, InputDataError
@@ -161,9 +161,8 @@ def _run(
     compiled = scoring.compile_model(settings)
     rules = blocking.rules_from_settings(settings)
     hashed = tokens.withColumn(RECORD_HASH, _record_hash(tokens))
-    records = link.prepare_records(hashed, compiled, rules, extra=[RECORD_HASH])
-    n_records = records.count()
-    timings["prepare"] = time.perf_counter() - t
+    n_records = hashed.count()
+    engine = inprocess.choose(link_cfg.engine, n_records, link_cfg.in_process_max_records)
 
     model_info = {
         "path": str(model_path),
@@ -176,11 +175,24 @@ def _run(
         raise InputDataError(
             "incremental mode needs a previous completed run with the same model and threshold; run with mode full"
         )
-    use_incremental = mode == "incremental" or (mode == "auto" and comparable and _tf_drift_ok(history, n_records, compiled, link_cfg))
+    # A population the in-process engine holds is relinked whole: faster than an incremental run
+    # on Spark (benchmarks/bench_incremental.py), and ids are mapped to the previous run's either way.
+    use_incremental = mode == "incremental" or (
+        mode == "auto" and engine == "spark" and comparable and _tf_drift_ok(history, n_records, compiled, link_cfg)
+    )
+    if use_incremental or engine == "spark":
+        records = link.prepare_records(hashed, compiled, rules, extra=[RECORD_HASH])
+        timings["prepare"] = time.perf_counter() - t
     if use_incremental:
         result = _incremental(spark, records, compiled, rules, link_cfg, tables, previous, run_id, timings, cluster_method)
     else:
-        result = _full(spark, records, compiled, rules, link_cfg, tables, previous, run_id, timings, cluster_method)
+        budget = link_cfg.max_comparisons_per_rule
+        if engine == "spark":
+            linked = link.link_records(records, compiled, rules, threshold=link_cfg.threshold_match_probability, max_comparisons_per_rule=budget, cluster_method=cluster_method)
+        else:
+            linked = link.link_in_process(hashed, settings, compiled, rules, threshold=link_cfg.threshold_match_probability, max_comparisons_per_rule=budget, extra=[RECORD_HASH], started=t)
+        timings.update(linked.timings)
+        result = _full(spark, linked, tables, previous, run_id, timings)
     clusters, edges, events, counts = result
 
     t = time.perf_counter()
@@ -207,6 +219,7 @@ def _run(
 
     event_counts = {r["event"]: r["n"] for r in events.groupBy("event").agg(F.count(F.lit(1)).alias("n")).collect()}
     counts.update({"records": n_records, "persons": index.select(C.PERSON_ID).distinct().count(), "id_events": event_counts})
+    counts["engine"] = "spark" if use_incremental else engine
     summary = RunSummary(run_id, "completed", "incremental" if use_incremental else "full", previous[C.RUN_ID] if previous else None, counts, {k: round(v, 2) for k, v in timings.items()}, versions)
     row = {
         C.RUN_ID: run_id,
@@ -278,28 +291,19 @@ def _previous_state(spark, tables: Path, previous: dict[str, Any]) -> tuple[Data
     return clusters, edges
 
 
-def _full(spark, records, compiled, rules, link_cfg, tables, previous, run_id, timings, cluster_method):
-    t = time.perf_counter()
-    per_rule = blocking.check_budget(records, rules, link_cfg.max_comparisons_per_rule)
-    timings["budget"] = time.perf_counter() - t
-    t = time.perf_counter()
-    edges = materialise(link.predict(records, compiled, rules, link_cfg.threshold_match_probability), "edges")
-    n_edges = edges.count()
-    timings["predict"] = time.perf_counter() - t
-    t = time.perf_counter()
-    comps = clustering.components(edges, method=cluster_method)
-    nodes = _with_cluster_node(records, comps)
-    timings["cluster"] = time.perf_counter() - t
+def _full(spark, linked: link.LinkResult, tables, previous, run_id, timings):
+    """Every record was scored and clustered (``linked``); map its clusters to the previous run's ids."""
+    n_edges = linked.edges.count()
     t = time.perf_counter()
     prev_assign = None
     if previous is not None:
         prev_clusters, _ = _previous_state(spark, tables, previous)
         prev_assign = prev_clusters.select(C.UNIQUE_ID, C.PERSON_ID)
-    assignment = ids.assign(nodes.select(C.UNIQUE_ID, link.CLUSTER_NODE), prev_assign, run_id)
-    clusters = records.join(assignment.assigned, on=C.UNIQUE_ID, how="inner")
+    assignment = ids.assign(linked.clusters.select(C.UNIQUE_ID, link.CLUSTER_NODE), prev_assign, run_id)
+    clusters = linked.records.join(assignment.assigned, on=C.UNIQUE_ID, how="inner")
     timings["ids"] = time.perf_counter() - t
-    counts = {"comparisons_per_rule": per_rule, "edges": n_edges}
-    return clusters, edges, assignment.events, counts
+    counts = {"comparisons_per_rule": linked.comparisons_per_rule, "edges": n_edges}
+    return clusters, linked.edges, assignment.events, counts
 
 
 def _with_cluster_node(records: DataFrame, comps: DataFrame) -> DataFrame:

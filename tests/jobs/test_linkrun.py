@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 
 from natlink import columns as C
 from natlink import config as cfgmod
-from natlink import delta, discover, encode, evaluate, keys, linkrun, model, synth
+from natlink import delta, discover, encode, evaluate, keys, link, linkrun, model, synth
 from natlink.config import DatasetConfig, LinkConfig, ModelConfig, project_root
 from natlink.errors import BlockingBudgetError, FingerprintMismatchError
 from natlink.pipeline import tokenise_dataset
@@ -22,7 +22,8 @@ from natlink.tokenise import TokenManifest
 # Obviously fake key, for tests only.
 FAKE_KEY_HEX = b"test-key-not-secret-linkrun-0000".hex()
 PERSONS, SEED = 900, 23
-LINK = LinkConfig(threshold_match_probability=0.9)
+# The Spark engine, as at national scale; the in-process engine is checked against it below.
+LINK = LinkConfig(threshold_match_probability=0.9, engine="spark")
 
 
 def _write_tokens(df, path: Path, template: TokenManifest) -> TokenManifest:
@@ -180,7 +181,7 @@ from natlink import linkrun
 from natlink.config import LinkConfig
 spark = get_spark('crash', master='local[2]', conf={{'spark.driver.memory': '2g'}})
 linkrun.run(spark, manifests={[str(m.path) for m in manifests]!r}, model_path={str(world['model'])!r},
-            link_cfg=LinkConfig(threshold_match_probability=0.9), tables={str(tables)!r}, run_id={run_id!r},
+            link_cfg=LinkConfig(threshold_match_probability=0.9, engine='spark'), tables={str(tables)!r}, run_id={run_id!r},
             _crash_after={crash_after!r})
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=600, env={**os.environ, "PYSPARK_PYTHON": sys.executable})
@@ -217,12 +218,60 @@ def test_mixed_key_fingerprints_are_refused(spark, world):
         linkrun.run(spark, manifests=wrong, model_path=world["model"], link_cfg=LINK, tables=world["base"] / "D", run_id="x")
 
 
-def test_exploding_blocking_rule_is_refused(spark, world):
+@pytest.mark.parametrize("engine", ["spark", "in_process"])
+def test_exploding_blocking_rule_is_refused(spark, world, engine):
     t = world["tables"]
-    tight = LinkConfig(threshold_match_probability=0.9, max_comparisons_per_rule=100)
+    tight = LinkConfig(threshold_match_probability=0.9, max_comparisons_per_rule=100, engine=engine)
+    where = world["base"] / f"E_{engine}"
     with pytest.raises(BlockingBudgetError, match="over the budget of 100"):
-        linkrun.run(spark, manifests=[t["gp"], t["hes_v2"]], model_path=world["model"], link_cfg=tight, tables=world["base"] / "E", run_id="x")
-    assert not delta.exists(str(world["base"] / "E" / "clusters"))
+        linkrun.run(spark, manifests=[t["gp"], t["hes_v2"]], model_path=world["model"], link_cfg=tight, tables=where, run_id="x")
+    assert not delta.exists(str(where / "clusters"))
+
+
+def test_in_process_engine_gives_the_spark_engines_tables(spark, world):
+    """The default engine at this size (auto: in process) against the Spark engine's runs.
+
+    A first run must give A's r1 exactly (same person ids: they are minted from the run id and the
+    cluster's smallest member). A second run with a delivery relinks whole (auto: the population
+    fits in process) and must give B's full Spark run's edges, pairs per rule and persons.
+    """
+    import glob
+    import tempfile
+
+    t, d = world["tables"], world["base"] / "D_in_process"
+    auto = LinkConfig(threshold_match_probability=0.9)
+    assert auto.engine == "auto" and auto.in_process_max_records >= world["runs"]["full"].counts["records"]
+    r1 = linkrun.run(spark, manifests=[t["gp"], t["hes_v1"]], model_path=world["model"], link_cfg=auto, tables=d, run_id="r1")
+    assert r1.counts["engine"] == "in_process" and world["runs"]["r1"].counts["engine"] == "spark"
+    cols = [C.DATASET, C.RECORD_ID, C.REGION, C.PERSON_ID]
+    spark_r1 = _clusters(spark, world["a"], version=world["runs"]["r1"].versions["clusters"]).select(*cols)
+    assert sorted(_clusters(spark, d).select(*cols).collect()) == sorted(spark_r1.collect())
+
+    r2 = linkrun.run(spark, manifests=[t["gp"], t["hes_v2"]], model_path=world["model"], link_cfg=auto, tables=d, run_id="r2")
+    full = world["runs"]["full"]
+    assert (r2.mode, r2.counts["engine"]) == ("full", "in_process")
+    assert r2.counts["comparisons_per_rule"] == full.counts["comparisons_per_rule"]
+    assert r2.counts["edges"] == full.counts["edges"] > 1000
+
+    def edges(where):
+        rows = delta.read(spark, str(where / "edges")).select("unique_id_l", "unique_id_r", "match_key", "match_weight", "match_probability").collect()
+        return {(r[0], r[1]): r for r in rows}
+
+    mine, theirs = edges(d), edges(world["b"])
+    assert mine.keys() == theirs.keys()
+    assert all(mine[k][2] == theirs[k][2] for k in mine)  # the same rule found each pair
+    assert max(abs(mine[k][3] - theirs[k][3]) for k in mine) < 1e-9
+    assert max(abs(mine[k][4] - theirs[k][4]) for k in mine) < 1e-12
+    same = evaluate.pairwise(
+        _clusters(spark, d).select(C.DATASET, C.RECORD_ID, C.PERSON_ID),
+        _clusters(spark, world["b"]).select(C.DATASET, C.RECORD_ID, F.col(C.PERSON_ID).alias(C.TRUE_PERSON_ID)),
+    )
+    assert (same.precision, same.recall) == (1.0, 1.0), same
+    # Ids carry over from r1 as in any full rerun; the split and the merge are recorded.
+    assert set(r2.counts["id_events"]) >= {"split", "merge"}
+    spill_parent = link._local_dir(spark) or tempfile.gettempdir()
+    assert Path(spill_parent).is_dir()
+    assert not glob.glob(str(Path(spill_parent) / "natlink-duckdb-*")), "DuckDB spill directory left behind"
 
 
 def test_discovery_returns_exactly_the_datasets_truth_says(spark, world):
