@@ -2,7 +2,9 @@
 
 For each size (records) and engine, a fresh subprocess trains the same model settings
 (conf/model.yaml) on the same token records, predicts at the configured threshold and clusters.
-It prints ONE table: wall time (train, predict+cluster, total; Spark start-up excluded and shown
+``natlink`` runs as configured (``conf/link.yaml``: engine auto scores a population of up to
+``in_process_max_records`` in process); ``natlink-spark`` forces natlink's Spark engine, as used
+above that bound. It prints ONE table: wall time (train, predict+cluster, total; Spark start-up excluded and shown
 apart), peak memory of the process tree (Python + JVM), comparisons per record, edges, clusters,
 pairwise F1 against the synthetic truth, and the load average while it ran.
 
@@ -23,7 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATA, PeakMemory, ROOT, load_avg, prepare_tokens, print_table, spark_session  # noqa: E402
 
-ENGINES = ("natlink", "duckdb", "splink-spark")
+# natlink: as configured (conf/link.yaml, engine auto: in process up to in_process_max_records);
+# natlink-spark: natlink's Spark engine forced, as it runs above that bound.
+ENGINES = ("natlink", "natlink-spark", "duckdb", "splink-spark")
 
 
 def _persons_for(records: int) -> int:
@@ -64,13 +68,17 @@ def run_engine(engine: str, records: int) -> dict:
 
     with PeakMemory() as mem:
         t = time.perf_counter()
-        if engine == "natlink":
+        if engine.startswith("natlink"):
             trained = model.train(tokens, mcfg).settings
             result["train_s"] = time.perf_counter() - t
             t = time.perf_counter()
-            res = link.link(tokens, trained, threshold=lcfg.threshold_match_probability, max_comparisons_per_rule=lcfg.max_comparisons_per_rule)
+            res = link.link(
+                tokens, trained, threshold=lcfg.threshold_match_probability, max_comparisons_per_rule=lcfg.max_comparisons_per_rule,
+                engine="spark" if engine == "natlink-spark" else lcfg.engine, in_process_max_records=lcfg.in_process_max_records,
+            )
+            result["link_engine"] = res.engine
             clusters = res.clusters.select(C.DATASET, C.RECORD_ID, F.col(link.CLUSTER_NODE).cast("string").alias(C.PERSON_ID))
-            n_edges = res.edges.count()
+            n_edges = res.n_edges
             result["predict_cluster_s"] = time.perf_counter() - t
             result["comparisons"] = sum(res.comparisons_per_rule)
         else:
@@ -145,7 +153,7 @@ def main() -> None:
                 rows.append({"engine": engine, "records": records, "error": (proc.stderr or "")[-300:].replace("\n", " ")})
                 continue
             rows.append(json.loads(lines[-1][len("RESULT "):]))
-    headers = ["engine", "records", "train_s", "predict_cluster_s", "total_s", "spark_startup_s", "peak_mem_mb", "comparisons_per_record", "edges", "f1", "load"]
+    headers = ["engine", "link_engine", "records", "train_s", "predict_cluster_s", "total_s", "spark_startup_s", "peak_mem_mb", "comparisons_per_record", "edges", "f1", "load"]
     print_table(headers, [[r.get(h, r.get("error", "")) if h != "engine" else r["engine"] for h in headers] for r in rows])
 
 

@@ -12,13 +12,12 @@ Two engines with identical output (a test checks they agree):
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
+import numpy as np
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-
-if TYPE_CHECKING:
-    import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +25,13 @@ SRC, DST, NODE, COMPONENT = "node_id_l", "node_id_r", "node_id", "component"
 DEFAULT_DRIVER_MAX_EDGES = 50_000_000
 
 
-def components(edges: DataFrame, *, method: str = "auto", driver_max_edges: int = DEFAULT_DRIVER_MAX_EDGES, max_rounds: int = 60) -> DataFrame:
+def components(
+    edges: DataFrame, *, method: str = "auto", driver_max_edges: int = DEFAULT_DRIVER_MAX_EDGES, max_rounds: int = 60, n_edges: int | None = None
+) -> DataFrame:
     """(node_id, component) for every node that has at least one edge; component = min node id."""
     edges = edges.select(F.col(SRC).cast("long"), F.col(DST).cast("long"))
     if method == "auto":
-        n = edges.count()
+        n = edges.count() if n_edges is None else n_edges
         method = "driver" if n <= driver_max_edges else "spark"
         log.info("clustering %d edges with the %s engine", n, method)
     if method == "driver":
@@ -51,12 +52,8 @@ def _driver_components(edges: DataFrame) -> DataFrame:
     return spark.createDataFrame(pa.table({NODE: pa.array(nodes, pa.int64()), COMPONENT: pa.array(component, pa.int64())}))
 
 
-def label_components(src: "np.ndarray", dst: "np.ndarray") -> tuple["np.ndarray", "np.ndarray"]:
+def label_components(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(nodes, component) for the nodes of an edge list held in memory; component = min node id."""
-    import numpy as np
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     nodes, inverse = np.unique(np.concatenate([src, dst]), return_inverse=True)
     n = len(nodes)
     if n == 0:

@@ -39,6 +39,7 @@ class LinkResult:
     comparisons_per_rule: list[int] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     engine: str = "spark"
+    n_edges: int = 0
 
 
 def with_unique_id(tokens: DataFrame) -> DataFrame:
@@ -139,10 +140,11 @@ def link_records(
 
     t = time.perf_counter()
     edges = materialise(predict(records, model, rules, threshold), "edges")
+    n_edges = edges.count()
     timings["predict"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    comps = clustering.components(edges, method=cluster_method)
+    comps = clustering.components(edges, method=cluster_method, n_edges=n_edges)
     clusters = materialise(
         records.select(NODE, C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.REGION)
         .join(comps.withColumnRenamed(clustering.COMPONENT, CLUSTER_NODE), on=NODE, how="left")
@@ -151,7 +153,7 @@ def link_records(
     )
     timings["cluster"] = time.perf_counter() - t
     log.info("link (spark): comparisons per rule %s, timings %s", counts, timings)
-    return LinkResult(records=records, edges=edges, clusters=clusters, comparisons_per_rule=counts, timings=timings, engine="spark")
+    return LinkResult(records=records, edges=edges, clusters=clusters, comparisons_per_rule=counts, timings=timings, engine="spark", n_edges=n_edges)
 
 
 def link_in_process(
@@ -182,13 +184,16 @@ def link_in_process(
         timings=timings,
     )
     t = time.perf_counter()
-    records = spark.createDataFrame(linked.records)
+    # One frame serves as records and clusters (the clusters' columns are a subset).
+    passengers = linked.records.select([NODE, C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.REGION, *extra])
+    records = spark.createDataFrame(passengers.append_column(CLUSTER_NODE, linked.cluster_node))
     edges = spark.createDataFrame(linked.edges)
-    nodes = linked.records.select([NODE, C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.REGION]).append_column(CLUSTER_NODE, linked.cluster_node)
-    clusters = spark.createDataFrame(nodes)
     timings["cluster"] += time.perf_counter() - t
     log.info("link (in process): comparisons per rule %s, timings %s", linked.comparisons_per_rule, timings)
-    return LinkResult(records=records, edges=edges, clusters=clusters, comparisons_per_rule=linked.comparisons_per_rule, timings=timings, engine="in_process")
+    return LinkResult(
+        records=records, edges=edges, clusters=records, comparisons_per_rule=linked.comparisons_per_rule, timings=timings,
+        engine="in_process", n_edges=linked.edges.num_rows,
+    )
 
 
 def _local_dir(spark) -> str | None:

@@ -293,7 +293,7 @@ def _previous_state(spark, tables: Path, previous: dict[str, Any]) -> tuple[Data
 
 def _full(spark, linked: link.LinkResult, tables, previous, run_id, timings):
     """Every record was scored and clustered (``linked``); map its clusters to the previous run's ids."""
-    n_edges = linked.edges.count()
+    n_edges = linked.n_edges
     t = time.perf_counter()
     prev_assign = None
     if previous is not None:

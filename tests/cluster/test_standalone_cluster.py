@@ -262,8 +262,12 @@ def inputs(spark, tmp_path_factory):
 
 
 def test_link_on_standalone_cluster_equals_local(spark, artefacts, cluster, inputs):
-    link_yaml = ROOT / "conf" / "link.yaml"
     base = inputs["base"]
+    # The Spark engine: at this size auto would score on the driver, and the point here is the executors.
+    link_yaml = base / "link_spark.yaml"
+    text = (ROOT / "conf" / "link.yaml").read_text()
+    assert "\nengine: auto\n" in text
+    link_yaml.write_text(text.replace("\nengine: auto\n", "\nengine: spark\n"))
     t = time.perf_counter()
     cluster.wait_ready()
     # One application: the probe (what the code runs on), then jobs/link.py as __main__.
