@@ -4,16 +4,20 @@ For each size, the synthetic gp + hes token tables (benchmarks/_common.prepare_t
 delivery 1 holds hes without a share of its records (--delivery, default 2%), delivery 2 holds all
 of them. A model is trained once (conf/model.yaml, TF on). Then, in one Spark session:
 
-1. run r1 (full) on delivery 1 into tables A, and copy A to B: both hold the same first run;
-2. run r2 with mode incremental on delivery 2 into A;
-3. run r2 with mode full on delivery 2 into B: the scheduled full rerun (it compares the whole
-   population and maps its clusters to r1's person ids). It runs second, with a warmer JVM.
+1. run r1 (full, engine as configured in conf/link.yaml) on delivery 1 into tables A, and copy A
+   to B and C: all hold the same first run;
+2. run r2 with mode incremental on delivery 2 into A (incremental runs on the Spark engine);
+3. run r2 with mode full and the Spark engine on delivery 2 into B: the scheduled full rerun (it
+   compares the whole population and maps its clusters to r1's person ids). It runs after 2, with
+   a warmer JVM;
+4. run r2 with mode full and the configured engine (auto: in process up to
+   in_process_max_records) into C: what mode auto runs when the population fits in process.
 
-Steps 2 and 3 are the two ways of doing the same monthly rerun. It prints ONE table: seconds per
-run (link run end to end: read, prepare, predict, cluster, ids, Delta writes), records affected,
-the pairwise agreement of the incremental clusters with the full rerun's (precision, recall),
-the share of records given the same person id by both, and F1 of each against truth; then each
-run's stage seconds.
+Steps 2-4 are the ways of doing the same monthly rerun. It prints ONE table: seconds per run (link
+run end to end: read, prepare, predict, cluster, ids, Delta writes), records affected, the pairwise
+agreement of the incremental clusters with the Spark full rerun's (precision, recall), the share of
+records given the same person id by both, the same share between the two full reruns, and F1
+against truth; then each run's stage seconds.
 
     python benchmarks/bench_incremental.py                      # 100k and 1M records
     python benchmarks/bench_incremental.py --records 100000 --delivery 0.05
@@ -64,24 +68,32 @@ def run_size(records: int, delivery: float) -> dict:
     lcfg = cfgmod.load(ROOT / "conf" / "link.yaml", cfgmod.LinkConfig)
     model_path = model.train_job(spark, manifests=[gp, hes_v1], cfg=mcfg, out_path=work / "model.json", overwrite=True)
 
-    def timed(**kw):
+    def timed(cfg=lcfg, **kw):
         t = time.perf_counter()
-        summary = linkrun.run(spark, model_path=model_path, link_cfg=lcfg, **kw)
+        summary = linkrun.run(spark, model_path=model_path, link_cfg=cfg, **kw)
         return summary, time.perf_counter() - t
 
+    on_spark = lcfg.model_copy(update={"engine": "spark"})
     r1, r1_s = timed(manifests=[gp, hes_v1], tables=work / "A", run_id="r1", mode="full")
     shutil.copytree(work / "A", work / "B")
+    shutil.copytree(work / "A", work / "C")
     # Incremental first: the later run of a session gains from a warm JVM, so this order favours full.
     r2, r2_s = timed(manifests=[gp, hes], tables=work / "A", run_id="r2", mode="incremental")
-    full, full_s = timed(manifests=[gp, hes], tables=work / "B", run_id="r2", mode="full")
-    assert (full.mode, r2.mode) == ("full", "incremental"), (full.mode, r2.mode)
+    full, full_s = timed(on_spark, manifests=[gp, hes], tables=work / "B", run_id="r2", mode="full")
+    conf_full, conf_full_s = timed(manifests=[gp, hes], tables=work / "C", run_id="r2", mode="full")
+    assert (full.mode, r2.mode, conf_full.mode) == ("full", "incremental", "full"), (full.mode, r2.mode, conf_full.mode)
 
-    inc = delta.read(spark, str(work / "A" / "clusters")).select(C.DATASET, C.RECORD_ID, C.PERSON_ID)
-    ref = delta.read(spark, str(work / "B" / "clusters")).select(C.DATASET, C.RECORD_ID, C.PERSON_ID)
+    def clusters(where: str):
+        return delta.read(spark, str(work / where / "clusters")).select(C.DATASET, C.RECORD_ID, C.PERSON_ID)
+
+    def same_ids(a, b) -> float:
+        joined = a.join(b.withColumnRenamed(C.PERSON_ID, "_other_id"), on=[C.DATASET, C.RECORD_ID], how="inner")
+        return joined.agg(F.avg((F.col(C.PERSON_ID) == F.col("_other_id")).cast("double"))).first()[0]
+
+    inc, ref = clusters("A"), clusters("B")
     agreement = evaluate.pairwise(inc, ref.withColumnRenamed(C.PERSON_ID, C.TRUE_PERSON_ID))
-    same_id = inc.join(ref.withColumnRenamed(C.PERSON_ID, "_full_id"), on=[C.DATASET, C.RECORD_ID], how="inner").agg(
-        F.avg((F.col(C.PERSON_ID) == F.col("_full_id")).cast("double"))
-    ).first()[0]
+    same_id = same_ids(inc, ref)
+    same_full = same_ids(clusters("C"), ref)
     truth = spark.read.parquet(str(out / "truth"))
     f1_inc = evaluate.pairwise(inc, truth).f1
     f1_full = evaluate.pairwise(ref, truth).f1
@@ -93,7 +105,11 @@ def run_size(records: int, delivery: float) -> dict:
         "full_s": round(full_s, 1),
         "incremental_s": round(r2_s, 1),
         "speedup": round(full_s / r2_s, 2),
+        "full_conf_s": round(conf_full_s, 1),
+        "full_conf_engine": conf_full.counts["engine"],
+        "same_id_fulls": round(same_full, 6),
         "full_stages": json.dumps(full.timings),
+        "full_conf_stages": json.dumps(conf_full.timings),
         "incremental_stages": json.dumps(r2.timings),
         "affected": r2.counts["affected_records"],
         "agree_p": round(agreement.precision, 6),
@@ -123,14 +139,18 @@ def main() -> None:
             rows.append({"records": records, "error": (proc.stderr or "")[-400:].replace("\n", " ")})
             continue
         rows.append(json.loads(lines[-1][len("RESULT "):]))
-    headers = ["records", "delivery", "first_run_s", "full_s", "incremental_s", "speedup", "affected", "agree_p", "agree_r", "same_id", "f1_full", "f1_incremental", "load"]
+    headers = [
+        "records", "delivery", "first_run_s", "full_s", "incremental_s", "speedup", "full_conf_s", "full_conf_engine", "same_id_fulls",
+        "affected", "agree_p", "agree_r", "same_id", "f1_full", "f1_incremental", "load",
+    ]
     print_table(headers, [[r.get(h, "") for h in headers] for r in rows])
     for r in rows:
         if "error" in r:
             print(f"{r['records']}: failed: {r['error']}")
     for r in rows:
         if "full_stages" in r:
-            print(f"{r['records']}: full stages {r['full_stages']}; incremental stages {r['incremental_stages']}")
+            print(f"{r['records']}: full (spark) stages {r['full_stages']}; incremental stages {r['incremental_stages']}; "
+                  f"full ({r['full_conf_engine']}) stages {r['full_conf_stages']}")
 
 
 if __name__ == "__main__":
