@@ -76,7 +76,7 @@ class Engine:
 
         self._spill = tempfile.mkdtemp(prefix="natlink-duckdb-", dir=spill_parent)
         self.con = duckdb.connect(":memory:")
-        self.con.execute(f"SET temp_directory = '{self._spill}'")
+        self.con.execute("SET temp_directory = '" + self._spill.replace("'", "''") + "'")
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
 

@@ -1,0 +1,98 @@
+"""Paper projection of a national link (default 60M people) on a Spark cluster, from measured rates.
+
+Inputs, all measured here on 2 cores:
+* per blocking rule, the comparisons it generates (sum over key groups of n choose 2) on the
+  benchmark populations of 100k and 1M records (benchmarks/_common.prepare_tokens, the same data as
+  bench_link.py); each rule's growth exponent between the two sizes extrapolates it;
+* the Spark engine's wall time at both sizes (``--spark-seconds``, from bench_link.py's
+  ``natlink-spark`` rows: train + predict + cluster), split through the two points into a fixed
+  wall time (Spark's per-job cost, which more cores do not shorten) and a cost per comparison in
+  core-seconds (2 cores). At these sizes the per-record cost is not separable from the two.
+
+It prints ONE table: for each size, records, projected comparisons per rule and per record,
+whether each rule stays within the configured budget (conf/link.yaml max_comparisons_per_rule),
+and projected hours on the given core counts assuming linear scaling (a paper figure: shuffles,
+skew and stragglers on a real cluster add to it).
+
+    python benchmarks/project_national.py --spark-seconds 22.1 71.7
+    python benchmarks/project_national.py --spark-seconds 22.1 71.7 --persons 60000000 --cores 64 256 1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, prepare_tokens, print_table, spark_session  # noqa: E402
+
+RECORDS_PER_PERSON = 1.855  # gp + hes, conf/synth.yaml (as bench_link.py)
+SIZES = (100_000, 1_000_000)
+
+
+def _counts(spark, records: int) -> tuple[int, list[int], list[str]]:
+    from natlink import config as cfgmod
+    from natlink import blocking, inprocess, link, model, scoring
+    from natlink.config import ModelConfig
+
+    settings = model.splink_settings(cfgmod.load(ROOT / "conf" / "model.yaml", ModelConfig))
+    compiled, rules = scoring.compile_model(settings), blocking.rules_from_settings(settings)
+    out = prepare_tokens(spark, max(1000, round(records / RECORDS_PER_PERSON)))
+    from natlink import delta
+
+    frames = [delta.read(spark, str(out / "tokens" / n)) for n in ("gp", "hes")]
+    tokens = link.with_unique_id(frames[0].unionByName(frames[1], allowMissingColumns=True))
+    keys = sorted({k for r in rules for k in r.keys})
+    slim = tokens.select("unique_id", *link.compact_columns(tokens, keys)).toArrow()
+    with inprocess.Engine() as engine:
+        engine.load(slim)
+        counts = engine.count_comparisons(rules)
+    return slim.num_rows, counts, [r.sql for r in rules]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--spark-seconds", type=float, nargs=2, required=True, metavar=("S_100K", "S_1M"),
+                        help="natlink-spark total_s at 100k and 1M records (benchmarks/bench_link.py)")
+    parser.add_argument("--measured-cores", type=int, default=2)
+    parser.add_argument("--persons", type=int, nargs="+", default=[10_000_000, 60_000_000])
+    parser.add_argument("--cores", type=int, nargs="+", default=[64, 256, 1024])
+    args = parser.parse_args()
+
+    from natlink import config as cfgmod
+    from natlink.config import LinkConfig
+
+    budget = cfgmod.load(ROOT / "conf" / "link.yaml", LinkConfig).max_comparisons_per_rule
+    spark = spark_session()
+    (n1, c1, names), (n2, c2, _) = (_counts(spark, s) for s in SIZES)
+    exponents = [math.log(b / a) / math.log(n2 / n1) if a and b else 1.0 for a, b in zip(c1, c2)]
+    # wall = fixed + per_comparison * comparisons / cores, through both measured points.
+    (s1, s2), k1, k2 = args.spark_seconds, sum(c1), sum(c2)
+    per_comparison = (s2 - s1) * args.measured_cores / (k2 - k1)  # core-seconds
+    fixed = s1 - per_comparison * k1 / args.measured_cores  # wall seconds
+
+    headers = ["persons", "records", "comparisons_per_record", "rules_over_budget", "core_hours", *[f"hours_on_{c}_cores" for c in args.cores]]
+    rows = []
+    for label, n, counts in [("measured", n1, c1), ("measured", n2, c2)] + [
+        ("projected", round(p * RECORDS_PER_PERSON), None) for p in args.persons
+    ]:
+        if counts is None:
+            counts = [round(c * (n / n2) ** e) for c, e in zip(c2, exponents)]
+        total = sum(counts)
+        core_s = per_comparison * total
+        over = [i for i, c in enumerate(counts) if c > budget]
+        rows.append([
+            f"{round(n / RECORDS_PER_PERSON):,} ({label})", f"{n:,}", round(total / n, 1),
+            ",".join(str(i) for i in over) or "none", round(core_s / 3600, 2), *[round((fixed + core_s / c) / 3600, 3) for c in args.cores],
+        ])
+    print_table(headers, rows)
+    print(f"cost model from the two measured points: {fixed:.1f} s fixed + {per_comparison * 1e6:.2f} core-us per comparison")
+    for i, (name, e, a, b) in enumerate(zip(names, exponents, c1, c2)):
+        print(f"rule {i} ({name}): {a:,} pairs at {n1:,} records, {b:,} at {n2:,}; growth exponent {e:.2f}")
+    print(f"budget per rule (conf/link.yaml): {budget:,.0f} comparisons")
+
+
+if __name__ == "__main__":
+    main()
