@@ -23,7 +23,7 @@ from pyspark.sql import types as T
 from natlink import blocking, clustering, inprocess, scoring
 from natlink import columns as C
 from natlink.model import check_input
-from natlink.session import materialise
+from natlink.session import materialise, materialise_arrow
 
 log = logging.getLogger(__name__)
 
@@ -186,8 +186,8 @@ def link_in_process(
     t = time.perf_counter()
     # One frame serves as records and clusters (the clusters' columns are a subset).
     passengers = linked.records.select([NODE, C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.REGION, *extra])
-    records = spark.createDataFrame(passengers.append_column(CLUSTER_NODE, linked.cluster_node))
-    edges = spark.createDataFrame(linked.edges)
+    records = materialise_arrow(spark, passengers.append_column(CLUSTER_NODE, linked.cluster_node), "records")
+    edges = materialise_arrow(spark, linked.edges, "edges")
     timings["cluster"] += time.perf_counter() - t
     log.info("link (in process): comparisons per rule %s, timings %s", linked.comparisons_per_rule, timings)
     return LinkResult(

@@ -161,7 +161,8 @@ def _run(
     compiled = scoring.compile_model(settings)
     rules = blocking.rules_from_settings(settings)
     hashed = tokens.withColumn(RECORD_HASH, _record_hash(tokens))
-    n_records = hashed.count()
+    # Exact: read_token_tables refuses a table whose Delta row count differs from its manifest's.
+    n_records = sum(int(m.rows) for m in loaded)
     engine = inprocess.choose(link_cfg.engine, n_records, link_cfg.in_process_max_records)
 
     model_info = {
