@@ -78,7 +78,11 @@ def count_comparisons(records: DataFrame, rules: Sequence[Rule]) -> list[int]:
 
 
 def check_budget(records: DataFrame, rules: Sequence[Rule], budget: float) -> list[int]:
-    counts = count_comparisons(records, rules)
+    return enforce_budget(rules, count_comparisons(records, rules), budget)
+
+
+def enforce_budget(rules: Sequence[Rule], counts: list[int], budget: float) -> list[int]:
+    """``counts`` (pairs per rule) unchanged, or a named error for the first rule over ``budget``."""
     for rule, count in zip(rules, counts):
         if count > budget:
             raise BlockingBudgetError(

@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from natlink import blocking, clustering
 from natlink import columns as C
-from natlink.errors import BlockingBudgetError, ConfigError
+from natlink.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -150,13 +150,7 @@ def link(
     with Engine(spill_parent=spill_parent) as engine:
         t = time.perf_counter()
         records = engine.load(slim)
-        counts = engine.count_comparisons(rules)
-        for rule, count in zip(rules, counts):
-            if count > max_comparisons_per_rule:
-                raise BlockingBudgetError(
-                    f"blocking rule {rule.sql!r} would generate {count:,} comparisons, over the budget of "
-                    f"{int(max_comparisons_per_rule):,} (link.max_comparisons_per_rule); make it stricter or raise the budget"
-                )
+        counts = blocking.enforce_budget(rules, engine.count_comparisons(rules), max_comparisons_per_rule)
         timings["budget"] = time.perf_counter() - t
         t = time.perf_counter()
         edges = engine.predict(settings, threshold_match_weight, columns)
