@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, prepare_tokens, print_table, spark_session  # noqa: E402
+from bench_link import _persons_for, _token_frame  # noqa: E402
 
 RECORDS_PER_PERSON = 1.855  # gp + hes, conf/synth.yaml (as bench_link.py)
 SIZES = (100_000, 1_000_000)
@@ -34,16 +35,11 @@ SIZES = (100_000, 1_000_000)
 
 def _counts(spark, records: int) -> tuple[int, list[int], list[str]]:
     from natlink import config as cfgmod
-    from natlink import blocking, inprocess, link, model, scoring
+    from natlink import blocking, inprocess, link, model
     from natlink.config import ModelConfig
 
-    settings = model.splink_settings(cfgmod.load(ROOT / "conf" / "model.yaml", ModelConfig))
-    compiled, rules = scoring.compile_model(settings), blocking.rules_from_settings(settings)
-    out = prepare_tokens(spark, max(1000, round(records / RECORDS_PER_PERSON)))
-    from natlink import delta
-
-    frames = [delta.read(spark, str(out / "tokens" / n)) for n in ("gp", "hes")]
-    tokens = link.with_unique_id(frames[0].unionByName(frames[1], allowMissingColumns=True))
+    rules = blocking.rules_from_settings(model.splink_settings(cfgmod.load(ROOT / "conf" / "model.yaml", ModelConfig)))
+    tokens = _token_frame(spark, prepare_tokens(spark, _persons_for(records)))
     keys = sorted({k for r in rules for k in r.keys})
     slim = tokens.select("unique_id", *link.compact_columns(tokens, keys)).toArrow()
     with inprocess.Engine() as engine:

@@ -71,14 +71,12 @@ class Linked:
 class Engine:
     """One DuckDB connection in memory; spill files in a private directory, removed on close."""
 
-    def __init__(self, *, spill_parent: str | None = None, threads: int | None = None):
+    def __init__(self, *, spill_parent: str | None = None):
         import duckdb
 
         self._spill = tempfile.mkdtemp(prefix="natlink-duckdb-", dir=spill_parent)
         self.con = duckdb.connect(":memory:")
         self.con.execute("SET temp_directory = '" + self._spill.replace("'", "''") + "'")
-        if threads:
-            self.con.execute(f"SET threads = {int(threads)}")
 
     def close(self) -> None:
         self.con.close()

@@ -94,7 +94,6 @@ def link(
     engine: str = "auto",
     in_process_max_records: int = inprocess.DEFAULT_MAX_RECORDS,
     extra: list[str] | tuple = (),
-    n_records: int | None = None,
 ) -> LinkResult:
     """Score and cluster ``tokens`` (dataset, record_id, region, tk_*) with a trained model.
 
@@ -111,9 +110,7 @@ def link(
 
         raise ModelError(f"natlink links one union of token tables: link_type must be dedupe_only, not {model.link_type}")
     rules = blocking.rules_from_settings(settings)
-    if engine != "spark" and n_records is None:
-        n_records = df.count()
-    chosen = inprocess.choose(engine, n_records or 0, in_process_max_records)
+    chosen = inprocess.choose(engine, df.count() if engine == "auto" else 0, in_process_max_records)
     if chosen == "in_process":
         return link_in_process(df, settings, model, rules, threshold=threshold, max_comparisons_per_rule=max_comparisons_per_rule, extra=extra, started=t)
     records = prepare_records(df, model, rules, extra=extra)
