@@ -17,7 +17,7 @@ BENCH_KEY_HEX = b"bench-key-not-secret-0123456789a".hex()
 
 
 def spark_session(cores: int = 2, memory: str = "8g", conf: dict | None = None):
-    from natlink.session import get_spark
+    from natlink.spark.session import get_spark
 
     base = {"spark.driver.memory": memory, "spark.local.dir": str(DATA / "_spark_local")}
     base.update(conf or {})
@@ -27,10 +27,10 @@ def spark_session(cores: int = 2, memory: str = "8g", conf: dict | None = None):
 def prepare_tokens(spark, persons: int, seed: int = 42) -> Path:
     """Synthesise `persons` people and tokenise gp + hes into Delta token tables (cached on disk)."""
     from natlink import config as cfgmod
-    from natlink import keys
+    from natlink.tokens import keys
     from natlink.config import DatasetConfig
-    from natlink.pipeline import tokenise_dataset
-    from natlink import synth
+    from natlink.commands import tokenise_dataset
+    from natlink.synth import generate as synth
 
     out = DATA / f"p{persons}_s{seed}"
     done = out / "_READY"

@@ -3,7 +3,7 @@
     python benchmarks/bench_encodings_accuracy.py [--persons 10000] [--seed 42] [--scenarios demo,heavy]
         [--models exact,fuzzy,bloom,model] [--tf off,on]
 
-Synthetic population from natlink.synth (demo error rates, and a heavier corruption built from
+Synthetic population from natlink.synth.generate (demo error rates, and a heavier corruption built from
 the same generator with higher FieldErrors rates), standardised and tokenised once per scenario
 under an obviously fake key; then each model config (conf/model_exact.yaml, model_fuzzy.yaml,
 model_bloom.yaml, and ``model``: the production conf/model.yaml) is trained and linked at the
@@ -26,11 +26,15 @@ from pyspark.sql import functions as F
 
 from natlink import columns as C
 from natlink import config as cfgmod
-from natlink import evaluate, link, model, synth
-from natlink.keys import KeyMaterial
-from natlink.session import get_spark
-from natlink.synth_config import FieldErrors, SynthConfig
-from natlink.tokenise import read_token_tables, tokenise_configured
+from natlink.outputs import evaluate
+from natlink.linkage import engine as link
+from natlink.linkage import train
+from natlink.synth import generate as synth
+from natlink.tokens.keys import KeyMaterial
+from natlink.spark.session import get_spark
+from natlink.config.synth import FieldErrors, SynthConfig
+from natlink.tokens.tokenise import read_token_tables, tokenise_configured
+from natlink.tokens import reader
 
 FAKE_KEY = KeyMaterial("bench:not-secret", b"test-key-not-secret-bench-accur0")
 MODELS = ("exact", "fuzzy", "bloom")
@@ -75,7 +79,7 @@ def run_scenario(
     t0 = time.perf_counter()
     manifests = [tokenise_configured(spark, ds, FAKE_KEY, data_dir=str(out), out_dir=out / "tokens") for ds in datasets]
     tokenise_s = time.perf_counter() - t0
-    tokens = link.with_unique_id(read_token_tables(spark, manifests)).cache()
+    tokens = reader.with_unique_id(read_token_tables(spark, manifests)).cache()
     records = tokens.count()
     truth = spark.read.parquet(truth_path)
     rows = []
@@ -83,7 +87,7 @@ def run_scenario(
         cfg = cfgmod.load(model_path(name), cfgmod.ModelConfig, base_dir=root)
         cfg = cfg.with_term_frequencies(tf_columns if tf == "on" else ())
         t = time.perf_counter()
-        trained = model.train(tokens, cfg)
+        trained = train.train(tokens, cfg)
         result = link.link(tokens, trained.settings, threshold=threshold)
         clusters = result.clusters.select(C.DATASET, C.RECORD_ID, F.col(link.CLUSTER_NODE).cast("string").alias(C.PERSON_ID))
         m = evaluate.pairwise(clusters, truth)

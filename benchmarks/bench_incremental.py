@@ -47,8 +47,11 @@ def run_size(records: int, delivery: float) -> dict:
 
     from natlink import columns as C
     from natlink import config as cfgmod
-    from natlink import delta, evaluate, linkrun, model
-    from natlink.tokenise import TokenManifest
+    from natlink.store import delta
+    from natlink.outputs import evaluate
+    from natlink.linkage import run as linkrun
+    from natlink.linkage import train
+    from natlink.tokens.tokenise import TokenManifest
 
     spark = spark_session()
     out = prepare_tokens(spark, _persons_for(records))
@@ -66,7 +69,7 @@ def run_size(records: int, delivery: float) -> dict:
 
     mcfg = cfgmod.load(ROOT / "conf" / "model.yaml", cfgmod.ModelConfig)
     lcfg = cfgmod.load(ROOT / "conf" / "link.yaml", cfgmod.LinkConfig)
-    model_path = model.train_job(spark, manifests=[gp, hes_v1], cfg=mcfg, out_path=work / "model.json", overwrite=True)
+    model_path = train.train_job(spark, manifests=[gp, hes_v1], cfg=mcfg, out_path=work / "model.json", overwrite=True)
 
     def timed(cfg=lcfg, **kw):
         t = time.perf_counter()

@@ -35,14 +35,15 @@ def _persons_for(records: int) -> int:
 
 
 def _token_frame(spark, out: Path):
-    from natlink import delta, link
+    from natlink.store import delta
+    from natlink.tokens import reader
 
     frames = [delta.read(spark, str(out / "tokens" / n)) for n in ("gp", "hes")]
-    return link.with_unique_id(frames[0].unionByName(frames[1], allowMissingColumns=True))
+    return reader.with_unique_id(frames[0].unionByName(frames[1], allowMissingColumns=True))
 
 
 def _evaluate(spark, out: Path, clusters) -> float:
-    from natlink import evaluate
+    from natlink.outputs import evaluate
 
     truth = spark.read.parquet(str(out / "truth"))
     return evaluate.pairwise(clusters, truth).f1
@@ -53,7 +54,9 @@ def run_engine(engine: str, records: int) -> dict:
 
     from natlink import config as cfgmod
     from natlink import columns as C
-    from natlink import link, model
+    from natlink.linkage import engine as link
+    from natlink.linkage import settings as model_settings
+    from natlink.linkage import train
     from natlink.config import LinkConfig, ModelConfig
 
     t0 = time.perf_counter()
@@ -69,7 +72,7 @@ def run_engine(engine: str, records: int) -> dict:
     with PeakMemory() as mem:
         t = time.perf_counter()
         if engine.startswith("natlink"):
-            trained = model.train(tokens, mcfg).settings
+            trained = train.train(tokens, mcfg).settings
             result["train_s"] = time.perf_counter() - t
             t = time.perf_counter()
             res = link.link(
@@ -85,19 +88,19 @@ def run_engine(engine: str, records: int) -> dict:
             from splink import DuckDBAPI, Linker
             from splink.backends.spark import SparkAPI
 
-            settings = model.splink_settings(mcfg)
+            settings = model_settings.splink_settings(mcfg)
             tr = mcfg.training
             if engine == "duckdb":
-                slim = tokens.select(C.UNIQUE_ID, C.DATASET, C.RECORD_ID, *sorted(model.required_columns(settings))).toArrow()
+                slim = tokens.select(C.UNIQUE_ID, C.DATASET, C.RECORD_ID, *sorted(model_settings.required_columns(settings))).toArrow()
                 db = DuckDBAPI()
                 linker = Linker(db.register(slim), settings, log_level=40)
             else:
                 db = SparkAPI(spark_session=spark)
                 linker = Linker(db.register(tokens), settings, log_level=40)
-            linker.training.estimate_probability_two_random_records_match([model.rule_sql(r) for r in tr.deterministic_rules], recall=tr.deterministic_recall)
+            linker.training.estimate_probability_two_random_records_match([model_settings.rule_sql(r) for r in tr.deterministic_rules], recall=tr.deterministic_recall)
             linker.training.estimate_u_using_random_sampling(max_pairs=tr.u_max_pairs, seed=tr.seed)
             for rule in tr.em_blocking_rules:
-                linker.training.estimate_parameters_using_expectation_maximisation(model.rule_sql(rule))
+                linker.training.estimate_parameters_using_expectation_maximisation(model_settings.rule_sql(rule))
             result["train_s"] = time.perf_counter() - t
             t = time.perf_counter()
             pred = linker.inference.predict(threshold_match_probability=lcfg.threshold_match_probability)
@@ -119,9 +122,10 @@ def run_engine(engine: str, records: int) -> dict:
     result["f1"] = round(_evaluate(spark, out, clusters), 4)
     if "comparisons" not in result:
         # Same measure as natlink's budget check: per prediction rule, sum over key groups of n choose 2.
-        from natlink import blocking, scoring
+        from natlink.linkage import blocking
+        from natlink.linkage import scoring
 
-        settings = model.splink_settings(mcfg)
+        settings = model_settings.splink_settings(mcfg)
         rules = blocking.rules_from_settings(settings)
         recs = link.prepare_records(tokens, scoring.compile_model(settings), rules)
         result["comparisons"] = sum(blocking.count_comparisons(recs, rules))

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_standardise.py [--rows 1000000] [--master local[2]] [--work DIR]
 
-1. (untimed) writes a synthetic GP-style CSV extract of --rows rows with natlink.synth
+1. (untimed) writes a synthetic GP-style CSV extract of --rows rows with natlink.synth.generate
    (realistic names, typos, missing values) under --work, reused on reruns;
 2. ``standardise``: the transform alone, from the raw rows cached in memory to a no-op sink
    (best of two runs: the first also warms the JIT);
@@ -38,11 +38,11 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="regenerate the input even if present")
     args = parser.parse_args()
 
-    from natlink import standardise as S
-    from natlink import synth
-    from natlink.datasets import DatasetConfig
-    from natlink.onboard import onboard
-    from natlink.session import get_spark
+    from natlink.provider import standardise as S
+    from natlink.synth import generate as synth
+    from natlink.config.datasets import DatasetConfig
+    from natlink.provider.onboard import onboard
+    from natlink.spark.session import get_spark
 
     spark = get_spark(
         "natlink-bench-standardise",

@@ -34,9 +34,9 @@ def run(args: argparse.Namespace, out: Path, master: str, truth_only: bool) -> d
     """One generation in a fresh Python + JVM, so sessions and caches cannot leak between runs."""
     code = f"""
 import json, time
-from natlink import synth
-from natlink.session import get_spark
-from natlink.synth_config import load_synth_config
+from natlink.synth import generate as synth
+from natlink.spark.session import get_spark
+from natlink.config.synth import load_synth_config
 spark = get_spark("bench-synth", master={master!r}, conf={{"spark.driver.memory": {args.driver_memory!r},
     "spark.driver.extraJavaOptions": "-XX:-DontCompileHugeMethods"}})
 cfg = load_synth_config({str(ROOT / args.config)!r})

@@ -5,9 +5,9 @@
 One run over the same values (``--rows`` distinct 16-character strings, written once to Parquet):
 * natlink JVM: natlink's Java UDF ``natlink.HmacSha256Hex`` (natlink-jvm.jar; SHA-256 pad states
   cached per thread and cloned per value) with broadcast pads, the default of
-  ``natlink.encode.hmac_sha256_hex`` when the jar is loadable, local[2];
+  ``natlink.tokens.encode.hmac_sha256_hex`` when the jar is loadable, local[2];
 * natlink native: HMAC-SHA256 composed from Spark's sha2/concat/unhex with broadcast pads
-  (the fallback of ``natlink.encode.hmac_sha256_hex``), local[2];
+  (the fallback of ``natlink.tokens.encode.hmac_sha256_hex``), local[2];
 * natlink Arrow: the same HMAC in a ``mapInArrow`` batch function with hashlib states for the
   padded key reused per value (``copy()``), local[2];
 * a plain single-core Python ``hmac`` loop (over the first 1,000,000 values);
@@ -73,9 +73,9 @@ def spark_child(args) -> dict:
     import pyarrow as pa
     from pyspark.sql import functions as F
 
-    from natlink import encode
-    from natlink.keys import KeyMaterial
-    from natlink.session import get_spark
+    from natlink.tokens import encode
+    from natlink.tokens.keys import KeyMaterial
+    from natlink.spark.session import get_spark
 
     spark = get_spark(
         "natlink-bench-tokenise", master="local[2]",
@@ -152,7 +152,7 @@ def python_loop(path: str, limit: int) -> tuple[float, float, int]:
 
     values = [v.encode() for v in pq.read_table(path).column(0).to_pylist()[:limit]]
     subkey = None
-    from natlink.keys import KeyMaterial
+    from natlink.tokens.keys import KeyMaterial
 
     subkey = KeyMaterial("bench:not-secret", FAKE_KEY).subkey("field:bench")
     c0, t0 = time.process_time(), time.perf_counter()

@@ -35,10 +35,13 @@ SIZES = (100_000, 1_000_000)
 
 def _counts(spark, records: int) -> tuple[int, list[int], list[str]]:
     from natlink import config as cfgmod
-    from natlink import blocking, inprocess, link, model
+    from natlink.linkage import blocking
+    from natlink.linkage import inprocess
+    from natlink.linkage import engine as link
+    from natlink.linkage import settings as model_settings
     from natlink.config import ModelConfig
 
-    rules = blocking.rules_from_settings(model.splink_settings(cfgmod.load(ROOT / "conf" / "model.yaml", ModelConfig)))
+    rules = blocking.rules_from_settings(model_settings.splink_settings(cfgmod.load(ROOT / "conf" / "model.yaml", ModelConfig)))
     tokens = _token_frame(spark, prepare_tokens(spark, _persons_for(records)))
     keys = sorted({k for r in rules for k in r.keys})
     slim = tokens.select("unique_id", *link.compact_columns(tokens, keys)).toArrow()

@@ -8,7 +8,7 @@
 #     (the manifest is written last, so a killed tokenise is simply redone);
 #   * link: skipped when the runs table holds a completed run RUN_ID (its Delta transaction id
 #     natlink-run:RUN_ID); otherwise jobs/link.py, which itself replays a half-finished run
-#     from the last completed run's table versions (natlink.linkrun);
+#     from the last completed run's table versions (natlink.linkage.run);
 #   * report: skipped when reports/RUN_ID.html exists, and with a message when this natlink has
 #     no `report` verb yet.
 # A second run with the same RUN_ID therefore changes nothing: no table gets a new version.

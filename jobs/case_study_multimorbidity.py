@@ -26,10 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from natlink import case_study
-    from natlink.session import get_spark
+    from natlink.config.case_study import load_config as load_case_study_config
+    from natlink.outputs import case_study
+    from natlink.spark.session import get_spark
 
-    cfg = case_study.load_config(args.config)
+    cfg = load_case_study_config(args.config)
     spark = get_spark("natlink-case-study")
     result = case_study.run(spark, tables=args.tables, manifests=args.manifest, truth_dir=args.truth, out=args.out, cfg=cfg)
     for line in result.summary_lines():

@@ -22,9 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--link-config")
     args = parser.parse_args(argv)
 
-    from natlink import config, model
-    from natlink import discover as disc
-    from natlink.session import get_spark
+    from natlink import config
+    from natlink.linkage import model_store
+    from natlink.outputs import discover as disc
+    from natlink.spark.session import get_spark
 
     spark = get_spark("natlink-discover")
     population = disc.load_population(spark, args.manifest)
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         found = disc.by_token(spark, tables=args.tables, population=population, column=args.token_column, value=args.token)
     elif args.probe and args.model and args.link_config:
         cfg = config.load(args.link_config, config.LinkConfig)
-        settings, _ = model.load(args.model)
+        settings, _ = model_store.load(args.model)
         with open(args.probe, encoding="utf-8") as fh:
             probe = disc.probe_frame(spark, json.load(fh))
         found = [disc.by_probe(spark, tables=args.tables, population=population, probe=probe, settings=settings, threshold=cfg.threshold_match_probability)]

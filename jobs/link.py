@@ -23,8 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from natlink import config, linkrun
-    from natlink.session import get_spark
+    from natlink import config
+    from natlink.linkage import run as linkrun
+    from natlink.spark.session import get_spark
 
     link_cfg = config.load(args.link_config, config.LinkConfig)
     env = config.load(args.environment, config.EnvironmentConfig) if args.environment else config.EnvironmentConfig(name="default")

@@ -21,8 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from natlink.report import write_report
-    from natlink.session import get_spark
+    from natlink.outputs.report import write_report
+    from natlink.spark.session import get_spark
 
     spark = get_spark("natlink-report")
     path = write_report(spark, tables=args.tables, run_id=args.run_id, out=args.out, model_path=args.model, truth=args.truth, thresholds=args.threshold)

@@ -2,7 +2,7 @@
 
     spark-submit jobs/synth.py --config conf/synth.yaml --output /data/synth --persons 10000000 --seed 42
 
-Thin by design: parse arguments, load the config by explicit path, call natlink.synth.generate.
+Thin by design: parse arguments, load the config by explicit path, call natlink.synth.generate.generate.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", default=None, help="comma-separated subset of the configured datasets")
     args = parser.parse_args(argv)
 
-    from natlink import synth
+    from natlink.synth import generate as synth
     from natlink.errors import NatlinkError
-    from natlink.session import get_spark
-    from natlink.synth_config import load_synth_config
+    from natlink.spark.session import get_spark
+    from natlink.config.synth import load_synth_config
 
     try:
         cfg = load_synth_config(args.config)

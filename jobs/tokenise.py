@@ -15,7 +15,7 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     from natlink.errors import NatlinkError
-    from natlink.tokenise import JobArgs, run_job
+    from natlink.tokens.tokenise import JobArgs, run_job
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True, help="dataset config (YAML)")

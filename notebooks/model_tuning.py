@@ -14,9 +14,9 @@
 # %% [markdown]
 # # Tuning the linkage model
 #
-# Train a Splink model on a sample of token tables with `natlink.model`, look at its match
+# Train a Splink model on a sample of token tables with `natlink.linkage.model`, look at its match
 # weights and m/u parameters, compare clustering thresholds against truth with
-# `natlink.evaluate`, and save the model JSON (with its sidecar) for `natlink link`.
+# `natlink.outputs.evaluate`, and save the model JSON (with its sidecar) for `natlink link`.
 #
 # Environment variables (all optional):
 #
@@ -40,10 +40,14 @@ from pathlib import Path
 import pandas as pd
 
 from natlink import config as cfgmod
-from natlink import evaluate, linkrun, model, synth
-from natlink.keys import KeyMaterial
-from natlink.pipeline import tokenise_dataset
-from natlink.session import get_spark
+from natlink.outputs import evaluate
+from natlink.linkage import model_store
+from natlink.linkage import train
+from natlink.synth import generate as synth
+from natlink.tokens.keys import KeyMaterial
+from natlink.commands import tokenise_dataset
+from natlink.spark.session import get_spark
+from natlink.tokens import reader
 
 OUT = Path(os.environ.get("NATLINK_NB_OUT", "output/notebooks/model_tuning")).resolve()
 PERSONS = int(os.environ.get("NATLINK_NB_PERSONS", "2000"))
@@ -90,7 +94,7 @@ else:
         ds = cfgmod.load(f"conf/datasets/{name}.yaml", cfgmod.DatasetConfig, base_dir=root)
         manifests.append(tokenise_dataset(spark, ds, key, data_dir=str(data), out=data, run_id="notebook").path)
     truth = spark.read.parquet(generated.truth)
-tokens, fingerprint = linkrun.load_tokens(spark, manifests)
+tokens, fingerprint = reader.load_tokens(spark, manifests)
 tokens = tokens.cache()
 print(f"{elapsed()} {tokens.count()} records from {[Path(m).name for m in manifests]}; key fingerprint {fingerprint}")
 
@@ -102,8 +106,8 @@ print(f"{elapsed()} {tokens.count()} records from {[Path(m).name for m in manife
 
 # %%
 model_cfg = cfgmod.load(MODEL_CONFIG, cfgmod.ModelConfig, base_dir=root)
-trained = model.train(tokens, model_cfg)
-parameters = pd.DataFrame(model.parameter_table(trained.settings))
+trained = train.train(tokens, model_cfg)
+parameters = pd.DataFrame(model_store.parameter_table(trained.settings))
 print(elapsed(), json.dumps({k: round(v, 2) for k, v in trained.diagnostics["timings"].items()}))
 parameters
 
@@ -113,7 +117,7 @@ parameters
 # Splink's match weights chart and m/u parameters chart, saved as self-contained HTML pages.
 
 # %%
-linker = model.make_linker(tokens, trained.settings)
+linker = train.make_linker(tokens, trained.settings)
 charts = {
     "match_weights": linker.visualisations.match_weights_chart(),
     "m_u_parameters": linker.visualisations.m_u_parameters_chart(),
@@ -130,7 +134,7 @@ for name, chart in charts.items():
 
 # %%
 training_manifest = {"tables": [str(m) for m in manifests], "notebook": "model_tuning"}
-model_path = model.save(
+model_path = model_store.save(
     trained, OUT / "model.json", key_fingerprint=fingerprint, training_manifest=training_manifest, overwrite=True
 )
 print(f"model: {model_path}")

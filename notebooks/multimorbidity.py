@@ -22,7 +22,7 @@
 #
 # Condition codes (ICD-10 diagnoses, BNF prescription codes, causes of death) and a 10-year age
 # band are kept through tokenise as non-identifying columns; dates of birth never leave the provider.
-# All the work is in `natlink.case_study`; this notebook only runs it and draws the result.
+# All the work is in `natlink.outputs.case_study`; this notebook only runs it and draws the result.
 #
 # Environment variables (all optional):
 #
@@ -40,11 +40,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from natlink import case_study
+from natlink.config.case_study import load_config as load_case_study_config
+from natlink.outputs import case_study
 from natlink import config as cfgmod
 from natlink.config import DemoConfig
-from natlink.pipeline import run_demo
-from natlink.session import get_spark
+from natlink.commands import run_demo
+from natlink.spark.session import get_spark
 
 OUT = Path(os.environ.get("NATLINK_NB_OUT", "output/notebooks/multimorbidity")).resolve()
 PERSONS = int(os.environ.get("NATLINK_NB_PERSONS", "3000"))
@@ -102,7 +103,7 @@ result = case_study.run(
     manifests=manifests,
     truth_dir=truth_dir,
     out=OUT / "case_study",
-    cfg=case_study.load_config("conf/case_study.yaml"),
+    cfg=load_case_study_config("conf/case_study.yaml"),
 )
 print(elapsed(), "case study done")
 for line in result.summary_lines():

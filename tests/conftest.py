@@ -32,7 +32,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
-    from natlink.session import get_spark
+    from natlink.spark.session import get_spark
 
     base = tmp_path_factory.mktemp("spark")
     session = get_spark(

@@ -44,7 +44,7 @@ def demo(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Synthesise, tokenise, train, link and evaluate on an embedded synthetic sample."""
-    from natlink.pipeline import run_demo
+    from natlink.commands import run_demo
 
     _setup_logging(verbose)
     root = cfgmod.project_root()
@@ -72,9 +72,9 @@ def profile(
     """Data quality of one dataset before linking: completeness, invalid values by reason, regions."""
     import json
 
-    from natlink import profile as profmod
-    from natlink.datasets import load_dataset
-    from natlink.session import get_spark
+    from natlink.provider import profile as profmod
+    from natlink.config.datasets import load_dataset
+    from natlink.spark.session import get_spark
 
     _setup_logging(verbose)
     out = Console()
@@ -92,7 +92,7 @@ def profile(
         err.print(f"profile written to {json_out}")
 def _spark(app: str, environment: Path | None):
     from natlink.config import EnvironmentConfig
-    from natlink.session import get_spark
+    from natlink.spark.session import get_spark
 
     if environment is None:
         return get_spark(app)
@@ -113,13 +113,13 @@ def train(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Train a Splink model on token tables and save it with a sidecar."""
-    from natlink import model
+    from natlink.linkage import train
 
     _setup_logging(verbose)
     try:
         cfg = cfgmod.load(config, cfgmod.ModelConfig)
         spark = _spark("natlink-train", environment)
-        path = model.train_job(spark, manifests=list(manifest), cfg=cfg, out_path=out, overwrite=overwrite)
+        path = train.train_job(spark, manifests=list(manifest), cfg=cfg, out_path=out, overwrite=overwrite)
     except NatlinkError as error:
         _fail(error)
     print(f"model={path}")
@@ -139,7 +139,7 @@ def link_cmd(
     """Link token tables: clusters, edges, person_index, id_events and runs in Delta."""
     import json as _json
 
-    from natlink import linkrun
+    from natlink.linkage import run as linkrun
 
     _setup_logging(verbose)
     try:
@@ -166,8 +166,8 @@ def discover(
     """List the datasets (and record counts) that hold a person, from tokens only."""
     import json as _json
 
-    from natlink import discover as disc
-    from natlink import model
+    from natlink.outputs import discover as disc
+    from natlink.linkage import model_store
 
     _setup_logging(False)
     try:
@@ -177,7 +177,7 @@ def discover(
             found = disc.by_token(spark, tables=tables, population=population, column=token_column, value=token)
         elif probe and model_path:
             cfg = cfgmod.load(config, cfgmod.LinkConfig)
-            settings, _meta = model.load(model_path)
+            settings, _meta = model_store.load(model_path)
             probe_df = disc.probe_frame(spark, _json.loads(probe.read_text(encoding="utf-8")))
             found = [disc.by_probe(spark, tables=tables, population=population, probe=probe_df, settings=settings, threshold=cfg.threshold_match_probability)]
         else:
@@ -198,7 +198,7 @@ def evaluate_cmd(
     """Pairwise and cluster-level precision, recall and F1 at several thresholds."""
     from rich.table import Table
 
-    from natlink import evaluate
+    from natlink.outputs import evaluate
 
     _setup_logging(False)
     try:
@@ -229,7 +229,7 @@ def report(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Write a self-contained, offline HTML report of one link run: counts only, no identifiers."""
-    from natlink import report as reportmod
+    from natlink.outputs import report as reportmod
 
     _setup_logging(verbose)
     try:
@@ -252,7 +252,7 @@ def tokenise(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """At a data provider: standardise and tokenise one dataset into a token table + manifest."""
-    from natlink.tokenise import JobArgs, run_job
+    from natlink.tokens.tokenise import JobArgs, run_job
 
     _setup_logging(verbose)
     try:
@@ -278,9 +278,9 @@ def rekey(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Turn a token table into project-specific pseudonyms (no plaintext needed)."""
-    from natlink import keys
-    from natlink.session import get_spark
-    from natlink.tokenise import rekey_table
+    from natlink.tokens import keys
+    from natlink.spark.session import get_spark
+    from natlink.tokens.tokenise import rekey_table
 
     _setup_logging(verbose)
     root = cfgmod.project_root()
@@ -307,9 +307,9 @@ def synth(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Generate a synthetic population: raw datasets with realistic errors plus truth tables."""
-    from natlink import synth as synthmod
-    from natlink.session import get_spark
-    from natlink.synth_config import load_synth_config
+    from natlink.synth import generate as synthmod
+    from natlink.spark.session import get_spark
+    from natlink.config.synth import load_synth_config
 
     _setup_logging(verbose)
     root = cfgmod.project_root()
@@ -344,11 +344,12 @@ def case_study_cmd(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Multimorbidity prevalence by age band and region: linked vs unlinked (vs truth on synthetic data)."""
-    from natlink import case_study
+    from natlink.config.case_study import load_config as load_case_study_config
+    from natlink.outputs import case_study
 
     _setup_logging(verbose)
     try:
-        cfg = case_study.load_config(config)
+        cfg = load_case_study_config(config)
         spark = _spark("natlink-case-study", environment)
         with err.status("natlink case-study"):
             result = case_study.run(spark, tables=tables, manifests=list(manifest), truth_dir=truth, out=out, cfg=cfg)

@@ -54,3 +54,15 @@ FLAG_SUFFIX = "_flag"
 def flag(name: str) -> str:
     """Name of the column that says why ``name`` was set to NULL (NULL when it was not)."""
     return f"{name}{FLAG_SUFFIX}"
+
+
+# Columns standardise derives from the identifiers (plaintext: exist only before tokenise)
+DERIVED_COLUMNS: tuple[str, ...] = (
+    GIVEN_NAME_OTHER,
+    FAMILY_NAME_FIRST,
+    FAMILY_NAME_LAST,
+    POSTCODE_AREA,
+    POSTCODE_DISTRICT,
+    POSTCODE_SECTOR,
+    *[flag(c) for c in IDENTIFIERS],
+)

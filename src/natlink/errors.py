@@ -50,3 +50,42 @@ class ReconciliationError(NatlinkError):
 
 class NotTokenTableError(SchemaError):
     """An input offered for linkage is not a natlink token table (no manifest, plaintext, wrong columns)."""
+
+
+# --- a provider's source (raised before any Spark job reads data rows) ---------------------
+
+
+class SourceNotFoundError(InputDataError):
+    """The source path does not exist or holds no data files."""
+
+
+class EmptyInputError(InputDataError):
+    """The source has no data rows (0-byte files, or a header and nothing else)."""
+
+
+class InvalidEncodingError(InputDataError):
+    """A file's header cannot be decoded with the configured encoding."""
+
+
+class UnusableColumnError(InputDataError):
+    """A mapped identifier column has no usable value in any row (all blank or all invalid)."""
+
+
+class QuarantineLimitError(InputDataError):
+    """More rows were quarantined than the dataset's ``quarantine.max_fraction`` allows."""
+
+
+class MissingColumnsError(SchemaError):
+    """Mapped columns are absent from the source."""
+
+
+class UnexpectedColumnsError(SchemaError):
+    """The source has columns the mapping does not know (``schema_checks.unexpected_columns: error``)."""
+
+
+class ColumnTypeError(SchemaError):
+    """A mapped column has a type that cannot hold what it is mapped to."""
+
+
+class HeaderMismatchError(SchemaError):
+    """The files of one CSV source do not share one header (column drift inside a delivery)."""

@@ -23,7 +23,7 @@ def _where() -> dict:
     import pyarrow
     import pyspark
 
-    from natlink import synth_tables
+    from natlink.synth.generate import tables as synth_tables
 
     return {
         "natlink": natlink.__file__,
@@ -43,7 +43,7 @@ def _partition(_rows):
 
 
 def main() -> int:
-    from natlink.session import get_spark
+    from natlink.spark.session import get_spark
 
     spark = get_spark("natlink-probe")
     sc = spark.sparkContext

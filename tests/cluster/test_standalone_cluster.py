@@ -34,9 +34,14 @@ from pyspark.testing import assertDataFrameEqual
 
 from natlink import columns as C
 from natlink import config as cfgmod
-from natlink import delta, keys, linkrun, model, synth, synth_tables
+from natlink.store import delta
+from natlink.tokens import keys
+from natlink.linkage import run as linkrun
+from natlink.linkage import train
+from natlink.synth import generate as synth
+from natlink.synth.generate import tables as synth_tables
 from natlink.config import DatasetConfig, LinkConfig, ModelConfig, project_root
-from natlink.pipeline import tokenise_dataset
+from natlink.commands import tokenise_dataset
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 
@@ -257,7 +262,7 @@ def inputs(spark, tmp_path_factory):
         ds = cfgmod.load(ROOT / "conf" / "datasets" / f"{name}.yaml", DatasetConfig)
         manifests.append(tokenise_dataset(spark, ds, key, data_dir=str(base), out=base))
     model_cfg = cfgmod.load(ROOT / "conf" / "model.yaml", ModelConfig)
-    model_path = model.train_job(spark, manifests=manifests, cfg=model_cfg, out_path=base / "model.json")
+    model_path = train.train_job(spark, manifests=manifests, cfg=model_cfg, out_path=base / "model.json")
     return {"base": base, "manifests": [Path(m.path) for m in manifests], "model": model_path}
 
 

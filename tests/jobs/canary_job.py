@@ -19,10 +19,15 @@ from pathlib import Path
 
 def main(root: Path) -> None:
     from natlink import config as cfgmod
-    from natlink import delta, keys, link, linkrun, model
+    from natlink.store import delta
+    from natlink.tokens import keys
+    from natlink.linkage import run as linkrun
+    from natlink.linkage import model_store
+    from natlink.linkage import train
     from natlink.errors import NatlinkError
-    from natlink.session import get_spark
-    from natlink.tokenise import JobArgs, read_token_tables, run_job
+    from natlink.spark.session import get_spark
+    from natlink.tokens.tokenise import JobArgs, read_token_tables, run_job
+    from natlink.tokens import reader
 
     logging.basicConfig(
         level=logging.DEBUG, filename=str(root / "logs" / "natlink.log"),
@@ -52,12 +57,12 @@ def main(root: Path) -> None:
                        data_dir=str(root / "data"))
         manifests.append(run_job(args, spark=spark))
 
-    tokens = link.with_unique_id(read_token_tables(spark, manifests, expected_fingerprint=key.fingerprint)).cache()
+    tokens = reader.with_unique_id(read_token_tables(spark, manifests, expected_fingerprint=key.fingerprint)).cache()
     cfg = cfgmod.load("conf/model_bloom.yaml", cfgmod.ModelConfig, base_dir=project)
-    trained = model.train(tokens, cfg)
-    path = model.save(trained, root / "out" / "models" / "canary.json", key_fingerprint=key.fingerprint,
+    trained = train.train(tokens, cfg)
+    path = model_store.save(trained, root / "out" / "models" / "canary.json", key_fingerprint=key.fingerprint,
                       training_manifest={"datasets": [m.dataset for m in manifests]}, overwrite=True)
-    settings, _ = model.load(path, key_fingerprint=key.fingerprint)
+    settings, _ = model_store.load(path, key_fingerprint=key.fingerprint)
     assert settings
     # The production link run: clusters, edges, person_index, id_events, runs in Delta.
     tables = root / "out" / "tables"
@@ -70,10 +75,11 @@ def main(root: Path) -> None:
     edges = delta.read(spark, str(tables / "edges"))
 
     # explain() of every frame that touched identifiers or tokens.
-    from natlink import encode, standardise
+    from natlink.tokens import encode
+    from natlink.provider import sources, standardise
 
     ds = cfgmod.load(project / "conf/datasets/gp.yaml", cfgmod.DatasetConfig)
-    clean = standardise.standardise(standardise.read_source(spark, ds, data_dir=str(root / "data")), ds)
+    clean = standardise.standardise(sources.read_source(spark, ds, data_dir=str(root / "data")), ds)
     frames = {"tokenise": encode.tokenise(clean, key, keep=["dataset", "record_id", "region"]), "tokens": tokens,
               "edges": edges, "clusters": clusters}
     with open(root / "out" / "explain.txt", "w", encoding="utf-8") as fh:
@@ -91,7 +97,7 @@ def main(root: Path) -> None:
             log.error("expected failure: %s", error)
     other = keys.KeyMaterial("canary:other", b"test-key-not-secret-canary-other")
     try:
-        model.load(path, key_fingerprint=other.fingerprint)
+        model_store.load(path, key_fingerprint=other.fingerprint)
     except NatlinkError as error:
         log.error("expected failure: %s", error)
     try:

@@ -20,8 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from natlink import encode, synth
-from natlink.keys import KeyMaterial
+from natlink.tokens import encode
+from natlink.synth import generate as synth
+from natlink.tokens.keys import KeyMaterial
 
 # A second Spark session in a child process: minutes on a shared 2-core machine.
 pytestmark = pytest.mark.timeout(2400)

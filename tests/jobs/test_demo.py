@@ -9,9 +9,9 @@ from deltalake import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from natlink import delta
+from natlink.store import delta
 from natlink.config import DemoConfig, project_root
-from natlink.pipeline import run_demo
+from natlink.commands import run_demo
 
 # Obviously fake key for tests only (hex of "test-key-not-secret-...").
 FAKE_KEY_HEX = b"test-key-not-secret-demo-e2e-000".hex()

@@ -14,9 +14,9 @@ from pathlib import Path
 import jupytext
 import pytest
 
-from natlink import model
+from natlink.linkage import model_store
 from natlink.config import project_root
-from natlink.keys import KeyMaterial
+from natlink.tokens.keys import KeyMaterial
 
 NOTEBOOKS = project_root() / "notebooks"
 PERSONS = "500"
@@ -76,7 +76,7 @@ def test_model_tuning_notebook_trains_charts_sweeps_and_saves(tmp_path):
     out = run_notebook("model_tuning", tmp_path)
     # The notebook's labelled fake key: the sidecar pins its fingerprint, never the key itself.
     fake = KeyMaterial("notebook:fake-not-secret", b"test-key-not-secret-notebook-000")
-    settings, meta = model.load(out / "model.json", key_fingerprint=fake.fingerprint)
+    settings, meta = model_store.load(out / "model.json", key_fingerprint=fake.fingerprint)
     names = [c["output_column_name"] for c in settings["comparisons"]]
     assert "nhs_number" in names and "date_of_birth" in names
     assert all(level.get("m_probability") for c in settings["comparisons"] for level in c["comparison_levels"] if not level.get("is_null_level"))

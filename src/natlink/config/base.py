@@ -1,0 +1,55 @@
+"""Loading typed, frozen configuration from YAML; unknown keys are rejected.
+
+Every loader names the file and the key path in its error, and never echoes values
+that might be secrets (config holds key *references* only, e.g. ``env:NATLINK_KEY``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from natlink.errors import ConfigError
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class Frozen(BaseModel):
+    """Base of every config model: immutable, unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def load(path: str | Path, model: type[T], *, base_dir: str | Path | None = None) -> T:
+    """Load one YAML file into ``model``; errors name the file and the offending keys."""
+    path = Path(path)
+    if base_dir is not None and not path.is_absolute():
+        path = Path(base_dir) / path
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in err.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from None
+
+
+def project_root() -> Path:
+    """The checkout holding ``conf/`` (cwd first, then the package's source checkout)."""
+    for candidate in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (candidate / "conf").is_dir():
+            return candidate
+    return Path.cwd()

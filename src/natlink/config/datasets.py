@@ -1,0 +1,266 @@
+"""Dataset descriptions (``conf/datasets/*.yaml``) and the up-front checks made on a source.
+
+A dataset config says where a provider's extract lives, how its columns map to natlink's
+canonical columns, and the rules used to clean it. It is a frozen pydantic model with unknown
+keys rejected; :func:`load_dataset` names the file and the key path of every problem.
+
+Source checks (:mod:`natlink.provider.sources`) run before any Spark job that reads data rows: the files exist and are not
+empty (Hadoop FileSystem listing, works for local paths and cluster URIs alike), every CSV file's
+header is read on the driver (so column drift between files of one delivery is caught), and the
+columns and their types are compared with the mapping. Errors name the file, the columns that
+are missing or unexpected and what is present, never a data value.
+
+Minimal YAML (the schema of the walking skeleton, still accepted)::
+
+    name: gp
+    source: {path: "{data_dir}/raw/gp", format: csv}
+    record_id: patient_ref
+    columns: {nhs_number: nhs_no, given_name: forename, family_name: surname,
+              date_of_birth: birth_date, sex: gender, postcode: postcode}
+    date_format: "yyyy-MM-dd"
+
+Keys added by onboarding (all optional): ``date_formats`` (several patterns, tried in order),
+``nhs_number``, ``date_of_birth``, ``names``, ``schema_checks``, ``quarantine``, ``source.encoding``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from natlink import columns as C
+from natlink.config.base import Frozen, load
+from natlink.errors import ConfigError
+
+__all__ = [
+    "SourceSpec",
+    "DatasetConfig",
+    "NhsNumberRules",
+    "DateOfBirthRules",
+    "NameRules",
+    "SchemaChecks",
+    "AgeBandRules",
+    "QuarantineRules",
+    "load_dataset",
+    "source_path",
+]
+
+
+CANONICAL_COLUMNS: tuple[str, ...] = C.IDENTIFIERS
+_NAME_RE = r"^[a-z][a-z0-9_]{0,62}$"
+_REGION_RE = r"^[A-Z][A-Z_]{0,62}$"
+
+DEFAULT_TITLES: tuple[str, ...] = (
+    "MR", "MRS", "MS", "MISS", "MX", "MSTR", "MASTER", "DR", "PROF", "PROFESSOR", "REV", "REVD",
+    "FR", "SIR", "DAME", "LADY", "LORD", "CAPT", "COL", "MAJ", "SGT", "CLLR", "HON", "RT HON",
+)
+DEFAULT_NAME_PLACEHOLDERS: tuple[str, ...] = (
+    "UNKNOWN", "NOT KNOWN", "NOTKNOWN", "NK", "UNK", "UNNAMED", "NONAME", "NO NAME", "NONE", "NULL",
+    "NA", "TEST", "TESTPATIENT", "TEST PATIENT", "PATIENT", "X", "XX", "XXX", "XXXX", "ZZ", "ZZZ",
+    "ZZZZ", "BABY", "INFANT", "TWIN", "TRIPLET", "BOY", "GIRL", "MALE", "FEMALE",
+)
+
+
+class SourceSpec(Frozen):
+    """Where the extract is: a path (``{data_dir}`` is filled in at run time) and its format."""
+
+    path: str
+    format: Literal["csv", "parquet", "delta"] = "csv"
+    options: dict[str, str] = Field(default_factory=dict)  # passed to Spark's reader (csv: sep, quote, ...)
+    encoding: str = "UTF-8"  # csv only; bytes that are not valid in it quarantine their row
+
+    @field_validator("options")
+    @classmethod
+    def _no_overrides(cls, value: dict[str, str]) -> dict[str, str]:
+        owned = {"header", "mode", "columnnameofcorruptrecord", "encoding", "charset", "enforceschema", "inferschema"}
+        clash = sorted(k for k in value if k.lower() in owned)
+        if clash:
+            raise ValueError(f"options {clash} are set by natlink (use source.encoding for the encoding)")
+        return value
+
+
+class NhsNumberRules(Frozen):
+    allow_test_range: bool = False  # 999 000 0000 - 999 999 9999: test numbers, never issued to patients
+    reject_repeated_digits: bool = True  # 0000000000, 4444444444 ...: pass modulus 11, but are fillers
+
+
+class DateOfBirthRules(Frozen):
+    placeholder_dates: list[dt.date] = Field(default_factory=lambda: [dt.date(1900, 1, 1)])
+    # "MM-DD" that, in any year, mean "not known" at this provider (e.g. "01-01" for 01/01/YYYY).
+    unknown_day_month: list[str] = Field(default_factory=list)
+    earliest: dt.date = dt.date(1880, 1, 1)  # anything earlier is impossible for a living record
+
+    @field_validator("unknown_day_month")
+    @classmethod
+    def _mm_dd(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                dt.date(2000, int(item[0:2]), int(item[3:5]))
+            except (ValueError, IndexError):
+                raise ValueError("each entry must be 'MM-DD', e.g. '01-01'") from None
+            if len(item) != 5 or item[2] != "-":
+                raise ValueError("each entry must be 'MM-DD', e.g. '01-01'")
+        return value
+
+
+class NameRules(Frozen):
+    titles: list[str] = Field(default_factory=lambda: list(DEFAULT_TITLES))
+    placeholders: list[str] = Field(default_factory=lambda: list(DEFAULT_NAME_PLACEHOLDERS))
+
+    @field_validator("titles", "placeholders")
+    @classmethod
+    def _upper_words(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not re.fullmatch(r"[A-Z]+( [A-Z]+)*", v)]
+        if bad:
+            raise ValueError(f"{len(bad)} entries are not upper-case words separated by single spaces")
+        return value
+
+
+class AgeBandRules(Frozen):
+    """An age band derived at the provider and carried, non-identifying, into the token table.
+
+    Age in whole years at ``reference_date`` (the same date at every provider of one linkage, so
+    bands agree across datasets), in ``width``-year bands (``"40-49"``), everyone at or over
+    ``open_from`` in one open band (``"90+"``). No usable date of birth, or one after the
+    reference date, gives NULL. The date of birth itself is never carried over.
+    """
+
+    reference_date: dt.date
+    width: int = Field(10, ge=5, le=50)
+    open_from: int = Field(90, ge=10, le=120)
+
+    @model_validator(mode="after")
+    def _aligned(self) -> "AgeBandRules":
+        if self.open_from % self.width:
+            raise ValueError(f"open_from ({self.open_from}) must be a multiple of width ({self.width})")
+        return self
+
+    def labels(self) -> list[str]:
+        """Every band label, youngest first."""
+        closed = [f"{lo}-{lo + self.width - 1}" for lo in range(0, self.open_from, self.width)]
+        return [*closed, f"{self.open_from}+"]
+
+
+class SchemaChecks(Frozen):
+    # Source columns that are neither mapped nor the record id: "error" stops the run (strict
+    # deliveries), "ignore" lets them through (they are listed in the profile and the counts).
+    unexpected_columns: Literal["error", "ignore"] = "ignore"
+    ignore_columns: list[str] = Field(default_factory=list)  # known extras, allowed even when strict
+    # Canonical identifier columns allowed to have no usable value in a delivery.
+    allow_unusable: list[str] = Field(default_factory=list)
+    allow_empty: bool = False  # a delivery with no data rows is an error unless this is set
+
+    @field_validator("allow_unusable")
+    @classmethod
+    def _canonical(cls, value: list[str]) -> list[str]:
+        bad = sorted(set(value) - set(CANONICAL_COLUMNS))
+        if bad:
+            raise ValueError(f"not canonical identifier columns: {bad}; expected some of {list(CANONICAL_COLUMNS)}")
+        return value
+
+
+class QuarantineRules(Frozen):
+    # A row needs at least this many usable identifiers among nhs_number, given_name,
+    # family_name, date_of_birth, postcode (sex alone never identifies anyone).
+    min_identifiers: int = Field(1, ge=1, le=5)
+    max_fraction: float | None = Field(None, gt=0, le=1)  # stop when more rows than this are quarantined
+
+
+class DatasetConfig(Frozen):
+    """One provider extract: source, record id, column mapping and cleaning rules."""
+
+    name: str
+    description: str | None = None
+    source: SourceSpec
+    record_id: str
+    columns: dict[str, str]  # canonical name -> source column
+    date_format: str | None = None  # one pattern (kept for older configs); or:
+    date_formats: list[str] = Field(default_factory=list)  # several, tried in order
+    event_columns: dict[str, str] = Field(default_factory=dict)  # output name -> source column (carried as text)
+    region: str | None = None  # fixed region for single-region providers
+    age_band: AgeBandRules | None = None  # derive and keep an age band (see AgeBandRules)
+    nhs_number: NhsNumberRules = Field(default_factory=NhsNumberRules)
+    date_of_birth: DateOfBirthRules = Field(default_factory=DateOfBirthRules)
+    names: NameRules = Field(default_factory=NameRules)
+    schema_checks: SchemaChecks = Field(default_factory=SchemaChecks)
+    quarantine: QuarantineRules = Field(default_factory=QuarantineRules)
+
+    @field_validator("name")
+    @classmethod
+    def _dataset_name(cls, value: str) -> str:
+        # Becomes a Delta partition value and a folder name.
+        if not re.fullmatch(_NAME_RE, value):
+            raise ValueError("must be lower-case letters, digits and '_', starting with a letter")
+        return value
+
+    @field_validator("columns")
+    @classmethod
+    def _mapping(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(CANONICAL_COLUMNS))
+        if unknown:
+            raise ValueError(f"unknown canonical columns {unknown}; expected some of {list(CANONICAL_COLUMNS)}")
+        if not set(value) - {C.SEX}:
+            raise ValueError("map at least one identifier other than sex")
+        sources = list(value.values())
+        twice = sorted({s for s in sources if sources.count(s) > 1})
+        if twice:
+            raise ValueError(f"source columns mapped more than once: {twice}")
+        return value
+
+    @field_validator("event_columns")
+    @classmethod
+    def _events(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted(k for k in value if not re.fullmatch(_NAME_RE, k))
+        if bad:
+            raise ValueError(f"event column names {bad} must be lower-case letters, digits and '_'")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(_REGION_RE, value):
+            raise ValueError("must be upper-case letters and '_' (it becomes a Delta partition value)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "DatasetConfig":
+        if self.date_format is not None and self.date_formats:
+            raise ValueError("give date_format or date_formats, not both")
+        reserved = {C.DATASET, C.RECORD_ID, C.REGION, C.AGE_BAND, *CANONICAL_COLUMNS, *C.DERIVED_COLUMNS}
+        clash = sorted(set(self.event_columns) & reserved)
+        if clash:
+            raise ValueError(f"event column names {clash} clash with natlink's own output columns")
+        if self.record_id in self.event_columns.values():
+            raise ValueError("the record id column cannot also be an event column")
+        return self
+
+    @property
+    def dob_formats(self) -> list[str]:
+        """Date-of-birth patterns to try in order (Spark datetime patterns)."""
+        if self.date_formats:
+            return list(self.date_formats)
+        return [self.date_format or "yyyy-MM-dd"]
+
+    def kept_columns(self) -> list[str]:
+        """Non-identifying columns carried into the token table: event columns, then the age band."""
+        return [*self.event_columns, *([C.AGE_BAND] if self.age_band is not None else [])]
+
+    def source_columns(self) -> list[str]:
+        """Every source column the mapping reads, record id first."""
+        return [self.record_id, *self.columns.values(), *self.event_columns.values()]
+
+
+def load_dataset(path: str | Path, *, base_dir: str | Path | None = None) -> DatasetConfig:
+    """Load and validate one dataset YAML (errors name the file and the key)."""
+    return load(path, DatasetConfig, base_dir=base_dir)
+
+
+def source_path(cfg: DatasetConfig, data_dir: str | None = None) -> str:
+    """The dataset's source path with ``{data_dir}`` filled in."""
+    if "{data_dir}" in cfg.source.path and data_dir is None:
+        raise ConfigError(f"dataset {cfg.name!r}: source path uses {{data_dir}} but no data directory was given")
+    return cfg.source.path.replace("{data_dir}", str(data_dir or ""))

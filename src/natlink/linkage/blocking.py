@@ -1,0 +1,181 @@
+"""Candidate pairs from blocking rules, in one Spark plan, with a comparison budget.
+
+A rule is a set of columns that must agree exactly (``l.a = r.a AND l.b = r.b``; the form
+natlink's model config writes). Each rule excludes the pairs an earlier rule already produced,
+as Splink does, so every candidate pair is generated once. Before any pair is generated,
+:func:`count_comparisons` bounds the pairs per rule from key-group sizes (sum of n choose 2),
+so a rule that would explode is refused with :class:`BlockingBudgetError`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import reduce
+from typing import Any, Sequence
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from natlink.errors import BlockingBudgetError, ConfigError
+from natlink.spark.session import materialise
+
+NODE = "node_id"
+_EQ = re.compile(r"^\s*l\.`?([A-Za-z_][A-Za-z0-9_]*)`?\s*=\s*r\.`?([A-Za-z_][A-Za-z0-9_]*)`?\s*$")
+
+
+@dataclass(frozen=True)
+class Rule:
+    keys: tuple[str, ...]
+
+    @property
+    def sql(self) -> str:
+        return " AND ".join(f"l.{k} = r.{k}" for k in self.keys)
+
+
+def parse_rule(rule: str | dict[str, Any] | Sequence[str]) -> Rule:
+    """A rule from a column list or Splink SQL of the form ``l.a = r.a AND l.b = r.b``."""
+    if isinstance(rule, dict):
+        rule = rule["blocking_rule"]
+    if not isinstance(rule, str):
+        keys = tuple(rule)
+    else:
+        parts = re.split(r"\s+AND\s+", rule.strip().strip("()"), flags=re.IGNORECASE)
+        keys_list = []
+        for part in parts:
+            m = _EQ.match(part.strip("() "))
+            if not m or m.group(1) != m.group(2):
+                raise ConfigError(
+                    f"blocking rule {rule!r}: natlink's engine takes conjunctions of l.col = r.col on the same column"
+                )
+            keys_list.append(m.group(1))
+        keys = tuple(keys_list)
+    if not keys:
+        raise ConfigError("a blocking rule needs at least one column")
+    return Rule(keys)
+
+
+def rules_from_settings(settings: dict[str, Any]) -> list[Rule]:
+    return [parse_rule(r) for r in settings.get("blocking_rules_to_generate_predictions", [])]
+
+
+def agree(rule: Rule, left: str = "l", right: str = "r") -> Column:
+    """``left`` and ``right`` agree on every key of ``rule`` (null when a key is null)."""
+    return reduce(lambda a, b: a & b, [F.col(f"{left}.{k}") == F.col(f"{right}.{k}") for k in rule.keys])
+
+
+def count_comparisons(records: DataFrame, rules: Sequence[Rule]) -> list[int]:
+    """Upper bound of pairs per rule (sum over key groups of n choose 2), all rules in one job."""
+    if not rules:
+        return []
+    parts = []
+    for i, rule in enumerate(rules):
+        keyed = records.where(_all_present(rule))
+        sizes = keyed.groupBy(*rule.keys).agg(F.count(F.lit(1)).cast("long").alias("n"))
+        parts.append(sizes.agg(F.sum(F.col("n") * (F.col("n") - 1) / 2).cast("long").alias("pairs")).select(F.lit(i).alias("rule"), "pairs"))
+    totals = {r["rule"]: r["pairs"] for r in reduce(DataFrame.unionByName, parts).collect()}
+    return [int(totals.get(i) or 0) for i in range(len(rules))]
+
+
+def check_budget(records: DataFrame, rules: Sequence[Rule], budget: float) -> list[int]:
+    return enforce_budget(rules, count_comparisons(records, rules), budget)
+
+
+def enforce_budget(rules: Sequence[Rule], counts: list[int], budget: float) -> list[int]:
+    """``counts`` (pairs per rule) unchanged, or a named error for the first rule over ``budget``."""
+    for rule, count in zip(rules, counts):
+        if count > budget:
+            raise BlockingBudgetError(
+                f"blocking rule {rule.sql!r} would generate {count:,} comparisons, over the budget of "
+                f"{int(budget):,} (link.max_comparisons_per_rule); make it stricter or raise the budget"
+            )
+    return counts
+
+
+def candidate_pairs(records: DataFrame, rules: Sequence[Rule], columns: Sequence[str]) -> DataFrame:
+    """Pairs (``node_id_l < node_id_r``) from all rules, each pair once, with ``c_l``/``c_r`` columns.
+
+    ``records`` must hold ``node_id`` (unique, ordered like the unique id) and ``columns``.
+    """
+    keep = [NODE, *dict.fromkeys(columns)]
+    base = records.select(*keep)
+    parts = []
+    for i, rule in enumerate(rules):
+        left, right = base.alias("l"), base.alias("r")
+        pairs = left.join(right, on=agree(rule) & (F.col(f"l.{NODE}") < F.col(f"r.{NODE}")), how="inner")
+        for earlier in rules[:i]:
+            pairs = pairs.where(~F.coalesce(agree(earlier), F.lit(False)))
+        parts.append(
+            pairs.select(
+                *[F.col(f"l.{c}").alias(f"{c}_l") for c in keep],
+                *[F.col(f"r.{c}").alias(f"{c}_r") for c in keep],
+                F.lit(i).alias("match_key"),
+            )
+        )
+    return reduce(DataFrame.unionByName, parts)
+
+
+def pairs_touching(records: DataFrame, arrivals: DataFrame, rules: Sequence[Rule], columns: Sequence[str]) -> DataFrame:
+    """Candidate pairs with at least one side in ``arrivals`` (a subset of ``records``), each once.
+
+    One pass over the population, whatever the number of rules: every record is expanded to one
+    row per rule holding a 64-bit hash of that rule's key, and joined on (rule, hash) with the
+    arrivals expanded the same way (small: Spark broadcasts it). A joined row is a pair under
+    rule ``i`` when the real key columns agree on rule ``i`` (a hash collision is dropped here)
+    and on no earlier rule, exactly as :func:`candidate_pairs` excludes them, so each pair
+    appears once with the same ``match_key``; a pair of two arrivals is kept from the side of
+    its smaller node id. Pairs come out ordered by node id (``_l`` the smaller) with ``c_l``/
+    ``c_r`` columns. The cost follows the arrivals and their key groups, not the population.
+    """
+    key_columns = [k for rule in rules for k in rule.keys]
+    keep = list(dict.fromkeys([NODE, *columns, *key_columns]))
+
+    def by_rule(df: DataFrame, side: str) -> DataFrame:
+        tagged = [
+            F.struct(F.lit(i).alias("rule"), F.when(_all_present(rule), F.xxhash64(*rule.keys)).alias("key_hash"))
+            for i, rule in enumerate(rules)
+        ]
+        row = F.struct(*[F.col(c) for c in keep])
+        return (
+            df.select(row.alias(side), F.explode(F.array(*tagged)).alias("_k"))
+            .where(F.col("_k.key_hash").isNotNull())
+            .select(side, F.col("_k.rule").alias("rule"), F.col("_k.key_hash").alias("key_hash"))
+        )
+
+    new = materialise(by_rule(arrivals, "a"), "arrival_keys")
+    joined = new.join(by_rule(records, "b"), on=["rule", "key_hash"], how="inner").join(
+        arrivals.select(F.col(NODE).alias("_arrival")), F.col(f"b.{NODE}") == F.col("_arrival"), how="left"
+    )
+    a_node, b_node = F.col(f"a.{NODE}"), F.col(f"b.{NODE}")
+    same_side = (a_node == b_node) | (F.col("_arrival").isNotNull() & (b_node < a_node))
+    first_rule = F.lit(None).cast("int")
+    for i in reversed(range(len(rules))):
+        first_rule = F.when(F.coalesce(agree(rules[i], "a", "b"), F.lit(False)), F.lit(i)).otherwise(first_rule)
+    pairs = joined.where(~same_side & (first_rule == F.col("rule")))
+    a_first = a_node < b_node
+    left = F.when(a_first, F.col("a")).otherwise(F.col("b"))
+    right = F.when(a_first, F.col("b")).otherwise(F.col("a"))
+    return pairs.select(left.alias("_l"), right.alias("_r"), F.col("rule").alias("match_key")).select(
+        *[F.col(f"_l.{c}").alias(f"{c}_l") for c in keep],
+        *[F.col(f"_r.{c}").alias(f"{c}_r") for c in keep],
+        "match_key",
+    )
+
+
+def _all_present(rule: Rule) -> Column:
+    return reduce(lambda a, b: a & b, [F.col(k).isNotNull() for k in rule.keys])
+
+
+def pairs_of(records: DataFrame, edges: DataFrame, columns: Sequence[str], *, key: str = NODE) -> DataFrame:
+    """The given pairs (``{key}_l``, ``{key}_r``, ``match_key``) with their ``c_l``/``c_r`` columns.
+
+    Used to rescore known pairs (an incremental run's kept edges, keyed by unique id) under the
+    current term frequencies without generating candidate pairs again. Pairs whose records are
+    not in ``records`` are dropped.
+    """
+    keep = list(dict.fromkeys([NODE, key, *columns]))
+    base = records.select(*keep)
+    left = base.select(*[F.col(c).alias(f"{c}_l") for c in keep])
+    right = base.select(*[F.col(c).alias(f"{c}_r") for c in keep])
+    pairs = edges.select(f"{key}_l", f"{key}_r", "match_key")
+    return pairs.join(left, on=f"{key}_l", how="inner").join(right, on=f"{key}_r", how="inner")

@@ -1,0 +1,161 @@
+"""Locate a person's records: which datasets hold them, and how many records each.
+
+The probe is one person's *tokens* (made with the same key, e.g. by ``natlink tokenise`` at a
+provider), or a single token value of one column. A token probe is scored against the
+population with the linkage model (blocking narrows the candidates first); the best candidate
+at or above the threshold gives the person id, and ``person_index`` gives the datasets. The
+linkage centre never needs plaintext or the key for this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import reduce
+from pathlib import Path
+from typing import Any, Sequence
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from natlink.linkage import blocking
+from natlink.store import delta
+from natlink.linkage import scoring
+from natlink import columns as C
+from natlink.linkage.engine import compact_columns, needed_columns
+
+PROBE_ID = "__probe__"
+
+
+@dataclass(frozen=True)
+class Discovery:
+    person_id: str | None
+    match_probability: float | None
+    datasets: dict[str, int]  # dataset -> record count
+
+
+def _index(spark, tables: Path, person_ids: list[str]) -> dict[str, dict[str, int]]:
+    index = delta.read(spark, str(tables / "person_index")).where(F.col(C.PERSON_ID).isin(person_ids))
+    out: dict[str, dict[str, int]] = {p: {} for p in person_ids}
+    for row in index.collect():
+        out[row[C.PERSON_ID]][row[C.DATASET]] = int(row["record_count"])
+    return out
+
+
+def _person_of(spark, tables: Path, unique_ids: DataFrame) -> DataFrame:
+    clusters = delta.read(spark, str(tables / "clusters")).select(C.UNIQUE_ID, C.PERSON_ID)
+    return clusters.join(unique_ids, on=C.UNIQUE_ID, how="inner")
+
+
+def by_token(spark, *, tables: str | Path, population: DataFrame, column: str, value: str) -> list[Discovery]:
+    """Every person holding a record whose ``column`` equals the token ``value``."""
+    if column not in population.columns or not C.is_token(column):
+        from natlink.errors import InputDataError
+
+        raise InputDataError(f"{column!r} is not a token column of the population")
+    hits = population.where(F.col(column) == F.lit(value)).select(C.UNIQUE_ID)
+    persons = sorted({r[C.PERSON_ID] for r in _person_of(spark, Path(tables), hits).collect()})
+    index = _index(spark, Path(tables), persons) if persons else {}
+    return [Discovery(p, None, index[p]) for p in persons]
+
+
+@dataclass
+class Population:
+    """A population prepared once for any number of probes (cached; :meth:`release` frees it).
+
+    ``records``: unique id, the model's and the blocking rules' columns compacted as for linking,
+    and a ``tf_<column>`` per term-frequency column; ``frequencies``: those frequency tables, which
+    a probe's tokens are looked up in. Frequencies are the population's own, as in a link run.
+    """
+
+    records: DataFrame
+    frequencies: dict[str, DataFrame]
+    model: scoring.CompiledModel
+    rules: list[blocking.Rule]
+    needed: list[str]
+
+    def release(self) -> None:
+        for frame in [self.records, *self.frequencies.values()]:
+            frame.unpersist()
+
+
+def prepare(population: DataFrame, settings: dict[str, Any]) -> Population:
+    """Compact ``population`` (token tables with a unique id) and attach its term frequencies."""
+    model = scoring.compile_model(settings)
+    rules = blocking.rules_from_settings(settings)
+    needed = needed_columns(model, rules)
+    compact = population.select(C.UNIQUE_ID, *compact_columns(population, needed))
+    frequencies = {column: table.cache() for column, table in scoring.frequency_tables(compact, model).items()}
+    pop = scoring.with_term_frequencies(compact, model, frequencies).cache()
+    pop.count()
+    return Population(pop, frequencies, model, rules, needed)
+
+
+def by_probe(
+    spark,
+    *,
+    tables: str | Path,
+    population: DataFrame | Population,
+    probe: DataFrame,
+    threshold: float,
+    settings: dict[str, Any] | None = None,
+) -> Discovery:
+    """Score one person's tokens against the population; the best match at/above threshold wins.
+
+    ``population`` is either token tables (prepared for this probe with ``settings``, then
+    released) or a :class:`Population` from :func:`prepare`, reused across probes.
+    """
+    if isinstance(population, Population):
+        return _by_probe(spark, Path(tables), population, probe, threshold)
+    if settings is None:
+        raise TypeError("by_probe needs the model settings to prepare a population of token tables")
+    prepared = prepare(population, settings)
+    try:
+        return _by_probe(spark, Path(tables), prepared, probe, threshold)
+    finally:
+        prepared.release()
+
+
+def _by_probe(spark, tables: Path, population: Population, probe: DataFrame, threshold: float) -> Discovery:
+    model, needed = population.model, population.needed
+    probe_row = probe.withColumn(C.UNIQUE_ID, F.lit(PROBE_ID))
+    for c in needed:
+        if c not in probe_row.columns:
+            probe_row = probe_row.withColumn(c, F.lit(None).cast("string"))
+    prb = scoring.with_term_frequencies(probe_row.select(C.UNIQUE_ID, *compact_columns(probe_row, needed)), model, population.frequencies)
+    pop = population.records
+    columns = [C.UNIQUE_ID, *model.pair_columns]
+    parts = []
+    for rule in population.rules:
+        keys = list(rule.keys)
+        near = pop.join(prb.select(*keys), on=keys, how="left_semi").select(*columns).alias("r")
+        left = prb.select(*columns).alias("l")
+        parts.append(left.join(near, on=blocking.agree(rule), how="inner").select(
+            *[F.col(f"l.{c}").alias(f"{c}_l") for c in columns], *[F.col(f"r.{c}").alias(f"{c}_r") for c in columns]
+        ))
+    pairs = reduce(DataFrame.unionByName, parts).dropDuplicates([f"{C.UNIQUE_ID}_r"])
+    scored = scoring.score(pairs, model, keep=[f"{C.UNIQUE_ID}_r"], threshold_match_weight=scoring.probability_to_weight(threshold))
+    best = scored.orderBy(F.desc("match_weight"), F.asc(f"{C.UNIQUE_ID}_r")).limit(1).collect()
+    if not best:
+        return Discovery(None, None, {})
+    uid = best[0][f"{C.UNIQUE_ID}_r"]
+    person = _person_of(spark, tables, spark.createDataFrame([(uid,)], f"{C.UNIQUE_ID} string")).collect()
+    if not person:
+        return Discovery(None, float(best[0]["match_probability"]), {})
+    pid = person[0][C.PERSON_ID]
+    return Discovery(pid, float(best[0]["match_probability"]), _index(spark, tables, [pid])[pid])
+
+
+def probe_frame(spark, tokens: dict[str, Any]) -> DataFrame:
+    """One person's tokens (column -> token or None) as a one-row frame of string columns."""
+    from pyspark.sql import types as T
+
+    names = sorted(k for k in tokens if C.is_token(k))
+    schema = T.StructType([T.StructField(n, T.StringType(), True) for n in names])
+    return spark.createDataFrame([tuple(tokens[n] for n in names)], schema)
+
+
+def load_population(spark, manifests: Sequence[dict[str, Any]]) -> DataFrame:
+    from natlink.linkage.run import load_tokens
+
+    tokens, _fingerprint = load_tokens(spark, manifests)
+    return tokens

@@ -1,0 +1,151 @@
+"""Accuracy of a clustering against known truth: pairwise precision, recall and F1.
+
+Pairs are counted from group sizes (n choose 2), never enumerated, so evaluation scales with
+records rather than with pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from natlink import columns as C
+from natlink.errors import ReconciliationError
+
+
+@dataclass(frozen=True)
+class PairwiseMetrics:
+    precision: float
+    recall: float
+    f1: float
+    true_positive_pairs: int
+    predicted_pairs: int
+    true_pairs: int
+    records: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _pairs(count_col: str) -> F.Column:
+    n = F.col(count_col).cast("long")
+    return F.coalesce(F.sum(n * (n - 1) / 2), F.lit(0)).cast("long")
+
+
+def pairwise(clusters: DataFrame, truth: DataFrame, *, predicted: str = C.PERSON_ID, actual: str = C.TRUE_PERSON_ID) -> PairwiseMetrics:
+    """Within-cluster pairwise metrics; every clustered record must have a truth row."""
+    keys = [C.DATASET, C.RECORD_ID]
+    joined = clusters.select(*keys, predicted).join(truth.select(*keys, actual), on=keys, how="left")
+    groups = joined.groupBy(predicted, actual).agg(F.count(F.lit(1)).alias("n")).cache()
+    try:
+        summary = groups.agg(
+            F.sum("n").alias("records"),
+            F.sum(F.when(F.col(actual).isNull(), F.col("n")).otherwise(0)).alias("without_truth"),
+            _pairs("n").alias("tp"),
+        ).first()
+        if summary["without_truth"]:
+            raise ReconciliationError(f"{summary['without_truth']} clustered records have no row in the truth table")
+        predicted_pairs = groups.groupBy(predicted).agg(F.sum("n").alias("k")).agg(_pairs("k")).first()[0]
+        true_pairs = groups.groupBy(actual).agg(F.sum("n").alias("k")).agg(_pairs("k")).first()[0]
+    finally:
+        groups.unpersist()
+    tp = int(summary["tp"])
+    precision = tp / predicted_pairs if predicted_pairs else 1.0
+    recall = tp / true_pairs if true_pairs else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return PairwiseMetrics(precision, recall, f1, tp, int(predicted_pairs), int(true_pairs), int(summary["records"]))
+
+
+@dataclass(frozen=True)
+class ClusterMetrics:
+    """Cluster-level accuracy: a predicted cluster is correct when it equals a true cluster exactly."""
+
+    precision: float  # exact clusters / predicted clusters
+    recall: float  # exact clusters / true clusters
+    f1: float
+    exact_clusters: int
+    predicted_clusters: int
+    true_clusters: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def cluster_level(clusters: DataFrame, truth: DataFrame, *, predicted: str = C.PERSON_ID, actual: str = C.TRUE_PERSON_ID) -> ClusterMetrics:
+    keys = [C.DATASET, C.RECORD_ID]
+    joined = clusters.select(*keys, predicted).join(truth.select(*keys, actual), on=keys, how="inner")
+    sizes_p = joined.groupBy(predicted).agg(F.count(F.lit(1)).alias("np"))
+    sizes_t = joined.groupBy(actual).agg(F.count(F.lit(1)).alias("nt"))
+    overlap = joined.groupBy(predicted, actual).agg(F.count(F.lit(1)).alias("n"))
+    exact = (
+        overlap.join(sizes_p, on=predicted).join(sizes_t, on=actual)
+        .where((F.col("n") == F.col("np")) & (F.col("n") == F.col("nt")))
+        .count()
+    )
+    n_pred, n_true = sizes_p.count(), sizes_t.count()
+    precision = exact / n_pred if n_pred else 1.0
+    recall = exact / n_true if n_true else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return ClusterMetrics(precision, recall, f1, exact, n_pred, n_true)
+
+
+def nhs_pseudo_truth(tokens: DataFrame) -> DataFrame:
+    """Where no truth exists: records sharing an NHS number token are taken to be one person.
+
+    Only records with an NHS number token are kept, so metrics against this pseudo-truth
+    describe that subset (and inherit its errors: wrong or shared NHS numbers).
+    """
+    return tokens.where(F.col(C.token(C.NHS_NUMBER)).isNotNull()).select(
+        C.DATASET, C.RECORD_ID, F.col(C.token(C.NHS_NUMBER)).alias(C.TRUE_PERSON_ID)
+    )
+
+
+def threshold_sweep(records: DataFrame, edges: DataFrame, truth: DataFrame, thresholds: list[float]) -> list[dict]:
+    """Pairwise and cluster-level metrics when clustering ``edges`` at each threshold.
+
+    ``records``: node_id, dataset, record_id; ``edges``: node_id_l, node_id_r, match_probability
+    (scored at or below the smallest threshold).
+    """
+    from natlink.linkage import clustering
+
+    rows = []
+    for threshold in sorted(thresholds):
+        kept = edges.where(F.col("match_probability") >= threshold)
+        comps = clustering.components(kept)
+        clusters = (
+            records.select("node_id", C.DATASET, C.RECORD_ID)
+            .join(comps, on="node_id", how="left")
+            .select(C.DATASET, C.RECORD_ID, F.coalesce("component", "node_id").cast("string").alias(C.PERSON_ID))
+            .cache()
+        )
+        # Judge only records that have a truth row (pseudo-truth covers a subset).
+        judged = clusters.join(truth.select(C.DATASET, C.RECORD_ID), on=[C.DATASET, C.RECORD_ID], how="left_semi")
+        pw = pairwise(judged, truth)
+        cl = cluster_level(judged, truth)
+        clusters.unpersist()
+        rows.append({"threshold": threshold, **{f"pair_{k}": v for k, v in pw.as_dict().items()}, **{f"cluster_{k}": v for k, v in cl.as_dict().items()}})
+    return rows
+
+
+def sweep_job(spark, *, manifests: list, model_path, thresholds: list[float], truth: DataFrame | None = None) -> list[dict]:
+    """Predict once at the lowest threshold, then cluster and judge at every threshold.
+
+    Against ``truth`` (dataset, record_id, true_person_id) when given, else against NHS-number
+    agreement as pseudo-truth.
+    """
+    from natlink.linkage import engine as link
+    from natlink.linkage import model_store
+    from natlink.linkage.run import load_tokens
+    from natlink.spark.session import release_materialised
+
+    tokens, fingerprint = load_tokens(spark, manifests)
+    settings, _meta = model_store.load(model_path, key_fingerprint=fingerprint)
+    try:
+        result = link.link(tokens, settings, threshold=min(thresholds))
+        judge = truth if truth is not None else nhs_pseudo_truth(tokens)
+        edges = result.edges.select(f"{link.NODE}_l", f"{link.NODE}_r", "match_probability")
+        return threshold_sweep(result.records, edges, judge, thresholds)
+    finally:
+        release_materialised()

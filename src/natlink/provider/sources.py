@@ -1,0 +1,257 @@
+"""The files of a provider's source and the up-front checks made on them, before any Spark job.
+
+The files exist and are not empty (Hadoop FileSystem listing, works for local paths and cluster
+URIs alike), every CSV file's header is read on the driver (so column drift between files of one
+delivery is caught), and the columns and their types are compared with the dataset's mapping
+(:mod:`natlink.config.datasets`). Errors name the file, the columns that are missing or
+unexpected and what is present, never a data value.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import gzip
+import io
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from natlink import columns as C
+from natlink.config.datasets import DatasetConfig, source_path
+from natlink.store import delta
+from natlink.errors import (
+    ColumnTypeError,
+    EmptyInputError,
+    HeaderMismatchError,
+    InvalidEncodingError,
+    MissingColumnsError,
+    SchemaError,
+    SourceNotFoundError,
+    UnexpectedColumnsError,
+)
+
+__all__ = ["SourceFile", "RawSource", "list_source_files", "read_csv_header", "check_columns", "read_raw", "read_source"]
+
+CORRUPT_COLUMN = "_natlink_corrupt_record"  # Spark's PERMISSIVE mode puts a malformed CSV row here
+FILE_COLUMN = "_natlink_file"  # the file each row came from
+
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: str
+    size: int
+
+
+def _hadoop_fs(spark, path: str):
+    jvm = spark._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    return hpath.getFileSystem(spark._jsc.hadoopConfiguration()), hpath
+
+
+def list_source_files(spark, path: str, *, dataset: str) -> list[SourceFile]:
+    """Data files under ``path`` (hidden ``_``/``.`` entries skipped), or a named error."""
+    fs, hpath = _hadoop_fs(spark, path)
+    if not fs.exists(hpath):
+        raise SourceNotFoundError(f"dataset {dataset!r}: source path {path} does not exist")
+    found: list[SourceFile] = []
+    stack = [fs.getFileStatus(hpath)]
+    while stack:
+        status = stack.pop()
+        name = status.getPath().getName()
+        if status.getPath() != hpath and (name.startswith("_") or name.startswith(".")):
+            continue
+        if status.isDirectory():
+            stack.extend(fs.listStatus(status.getPath()))
+        else:
+            found.append(SourceFile(path=status.getPath().toString(), size=int(status.getLen())))
+    if not found:
+        raise SourceNotFoundError(f"dataset {dataset!r}: source path {path} holds no data files")
+    return sorted(found, key=lambda f: f.path)
+
+
+_MAX_HEADER_BYTES = 1 << 18  # a header line longer than 256 KiB is not a header
+
+
+def read_csv_header(spark, file: SourceFile, *, encoding: str, sep: str, quote: str, dataset: str) -> list[str]:
+    """The header row of one CSV file, read on the driver (first line only; .gz/.bz2 handled)."""
+    head = _head_bytes(spark, file.path, _MAX_HEADER_BYTES)
+    if file.path.endswith(".gz"):
+        head = _decompress_head(gzip.GzipFile, head)
+    elif file.path.endswith(".bz2"):
+        head = bz2.BZ2Decompressor().decompress(head)
+    line = head.split(b"\n", 1)[0].rstrip(b"\r")
+    try:
+        text = line.decode(encoding)
+    except (UnicodeDecodeError, LookupError):
+        raise InvalidEncodingError(
+            f"dataset {dataset!r}: the header of {file.path} is not valid {encoding} "
+            "(set source.encoding to the file's encoding)"
+        ) from None
+    text = text.lstrip("\ufeff")
+    return next(csv.reader(io.StringIO(text), delimiter=sep, quotechar=quote or '"'), [])
+
+
+def _head_bytes(spark, path: str, limit: int) -> bytes:
+    """Up to ``limit`` leading bytes of a file through Hadoop's FileSystem (one call to the JVM)."""
+    fs, hpath = _hadoop_fs(spark, path)
+    stream = fs.open(hpath)
+    try:
+        return bytes(stream.readNBytes(int(limit)))
+    finally:
+        stream.close()
+
+
+def _decompress_head(opener: Any, head: bytes) -> bytes:
+    try:
+        with opener(fileobj=io.BytesIO(head)) as fh:
+            return fh.read(65536)
+    except (EOFError, OSError):
+        return b""
+
+
+# ---------------------------------------------------------------------------------------------
+# Column checks (pure: from column names and types only)
+
+_STRINGY = {"string", "varchar", "char"}
+_INTEGRAL = {"tinyint", "smallint", "int", "bigint", "byte", "short", "integer", "long"}
+_ALLOWED_TYPES: dict[str, set[str]] = {
+    C.NHS_NUMBER: _STRINGY | _INTEGRAL | {"decimal"},
+    C.GIVEN_NAME: _STRINGY,
+    C.FAMILY_NAME: _STRINGY,
+    C.DATE_OF_BIRTH: _STRINGY | {"date", "timestamp", "timestamp_ntz"},
+    C.SEX: _STRINGY | _INTEGRAL,
+    C.POSTCODE: _STRINGY,
+}
+_RECORD_ID_TYPES = _STRINGY | _INTEGRAL | {"decimal"}
+
+
+def _base_type(type_name: str) -> str:
+    return type_name.split("(", 1)[0].lower()
+
+
+def check_columns(cfg: DatasetConfig, columns: list[tuple[str, str]], *, where: str) -> list[str]:
+    """Check source (name, simpleString type) pairs against the mapping; return unexpected names.
+
+    Raises a named SchemaError listing what is missing / unexpected / mistyped and what is present.
+    """
+    names = [n for n, _t in columns]
+    lowered = [n.lower() for n in names]
+    dupes = sorted({n for n in names if lowered.count(n.lower()) > 1})
+    if dupes:
+        raise SchemaError(f"dataset {cfg.name!r} ({where}): duplicate column names {dupes}")
+    present = set(names)
+    wanted = cfg.source_columns()
+    missing = [c for c in dict.fromkeys(wanted) if c not in present]
+    if missing:
+        raise MissingColumnsError(
+            f"dataset {cfg.name!r} ({where}): missing columns {missing}; present: {sorted(present)}"
+        )
+    known = set(wanted) | set(cfg.schema_checks.ignore_columns)
+    unexpected = [n for n in names if n not in known]
+    if unexpected and cfg.schema_checks.unexpected_columns == "error":
+        raise UnexpectedColumnsError(
+            f"dataset {cfg.name!r} ({where}): unexpected columns {unexpected}; expected only {sorted(known)} "
+            "(add them to schema_checks.ignore_columns or map them)"
+        )
+    types = dict(columns)
+    wrong = []
+    for canonical, source in cfg.columns.items():
+        if _base_type(types[source]) not in _ALLOWED_TYPES[canonical]:
+            wrong.append(f"{source} ({types[source]}, mapped to {canonical}; expected one of {sorted(_ALLOWED_TYPES[canonical])})")
+    if _base_type(types[cfg.record_id]) not in _RECORD_ID_TYPES:
+        wrong.append(f"{cfg.record_id} ({types[cfg.record_id]}, the record id; expected string or integer)")
+    if wrong:
+        raise ColumnTypeError(f"dataset {cfg.name!r} ({where}): wrong column types: {'; '.join(wrong)}")
+    return unexpected
+
+
+
+
+@dataclass
+class RawSource:
+    """A source as read, after the up-front checks."""
+
+    frame: DataFrame  # source columns, plus _natlink_* bookkeeping columns
+    path: str
+    files: list[SourceFile]
+    source_columns: list[str]
+    unexpected_columns: list[str]
+    is_csv: bool
+
+
+def _csv_header(spark: SparkSession, cfg: DatasetConfig, files: list[SourceFile]) -> list[str]:
+    opts = {k.lower(): v for k, v in cfg.source.options.items()}
+    sep = opts.get("sep", opts.get("delimiter", ","))
+    quote = opts.get("quote", '"')
+    headers: dict[tuple[str, ...], list[str]] = {}
+    for f in files:
+        header = read_csv_header(spark, f, encoding=cfg.source.encoding, sep=sep, quote=quote, dataset=cfg.name)
+        headers.setdefault(tuple(header), []).append(f.path)
+    if len(headers) > 1:
+        variants = "; ".join(
+            f"{len(paths)} file(s) such as {paths[0]} with columns {list(h)}"
+            for h, paths in sorted(headers.items(), key=lambda kv: -len(kv[1]))
+        )
+        raise HeaderMismatchError(f"dataset {cfg.name!r}: the files do not share one header: {variants}")
+    header = list(next(iter(headers)))
+    # Spark names blank header cells _c<i>; do the same so the schema is well formed.
+    return [h.strip() or f"_c{i}" for i, h in enumerate(header)]
+
+
+def read_raw(spark: SparkSession, cfg: DatasetConfig, *, data_dir: str | None = None) -> RawSource:
+    """Read a dataset's source with every check that can be made before reading data rows."""
+    path = source_path(cfg, data_dir)
+    fmt = cfg.source.format
+    if fmt == "delta":
+        if not delta.exists(path):
+            raise SourceNotFoundError(f"dataset {cfg.name!r}: no Delta table at {path}")
+        df = delta.read(spark, path)
+        files: list[SourceFile] = []
+        frame_file = F.lit(path)
+    else:
+        files = list_source_files(spark, path, dataset=cfg.name)
+        nonempty = [f for f in files if f.size > 0]
+        if not nonempty:
+            raise EmptyInputError(
+                f"dataset {cfg.name!r}: {len(files)} file(s) under {path}, all empty (0 bytes); expected a header and rows"
+            )
+        if fmt == "csv":
+            header = _csv_header(spark, cfg, nonempty)
+            if not any(header):
+                raise EmptyInputError(f"dataset {cfg.name!r}: {path}: the first line is empty; expected a header")
+            schema = T.StructType(
+                [T.StructField(h, T.StringType()) for h in header] + [T.StructField(CORRUPT_COLUMN, T.StringType())]
+            )
+            check_columns(cfg, [(h, "string") for h in header], where=path)
+            reader = (
+                spark.read.schema(schema)
+                .option("header", True)
+                .option("mode", "PERMISSIVE")
+                .option("columnNameOfCorruptRecord", CORRUPT_COLUMN)
+                .option("enforceSchema", False)  # every file's header is compared with the schema
+                .option("encoding", cfg.source.encoding)
+            )
+            for key, value in cfg.source.options.items():
+                reader = reader.option(key, value)
+            df = reader.csv([f.path for f in nonempty])
+        else:
+            df = spark.read.parquet(*[f.path for f in nonempty])
+        frame_file = F.col("_metadata.file_path")
+    source_cols = [c for c in df.columns if c != CORRUPT_COLUMN]
+    unexpected = check_columns(
+        cfg, [(f.name, f.dataType.simpleString()) for f in df.schema.fields if f.name != CORRUPT_COLUMN], where=path
+    )
+    is_csv = fmt == "csv"
+    frame = df.select(*[F.col(f"`{c}`") for c in df.columns], frame_file.alias(FILE_COLUMN))
+    return RawSource(frame, path, files, source_cols, unexpected, is_csv)
+
+
+def read_source(spark: SparkSession, cfg: DatasetConfig, *, data_dir: str | None = None) -> DataFrame:
+    """The raw source as a DataFrame, after the up-front checks (see :mod:`natlink.provider.onboard`)."""
+    raw = read_raw(spark, cfg, data_dir=data_dir)
+    return raw.frame.select(*[F.col(f"`{c}`") for c in raw.source_columns])

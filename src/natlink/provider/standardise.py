@@ -1,0 +1,470 @@
+"""Cleaning of raw provider extracts into natlink's canonical columns (native Spark only).
+
+Column -> Column helpers plus :func:`standardise`, a DataFrame -> DataFrame transform whose final
+``select`` is its schema contract. Empty values become NULL, never ''. A value that is present in
+the source but cannot be used (a wrong NHS number check digit, a placeholder date of birth, a
+ZZ99 pseudo-postcode, ...) becomes NULL and its ``<column>_flag`` says why; the flag is NULL when
+the value was used or was blank in the source. Junk hashed into a linking token would create
+false links between strangers, so nothing doubtful is passed on.
+
+Rules, per column (references in ``natlink/data/README.md``):
+
+* names: Unicode NFC (ICU4J, shipped with Spark), upper case, apostrophes removed, other
+  punctuation and digits dropped, leading titles (MR, DR, ...) stripped; given names split into
+  ``given_name`` (the first) and ``given_name_other`` (the rest); family names compacted
+  (``SMITH-JONES`` = ``SMITH JONES`` = ``SMITHJONES``) with the first and last parts of multi-part
+  names kept in ``family_name_first`` / ``family_name_last``. Known placeholders (UNKNOWN, BABY,
+  XXX, ...) are nulled.
+* date of birth: the configured patterns in order; calendar-impossible dates (31/02), dates out
+  of range (before ``earliest`` or after the as-of date) and placeholders (1900-01-01, and per
+  dataset e.g. 01/01/YYYY) are nulled.
+* sex: NHS data dictionary person gender codes (0 not known, 1 male, 2 female, 9 not specified)
+  and common spellings -> 'M' / 'F'; not known, not specified and unrecognised codes are counted.
+* NHS number: 10 digits after removing spaces and hyphens, modulus 11 check digit (weights 10..2;
+  11 -> 0; 10 -> invalid), the test range 999 000 0000 - 999 999 9999 rejected unless allowed,
+  repeated-digit fillers rejected.
+* postcode: upper case, one space before the inward code, validated against the Royal Mail
+  format; ZZ99 pseudo-postcodes nulled (their nation kept for the region); area, district
+  (= outward code) and sector derived.
+* age band (when the dataset config asks for one): whole years of age at a fixed reference date
+  in 10-year bands (``"40-49"``, ``"90+"``), from the cleaned date of birth; kept through
+  tokenise as a non-identifying column, while the date of birth itself is not.
+* region: from the postcode area (``natlink/data/postcode_areas.csv``), else the nation of a ZZ99
+  code, else ``UNKNOWN``; a dataset's fixed region wins.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import re
+from functools import lru_cache
+from importlib import resources
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from natlink import columns as C
+from natlink.config.datasets import AgeBandRules, DatasetConfig, DateOfBirthRules, NameRules, NhsNumberRules
+
+__all__ = [
+    "UNKNOWN_REGION",
+    "DERIVED_COLUMNS",
+    "FLAG_COLUMNS",
+    "REASONS",
+    "blank_to_null",
+    "nfc",
+    "clean_name",
+    "strip_titles",
+    "nhs_digits",
+    "nhs_check_digit",
+    "parse_date",
+    "sex_code",
+    "sex_value",
+    "postcode_compact",
+    "format_postcode",
+    "postcode_area",
+    "region",
+    "region_lookup",
+    "age_band",
+    "regions",
+    "standardise",
+    "output_columns",
+]
+
+UNKNOWN_REGION = "UNKNOWN"
+
+DERIVED_COLUMNS = C.DERIVED_COLUMNS
+FLAG_COLUMNS: tuple[str, ...] = tuple(C.flag(c) for c in C.IDENTIFIERS)
+
+# Every reason a flag column can hold (the counts and the profile report each one, even at 0).
+REASONS: dict[str, tuple[str, ...]] = {
+    C.NHS_NUMBER: ("bad_format", "placeholder", "bad_check_digit", "test_range"),
+    C.GIVEN_NAME: ("placeholder", "title_only", "invalid"),
+    C.FAMILY_NAME: ("placeholder", "invalid"),
+    C.DATE_OF_BIRTH: ("unparseable", "impossible", "out_of_range", "placeholder"),
+    C.SEX: ("not_known", "not_specified", "unrecognised"),
+    C.POSTCODE: ("pseudo", "invalid"),
+}
+
+# ---------------------------------------------------------------------------------------------
+# Generic helpers
+
+
+def blank_to_null(col: Column) -> Column:
+    trimmed = F.trim(col)
+    return F.when(trimmed == "", F.lit(None)).otherwise(trimmed)
+
+
+def nfc(col: Column) -> Column:
+    """Unicode NFC through ICU4J (on Spark's classpath); NULL stays NULL."""
+    composed = F.call_function("reflect", F.lit("com.ibm.icu.text.Normalizer"), F.lit("compose"), col, F.lit(False))
+    return F.when(col.isNotNull(), composed)
+
+
+def _alternation(words: list[str]) -> str:
+    # Longest first, so "RT HON" wins over "HON"; words are validated as [A-Z ]+ in the config.
+    return "|".join(re.escape(w) for w in sorted(set(words), key=len, reverse=True))
+
+
+def _in(col: Column, values: list[str]) -> Column:
+    return col.isin(*values) if values else F.lit(False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Names
+#
+# The helpers below take the intermediate columns of earlier stages (see standardise()), so
+# each expensive expression runs once per row: Spark does not merge a select into the next
+# when that would repeat a non-trivial expression, and the stages rely on it.
+
+_APOSTROPHES = "'\u2018\u2019\u02bc`\u00b4"
+_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"
+_SUFFIXES = ("JR", "JNR", "SNR", "II", "III", "IV")
+
+
+def clean_name(col: Column) -> Column:
+    """NFC, upper case, apostrophes removed, digits and other punctuation dropped, hyphens kept
+    (spaces around them removed), whitespace collapsed. Text with no letters left -> '' (so
+    "invalid" can be told from blank, which is NULL)."""
+    up = F.upper(F.trim(col.cast("string")))
+    # Fast path: most names are plain A-Z words, already NFC and clean (skips six regexes).
+    simple = up.rlike(r"^[A-Z]+(?: [A-Z]+)*$")
+    s = F.upper(nfc(up))
+    s = F.translate(s, _APOSTROPHES, "")
+    s = F.translate(s, _DASHES, "-" * len(_DASHES))
+    s = F.regexp_replace(s, r"[^\p{L}\p{M}\s-]", " ")
+    s = F.regexp_replace(s, r"\s*-[\s-]*", "-")
+    s = F.regexp_replace(s, r"\s+", " ")
+    s = F.regexp_replace(s, r"^[\s-]+|[\s-]+$", "")
+    return F.when(up == "", F.lit(None)).when(simple, up).otherwise(s)
+
+
+def strip_titles(base: Column, titles: list[str]) -> Column:
+    """Leading titles removed ('MR JOHN' -> 'JOHN'); a title alone is kept (see the flags)."""
+    if not titles:
+        return base
+    first_word = F.substring_index(base, " ", 1)
+    starts = sorted({t.split(" ", 1)[0] for t in titles})
+    stripped = F.regexp_replace(base, rf"^(?:(?:{_alternation(titles)}) )+(?=\S)", "")
+    # The regex only runs when the first word can start a title (a hash-set test otherwise).
+    return F.when(first_word.isin(*starts), stripped).otherwise(base)
+
+
+def strip_suffixes(name: Column) -> Column:
+    """A trailing JR / SNR / III ... removed from a multi-word family name."""
+    last_word = F.substring_index(F.translate(name, "-", " "), " ", -1)
+    stripped = F.regexp_replace(name, rf"(?<=\S)[ -](?:{'|'.join(_SUFFIXES)})$", "")
+    return F.when(last_word.isin(*_SUFFIXES) & (last_word != name), stripped).otherwise(name)
+
+
+def given_name_flag(base: Column, stripped: Column, first: Column, rules: NameRules) -> Column:
+    return (
+        F.when(base.isNull(), F.lit(None))
+        .when(base == "", F.lit("invalid"))
+        .when(_in(base, rules.titles), F.lit("title_only"))
+        .when(_in(stripped, rules.placeholders) | _in(first, rules.placeholders), F.lit("placeholder"))
+    )
+
+
+def family_name_flag(base: Column, stripped: Column, compact: Column, rules: NameRules) -> Column:
+    return (
+        F.when(base.isNull(), F.lit(None))
+        .when(base == "", F.lit("invalid"))
+        .when(_in(stripped, rules.placeholders) | _in(compact, rules.placeholders), F.lit("placeholder"))
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# NHS number
+
+
+def nhs_digits(col: Column, source_type: str = "string") -> Column:
+    """The NHS number as text with spaces and hyphens removed; blank -> NULL."""
+    if source_type in ("tinyint", "smallint", "int", "bigint") or source_type.startswith("decimal"):
+        # Integer columns lose leading zeros (CHI numbers start with 0-3): pad back to 10 digits.
+        # try_cast: an ANSI cast error would print the offending value (an identifier).
+        text = F.lpad(col.try_cast("decimal(20,0)").cast("string"), 10, "0")
+    else:
+        text = col.cast("string")
+    return blank_to_null(F.translate(text, " -\t", ""))
+
+
+def nhs_check_digit(digits: Column) -> Column:
+    """Modulus 11 over the first nine digits (weights 10..2): 0-9, or 10 meaning invalid."""
+
+    def d(i: int) -> Column:  # never fails, unlike a cast under ANSI mode
+        return F.ascii(F.substring(digits, i, 1)) - 48
+
+    check = F.lit(11) - F.pmod(sum(d(i) * (11 - i) for i in range(1, 10)), F.lit(11))
+    return F.when(check == 11, F.lit(0)).otherwise(check)
+
+
+def nhs_number_flag(digits: Column, rules: NhsNumberRules) -> Column:
+    flag = F.when(digits.isNull(), F.lit(None)).when(~digits.rlike(r"^[0-9]{10}$"), F.lit("bad_format"))
+    if rules.reject_repeated_digits:
+        flag = flag.when(digits == F.repeat(F.substring(digits, 1, 1), 10), F.lit("placeholder"))
+    last = F.ascii(F.substring(digits, 10, 1)) - 48
+    flag = flag.when(nhs_check_digit(digits) != last, F.lit("bad_check_digit"))  # 10 never equals a digit
+    if not rules.allow_test_range:
+        flag = flag.when(digits.startswith("999"), F.lit("test_range"))
+    return flag
+
+
+# ---------------------------------------------------------------------------------------------
+# Date of birth
+
+_DATE_SHAPE = r"^[0-9]{1,4}[-/. ][0-9]{1,2}[-/. ][0-9]{1,4}$|^[0-9]{8}$"
+
+
+def parse_date(text: Column, formats: list[str]) -> Column:
+    """The first pattern that parses, as a DATE. try_to_timestamp gives NULL (not an ANSI error)
+    when a pattern does not fit, and Spark's parser is strict: 31/02/2020 parses with none."""
+    return F.coalesce(*[F.try_to_timestamp(text, F.lit(fmt)).cast("date") for fmt in formats])
+
+
+def date_of_birth_flag(text: Column, parsed: Column, rules: DateOfBirthRules, as_of: dt.date) -> Column:
+    placeholders = [F.lit(d) for d in rules.placeholder_dates]
+    return (
+        F.when(text.isNull(), F.lit(None))
+        .when(parsed.isNull() & text.rlike(_DATE_SHAPE), F.lit("impossible"))
+        .when(parsed.isNull(), F.lit("unparseable"))
+        .when(parsed.isin(*placeholders) if placeholders else F.lit(False), F.lit("placeholder"))
+        .when(_in(F.date_format(parsed, "MM-dd"), rules.unknown_day_month), F.lit("placeholder"))
+        .when((parsed < F.lit(rules.earliest)) | (parsed > F.lit(as_of)), F.lit("out_of_range"))
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Sex
+
+# NHS data dictionary PERSON GENDER CODE (0, 1, 2, 9) and PERSON STATED GENDER CODE (X, I),
+# plus common spellings seen in extracts.
+_SEX_CODES: dict[str, str] = {
+    **{k: "M" for k in ("1", "M", "MALE", "MAN", "BOY")},
+    **{k: "F" for k in ("2", "F", "FEMALE", "WOMAN", "GIRL")},
+}
+_SEX_UNKNOWN: dict[str, str] = {
+    **{k: "not_known" for k in ("0", "U", "UNKNOWN", "NOT KNOWN", "NK", "N/K", "X", "UNK")},
+    **{k: "not_specified" for k in ("9", "I", "INDETERMINATE", "NOT SPECIFIED", "NS", "O", "OTHER")},
+}
+
+
+def _literal_map(mapping: dict[str, str]) -> Column:
+    return F.create_map(*[F.lit(x) for pair in sorted(mapping.items()) for x in pair])
+
+
+def sex_code(col: Column) -> Column:
+    """Upper case, dots removed, whitespace collapsed; blank -> NULL (the lookup key)."""
+    cleaned = F.regexp_replace(F.upper(F.translate(col.cast("string"), ".", "")), r"\s+", " ")
+    return blank_to_null(cleaned)
+
+
+def sex_value(code: Column) -> Column:
+    return F.element_at(_literal_map(_SEX_CODES), code)
+
+
+def sex_flag(code: Column) -> Column:
+    known = F.element_at(_literal_map(_SEX_CODES), code).isNotNull()
+    return F.when(code.isNull() | known, F.lit(None)).otherwise(
+        F.coalesce(F.element_at(_literal_map(_SEX_UNKNOWN), code), F.lit("unrecognised"))
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Postcode and region
+
+# Royal Mail format (BS 7666): outward AN, ANN, AAN, AANN, ANA, AANA; inward NAA. Letters that
+# never occur in a position are excluded (Q V X first; I J Z second; C I K M O V in the inward).
+_POSTCODE = (
+    r"^(?:[A-PR-UWYZ][0-9]{1,2}|[A-PR-UWYZ][A-HK-Y][0-9]{1,2}|[A-PR-UWYZ][0-9][A-HJKPSTUW]"
+    r"|[A-PR-UWYZ][A-HK-Y][0-9][ABEHMNPRVWXY])[0-9][ABD-HJLNP-UW-Z]{2}$"
+)
+# ZZ99 pseudo-postcodes that name a nation (NHS data dictionary); the others (3VZ no fixed
+# abode, 3WZ not known, 3CZ England n.o.s., ZZ99 + country code overseas) give no region.
+_PSEUDO_NATIONS = {"ZZ993GZ": "WALES", "ZZ991WZ": "SCOTLAND", "ZZ992WZ": "NORTHERN_IRELAND"}
+
+
+def postcode_compact(col: Column) -> Column:
+    """Upper case with everything but letters and digits removed; blank -> NULL."""
+    up = F.upper(col.cast("string"))
+    compact = F.when(up.rlike(r"^[A-Z0-9 ]*$"), F.translate(up, " ", "")).otherwise(
+        F.regexp_replace(up, r"[^A-Z0-9]", "")
+    )
+    return blank_to_null(compact)
+
+
+def postcode_flag(compact: Column) -> Column:
+    return (
+        F.when(compact.isNull(), F.lit(None))
+        .when(compact.startswith("ZZ99"), F.lit("pseudo"))
+        .when(~compact.rlike(_POSTCODE), F.lit("invalid"))
+    )
+
+
+def format_postcode(compact: Column) -> Column:
+    """'LS14AP' -> 'LS1 4AP' (call on valid compact postcodes)."""
+    return F.concat(F.call_function("left", compact, F.length(compact) - 3), F.lit(" "), F.substring(compact, -3, 3))
+
+
+def postcode_area(col: Column) -> Column:
+    """The letters before the first digit of a postcode ('LS' of 'LS1 4AP')."""
+    return F.regexp_extract(col, r"^([A-Z]{1,2})[0-9]", 1)
+
+
+def pseudo_region(compact: Column) -> Column:
+    """The nation of a ZZ99 pseudo-postcode that names one, else NULL."""
+    return F.element_at(_literal_map(_PSEUDO_NATIONS), compact)
+
+
+@lru_cache(maxsize=1)
+def regions() -> dict[str, str]:
+    """Postcode area -> NHS England region / nation, from the table shipped in the package."""
+    with resources.files("natlink.data").joinpath("postcode_areas.csv").open(encoding="utf-8") as fh:
+        return {r["area"]: r["region"] for r in csv.DictReader(fh)}
+
+
+def region_lookup(spark: SparkSession) -> DataFrame:
+    return spark.createDataFrame(sorted(regions().items()), "_area string, _region string")
+
+
+def region(area: Column, pseudo: Column, fixed: str | None = None) -> Column:
+    """A fixed region, else the area's region, else a ZZ99 code's nation, else UNKNOWN."""
+    if fixed is not None:
+        return F.lit(fixed)
+    return F.coalesce(F.element_at(_literal_map(regions()), area), pseudo, F.lit(UNKNOWN_REGION))
+
+
+# ---------------------------------------------------------------------------------------------
+# The transform
+
+
+def age_band(dob: Column, rules: AgeBandRules) -> Column:
+    """``"40-49"``-style band of the age in whole years at ``rules.reference_date``; NULL when the
+    date of birth is NULL or after the reference date. The age is computed as the generator does
+    (``floor(months_between / 12)``), so synthetic truth and records agree on birthdays."""
+    age = F.floor(F.months_between(F.lit(rules.reference_date), dob) / 12).cast("int")
+    lower = (F.floor(age / rules.width) * rules.width).cast("int")
+    closed = F.concat(lower.cast("string"), F.lit("-"), (lower + rules.width - 1).cast("string"))
+    return F.when(age >= rules.open_from, F.lit(f"{rules.open_from}+")).when(age >= 0, closed)
+
+
+def output_columns(cfg: DatasetConfig) -> list[str]:
+    """The columns :func:`standardise` returns, in order."""
+    return [
+        C.DATASET,
+        C.RECORD_ID,
+        C.NHS_NUMBER,
+        C.GIVEN_NAME,
+        C.GIVEN_NAME_OTHER,
+        C.FAMILY_NAME,
+        C.FAMILY_NAME_FIRST,
+        C.FAMILY_NAME_LAST,
+        C.DATE_OF_BIRTH,
+        C.SEX,
+        C.POSTCODE,
+        C.POSTCODE_AREA,
+        C.POSTCODE_DISTRICT,
+        C.POSTCODE_SECTOR,
+        C.REGION,
+        *cfg.kept_columns(),
+        *FLAG_COLUMNS,
+    ]
+
+
+def _type_of(df: DataFrame, column: str) -> str:
+    return df.schema[column].dataType.simpleString()
+
+
+def standardise(
+    df: DataFrame, cfg: DatasetConfig, *, as_of: dt.date | None = None, passthrough: tuple[str, ...] = ()
+) -> DataFrame:
+    """Map and clean one raw dataset into canonical columns, derived columns and flags.
+
+    ``as_of``: dates of birth after it are impossible (default: today, UTC).
+    ``passthrough``: extra input columns carried unchanged after the contract columns.
+    Four selects, each computing what the next uses more than once.
+    """
+    as_of = as_of or dt.datetime.now(dt.timezone.utc).date()
+    m = cfg.columns
+    keep = [C.DATASET, C.RECORD_ID, *cfg.event_columns.keys(), *passthrough]
+
+    def src(canonical: str) -> Column:
+        return F.col(f"`{m[canonical]}`") if canonical in m else F.lit(None).cast("string")
+
+    def src_type(canonical: str) -> str:
+        return _type_of(df, m[canonical]) if canonical in m else "string"
+
+    dob_type = src_type(C.DATE_OF_BIRTH)
+    if dob_type in ("date", "timestamp", "timestamp_ntz"):
+        dob_text, dob_parsed = src(C.DATE_OF_BIRTH).cast("string"), src(C.DATE_OF_BIRTH).cast("date")
+    else:
+        dob_text, dob_parsed = blank_to_null(src(C.DATE_OF_BIRTH).cast("string")), None
+
+    stage1 = df.select(
+        F.lit(cfg.name).alias(C.DATASET),
+        blank_to_null(F.col(f"`{cfg.record_id}`").cast("string")).alias(C.RECORD_ID),
+        *[blank_to_null(F.col(f"`{source}`").cast("string")).alias(name) for name, source in cfg.event_columns.items()],
+        *[F.col(c) for c in passthrough],
+        nhs_digits(src(C.NHS_NUMBER), src_type(C.NHS_NUMBER)).alias("_nhs"),
+        clean_name(src(C.GIVEN_NAME)).alias("_gn_base"),
+        clean_name(src(C.FAMILY_NAME)).alias("_fn_base"),
+        dob_text.alias("_dob_text"),
+        *([dob_parsed.alias("_dob")] if dob_parsed is not None else []),
+        sex_code(src(C.SEX)).alias("_sex"),
+        postcode_compact(src(C.POSTCODE)).alias("_pc"),
+    )
+    if dob_parsed is None:
+        stage1 = stage1.select("*", parse_date(F.col("_dob_text"), cfg.dob_formats).alias("_dob"))
+    stage2 = stage1.select(
+        "*",
+        strip_titles(F.col("_gn_base"), cfg.names.titles).alias("_gn"),
+        strip_suffixes(strip_titles(F.col("_fn_base"), cfg.names.titles)).alias("_fn"),
+        nhs_number_flag(F.col("_nhs"), cfg.nhs_number).alias(C.flag(C.NHS_NUMBER)),
+        date_of_birth_flag(F.col("_dob_text"), F.col("_dob"), cfg.date_of_birth, as_of).alias(C.flag(C.DATE_OF_BIRTH)),
+        sex_flag(F.col("_sex")).alias(C.flag(C.SEX)),
+        postcode_flag(F.col("_pc")).alias(C.flag(C.POSTCODE)),
+    )
+    stage3 = stage2.select(
+        "*",
+        F.split(F.col("_gn"), " ").alias("_gn_tokens"),
+        F.regexp_replace(F.col("_fn"), r"[\s-]", "").alias("_fn_compact"),
+        F.split(F.col("_fn"), r"[\s-]").alias("_fn_parts"),
+        F.when(F.col(C.flag(C.POSTCODE)).isNull() & F.col("_pc").isNotNull(), format_postcode(F.col("_pc"))).alias(
+            C.POSTCODE
+        ),
+    )
+    gn_first = F.regexp_replace(F.element_at(F.col("_gn_tokens"), 1), "-", "")
+    stage4 = stage3.select(
+        "*",
+        gn_first.alias("_gn_first"),
+        given_name_flag(F.col("_gn_base"), F.col("_gn"), gn_first, cfg.names).alias(C.flag(C.GIVEN_NAME)),
+        family_name_flag(F.col("_fn_base"), F.col("_fn"), F.col("_fn_compact"), cfg.names).alias(
+            C.flag(C.FAMILY_NAME)
+        ),
+        postcode_area(F.col(C.POSTCODE)).alias(C.POSTCODE_AREA),
+        F.substring_index(F.col(C.POSTCODE), " ", 1).alias(C.POSTCODE_DISTRICT),
+    )
+    gn_ok = F.col(C.flag(C.GIVEN_NAME)).isNull()
+    fn_ok = F.col(C.flag(C.FAMILY_NAME)).isNull()
+    fn_multi = fn_ok & (F.size(F.col("_fn_parts")) > 1)
+    gn_rest = blank_to_null(F.regexp_replace(F.array_join(F.slice(F.col("_gn_tokens"), 2, 64), " "), "-", ""))
+    columns = {
+        C.NHS_NUMBER: F.when(F.col(C.flag(C.NHS_NUMBER)).isNull(), F.col("_nhs")),
+        C.GIVEN_NAME: F.when(gn_ok, F.col("_gn_first")),
+        C.GIVEN_NAME_OTHER: F.when(gn_ok, gn_rest),
+        C.FAMILY_NAME: F.when(fn_ok, F.col("_fn_compact")),
+        C.FAMILY_NAME_FIRST: F.when(fn_multi, F.element_at(F.col("_fn_parts"), 1)),
+        C.FAMILY_NAME_LAST: F.when(fn_multi, F.element_at(F.col("_fn_parts"), -1)),
+        C.DATE_OF_BIRTH: F.when(F.col(C.flag(C.DATE_OF_BIRTH)).isNull(), F.col("_dob")),
+        C.SEX: sex_value(F.col("_sex")),
+        C.POSTCODE: F.col(C.POSTCODE),
+        C.POSTCODE_AREA: F.col(C.POSTCODE_AREA),
+        C.POSTCODE_DISTRICT: F.col(C.POSTCODE_DISTRICT),
+        C.POSTCODE_SECTOR: F.concat(F.col(C.POSTCODE_DISTRICT), F.lit(" "), F.substring(F.col(C.POSTCODE), -3, 1)),
+        C.REGION: region(F.col(C.POSTCODE_AREA), pseudo_region(F.col("_pc")), cfg.region),
+    }
+    if cfg.age_band is not None:
+        columns[C.AGE_BAND] = age_band(columns[C.DATE_OF_BIRTH], cfg.age_band)
+    out = [F.col(c) if c in keep or c in FLAG_COLUMNS else columns[c].alias(c) for c in output_columns(cfg)]
+    return stage4.select(*out, *[F.col(c) for c in passthrough])
