@@ -7,13 +7,15 @@ STAMP := $(VENV)/.installed
 # natlink's JVM functions (HMAC-SHA256), built with javac against the installed pyspark; not in git.
 JVM_JAR := src/natlink/data/natlink-jvm.jar
 JVM_SOURCES := $(shell find jvm/src/main/java -name '*.java' 2>/dev/null)
+# delta-spark's jars (and the few it needs beyond Spark's own), fetched from Maven with mvn; not in git.
+DELTA_JARS := jars/delta/.fetched
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 
 .PHONY: setup demo test test-fast package bench clean
 
-setup: $(STAMP) $(JVM_JAR)
+setup: $(STAMP) $(JVM_JAR) $(DELTA_JARS)
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,17 +27,21 @@ $(STAMP): pyproject.toml constraints.txt
 $(JVM_JAR): $(STAMP) $(JVM_SOURCES) deploy/build_jvm.py
 	$(PY) deploy/build_jvm.py
 
+$(DELTA_JARS): $(STAMP) jvm/delta/pom.xml deploy/fetch_jars.py
+	$(PY) deploy/fetch_jars.py
+	touch $(DELTA_JARS)
+
 demo: setup
 	$(VENV)/bin/natlink demo
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-package: $(STAMP)
+package: $(STAMP) $(DELTA_JARS)
 	$(PY) deploy/package.py  # builds the JVM jar first (deploy/build_jvm.py)
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow and not cluster" $(PYTEST_ARGS)
 
 clean:
-	rm -rf output build dist *.egg-info src/*.egg-info .pytest_cache
+	rm -rf output build dist jars *.egg-info src/*.egg-info .pytest_cache

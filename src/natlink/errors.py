@@ -36,6 +36,10 @@ class DeltaTableError(NatlinkError):
     """A Delta table cannot be read or written as asked."""
 
 
+class DeltaConflictError(DeltaTableError):
+    """A write lost a race with a concurrent writer to the same table: nothing of it was committed."""
+
+
 class ModelError(NatlinkError):
     """A linkage model is missing, invalid or incompatible with the data."""
 

@@ -1,11 +1,14 @@
 """The one place that builds the SparkSession.
 
 * Local (the embedded default): ``local[*]``, few shuffle partitions, loopback only,
-  UI off unless asked, Splink's similarity jar and natlink's JVM jar (HMAC-SHA256, built by
-  ``deploy/build_jvm.py``; skipped when not built) on ``spark.jars``, ``PYSPARK_PYTHON``
-  set to the running interpreter so Python workers see this venv's packages.
-* Under ``spark-submit`` (a cluster): the master and confs come from spark-submit;
-  we only add what natlink needs and does not override what the submitter set.
+  UI off unless asked, Splink's similarity jar, natlink's JVM jar (HMAC-SHA256, built by
+  ``deploy/build_jvm.py``; skipped when not built) and delta-spark's jars (fetched from Maven
+  by ``make setup`` into ``jars/delta``, see :func:`delta_jars`) on ``spark.jars`` with
+  Delta's two session confs, ``PYSPARK_PYTHON`` set to the running interpreter so Python
+  workers see this venv's packages.
+* Under ``spark-submit`` (a cluster): the master and confs come from spark-submit (Delta's jars
+  and confs included, docs/cluster.md); we only add what natlink needs and does not override
+  what the submitter set.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Mapping
+
+from natlink.errors import DeltaTableError
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,20 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "spark.io.encryption.enabled": "true",
     "spark.sql.legacy.timeParserPolicy": "CORRECTED",
 }
+
+# Delta Lake through delta-spark: its SQL extension (MERGE, OPTIMIZE, VACUUM, ...) and catalog.
+DELTA_CONF: dict[str, str] = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+# delta-spark's defaults are sized for clusters: 50 tasks to rebuild a table's state from its log
+# and 10,000 to list a table's files (VACUUM). Measured on 2 cores (docs/delta.md).
+LOCAL_DELTA_DEFAULTS: dict[str, str] = {
+    "spark.databricks.delta.snapshotPartitions": "2",
+    "spark.sql.sources.parallelPartitionDiscovery.parallelism": "8",
+}
+DELTA_JARS_ENV = "NATLINK_DELTA_JARS"
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 # Confs natlink needs on every deployment (cluster included) unless the submitter set them.
 ALWAYS: dict[str, str] = {
@@ -87,11 +106,30 @@ def natlink_jar() -> str | None:
     return str(target)
 
 
-def _jars(existing: str | None = None) -> str:
-    """``spark.jars``: ``existing`` plus Splink's jar and natlink's (when built)."""
+def delta_jars() -> list[str]:
+    """delta-spark and the jars it needs beyond Spark's own, for local sessions.
+
+    From the folder ``$NATLINK_DELTA_JARS``, else the project's ``jars/delta`` (``make setup``
+    fills it with ``mvn`` from ``jvm/delta/pom.xml``).
+    """
+    configured = os.environ.get(DELTA_JARS_ENV)
+    folder = Path(configured) if configured else PROJECT_ROOT / "jars" / "delta"
+    jars = sorted(str(p) for p in folder.glob("*.jar"))
+    if not any(Path(j).name.startswith("delta-spark_") for j in jars):
+        raise DeltaTableError(
+            f"no delta-spark jar in {folder}: run `make setup` (fetches the Delta jars with mvn) "
+            f"or point {DELTA_JARS_ENV} at a folder holding them"
+        )
+    return jars
+
+
+def _jars(existing: str | None = None, extra: list[str] | None = None) -> str:
+    """``spark.jars``: ``existing`` plus Splink's jar, natlink's (when built) and ``extra``."""
     jars = _merge_jars(existing, splink_jar())
     ours = natlink_jar()
-    return _merge_jars(jars, ours) if ours else jars
+    for jar in ([ours] if ours else []) + list(extra or []):
+        jars = _merge_jars(jars, jar)
+    return jars
 
 
 def _merge_jars(existing: str | None, extra: str) -> str:
@@ -133,10 +171,12 @@ def get_spark(
     else:
         os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
         settings.update(LOCAL_DEFAULTS)
+        settings.update(DELTA_CONF)
+        settings.update(LOCAL_DELTA_DEFAULTS)
         settings["spark.ui.enabled"] = "true" if ui else "false"
         if ui:
             settings["spark.ui.host"] = LOOPBACK
-        settings["spark.jars"] = _jars()
+        settings["spark.jars"] = _jars(extra=delta_jars())
         builder = builder.master(master or os.environ.get("NATLINK_SPARK_MASTER", "local[*]"))
         log.info("SparkSession: local mode, master=%s", master or "local[*]")
     for key, value in (conf or {}).items():

@@ -1,94 +1,56 @@
-"""The only module in natlink that reads or writes tables (Delta Lake).
+"""The only module in natlink that reads or writes tables: Delta Lake through delta-spark.
 
-Two backends, chosen once per Spark application (override: ``NATLINK_DELTA_BACKEND``):
+Every read and write goes through Spark with delta-spark's jars on the classpath (locally
+``make setup`` fetches them from Maven into ``jars/delta`` and :mod:`natlink.spark.session` puts
+them on ``spark.jars``; on a cluster the submit command brings them, see docs/cluster.md):
 
-* ``delta-spark`` when ``io.delta.tables.DeltaTable`` loads on the JVM (clusters launched
-  with the delta-spark package): plain ``df.write.format("delta")`` / ``spark.read.format("delta")``.
-* ``delta-rs`` otherwise (laptops, CI, anywhere without the Delta jars): Spark tasks write the
-  Parquet data files in parallel with ``mapInArrow`` straight into the table folder (Hive-style
-  ``col=value/`` directories, partition columns not stored in the files) and return one small
-  row of metadata per file; the driver then makes ONE atomic commit with ``deltalake``. Data
-  never travels to the driver. Files from a write that never commits are invisible: readers
-  list files from the Delta log, never from the folder.
+* ``write``: one Delta commit per call: append, whole overwrite, or atomic replacement of named
+  partitions (``replaceWhere``); idempotent with a ``txn`` (Delta's ``txnAppId``/``txnVersion``:
+  a rerun with the same transaction changes nothing).
+* ``merge``: upsert by key columns (Delta ``MERGE``), idempotent the same way.
+* ``read`` (optionally at a version: time travel), ``history``, ``exists``, ``row_count``,
+  ``txn_version``; table maintenance: ``optimize``, ``vacuum``, ``set_retention``.
+
+Writers that race on one table are resolved by Delta's optimistic concurrency: the loser raises
+:class:`~natlink.errors.DeltaConflictError` and the table keeps the winner's commit, nothing else.
 
 Partition values must be non-null strings made of ``[A-Za-z0-9_.-]`` (at most 128 characters):
-they become directory names, and errors only ever report column names and counts, because
-values may be identifiers.
+they become directory names. Rows are checked inside the write job itself (no extra pass over
+the data); when one fails, nothing is committed and a second job counts the failures, so errors
+report column names and counts only, never values (values may be identifiers).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import math
 import os
-import time
+import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from natlink.errors import DeltaTableError
+from natlink.errors import DeltaConflictError, DeltaTableError
 
-__all__ = ["WriteResult", "backend", "write", "read", "exists", "row_count", "txn_version"]
+__all__ = [
+    "WriteResult", "BACKEND", "backend", "write", "merge", "read", "history", "exists", "row_count",
+    "txn_version", "optimize", "vacuum", "set_retention",
+]
 
 log = logging.getLogger(__name__)
 
-DELTA_SPARK = "delta-spark"
-DELTA_RS = "delta-rs"
-BACKEND_ENV = "NATLINK_DELTA_BACKEND"
-_DELTA_SPARK_CLASS = "io.delta.tables.DeltaTable"
-_BACKEND_LOG_LINE = {
-    DELTA_RS: "natlink.store.delta backend: delta-rs (Spark tasks write files, driver commits)",
-    DELTA_SPARK: "natlink.store.delta backend: delta-spark",
-}
-
+BACKEND = "delta-spark"
 # Directory names must survive every filesystem and URI encoding unchanged; '=' '/' '%' would
 # change the Hive path, '' means NULL to Delta, and Spark reads this marker back as NULL.
-_SAFE_PARTITION_VALUE = r"[A-Za-z0-9_.\-]{1,128}"  # whole value: Python fullmatch, Java ^...\z
-_SAFE_PARTITION_VALUE_JAVA = "^" + _SAFE_PARTITION_VALUE + r"\z"  # '$' would let a trailing newline in
+SAFE_PARTITION_VALUE = r"[A-Za-z0-9_.\-]{1,128}"  # whole value: Python fullmatch, Java ^...\z
+_SAFE_JAVA = "^" + SAFE_PARTITION_VALUE + r"\z"  # '$' would let a trailing newline in
 _HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 _SAFE_HINT = "non-null strings of letters, digits, '_', '-' or '.' (1-128 characters)"
-
-# File layout of the delta-rs writer. Read on the driver and shipped to tasks in _TaskConfig
-# (so tests can shrink them); measured on 2 cores with 1M rows, see benchmarks.
-_ROW_GROUP_ROWS = 131_072
-_MAX_ROWS_PER_FILE = 4_000_000
-_TASK_BUFFER_ROWS = 524_288  # rows a task buffers across all its open files before flushing one
-_MAX_OPEN_FILES = 64  # per task: bounds file handles when a task meets many partition values
-_COMPRESSION = "zstd"
-_STATS_COLUMNS = 32  # Delta's default delta.dataSkippingNumIndexedCols
-_STATS_STRING_PREFIX = 32  # as delta-spark: longer strings get a prefix min and no max
-
-# commitInfo keys deltalake generates or reserves; callers may not set them.
-_RESERVED_COMMIT_KEYS = frozenset(
-    {
-        "timestamp", "operation", "operationParameters", "engineInfo", "clientVersion",
-        "readVersion", "isolationLevel", "isBlindAppend", "userId", "userName",
-        "userMetadata", "operationMetrics",
-    }
-)
-_WRITE_ID_KEY = "natlinkWriteId"
+_CHECK_MARK = "natlink-partition-check"  # the raise_error text that marks our own row checks
+_WRITE_ID_KEY = "natlink_write_id"  # in userMetadata: finds this write's commit among racing ones
 _MAX_COMMIT_INFO_BYTES = 8192
-
-# Protocol features this module honours. Anything else is refused rather than silently
-# returning wrong rows (deletion vectors, column mapping) or breaking an invariant on write.
-_READER_FEATURES_OK = frozenset({"timestampNtz", "v2Checkpoint", "vacuumProtocolCheck"})
-_WRITER_FEATURES_OK = frozenset(
-    {"appendOnly", "invariants", "changeDataFeed", "timestampNtz", "v2Checkpoint", "vacuumProtocolCheck"}
-)
-# Writer features implied by legacy (pre-table-features) writer versions.
-_LEGACY_WRITER_FEATURES = {
-    1: set(),
-    2: {"appendOnly", "invariants"},
-    3: {"appendOnly", "invariants", "checkConstraints"},
-    4: {"appendOnly", "invariants", "checkConstraints", "changeDataFeed", "generatedColumns"},
-    5: {"appendOnly", "invariants", "checkConstraints", "changeDataFeed", "generatedColumns",
-        "columnMapping"},
-    6: {"appendOnly", "invariants", "checkConstraints", "changeDataFeed", "generatedColumns",
-        "columnMapping", "identityColumns"},
-}
+_TXN_CONFS = ("spark.databricks.delta.write.txnAppId", "spark.databricks.delta.write.txnVersion")
+_USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 
 
 @dataclass(frozen=True)
@@ -101,291 +63,154 @@ class WriteResult:
 
 
 # ---------------------------------------------------------------------------------------------
-# Backend selection
+# Session, backend check, paths
 
-
-_detected: dict[str, bool] = {}
-_logged: set[tuple[str, str]] = set()
-
-
-def _app_key(spark) -> str:
-    try:
-        return str(spark.sparkContext.applicationId)
-    except Exception:  # noqa: BLE001 - Spark Connect has no SparkContext
-        return f"session-{id(spark)}"
-
-
-def _delta_spark_on_classpath(spark) -> bool:
-    """True when the JVM can load delta-spark's DeltaTable class (never raises)."""
-    key = _app_key(spark)
-    if key not in _detected:
-        found = False
-        try:
-            jvm = spark._jvm
-            if jvm is not None:
-                # Utils.classForName uses Spark's context class loader, which sees --packages/--jars.
-                jvm.org.apache.spark.util.Utils.classForName(_DELTA_SPARK_CLASS, False, False)
-                found = True
-        except Exception:  # noqa: BLE001 - ClassNotFoundException arrives as Py4JJavaError
-            found = False
-        _detected[key] = found
-    return _detected[key]
+_logged: set[str] = set()
 
 
 def backend(spark) -> str:
-    """The table backend for this Spark application: ``"delta-spark"`` or ``"delta-rs"``."""
-    forced = os.environ.get(BACKEND_ENV, "").strip().lower()
-    if forced not in ("", "auto", DELTA_SPARK, DELTA_RS):
+    """``"delta-spark"`` once its classes load in this Spark application (logged once); else a clear error."""
+    try:
+        version = str(getattr(spark._jvm.io.delta, "package").VERSION())
+    except Exception as exc:  # noqa: BLE001 - a missing class arrives as a Py4J error
         raise DeltaTableError(
-            f"{BACKEND_ENV}={forced!r} is not a backend; expected {DELTA_SPARK!r}, {DELTA_RS!r} or unset"
-        )
-    if forced == DELTA_RS:
-        chosen = DELTA_RS
-    elif forced == DELTA_SPARK:
-        if not _delta_spark_on_classpath(spark):
-            raise DeltaTableError(
-                f"{BACKEND_ENV}=delta-spark but the delta-spark classes ({_DELTA_SPARK_CLASS}) are not "
-                "on the classpath; add io.delta:delta-spark_2.13 to spark.jars.packages or unset "
-                f"{BACKEND_ENV} to use delta-rs"
-            )
-        chosen = DELTA_SPARK
-    else:
-        chosen = DELTA_SPARK if _delta_spark_on_classpath(spark) else DELTA_RS
-    marker = (_app_key(spark), chosen)
-    if marker not in _logged:
-        _logged.add(marker)
-        log.info(_BACKEND_LOG_LINE[chosen])
-    return chosen
+            "delta-spark is not on this Spark application's classpath: run `make setup` (it fetches the "
+            "Delta jars into jars/delta with mvn) or submit with the Delta jars (docs/cluster.md)"
+        ) from exc
+    app = str(spark.sparkContext.applicationId)
+    if app not in _logged:
+        _logged.add(app)
+        log.info("natlink.store.delta backend: delta-spark %s on Spark %s", version, spark.version)
+    return BACKEND
 
 
-# ---------------------------------------------------------------------------------------------
-# Paths, log access, protocol checks (driver only, no Spark)
+def _session(spark=None):
+    if spark is not None:
+        return spark
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    from natlink.spark.session import get_spark
+
+    return get_spark()
 
 
 def _uri(path: str | os.PathLike) -> str:
     text = os.fspath(path)
-    if "://" in text:
-        return text.rstrip("/")
-    return os.path.abspath(text)
+    return text.rstrip("/") if "://" in text else os.path.abspath(text)
 
 
-def _deltalake_error_types() -> tuple[type[BaseException], ...]:
-    import deltalake.exceptions as dx
-
-    return tuple(
-        t
-        for t in (getattr(dx, n, None) for n in ("DeltaError", "TableNotFoundError", "DeltaProtocolError",
-                                                 "CommitFailedError", "SchemaMismatchError"))
-        if isinstance(t, type)
-    ) + (OSError,)
+def _sql_path(uri: str) -> str:
+    return "delta.`" + uri.replace("`", "``") + "`"
 
 
-def exists(path: str | os.PathLike) -> bool:
-    """True when ``path`` holds a Delta table (a ``_delta_log`` with at least one commit)."""
-    from deltalake import DeltaTable
-
+def _condition(exc: BaseException) -> str:
+    """Spark's error condition (a class name, never row values) for messages."""
+    getter = getattr(exc, "getCondition", None) or getattr(exc, "getErrorClass", None)
     try:
-        return bool(DeltaTable.is_deltatable(_uri(path)))
+        found = getter() if getter else None
+    except Exception:  # noqa: BLE001
+        found = None
+    return str(found or type(exc).__name__)
+
+
+def _conflict_types() -> tuple[type[BaseException], ...]:
+    from delta import exceptions as dx  # importing it installs the JVM -> Python conversion
+
+    return (
+        dx.DeltaConcurrentModificationException, dx.ConcurrentWriteException, dx.MetadataChangedException,
+        dx.ProtocolChangedException, dx.ConcurrentAppendException, dx.ConcurrentDeleteReadException,
+        dx.ConcurrentDeleteDeleteException, dx.ConcurrentTransactionException,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def exists(path: str | os.PathLike, spark=None) -> bool:
+    """True when ``path`` holds a Delta table (a ``_delta_log`` with at least one commit)."""
+    from delta.tables import DeltaTable
+
+    spark = _session(spark)
+    backend(spark)
+    try:
+        return bool(DeltaTable.isDeltaTable(spark, _uri(path)))
     except Exception:  # noqa: BLE001 - unreadable or absent location: not a table
         return False
 
 
-def _load(path: str | os.PathLike, version: int | None = None, *, required: bool = True):
-    """The table's snapshot from its log, or None when absent and not ``required``."""
-    from deltalake import DeltaTable
+def _require(spark, uri: str) -> None:
+    if not exists(uri, spark):
+        raise DeltaTableError(f"no Delta table at {uri} (no _delta_log with a commit)")
 
+
+def read(spark, path: str | os.PathLike, *, version: int | None = None):
+    """The table at ``path`` (optionally as of ``version``) as a DataFrame in table column order."""
     uri = _uri(path)
-    if not exists(uri):
-        if required:
-            raise DeltaTableError(f"no Delta table at {uri} (no _delta_log with a commit)")
-        return None
+    _require(spark, uri)
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", int(version))
     try:
-        return DeltaTable(uri, version=version)
-    except _deltalake_error_types() as exc:
+        return reader.load(uri)  # resolves the snapshot now, so a bad version fails here
+    except Exception as exc:  # noqa: BLE001
         at = "" if version is None else f" at version {version}"
-        raise DeltaTableError(f"cannot load the Delta table at {uri}{at}: {exc}") from exc
+        raise DeltaTableError(f"cannot read the Delta table at {uri}{at}: {_condition(exc)}") from exc
 
 
-def _schema_json(table) -> dict:
-    return json.loads(table.schema().to_json())
+def row_count(path: str | os.PathLike, spark=None) -> int:
+    """Rows in the current version (delta-spark answers a plain count from the log's file stats)."""
+    spark = _session(spark)
+    return int(read(spark, path).count())
 
 
-def _field_metadata_keys(type_json: Any) -> set[str]:
-    keys: set[str] = set()
-    if isinstance(type_json, dict):
-        for f in type_json.get("fields", []):
-            keys.update(f.get("metadata", {}) or {})
-            keys |= _field_metadata_keys(f.get("type"))
-        for k in ("elementType", "keyType", "valueType"):
-            keys |= _field_metadata_keys(type_json.get(k))
-    return keys
-
-
-def _check_protocol(table, uri: str, *, for_write: bool) -> None:
-    """Refuse tables whose protocol needs features this module cannot honour."""
-    proto = table.protocol()
-    config = table.metadata().configuration or {}
-    if proto.min_reader_version == 2 or config.get("delta.columnMapping.mode", "none") != "none":
-        raise DeltaTableError(f"{uri}: Delta column mapping is not supported by natlink.store.delta")
-    if proto.min_reader_version > 3:
-        raise DeltaTableError(f"{uri}: Delta reader version {proto.min_reader_version} is not supported")
-    unknown_read = sorted(set(proto.reader_features or ()) - _READER_FEATURES_OK)
-    if unknown_read:
-        raise DeltaTableError(f"{uri}: Delta reader feature(s) not supported: {', '.join(unknown_read)}")
-    if not for_write:
-        return
-    if proto.min_writer_version >= 7:
-        writer = set(proto.writer_features or ())
-    elif proto.min_writer_version in _LEGACY_WRITER_FEATURES:
-        writer = set(_LEGACY_WRITER_FEATURES[proto.min_writer_version])
-    else:
-        raise DeltaTableError(f"{uri}: Delta writer version {proto.min_writer_version} is not supported")
-    # Legacy versions imply features a table may not actually use; refuse only the ones in use.
-    meta_keys = _field_metadata_keys(_schema_json(table))
-    in_use = {
-        "checkConstraints": any(k.startswith("delta.constraints.") for k in config),
-        "generatedColumns": "delta.generationExpression" in meta_keys,
-        "identityColumns": any(k.startswith("delta.identity.") for k in meta_keys),
-        "invariants": "delta.invariants" in meta_keys,
-        "columnMapping": False,  # refused above when active
-    }
-    blocked = sorted(
-        f for f in writer
-        if (f not in _WRITER_FEATURES_OK and (proto.min_writer_version >= 7 or in_use.get(f, True)))
-        or (f == "invariants" and in_use["invariants"])
-    )
-    if blocked:
-        raise DeltaTableError(f"{uri}: cannot write; Delta writer feature(s) not supported: {', '.join(blocked)}")
-
-
-def txn_version(path: str | os.PathLike, app_id: str) -> int | None:
-    """The last version recorded for ``app_id`` by an idempotent write, or None."""
-    table = _load(path, required=False)
-    if table is None:
-        return None
-    return table.transaction_version(app_id)
-
-
-def row_count(path: str | os.PathLike) -> int:
-    """Rows in the current version, from the log's per-file stats (no Spark job).
-
-    Files committed without stats fall back to their Parquet footer.
-    """
-    import pyarrow as pa
-
+def txn_version(path: str | os.PathLike, app_id: str, spark=None) -> int | None:
+    """The last version recorded for ``app_id`` by an idempotent write, or None (no table: None)."""
+    spark = _session(spark)
     uri = _uri(path)
-    table = _load(uri)
-    _check_protocol(table, uri, for_write=False)
-    actions = pa.table(table.get_add_actions(flatten=True))
-    if actions.num_rows == 0:
-        return 0
-    if "num_records" in actions.column_names:
-        counts = actions.column("num_records").to_pylist()
-    else:
-        counts = [None] * actions.num_rows
-    total = sum(c for c in counts if c is not None)
-    missing = [p for p, c in zip(actions.column("path").to_pylist(), counts) if c is None]
-    if missing:
-        import pyarrow.parquet as pq
-        from urllib.parse import unquote
-
-        fs, root = _filesystem(uri)
-        for rel in missing:
-            with fs.open_input_file(f"{root}/{unquote(rel)}") as handle:
-                total += pq.ParquetFile(handle).metadata.num_rows
-    return int(total)
+    if not exists(uri, spark):
+        return None
+    jvm = spark._jvm
+    none = jvm.scala.Option.empty()
+    snapshot = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, uri).update(False, none, none)
+    found = snapshot.transactions().get(app_id)
+    return int(found.get()) if found.isDefined() else None
 
 
-def _filesystem(uri: str):
-    from pyarrow import fs as pafs
+def history(path: str | os.PathLike, *, limit: int | None = None, spark=None) -> list[dict]:
+    """Commits, newest first: version, timestamp, operation, commit_info (what ``write`` was given), metrics."""
+    from delta.tables import DeltaTable
 
-    return pafs.FileSystem.from_uri(uri)
+    spark = _session(spark)
+    uri = _uri(path)
+    _require(spark, uri)
+    table = DeltaTable.forPath(spark, uri)
+    rows = (table.history(limit) if limit else table.history()).select(
+        "version", "timestamp", "operation", "userMetadata", "operationMetrics"
+    ).collect()
+    return [
+        {
+            "version": int(r["version"]), "timestamp": r["timestamp"], "operation": r["operation"],
+            "commit_info": {k: v for k, v in _user_metadata(r["userMetadata"]).items() if k != _WRITE_ID_KEY},
+            "metrics": dict(r["operationMetrics"] or {}),
+        }
+        for r in rows
+    ]
+
+
+def _user_metadata(text: str | None) -> dict:
+    try:
+        found = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 # ---------------------------------------------------------------------------------------------
-# Schemas: Spark <-> Delta (Delta's schema JSON is Spark's StructType JSON)
-
-_ATOMIC_DELTA_NAMES = {
-    "StringType": "string", "CharType": "string", "VarcharType": "string",
-    "ByteType": "byte", "ShortType": "short", "IntegerType": "integer", "LongType": "long",
-    "FloatType": "float", "DoubleType": "double", "BooleanType": "boolean",
-    "DateType": "date", "TimestampType": "timestamp", "BinaryType": "binary",
-}
-
-
-class _UnsupportedType(Exception):
-    pass
-
-
-def _delta_type(dtype) -> Any:
-    """Delta schema JSON for a Spark type, every level nullable (files never promise NOT NULL)."""
-    from pyspark.sql import types as T
-
-    if isinstance(dtype, T.StructType):
-        return {
-            "type": "struct",
-            "fields": [
-                {"name": f.name, "type": _delta_type(f.dataType), "nullable": True, "metadata": {}}
-                for f in dtype.fields
-            ],
-        }
-    if isinstance(dtype, T.ArrayType):
-        return {"type": "array", "elementType": _delta_type(dtype.elementType), "containsNull": True}
-    if isinstance(dtype, T.MapType):
-        return {
-            "type": "map",
-            "keyType": _delta_type(dtype.keyType),
-            "valueType": _delta_type(dtype.valueType),
-            "valueContainsNull": True,
-        }
-    if isinstance(dtype, T.DecimalType):
-        return f"decimal({dtype.precision},{dtype.scale})"
-    if isinstance(dtype, T.StringType) and getattr(dtype, "collation", "UTF8_BINARY") != "UTF8_BINARY":
-        raise _UnsupportedType(dtype.simpleString())
-    name = _ATOMIC_DELTA_NAMES.get(type(dtype).__name__)
-    if name is None:
-        raise _UnsupportedType(dtype.simpleString())
-    return name
-
-
-def _strip_nullability(type_json: Any) -> Any:
-    if isinstance(type_json, dict):
-        out = {}
-        for k, v in type_json.items():
-            if k in ("nullable", "containsNull", "valueContainsNull", "metadata"):
-                continue
-            if k == "fields":
-                out[k] = [_strip_nullability(f) for f in v]
-            else:
-                out[k] = _strip_nullability(v)
-        return out
-    return type_json
-
-
-def _type_text(type_json: Any) -> str:
-    if isinstance(type_json, str):
-        return type_json
-    kind = type_json.get("type")
-    if kind == "array":
-        return f"array<{_type_text(type_json['elementType'])}>"
-    if kind == "map":
-        return f"map<{_type_text(type_json['keyType'])},{_type_text(type_json['valueType'])}>"
-    if kind == "struct":
-        inner = ",".join(f"{f['name']}:{_type_text(f['type'])}" for f in type_json["fields"])
-        return f"struct<{inner}>"
-    return str(type_json)
-
-
-def _spark_schema(table):
-    """The Spark StructType of a Delta table, all fields nullable (as file sources read them)."""
-    from pyspark.sql import types as T
-
-    schema = T.StructType.fromJson(_schema_json(table))
-    return T.StructType([T.StructField(f.name, f.dataType, True, f.metadata) for f in schema.fields])
-
-
-# ---------------------------------------------------------------------------------------------
-# Write planning (driver, no Spark job)
+# Write planning (driver only, no Spark job)
 
 
 @dataclass(frozen=True)
@@ -395,176 +220,248 @@ class _Plan:
     partition_by: tuple[str, ...]
     replace: tuple[tuple[str, tuple[str, ...]], ...] | None
     txn: tuple[str, int] | None
-    commit_info: dict
+    user_metadata: str
+    write_id: str
     columns: tuple[str, ...]  # write order: the table's order on append/replace
-    schema_json: dict  # Delta schema of what is written
-    table: Any  # deltalake.DeltaTable snapshot, or None when the table does not exist
-    replace_table: bool  # overwrite that changes schema or partitioning: CREATE OR REPLACE
-    not_null: tuple[str, ...]  # table columns declared NOT NULL (checked by the tasks)
+    exists: bool
 
 
-def _check_partition_literal(column: str, values: Sequence[str], uri: str) -> None:
-    import re
-
-    bad = sum(
-        1 for v in values if not isinstance(v, str) or v == _HIVE_NULL or not re.fullmatch(_SAFE_PARTITION_VALUE, v)
-    )
-    if bad:
-        raise DeltaTableError(
-            f"cannot write {uri}: replace_partitions[{column!r}] has {bad} value(s) that are not "
-            f"{_SAFE_HINT} (values not shown)"
-        )
+def _check_txn(uri: str, txn) -> tuple[str, int] | None:
+    if txn is None:
+        return None
+    if (
+        not isinstance(txn, (tuple, list)) or len(txn) != 2 or not isinstance(txn[0], str) or not txn[0]
+        or not isinstance(txn[1], int) or isinstance(txn[1], bool) or txn[1] < 0
+    ):
+        raise DeltaTableError(f"cannot write {uri}: txn must be (app_id: non-empty str, version: int >= 0)")
+    return txn[0], int(txn[1])
 
 
-def _plan_write(df, path, mode, partition_by, replace_partitions, txn, commit_info) -> _Plan:
+def _user_metadata_text(uri: str, commit_info, write_id: str) -> str:
+    info = dict(commit_info or {})
+    if not all(isinstance(k, str) for k in info) or _WRITE_ID_KEY in info:
+        raise DeltaTableError(f"cannot write {uri}: commit_info keys must be strings other than {_WRITE_ID_KEY!r}")
+    try:
+        text = json.dumps({**info, _WRITE_ID_KEY: write_id}, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise DeltaTableError(f"cannot write {uri}: commit_info is not plain JSON: {exc}") from exc
+    if len(text.encode()) > _MAX_COMMIT_INFO_BYTES:
+        raise DeltaTableError(f"cannot write {uri}: commit_info is over {_MAX_COMMIT_INFO_BYTES} bytes")
+    return text
+
+
+def _has_void(dtype) -> bool:
+    from pyspark.sql import types as T
+
+    if isinstance(dtype, T.NullType):
+        return True
+    if isinstance(dtype, T.StructType):
+        return any(_has_void(f.dataType) for f in dtype.fields)
+    if isinstance(dtype, T.ArrayType):
+        return _has_void(dtype.elementType)
+    if isinstance(dtype, T.MapType):
+        return _has_void(dtype.keyType) or _has_void(dtype.valueType)
+    return False
+
+
+def _types(schema) -> dict[str, str]:
+    """Column -> type text, nullability ignored (Delta files never promise NOT NULL to readers)."""
+    return {f.name: f.dataType.simpleString() for f in schema.fields}
+
+
+def _check_same_schema(uri: str, table_schema, df_schema) -> None:
+    table, frame = _types(table_schema), _types(df_schema)
+    missing = [c for c in table if c not in frame]
+    extra = [c for c in frame if c not in table]
+    differ = [f"{c} (table {table[c]}, DataFrame {frame[c]})" for c in table if c in frame and frame[c] != table[c]]
+    parts = [f"{label} {items}" for label, items in (("missing column(s)", missing), ("extra column(s)", extra)) if items]
+    if differ:
+        parts.append(f"different type(s): {', '.join(differ)}")
+    if parts:
+        raise DeltaTableError(f"cannot append to {uri}: schema mismatch: {'; '.join(parts)}")
+
+
+def _replace_spec(uri: str, replace_partitions) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
+    if replace_partitions is None:
+        return None
+    if not isinstance(replace_partitions, Mapping) or not replace_partitions:
+        raise DeltaTableError(f"cannot write {uri}: replace_partitions must be a non-empty mapping")
+    items = []
+    for col, values in replace_partitions.items():
+        values = (values,) if isinstance(values, str) else tuple(values)
+        if not values:
+            raise DeltaTableError(f"cannot write {uri}: replace_partitions[{col!r}] is empty")
+        bad = sum(1 for v in values if not isinstance(v, str) or v == _HIVE_NULL or not re.fullmatch(SAFE_PARTITION_VALUE, v))
+        if bad:
+            raise DeltaTableError(
+                f"cannot write {uri}: replace_partitions[{col!r}] has {bad} value(s) that are not {_SAFE_HINT} (values not shown)"
+            )
+        items.append((col, tuple(dict.fromkeys(values))))
+    return tuple(items)
+
+
+def _table_layout(spark, uri: str):
+    """(schema, partition columns) of the table at ``uri``, or None when there is none."""
+    from delta.tables import DeltaTable
+
+    if not exists(uri, spark):
+        return None
+    detail = DeltaTable.forPath(spark, uri).detail().select("partitionColumns").first()
+    return spark.read.format("delta").load(uri).schema, tuple(detail["partitionColumns"] or ())
+
+
+def _plan(df, path, mode, partition_by, replace_partitions, txn, commit_info) -> _Plan:
     uri = _uri(path)
     if mode not in ("append", "overwrite"):
         raise DeltaTableError(f"cannot write {uri}: mode must be 'append' or 'overwrite', not {mode!r}")
-    if isinstance(partition_by, str):
-        partition_by = (partition_by,)
-    partition_by = tuple(partition_by or ())
-
-    # -- the DataFrame's own schema
+    partition_by = (partition_by,) if isinstance(partition_by, str) else tuple(partition_by or ())
     columns = tuple(df.columns)
     lowered = [c.lower() for c in columns]
     dupes = sorted({c for c in columns if lowered.count(c.lower()) > 1})
     if dupes:
         raise DeltaTableError(f"cannot write {uri}: duplicate column names (case-insensitive): {dupes}")
-    df_types: dict[str, Any] = {}
-    unsupported = []
-    for f in df.schema.fields:
-        try:
-            df_types[f.name] = _delta_type(f.dataType)
-        except _UnsupportedType as exc:
-            unsupported.append(f"{f.name} ({exc})")
-    if unsupported:
-        raise DeltaTableError(
-            f"cannot write {uri}: column type(s) not supported in Delta tables: {', '.join(unsupported)} "
-            "(cast NULL literals to a concrete type)"
-        )
+    void = [f.name for f in df.schema.fields if _has_void(f.dataType)]
+    if void:
+        raise DeltaTableError(f"cannot write {uri}: column(s) {void} have no type (cast NULL literals to a concrete type)")
+    txn = _check_txn(uri, txn)
+    write_id = uuid.uuid4().hex
+    user_metadata = _user_metadata_text(uri, commit_info, write_id)
+    replace = _replace_spec(uri, replace_partitions)
 
-    # -- txn / commit info
-    if txn is not None:
-        if (
-            not isinstance(txn, (tuple, list)) or len(txn) != 2 or not isinstance(txn[0], str) or not txn[0]
-            or not isinstance(txn[1], int) or isinstance(txn[1], bool) or txn[1] < 0
-        ):
-            raise DeltaTableError(f"cannot write {uri}: txn must be (app_id: non-empty str, version: int >= 0)")
-        txn = (txn[0], int(txn[1]))
-    commit_info = dict(commit_info or {})
-    reserved = sorted(set(commit_info) & (_RESERVED_COMMIT_KEYS | {_WRITE_ID_KEY}))
-    if reserved or not all(isinstance(k, str) for k in commit_info):
-        raise DeltaTableError(f"cannot write {uri}: commit_info keys must be strings and not reserved: {reserved}")
-    try:
-        encoded = json.dumps(commit_info, allow_nan=False, sort_keys=True)
-    except (TypeError, ValueError) as exc:
-        raise DeltaTableError(f"cannot write {uri}: commit_info is not plain JSON: {exc}") from exc
-    if len(encoded.encode()) > _MAX_COMMIT_INFO_BYTES:
-        raise DeltaTableError(f"cannot write {uri}: commit_info is over {_MAX_COMMIT_INFO_BYTES} bytes")
-
-    # -- the table as it is now
-    table = _load(uri, required=False)
-    replace_table = False
-    not_null: tuple[str, ...] = ()
-    if table is not None:
-        _check_protocol(table, uri, for_write=True)
-        table_parts = tuple(table.metadata().partition_columns)
-        table_json = _schema_json(table)
-        whole_overwrite = mode == "overwrite" and replace_partitions is None
-        if not partition_by and (not whole_overwrite or all(c in df_types for c in table_parts)):
-            # Inherit the table's partitioning; a whole overwrite without those columns unpartitions.
+    layout = _table_layout(df.sparkSession, uri)
+    if layout is not None:
+        table_schema, table_parts = layout
+        keeps_layout = mode == "append" or replace is not None
+        if not partition_by and (keeps_layout or all(c in columns for c in table_parts)):
             partition_by = table_parts
-        if whole_overwrite:
-            same = partition_by == table_parts and [
-                (f["name"], _strip_nullability(f["type"])) for f in table_json["fields"]
-            ] == [(c, _strip_nullability(df_types[c])) for c in columns]
-            replace_table = not same
-        else:
+        if keeps_layout:
             if partition_by != table_parts:
                 raise DeltaTableError(
-                    f"cannot write {uri}: the table is partitioned by {list(table_parts)}, "
-                    f"the write asked for {list(partition_by)}"
+                    f"cannot write {uri}: the table is partitioned by {list(table_parts)}, the write asked for {list(partition_by)}"
                 )
-            _check_same_schema(uri, table_json, df_types)
-            columns = tuple(f["name"] for f in table_json["fields"])
-        if not replace_table:  # the commit keeps the table's schema, so its NOT NULLs hold
-            not_null = tuple(f["name"] for f in table_json["fields"] if not f.get("nullable", True))
-
-    if replace_partitions is not None and not partition_by:
-        partition_by = tuple(replace_partitions)
-    missing = [c for c in partition_by if c not in df_types]
+            _check_same_schema(uri, table_schema, df.schema)
+            columns = tuple(table_schema.names)
+    if replace is not None and not partition_by:
+        partition_by = tuple(c for c, _ in replace)
+    types = dict(zip(df.schema.names, (f.dataType.simpleString() for f in df.schema.fields)))
+    missing = [c for c in partition_by if c not in types]
     if missing:
-        raise DeltaTableError(
-            f"cannot write {uri}: partition column(s) {missing} not in the DataFrame (columns: {list(columns)})"
-        )
-    not_string = [c for c in partition_by if df_types[c] != "string"]
+        raise DeltaTableError(f"cannot write {uri}: partition column(s) {missing} not in the DataFrame (columns: {list(columns)})")
+    not_string = [c for c in partition_by if types[c] != "string"]
     if not_string:
         raise DeltaTableError(f"cannot write {uri}: partition column(s) {not_string} must be of type string")
-    if len(partition_by) == len(columns) and columns:
+    if columns and len(partition_by) == len(columns):
         raise DeltaTableError(f"cannot write {uri}: every column is a partition column; Delta needs a data column")
-
-    replace = None
-    if replace_partitions is not None:
-        if not isinstance(replace_partitions, Mapping) or not replace_partitions:
-            raise DeltaTableError(f"cannot write {uri}: replace_partitions must be a non-empty mapping")
-        extra = [c for c in replace_partitions if c not in partition_by]
-        if extra:
-            raise DeltaTableError(
-                f"cannot write {uri}: replace_partitions names non-partition column(s) {extra}; "
-                f"partition columns are {list(partition_by)}"
-            )
-        items = []
-        for col, values in replace_partitions.items():
-            values = (values,) if isinstance(values, str) else tuple(values)
-            if not values:
-                raise DeltaTableError(f"cannot write {uri}: replace_partitions[{col!r}] is empty")
-            _check_partition_literal(col, values, uri)
-            items.append((col, tuple(dict.fromkeys(values))))
-        replace = tuple(items)
-
-    # Used only when this write creates or replaces the table; otherwise the table's schema stays.
-    schema_json = {
-        "type": "struct",
-        "fields": [{"name": c, "type": df_types[c], "nullable": True, "metadata": {}} for c in columns],
-    }
-    return _Plan(
-        uri=uri, mode=mode, partition_by=partition_by, replace=replace, txn=txn, commit_info=commit_info,
-        columns=columns, schema_json=schema_json, table=table, replace_table=replace_table, not_null=not_null,
-    )
-
-
-def _check_same_schema(uri: str, table_json: dict, df_types: Mapping[str, Any]) -> None:
-    table_types = {f["name"]: _strip_nullability(f["type"]) for f in table_json["fields"]}
-    missing = [c for c in table_types if c not in df_types]
-    extra = [c for c in df_types if c not in table_types]
-    differ = [
-        f"{c} (table {_type_text(table_types[c])}, DataFrame {_type_text(df_types[c])})"
-        for c in table_types
-        if c in df_types and _strip_nullability(df_types[c]) != table_types[c]
-    ]
-    if missing or extra or differ:
-        parts = []
-        if missing:
-            parts.append(f"missing column(s) {missing}")
-        if extra:
-            parts.append(f"extra column(s) {extra}")
-        if differ:
-            parts.append(f"different type(s): {', '.join(differ)}")
-        raise DeltaTableError(f"cannot append to {uri}: schema mismatch: {'; '.join(parts)}")
-
-
-def _skipped(plan: _Plan, chosen: str) -> WriteResult | None:
-    if plan.txn is None or plan.table is None:
-        return None
-    done = plan.table.transaction_version(plan.txn[0])
-    if done is not None and done >= plan.txn[1]:
-        log.info("delta write %s skipped: txn %s already at version %s", plan.uri, plan.txn[0], done)
-        return WriteResult(backend=chosen, version=plan.table.version(), files=0, rows=0, skipped=True)
-    return None
+    extra = [c for c, _ in replace or () if c not in partition_by]
+    if extra:
+        raise DeltaTableError(
+            f"cannot write {uri}: replace_partitions names non-partition column(s) {extra}; partition columns are {list(partition_by)}"
+        )
+    return _Plan(uri, mode, partition_by, replace, txn, user_metadata, write_id, columns, layout is not None)
 
 
 # ---------------------------------------------------------------------------------------------
-# Public write / read
+# Partition value checks: inside the write job, counted only when one fails
+
+
+def _partition_checks(plan: _Plan) -> dict[tuple[str, str], Any]:
+    from pyspark.sql import functions as F
+
+    allowed = dict(plan.replace or ())
+    checks = {}
+    for col in plan.partition_by:
+        c = F.col(f"`{col}`")
+        checks[(col, "null")] = c.isNull()
+        checks[(col, "unsafe")] = c.isNotNull() & (~c.rlike(_SAFE_JAVA) | (c == F.lit(_HIVE_NULL)))
+        if col in allowed:
+            checks[(col, "outside")] = c.isNotNull() & ~c.isin(list(allowed[col]))
+    return checks
+
+
+def _guarded(df, plan: _Plan):
+    """``df`` in write order, each partition column failing its task on a value that breaks the rules."""
+    from pyspark.sql import functions as F
+
+    checks = _partition_checks(plan)
+    out = []
+    for col in plan.columns:
+        bad = [cond for (c, _), cond in checks.items() if c == col]
+        expr = F.col(f"`{col}`")
+        if bad:
+            any_bad = bad[0]
+            for cond in bad[1:]:
+                any_bad = any_bad | cond
+            expr = F.when(any_bad, F.raise_error(F.lit(_CHECK_MARK))).otherwise(expr)
+        out.append(expr.alias(col))
+    return df.select(*out)
+
+
+def _raise_partition_counts(df, plan: _Plan) -> None:
+    from pyspark.sql import functions as F
+
+    checks = _partition_checks(plan)
+    row = df.agg(*[F.sum(F.when(cond, 1).otherwise(0)).alias(f"c{i}") for i, cond in enumerate(checks.values())]).first()
+    words = {
+        "null": "NULL value(s)",
+        "unsafe": f"value(s) with characters unsafe in a path (allowed: {_SAFE_HINT})",
+        "outside": "row(s) outside replace_partitions",
+    }
+    problems = [f"column {col!r}: {int(row[f'c{i}'] or 0)} {words[why]}" for i, (col, why) in enumerate(checks) if row[f"c{i}"]]
+    raise DeltaTableError(
+        f"cannot write {plan.uri}: {'; '.join(problems) or 'partition values failed the checks'}; "
+        "nothing was committed (values not shown)"
+    )
+
+
+def _raise_write_error(exc: BaseException, df, plan: _Plan, what: str) -> None:
+    if isinstance(exc, _conflict_types()):
+        raise DeltaConflictError(
+            f"{what} {plan.uri} lost a race with a concurrent writer ({type(exc).__name__}); nothing of this "
+            "write was committed and the table keeps the other commit: rerun the write"
+        ) from None
+    if _CHECK_MARK in str(exc):
+        _raise_partition_counts(df, plan)
+    # Spark's own message may quote row values (constraint checks do): only its condition travels.
+    raise DeltaTableError(f"{what} {plan.uri} failed, nothing was committed: {_condition(exc)}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def _skipped(spark, plan: _Plan) -> WriteResult | None:
+    if plan.txn is None or not plan.exists:
+        return None
+    done = txn_version(plan.uri, plan.txn[0], spark)
+    if done is None or done < plan.txn[1]:
+        return None
+    log.info("delta write %s skipped: txn %s already at version %s", plan.uri, plan.txn[0], done)
+    return WriteResult(BACKEND, _latest_version(spark, plan.uri), 0, 0, True)
+
+
+def _latest_version(spark, uri: str) -> int:
+    from delta.tables import DeltaTable
+
+    return int(DeltaTable.forPath(spark, uri).history(1).select("version").first()["version"])
+
+
+def _result(spark, plan: _Plan) -> WriteResult:
+    """This write's commit, found by its write id even when other writers committed since."""
+    from delta.tables import DeltaTable
+
+    rows = DeltaTable.forPath(spark, plan.uri).history(50).select("version", "userMetadata", "operationMetrics").collect()
+    for r in rows:
+        if _user_metadata(r["userMetadata"]).get(_WRITE_ID_KEY) == plan.write_id:
+            m = {k: int(v or 0) for k, v in (r["operationMetrics"] or {}).items() if str(v or 0).isdigit()}
+            if "numTargetRowsInserted" in m:  # MERGE
+                files, rows_out = m.get("numTargetFilesAdded", 0), m["numTargetRowsInserted"] + m.get("numTargetRowsUpdated", 0)
+            else:
+                files, rows_out = m.get("numFiles", 0), m.get("numOutputRows", 0)
+            result = WriteResult(BACKEND, int(r["version"]), files, rows_out, False)
+            log.info("delta write %s: version=%s files=%d rows=%d", plan.uri, result.version, result.files, result.rows)
+            return result
+    # No commit carries our id: delta-spark skipped the write (another run recorded the txn first).
+    return WriteResult(BACKEND, int(rows[0]["version"]) if rows else None, 0, 0, True)
 
 
 def write(
@@ -581,537 +478,123 @@ def write(
 
     mode: "append", or "overwrite" (whole table; schema and partitioning may change).
     replace_partitions: {"region": ["LONDON", ...]} atomically replaces exactly those partitions
-        (AND across columns) with df's rows; df may hold no other partitions. Creates the table
-        when absent. Overrides ``mode``.
+        (AND across columns) with df's rows (``replaceWhere``); df may hold no other partitions.
+        Creates the table when absent. Overrides ``mode``.
     txn: (app_id, version). Skipped when the table already records app_id at >= version;
         otherwise recorded in the same commit (a rerun with the same run id changes nothing).
-    commit_info: small JSON dict stored in the commit (delta-spark: as userMetadata).
+    commit_info: small JSON dict stored in the commit (as userMetadata; see :func:`history`).
     partition_by: defaults to the existing table's partition columns.
     """
-    plan = _plan_write(df, path, mode, partition_by, replace_partitions, txn, commit_info)
-    chosen = backend(df.sparkSession)
-    skipped = _skipped(plan, chosen)
+    spark = df.sparkSession
+    backend(spark)
+    plan = _plan(df, path, mode, partition_by, replace_partitions, txn, commit_info)
+    skipped = _skipped(spark, plan)
     if skipped is not None:
         return skipped
-    if chosen == DELTA_SPARK:
-        return _write_delta_spark(df, plan)
-    return _write_delta_rs(df, plan)
-
-
-def read(spark, path: str | os.PathLike, *, version: int | None = None):
-    """The table at ``path`` (optionally as of ``version``) as a DataFrame in table column order."""
-    uri = _uri(path)
-    if backend(spark) == DELTA_SPARK:
-        reader = spark.read.format("delta")
-        if version is not None:
-            reader = reader.option("versionAsOf", int(version))
-        return reader.load(uri)
-    from pyspark.sql import functions as F
-
-    table = _load(uri, version)
-    _check_protocol(table, uri, for_write=False)
-    schema = _spark_schema(table)
-    files = table.file_uris()
-    if not files:
-        # JVM-only empty frame: createDataFrame([]) would start a Python job just to count nothing.
-        return spark.range(0).select(*[F.lit(None).cast(f.dataType).alias(f.name) for f in schema.fields])
-    # Only the files the log names: orphans of writes that never committed are never seen.
-    # basePath + the table schema turn region=X directories back into string columns.
-    frame = spark.read.schema(schema).option("basePath", uri).parquet(*files)
-    return frame.select(*[F.col(f"`{f.name}`") for f in schema.fields])
-
-
-# ---------------------------------------------------------------------------------------------
-# delta-spark backend (clusters). Not executable without the Delta jars; kept small.
-
-
-def _partition_problems_spark(df, plan: _Plan) -> dict[tuple[str, str], int]:
-    """Counts of rows with NULL / unsafe / out-of-scope partition values, in one Spark job."""
-    from pyspark.sql import functions as F
-
-    checks = {}
-    for col in plan.partition_by:
-        c = F.col(f"`{col}`")
-        checks[(col, "null")] = c.isNull()
-        checks[(col, "unsafe")] = c.isNotNull() & ((~c.rlike(_SAFE_PARTITION_VALUE_JAVA)) | (c == F.lit(_HIVE_NULL)))
-    for col, values in plan.replace or ():
-        c = F.col(f"`{col}`")
-        checks[(col, "outside")] = c.isNotNull() & ~c.isin(list(values))
-    for col in plan.not_null:
-        checks[(col, "not_null")] = F.col(f"`{col}`").isNull()
-    if not checks:
-        return {}
-    aggs = [F.sum(F.when(cond, 1).otherwise(0)).alias(f"c{i}") for i, cond in enumerate(checks.values())]
-    row = df.agg(*aggs).first()
-    return {key: int(row[f"c{i}"] or 0) for i, key in enumerate(checks)}
-
-
-def _write_delta_spark(df, plan: _Plan) -> WriteResult:
-    from delta.tables import DeltaTable as SparkDeltaTable
-    from pyspark.sql import functions as F
-
-    spark = df.sparkSession
-    _raise_rejects(plan, _partition_problems_spark(df, plan))
-    before = plan.table.version() if plan.table is not None else None
-    writer = df.select(*[F.col(f"`{c}`") for c in plan.columns]).write.format("delta")
+    writer = _guarded(df, plan).write.format("delta").option("userMetadata", plan.user_metadata)
     if plan.replace is not None:
-        where = " AND ".join(
-            f"`{col}` IN ({', '.join(repr(v) for v in values)})" for col, values in plan.replace
-        )  # values passed _SAFE_PARTITION_VALUE: no quotes or escapes possible
+        # values passed SAFE_PARTITION_VALUE: no quotes or escapes possible
+        where = " AND ".join(f"`{col}` IN ({', '.join(repr(v) for v in values)})" for col, values in plan.replace)
         writer = writer.mode("overwrite").option("replaceWhere", where)
     elif plan.mode == "overwrite":
         writer = writer.mode("overwrite").option("overwriteSchema", "true")
     else:
         writer = writer.mode("append")
     if plan.partition_by:
-        writer = writer.partitionBy(*plan.partition_by)
+        # Delta's optimized write: one shuffle so each partition value lands in few files.
+        writer = writer.partitionBy(*plan.partition_by).option("optimizeWrite", "true")
     if plan.txn is not None:
         writer = writer.option("txnAppId", plan.txn[0]).option("txnVersion", str(plan.txn[1]))
-    if plan.commit_info:
-        writer = writer.option("userMetadata", json.dumps(plan.commit_info, sort_keys=True))
-    writer.save(plan.uri)
-    last = SparkDeltaTable.forPath(spark, plan.uri).history(1).select("version", "operationMetrics").first()
-    version = int(last["version"])
-    if before is not None and version == before:  # delta-spark itself skipped a repeated txn
-        return WriteResult(DELTA_SPARK, version, 0, 0, True)
-    metrics = last["operationMetrics"] or {}
-    result = WriteResult(
-        DELTA_SPARK, version, int(metrics.get("numFiles", 0) or 0), int(metrics.get("numOutputRows", 0) or 0), False
-    )
-    log.info("delta write %s: version=%s files=%d rows=%d", plan.uri, version, result.files, result.rows)
-    return result
+    try:
+        writer.save(plan.uri)
+    except Exception as exc:  # noqa: BLE001 - Spark and Delta raise many types
+        _raise_write_error(exc, df, plan, "write to")
+    return _result(spark, plan)
+
+
+def merge(
+    df,
+    path: str | os.PathLike,
+    keys: Sequence[str],
+    *,
+    txn: tuple[str, int] | None = None,
+    commit_info: Mapping[str, Any] | None = None,
+) -> WriteResult:
+    """Upsert ``df`` into the table by ``keys`` (Delta ``MERGE``: matched rows updated, others inserted).
+
+    Creates the table (partitioned like ``write`` would not: unpartitioned) when absent. ``df``
+    must have the table's columns; keys match NULL to NULL. ``txn`` as in :func:`write`.
+    """
+    from delta.tables import DeltaTable
+
+    spark = df.sparkSession
+    backend(spark)
+    plan = _plan(df, path, "append", (), None, txn, commit_info)
+    keys = [keys] if isinstance(keys, str) else list(keys)
+    missing = [k for k in keys if k not in plan.columns]
+    if not keys or missing:
+        raise DeltaTableError(f"cannot merge into {plan.uri}: key column(s) {missing or keys} not in the table's columns")
+    if not plan.exists:
+        return write(df, path, mode="append", txn=txn, commit_info=commit_info)
+    skipped = _skipped(spark, plan)
+    if skipped is not None:
+        return skipped
+    condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    confs = {_USER_METADATA_CONF: plan.user_metadata}
+    if plan.txn is not None:  # MERGE takes the idempotent-write ids from session confs
+        confs.update(zip(_TXN_CONFS, (plan.txn[0], str(plan.txn[1]))))
+    for key, value in confs.items():
+        spark.conf.set(key, value)
+    try:
+        table = DeltaTable.forPath(spark, plan.uri).alias("t")
+        table.merge(_guarded(df, plan).alias("s"), condition).whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()
+    except Exception as exc:  # noqa: BLE001
+        _raise_write_error(exc, df, plan, "merge into")
+    finally:
+        for key in confs:
+            spark.conf.unset(key)
+    return _result(spark, plan)
 
 
 # ---------------------------------------------------------------------------------------------
-# delta-rs backend: tasks write files, the driver commits once
+# Maintenance (docs/delta.md says what natlink runs and why)
 
 
-@dataclass(frozen=True)
-class _TaskConfig:
-    uri: str
-    columns: tuple[str, ...]
-    partition_by: tuple[str, ...]
-    replace: tuple[tuple[str, tuple[str, ...]], ...] | None
-    not_null: tuple[str, ...]
-    row_group_rows: int
-    max_rows_per_file: int
-    task_buffer_rows: int
-    max_open_files: int
-    compression: str
-    stats_columns: int
+def optimize(path: str | os.PathLike, *, zorder_by: Sequence[str] = (), spark=None) -> dict:
+    """Compact small files (bin-packing; Z-order by ``zorder_by`` when given). Returns Delta's metrics."""
+    from delta.tables import DeltaTable
 
-
-def _meta_schema():
-    from pyspark.sql import types as T
-
-    return T.StructType(
-        [
-            T.StructField("kind", T.StringType()),  # "file" | "reject"
-            T.StructField("path", T.StringType()),
-            T.StructField("size", T.LongType()),
-            T.StructField("mtime", T.LongType()),
-            T.StructField("rows", T.LongType()),
-            T.StructField("partition", T.StringType()),  # JSON {column: value}
-            T.StructField("stats", T.StringType()),  # Delta stats JSON
-            T.StructField("column", T.StringType()),
-            T.StructField("reason", T.StringType()),  # null | unsafe | outside | not_null
-            T.StructField("count", T.LongType()),
-        ]
-    )
-
-
-_META_FIELDS = ("kind", "path", "size", "mtime", "rows", "partition", "stats", "column", "reason", "count")
-
-
-def _write_delta_rs(df, plan: _Plan) -> WriteResult:
-    from pyspark.sql import functions as F
-
-    spark = df.sparkSession
-    write_id = uuid.uuid4().hex
-    cfg = _TaskConfig(
-        uri=plan.uri, columns=plan.columns, partition_by=plan.partition_by, replace=plan.replace,
-        not_null=plan.not_null, row_group_rows=_ROW_GROUP_ROWS, max_rows_per_file=_MAX_ROWS_PER_FILE,
-        task_buffer_rows=_TASK_BUFFER_ROWS, max_open_files=_MAX_OPEN_FILES,
-        compression=_COMPRESSION, stats_columns=_STATS_COLUMNS,
-    )
-    frame = df.select(*[F.col(f"`{c}`") for c in plan.columns])
-    if plan.partition_by:
-        # One shuffle so each partition value lands in few tasks, hence few files per directory.
-        frame = frame.repartition(*[F.col(f"`{c}`") for c in plan.partition_by])
-    sc = spark.sparkContext
-    sc.setJobDescription(f"natlink.store.delta write {plan.uri}")
+    spark = _session(spark)
+    uri = _uri(path)
+    _require(spark, uri)
+    builder = DeltaTable.forPath(spark, uri).optimize()
     try:
-        meta = frame.mapInArrow(functools.partial(_write_task, cfg), _meta_schema()).collect()
-    finally:
-        sc.setJobDescription(None)
-
-    files = [m for m in meta if m["kind"] == "file"]
-    rejects: dict[tuple[str, str], int] = {}
-    for m in meta:
-        if m["kind"] == "reject":
-            key = (m["column"], m["reason"])
-            rejects[key] = rejects.get(key, 0) + int(m["count"])
-    if any(rejects.values()):
-        _delete_files(plan.uri, [m["path"] for m in files])
-        _raise_rejects(plan, rejects)
-    return _commit(plan, files, write_id)
+        out = builder.executeZOrderBy(*zorder_by) if zorder_by else builder.executeCompaction()
+    except Exception as exc:  # noqa: BLE001
+        raise DeltaTableError(f"OPTIMIZE {uri} failed: {_condition(exc)}") from exc
+    metrics = out.first()["metrics"]
+    return metrics.asDict(recursive=True) if metrics is not None else {}
 
 
-def _raise_rejects(plan: _Plan, rejects: Mapping[tuple[str, str], int]) -> None:
-    words = {
-        "null": "NULL value(s)",
-        "unsafe": f"value(s) with characters unsafe in a path (allowed: {_SAFE_HINT})",
-        "outside": "row(s) outside replace_partitions",
-        "not_null": "NULL value(s) in a NOT NULL column",
-    }
-    problems = [f"column {col!r}: {n} {words[reason]}" for (col, reason), n in sorted(rejects.items()) if n]
-    if problems:
-        raise DeltaTableError(
-            f"cannot write {plan.uri}: {'; '.join(problems)}; nothing was committed (values not shown)"
-        )
-
-
-def _delete_files(uri: str, rel_paths: Iterable[str]) -> None:
-    fs, root = _filesystem(uri)
-    for rel in rel_paths:
-        try:
-            fs.delete_file(f"{root}/{rel}")
-        except OSError:  # an orphan left behind is harmless: readers follow the log
-            log.warning("could not delete uncommitted file under %s", uri)
-
-
-def _commit(plan: _Plan, files: Sequence[Any], write_id: str) -> WriteResult:
-    from deltalake import DeltaTable, Schema
-    from deltalake.transaction import (
-        AddAction,
-        CommitProperties,
-        Transaction,
-        create_table_with_add_actions,
+def set_retention(path: str | os.PathLike, *, days: int, spark=None) -> None:
+    """Keep ``days`` of history: removed files (``VACUUM`` horizon) and log entries (time travel)."""
+    if not isinstance(days, int) or isinstance(days, bool) or days < 7:
+        raise DeltaTableError(f"retention must be a whole number of days >= 7 (Delta's safety floor), not {days!r}")
+    spark = _session(spark)
+    uri = _uri(path)
+    _require(spark, uri)
+    spark.sql(
+        f"ALTER TABLE {_sql_path(uri)} SET TBLPROPERTIES ("
+        f"'delta.deletedFileRetentionDuration' = 'interval {days} days', "
+        f"'delta.logRetentionDuration' = 'interval {days} days')"
     )
 
-    adds = [
-        AddAction(
-            path=m["path"], size=int(m["size"]), partition_values=json.loads(m["partition"]),
-            modification_time=int(m["mtime"]), data_change=True, stats=m["stats"],
-        )
-        for m in files
-    ]
-    props = CommitProperties(
-        custom_metadata={**plan.commit_info, _WRITE_ID_KEY: write_id},
-        app_transactions=[Transaction(plan.txn[0], plan.txn[1])] if plan.txn else None,
-    )
-    rows = sum(int(m["rows"]) for m in files)
-    table = plan.table
-    try:
-        if table is None or plan.replace_table:
-            meta = table.metadata() if table is not None else None
-            create_table_with_add_actions(
-                plan.uri, Schema.from_json(json.dumps(plan.schema_json)), adds,
-                mode="error" if table is None else "overwrite",
-                partition_by=list(plan.partition_by) or None,
-                name=meta.name if meta else None, description=meta.description if meta else None,
-                configuration=meta.configuration if meta else None,
-                commit_properties=props,
-            )
-        else:
-            # Always the table's own schema object: deltalake writes a metaData action (and can
-            # corrupt the table) when handed a different schema here.
-            kwargs: dict[str, Any] = {}
-            if plan.replace is not None:
-                commit_mode = "overwrite"
-                kwargs["partition_filters"] = [(col, "in", list(values)) for col, values in plan.replace]
-            else:
-                commit_mode = plan.mode
-            table.create_write_transaction(
-                adds, commit_mode, table.schema(), partition_by=list(plan.partition_by) or None,
-                commit_properties=props, **kwargs,
-            )
-    except Exception as exc:  # noqa: BLE001 - deltalake raises several types, some from Rust panics
-        # A post-commit step (checkpoint, log cleanup) can fail after the commit itself landed.
-        version = _committed_version(plan.uri, write_id, fallback=False)
-        if version is None:
-            # The files stay as orphans: invisible to readers (they follow the log), removed by VACUUM.
-            raise DeltaTableError(
-                f"commit to {plan.uri} failed, the table is unchanged ({len(adds)} uncommitted file(s) "
-                f"left for VACUUM): {type(exc).__name__}: {exc}"
-            ) from exc
-        log.warning("delta write %s: commit landed at version %s but then failed: %s", plan.uri, version, exc)
-    else:
-        version = _committed_version(plan.uri, write_id)
-    log.info("delta write %s: version=%s files=%d rows=%d", plan.uri, version, len(adds), rows)
-    return WriteResult(backend=DELTA_RS, version=version, files=len(adds), rows=rows, skipped=False)
 
+def vacuum(path: str | os.PathLike, *, spark=None) -> None:
+    """Delete files no version within the table's retention (``set_retention``; Delta default 7 days) needs."""
+    from delta.tables import DeltaTable
 
-def _committed_version(uri: str, write_id: str, *, fallback: bool = True) -> int | None:
-    """The version of the commit carrying ``write_id`` (others may have committed since)."""
-    from deltalake import DeltaTable
-
-    try:
-        table = DeltaTable(uri)
-        history = table.history(limit=50)
-    except Exception:  # noqa: BLE001 - no readable log: nothing of ours landed
-        return None
-    for entry in history:
-        if entry.get(_WRITE_ID_KEY) == write_id:
-            return int(entry["version"])
-    return table.version() if fallback else None
-
-
-# --- executor side ---------------------------------------------------------------------------
-
-
-@dataclass
-class _ColumnStats:
-    kind: str  # int | float | string | date | timestamp | count
-    nulls: int = 0
-    lo: Any = None
-    hi: Any = None
-    lo_open: bool = False  # True: no valid bound can be stated for this file
-    hi_open: bool = False
-
-    def update(self, column) -> None:
-        import pyarrow.compute as pc
-
-        self.nulls += column.null_count
-        if self.kind == "count" or column.null_count == len(column):
-            return
-        if self.kind == "float" and pc.any(pc.is_nan(column)).as_py():
-            self.lo_open = self.hi_open = True
-            return
-        mm = pc.min_max(column)
-        lo, hi = mm["min"], mm["max"]
-        if self.kind == "timestamp":
-            scale = {"s": 1_000_000, "ms": 1_000, "us": 1}.get(column.type.unit)
-            if scale is None:  # nanoseconds: no exact microsecond bound without more work
-                self.lo_open = self.hi_open = True
-                return
-            lo, hi = lo.value * scale, hi.value * scale  # epoch-based, whatever the zone
-        else:
-            lo, hi = lo.as_py(), hi.as_py()
-        if self.kind == "float":
-            if not math.isfinite(lo):
-                self.lo_open = True
-            if not math.isfinite(hi):
-                self.hi_open = True
-        if self.kind == "string":
-            lo = lo[:_STATS_STRING_PREFIX]  # a prefix is still a lower bound
-            if len(hi) > _STATS_STRING_PREFIX:  # a truncated max is not an upper bound
-                self.hi_open = True
-        self.lo = lo if self.lo is None else min(self.lo, lo)
-        self.hi = hi if self.hi is None else max(self.hi, hi)
-
-    def bounds(self) -> tuple[Any, Any]:
-        if self.kind == "count" or self.lo is None:
-            return None, None
-        lo = None if self.lo_open else self.lo
-        hi = None if self.hi_open else self.hi
-        if self.kind == "timestamp":
-            # Delta stats are milliseconds: floor the min and ceil the max so both stay bounds.
-            lo = None if lo is None else _ts_text(lo - lo % 1000)
-            hi = None if hi is None else _ts_text(-((-hi) // 1000) * 1000)
-        elif self.kind == "date":
-            lo = None if lo is None else lo.isoformat()
-            hi = None if hi is None else hi.isoformat()
-        return lo, hi
-
-
-def _ts_text(micros: int) -> str:
-    moment = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=micros)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def _stats_kind(arrow_type) -> str | None:
-    import pyarrow as pa
-
-    t = pa.types
-    if t.is_integer(arrow_type):
-        return "int"
-    if t.is_floating(arrow_type):
-        return "float"
-    if t.is_string(arrow_type) or t.is_large_string(arrow_type):
-        return "string"
-    if t.is_date32(arrow_type):
-        return "date"
-    if t.is_timestamp(arrow_type):
-        return "timestamp"
-    if t.is_boolean(arrow_type) or t.is_binary(arrow_type) or t.is_large_binary(arrow_type) or t.is_decimal(arrow_type):
-        return "count"
-    return None  # nested types: no stats
-
-
-class _OpenFile:
-    """One Parquet file being written by a task, with its buffered rows and running stats."""
-
-    def __init__(self, cfg: _TaskConfig, fs, root: str, partition: tuple[str, ...], schema, task: int):
-        import pyarrow.parquet as pq
-
-        self.partition = partition
-        directory = "/".join(f"{c}={v}" for c, v in zip(cfg.partition_by, partition))
-        name = f"part-{task:05d}-{uuid.uuid4()}.c000.{cfg.compression}.parquet"
-        self.rel = f"{directory}/{name}" if directory else name
-        fs.create_dir(f"{root}/{directory}" if directory else root, recursive=True)  # new tables too
-        self.full = f"{root}/{self.rel}"
-        self.schema = schema
-        self.writer = pq.ParquetWriter(self.full, schema, filesystem=fs, compression=cfg.compression)
-        self.buffer: list = []
-        self.buffered = 0
-        self.rows = 0
-        self.stats = {}
-        for f in schema:
-            kind = _stats_kind(f.type)
-            if kind is not None and len(self.stats) < cfg.stats_columns:
-                self.stats[f.name] = _ColumnStats(kind)
-        self.row_group_rows = cfg.row_group_rows
-
-    def add(self, batch) -> None:
-        self.buffer.append(batch)
-        self.buffered += batch.num_rows
-        self.rows += batch.num_rows
-        if self.buffered >= self.row_group_rows:
-            self.flush()
-
-    def flush(self) -> None:
-        import pyarrow as pa
-
-        if not self.buffered:
-            return
-        table = pa.Table.from_batches(self.buffer, schema=self.schema)
-        for name, st in self.stats.items():
-            st.update(table.column(name))
-        self.writer.write_table(table, row_group_size=self.row_group_rows)
-        self.buffer, self.buffered = [], 0
-
-    def close(self, fs, cfg: _TaskConfig) -> dict:
-        self.flush()
-        self.writer.close()
-        size = fs.get_file_info(self.full).size
-        mins, maxs = {}, {}
-        for name, st in self.stats.items():
-            lo, hi = st.bounds()
-            if lo is not None:
-                mins[name] = lo
-            if hi is not None:
-                maxs[name] = hi
-        stats = {
-            "numRecords": self.rows,
-            "minValues": mins,
-            "maxValues": maxs,
-            "nullCount": {name: st.nulls for name, st in self.stats.items()},
-        }
-        return {
-            "kind": "file", "path": self.rel, "size": int(size), "mtime": int(time.time() * 1000),
-            "rows": self.rows, "partition": json.dumps(dict(zip(cfg.partition_by, self.partition))),
-            "stats": json.dumps(stats, allow_nan=False),
-        }
-
-
-def _partition_groups(batch, cfg: _TaskConfig, rejects: dict) -> Iterator[tuple[tuple[str, ...], Any]]:
-    """Split a batch by partition values; rows failing the checks are counted in ``rejects``."""
-    import re
-
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    n = batch.num_rows
-    good = np.ones(n, dtype=bool)
-    codes = []  # per partition column: (dictionary values, indices with -1 for bad rows)
-    allowed = dict(cfg.replace or ())
-    pattern = re.compile(_SAFE_PARTITION_VALUE)
-    for col in cfg.partition_by:
-        enc = pc.dictionary_encode(batch.column(col))
-        values = enc.dictionary.to_pylist()
-        idx = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)
-        is_null = idx < 0
-        # Checks run on the distinct values, then map to rows through the dictionary indices.
-        unsafe_v = np.array([v == _HIVE_NULL or not pattern.fullmatch(v) for v in values] + [False])
-        unsafe = unsafe_v[idx] & ~is_null
-        _count(rejects, col, "null", int(is_null.sum()))
-        _count(rejects, col, "unsafe", int(unsafe.sum()))
-        good &= ~is_null & ~unsafe
-        if col in allowed:
-            inside_v = np.array([v in allowed[col] for v in values] + [True])
-            outside = ~inside_v[idx] & ~is_null & ~unsafe
-            _count(rejects, col, "outside", int(outside.sum()))
-            good &= ~outside
-        codes.append((values, idx))
-    for col in cfg.not_null:
-        nulls = batch.column(col).is_null().to_numpy(zero_copy_only=False)
-        _count(rejects, col, "not_null", int(nulls.sum()))
-        good &= ~nulls
-    if not good.any():
-        return
-    data_cols = [c for c in cfg.columns if c not in cfg.partition_by]
-    data = batch.select(data_cols)
-    if not cfg.partition_by:
-        yield (), (data if good.all() else data.filter(pa.array(good)))
-        return
-    # One combined code per row, then a stable sort so each partition is one contiguous slice.
-    combined = np.zeros(n, dtype=np.int64)
-    for values, idx in codes:
-        combined = combined * (len(values) + 1) + np.where(idx < 0, 0, idx)
-    keep = np.flatnonzero(good)
-    combined = combined[keep]
-    order = keep[np.argsort(combined, kind="stable")]
-    sorted_codes = np.sort(combined, kind="stable")
-    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
-    ends = np.r_[starts[1:], len(sorted_codes)]
-    taken = data.take(pa.array(order))
-    for s, e in zip(starts, ends):
-        row = order[s]
-        key = tuple(values[idx[row]] for values, idx in codes)
-        yield key, taken.slice(int(s), int(e - s))
-
-
-def _count(rejects: dict, column: str, reason: str, n: int) -> None:
-    if n:
-        rejects[(column, reason)] = rejects.get((column, reason), 0) + n
-
-
-def _write_task(cfg: _TaskConfig, batches: Iterator) -> Iterator:
-    """mapInArrow body: write this task's rows as Parquet files, yield one metadata row per file."""
-    import pyarrow as pa
-    from pyspark import TaskContext
-
-    ctx = TaskContext.get()
-    task = ctx.partitionId() if ctx is not None else 0
-    fs, root = _filesystem(cfg.uri)
-    open_files: dict[tuple[str, ...], _OpenFile] = {}
-    done: list[dict] = []
-    rejects: dict[tuple[str, str], int] = {}
-    for batch in batches:
-        if batch.num_rows == 0:
-            continue
-        for key, part in _partition_groups(batch, cfg, rejects):
-            while part.num_rows:
-                handle = open_files.get(key)
-                if handle is None:
-                    if len(open_files) >= cfg.max_open_files:  # finish the oldest: more files, bounded handles
-                        done.append(open_files.pop(next(iter(open_files))).close(fs, cfg))
-                    handle = open_files[key] = _OpenFile(cfg, fs, root, key, part.schema, task)
-                room = cfg.max_rows_per_file - handle.rows
-                handle.add(part.slice(0, room))
-                part = part.slice(room)
-                if handle.rows >= cfg.max_rows_per_file:
-                    done.append(open_files.pop(key).close(fs, cfg))
-            if sum(h.buffered for h in open_files.values()) > cfg.task_buffer_rows:
-                max(open_files.values(), key=lambda h: h.buffered).flush()  # bound task memory
-    done.extend(h.close(fs, cfg) for h in open_files.values())
-    for (column, reason), n in rejects.items():
-        done.append({"kind": "reject", "column": column, "reason": reason, "count": n})
-    if done:
-        yield pa.RecordBatch.from_pylist(
-            [{k: d.get(k) for k in _META_FIELDS} for d in done], schema=_meta_arrow_schema()
-        )
-
-
-def _meta_arrow_schema():
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            ("kind", pa.string()), ("path", pa.string()), ("size", pa.int64()), ("mtime", pa.int64()),
-            ("rows", pa.int64()), ("partition", pa.string()), ("stats", pa.string()),
-            ("column", pa.string()), ("reason", pa.string()), ("count", pa.int64()),
-        ]
-    )
+    spark = _session(spark)
+    uri = _uri(path)
+    _require(spark, uri)
+    DeltaTable.forPath(spark, uri).vacuum()
