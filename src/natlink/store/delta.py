@@ -107,13 +107,23 @@ def _sql_path(uri: str) -> str:
 
 
 def _condition(exc: BaseException) -> str:
-    """Spark's error condition (a class name, never row values) for messages."""
-    getter = getattr(exc, "getCondition", None) or getattr(exc, "getErrorClass", None)
-    try:
-        found = getter() if getter else None
-    except Exception:  # noqa: BLE001
-        found = None
-    return str(found or type(exc).__name__)
+    """Spark's error conditions along the cause chain (class names, never row values), for messages."""
+    found: list[str] = []
+    throwable, depth = getattr(exc, "java_exception", None) or exc, 0
+    while throwable is not None and depth < 12:
+        for getter in ("getCondition", "getErrorClass"):
+            try:
+                name = getattr(throwable, getter)()
+            except Exception:  # noqa: BLE001 - not a SparkThrowable (or not a Java object)
+                continue
+            if name and str(name) not in found:
+                found.append(str(name))
+            break
+        try:
+            throwable, depth = throwable.getCause(), depth + 1
+        except Exception:  # noqa: BLE001 - a Python exception: no Java causes
+            break
+    return " <- ".join(found) or type(exc).__name__
 
 
 def _conflict_types() -> tuple[type[BaseException], ...]:
