@@ -129,7 +129,7 @@ fi
 
 # --- 2. link ------------------------------------------------------------------------------------
 # Completed = the runs table has a commit with this run's transaction id (written last by linkrun).
-if "$NATLINK_PYTHON" -c 'import sys; from natlink import delta; sys.exit(0 if delta.txn_version(sys.argv[1], "natlink-run:" + sys.argv[2]) is not None else 1)' \
+if "$NATLINK_PYTHON" -c 'import sys; from natlink.store import delta; sys.exit(0 if delta.txn_version(sys.argv[1], "natlink-run:" + sys.argv[2]) is not None else 1)' \
         "$TABLES/runs" "$RUN_ID"; then
     say "link: run $RUN_ID already completed in $TABLES/runs; nothing to do"
 else

@@ -3,7 +3,7 @@
 * ``natlink-<version>.zip``      our code for ``--py-files``: the natlink package with its data files
                                  (read through ``importlib.resources``, so they work from the zip).
 * ``natlink-env.tar.gz``         a venv-pack archive of the *runtime* dependencies (compiled ones
-                                 included: pyarrow, cryptography, numpy, scipy, deltalake) for
+                                 included: pyarrow, cryptography, numpy, scipy, duckdb) for
                                  ``--archives dist/natlink-env.tar.gz#environment``. Built from a
                                  throw-away, non-editable venv under ``build/`` that does not hold
                                  natlink itself (the code travels in the zip) nor pyspark (the
@@ -13,6 +13,8 @@
 * ``natlink-jvm.jar``            natlink's JVM HMAC-SHA256 function, for ``--jars`` too. Built first
                                  (``deploy/build_jvm.py``, needs a JDK) into ``src/natlink/data/``,
                                  so the zip and the wheel carry it as package data as well.
+* ``delta/``                     delta-spark's jars for ``--jars`` (copied from ``jars/delta``, which
+                                 ``make setup`` fetches from Maven with ``deploy/fetch_jars.py``).
 
 Incremental: ``dist/BUILD.json`` records a hash of each artefact's inputs, and an artefact is
 rebuilt only when its inputs changed (the env archive only when pyproject.toml's dependencies,
@@ -91,7 +93,12 @@ def input_hashes(root: Path = ROOT, python_prefix: str | None = None) -> dict[st
         "env": _hash([("deps", deps), ("constraints.txt", (root / "constraints.txt").read_bytes()), ("python", py), ("prefix", (python_prefix or "").encode())]),
         "jar": _hash([("splink", _splink_version().encode())]),
         "jvm": _hash([("natlink-jvm.jar", _jvm_jar(root).read_bytes() if _jvm_jar(root).exists() else b"")]),
+        "delta": _hash([(p.name, p.read_bytes()) for p in _delta_jars(root)]),
     }
+
+
+def _delta_jars(root: Path) -> list[Path]:
+    return sorted((root / "jars" / "delta").glob("*.jar"))
 
 
 def _jvm_jar(root: Path) -> Path:
@@ -188,8 +195,20 @@ def copy_jvm_jar(root: Path, dist: Path) -> Path:
     return out
 
 
+def copy_delta_jars(root: Path, dist: Path) -> Path:
+    jars = _delta_jars(root)
+    if not any(j.name.startswith("delta-spark_") for j in jars):
+        raise SystemExit(f"no delta-spark jar in {root / 'jars' / 'delta'}: run make setup (deploy/fetch_jars.py)")
+    out = dist / "delta"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    for jar in jars:
+        shutil.copyfile(jar, out / jar.name)
+    return out
+
+
 def _size(path: Path) -> str:
-    n = path.stat().st_size
+    n = sum(p.stat().st_size for p in path.glob("*")) if path.is_dir() else path.stat().st_size
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
@@ -198,7 +217,7 @@ def _size(path: Path) -> str:
 
 
 def artefacts(dist: Path = ROOT / "dist") -> dict[str, Path]:
-    """The built artefacts by kind (zip, env, wheel, jar), read from dist/BUILD.json."""
+    """The built artefacts by kind (zip, env, wheel, jar, jvm, delta: a folder), read from dist/BUILD.json."""
     state = json.loads((dist / "BUILD.json").read_text(encoding="utf-8"))
     return {kind: dist / entry["file"] for kind, entry in state["artefacts"].items()}
 
@@ -237,6 +256,7 @@ def package(
         "env": lambda: build_env(root, dist, build, python_prefix),
         "jar": lambda: copy_jar(dist),
         "jvm": lambda: copy_jvm_jar(root, dist),
+        "delta": lambda: copy_delta_jars(root, dist),
     }
     for kind in builders:
         if kind not in todo:

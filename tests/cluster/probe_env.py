@@ -49,8 +49,11 @@ def main() -> int:
     sc = spark.sparkContext
     executors = [json.loads(r) for r in sc.parallelize(range(4), 4).mapPartitions(_partition).collect()]
     registered = sc._jsc.sc().getExecutorMemoryStatus().size() - 1  # minus the driver
+    from natlink.store import delta
+
     print("PROBE " + json.dumps({"driver": _where(), "executors": executors, "registered_executors": registered,
-                                  "master": sc.master}))
+                                  "master": sc.master, "delta_backend": delta.backend(spark),
+                                  "delta_version": str(getattr(spark._jvm.io.delta, "package").VERSION())}))
     sys.stdout.flush()
     if len(sys.argv) > 1:
         import runpy

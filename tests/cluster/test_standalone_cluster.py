@@ -26,6 +26,7 @@ import sys
 import tarfile
 import time
 import urllib.request
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,7 @@ from natlink.synth import generate as synth
 from natlink.synth.generate import tables as synth_tables
 from natlink.config import DatasetConfig, LinkConfig, ModelConfig, project_root
 from natlink.commands import tokenise_dataset
+from natlink.spark.session import DELTA_CONF
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 
@@ -209,8 +211,11 @@ def _submit(cluster: StandaloneCluster, artefacts: dict[str, Path], script: Path
         "--deploy-mode", "client",
         "--py-files", str(artefacts["zip"]),
         "--archives", f"{artefacts['env']}#environment",
-        # Splink's jar and natlink's JVM functions (the zip also carries the latter as package data).
-        "--jars", ",".join(str(artefacts[kind]) for kind in ("jar", "jvm") if kind in artefacts),
+        # As docs/cluster.md: Splink's jar, natlink's JVM functions (the zip also carries them as
+        # package data) and the Delta jars of dist/delta ($DELTA_JARS there), with Delta's two confs.
+        "--jars", ",".join([*(str(artefacts[kind]) for kind in ("jar", "jvm")), *map(str, sorted(artefacts["delta"].glob("*.jar")))]),
+        "--conf", f"spark.sql.extensions={DELTA_CONF['spark.sql.extensions']}",
+        "--conf", f"spark.sql.catalog.spark_catalog={DELTA_CONF['spark.sql.catalog.spark_catalog']}",
     ]
     for key, value in confs.items():
         cmd += ["--conf", f"{key}={value}"]
@@ -295,6 +300,7 @@ def test_link_on_standalone_cluster_equals_local(spark, artefacts, cluster, inpu
     zip_name = artefacts["zip"].name
     assert probe["master"] == cluster.url
     assert probe["registered_executors"] == 2
+    assert (probe["delta_backend"], probe["delta_version"]) == ("delta-spark", version("delta-spark"))  # from --jars
     assert len({e["cwd"] for e in probe["executors"]}) == 2, "both workers' executors ran tasks"
     postcode_rows = len(synth_tables.read_data_csv("postcode_areas.csv"))
     for where in [probe["driver"], *probe["executors"]]:

@@ -55,18 +55,27 @@ def test_env_archive_leaves_out_natlink_and_the_clusters_pyspark():
     assert "natlink" not in deps
 
 
-def test_cluster_environment_loads_and_pins_the_delta_spark_of_pyproject():
+def test_delta_pins_agree_pom_constraints_installed_and_fetched_jars():
+    import xml.etree.ElementTree as ET
+
     env = cfgmod.load(ROOT / "conf" / "environments" / "cluster.yaml", EnvironmentConfig)
     assert env.name == "cluster" and env.master is None
     assert env.spark_conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
     assert env.spark_conf["spark.sql.catalog.spark_catalog"] == "org.apache.spark.sql.delta.catalog.DeltaCatalog"
-    delta_version = _pinned("delta-spark")
-    assert delta_version == version("delta-spark") == "4.0.1"
-    spark_major_minor = tuple(int(x) for x in version("pyspark").split(".")[:2])
-    # Artefact naming (delta python/delta/pip_utils.py): up to 4.0.x delta-spark_2.13, from 4.1 delta-spark_<spark>_2.13.
-    suffix = "2.13" if tuple(int(x) for x in delta_version.split(".")[:2]) < (4, 1) else f"{spark_major_minor[0]}.{spark_major_minor[1]}_2.13"
-    assert env.spark_conf["spark.jars.packages"] == f"io.delta:delta-spark_{suffix}:{delta_version}"
-    assert spark_major_minor == (4, 0)  # delta-spark 4.0.x is built for Spark 4.0
+    assert "spark.jars.packages" not in env.spark_conf  # the jars travel with --jars (docs/cluster.md)
+    delta_version, spark_version = _pinned("delta-spark"), _pinned("pyspark")
+    assert (delta_version, spark_version) == (version("delta-spark"), version("pyspark")) == ("4.4.0", "4.1.4")
+    spark_binary = ".".join(spark_version.split(".")[:2])
+    # jvm/delta/pom.xml's defaults name the same artefact deploy/fetch_jars.py asks mvn for.
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    props = ET.parse(ROOT / "jvm" / "delta" / "pom.xml").getroot().find("m:properties", ns)
+    assert props.find("m:delta.version", ns).text == delta_version
+    assert props.find("m:spark.binary.version", ns).text == spark_binary
+    fetched = sorted(p.name for p in (ROOT / "jars" / "delta").glob("*.jar"))
+    assert f"delta-spark_{spark_binary}_2.13-{delta_version}.jar" in fetched
+    assert f"delta-storage-{delta_version}.jar" in fetched
+    ignored = subprocess.run(["git", "check-ignore", "-q", "jars/delta/x.jar"], cwd=ROOT)
+    assert ignored.returncode == 0, "fetched jars stay out of git"
 
 
 def test_local_environment_still_loads():
@@ -97,7 +106,6 @@ def test_cluster_docs_use_the_pinned_artefacts_and_confs():
 
     docs = (ROOT / "docs" / "cluster.md").read_text(encoding="utf-8")
     env = cfgmod.load(ROOT / "conf" / "environments" / "cluster.yaml", EnvironmentConfig)
-    packages = env.spark_conf["spark.jars.packages"]
     zip_name = f"natlink-{PACKAGE['_project'](ROOT)['version']}.zip"
     jar_name = Path(similarity_jar_location()).name
     for section in ("YARN", "Kubernetes", "EMR", "Databricks", "standalone"):
@@ -105,12 +113,12 @@ def test_cluster_docs_use_the_pinned_artefacts_and_confs():
     commands = _bash_commands(docs)
     assert len(commands) == 4  # YARN, Kubernetes, EMR, standalone (Databricks: a job JSON)
     for command in commands:
-        assert f"--packages {packages}" in command, command[:80]
+        assert "--packages" not in command, command[:80]
         for key in DELTA_KEYS:
             assert f"--conf {key}={env.spark_conf[key]}" in command, (key, command[:80])
         assert re.search(rf"--py-files \S*{re.escape(zip_name)}", command)
         assert re.search(r"--archives \S*natlink-env\.tar\.gz#environment", command)
-        assert re.search(rf"--jars \S*{re.escape(jar_name)},\S*natlink-jvm\.jar", command)
+        assert re.search(rf"--jars \S*{re.escape(jar_name)},\S*natlink-jvm\.jar,\$DELTA_JARS ", command)
         assert "PYSPARK_PYTHON=./environment/bin/python" in command
         assert "jobs/link.py" in command and "--run-id 2026-11" in command
     task = json.loads(re.search(r"```json\n(.*?)```", docs, flags=re.S).group(1))
@@ -119,6 +127,8 @@ def test_cluster_docs_use_the_pinned_artefacts_and_confs():
         f"natlink-{PACKAGE['_project'](ROOT)['version']}-py3-none-any.whl", jar_name, "natlink-jvm.jar"
     ]
     assert task["spark_python_task"]["python_file"].endswith("jobs/link.py")
+    assert "DELTA_JARS=$(ls dist/delta/*.jar | paste -sd, -)" in docs
+    assert "io.delta:delta-spark_4.1_2.13:4.4.0" in docs and "4.0.1" not in docs
 
 
 BUILD_JVM = runpy.run_path(str(ROOT / "deploy" / "build_jvm.py"))

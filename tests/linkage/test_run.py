@@ -178,6 +178,10 @@ def test_rerun_with_same_run_id_changes_nothing(spark, world):
     assert again.status == "already-completed"
     assert {name: DeltaTable(str(a / name)).version() for name in linkrun.TABLES} == log_versions
     assert {name: delta.read(spark, str(a / name)).count() for name in linkrun.TABLES} == versions
+    # Every completed run leaves each table keeping retention_days of history (docs/delta.md).
+    for name in linkrun.TABLES:
+        props = DeltaTable(str(a / name)).metadata().configuration
+        assert props["delta.deletedFileRetentionDuration"] == props["delta.logRetentionDuration"] == f"interval {LINK.retention_days} days"
 
 
 def _run_and_crash(world, tables: Path, run_id: str, manifests: list[dict], crash_after: str) -> int:

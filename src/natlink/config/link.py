@@ -22,3 +22,6 @@ class LinkConfig(Frozen):
     engine: Literal["auto", "spark", "in_process"] = "auto"
     in_process_max_records: int = Field(1_000_000, ge=0)
     evaluation_thresholds: list[float] = Field(default_factory=lambda: [0.5, 0.8, 0.9, 0.95, 0.99])
+    # History every output table keeps for time travel and VACUUM (docs/delta.md); set after each
+    # completed run when it differs (Delta's own defaults: 7 days of files, 30 of log).
+    retention_days: int = Field(400, ge=7)

@@ -224,6 +224,8 @@ def _run(
         "versions": json.dumps(versions, sort_keys=True),
     }
     delta.write(spark.createDataFrame([row], RUNS_SCHEMA), str(tables / "runs"), mode="append", txn=txn, commit_info={"run_id": run_id})
+    for name in TABLES:  # a metadata-only commit, and only when the retention changed
+        delta.set_retention(tables / name, days=link_cfg.retention_days, spark=spark)
     log.info("run %s completed: %s", run_id, counts)
     return summary
 

@@ -22,8 +22,10 @@ report column names and counts only, never values (values may be identifiers).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import operator
 import os
 import re
 import uuid
@@ -85,16 +87,11 @@ def backend(spark) -> str:
 
 
 def _session(spark=None):
-    if spark is not None:
-        return spark
     from pyspark.sql import SparkSession
 
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        return active
     from natlink.spark.session import get_spark
 
-    return get_spark()
+    return spark or SparkSession.getActiveSession() or get_spark()
 
 
 def _uri(path: str | os.PathLike) -> str:
@@ -129,11 +126,7 @@ def _condition(exc: BaseException) -> str:
 def _conflict_types() -> tuple[type[BaseException], ...]:
     from delta import exceptions as dx  # importing it installs the JVM -> Python conversion
 
-    return (
-        dx.DeltaConcurrentModificationException, dx.ConcurrentWriteException, dx.MetadataChangedException,
-        dx.ProtocolChangedException, dx.ConcurrentAppendException, dx.ConcurrentDeleteReadException,
-        dx.ConcurrentDeleteDeleteException, dx.ConcurrentTransactionException,
-    )
+    return tuple(getattr(dx, name) for name in dx.__all__)  # the commit-conflict exceptions
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,24 +191,20 @@ def history(path: str | os.PathLike, *, limit: int | None = None, spark=None) ->
     uri = _uri(path)
     _require(spark, uri)
     table = DeltaTable.forPath(spark, uri)
-    rows = (table.history(limit) if limit else table.history()).select(
-        "version", "timestamp", "operation", "userMetadata", "operationMetrics"
-    ).collect()
+    rows = (table.history(limit) if limit else table.history()).collect()
     return [
-        {
-            "version": int(r["version"]), "timestamp": r["timestamp"], "operation": r["operation"],
-            "commit_info": {k: v for k, v in _user_metadata(r["userMetadata"]).items() if k != _WRITE_ID_KEY},
-            "metrics": dict(r["operationMetrics"] or {}),
-        }
+        {"version": int(r["version"]), "timestamp": r["timestamp"], "operation": r["operation"],
+         "commit_info": {k: v for k, v in _user_metadata(r["userMetadata"]).items() if k != _WRITE_ID_KEY},
+         "metrics": dict(r["operationMetrics"] or {})}
         for r in rows
     ]
 
 
 def _user_metadata(text: str | None) -> dict:
     try:
-        found = json.loads(text) if text else {}
+        found = json.loads(text or "{}")
     except ValueError:
-        return {}
+        found = {}
     return found if isinstance(found, dict) else {}
 
 
@@ -239,10 +228,8 @@ class _Plan:
 def _check_txn(uri: str, txn) -> tuple[str, int] | None:
     if txn is None:
         return None
-    if (
-        not isinstance(txn, (tuple, list)) or len(txn) != 2 or not isinstance(txn[0], str) or not txn[0]
-        or not isinstance(txn[1], int) or isinstance(txn[1], bool) or txn[1] < 0
-    ):
+    if not (isinstance(txn, (tuple, list)) and len(txn) == 2 and isinstance(txn[0], str) and txn[0]
+            and isinstance(txn[1], int) and not isinstance(txn[1], bool) and txn[1] >= 0):
         raise DeltaTableError(f"cannot write {uri}: txn must be (app_id: non-empty str, version: int >= 0)")
     return txn[0], int(txn[1])
 
@@ -260,18 +247,7 @@ def _user_metadata_text(uri: str, commit_info, write_id: str) -> str:
     return text
 
 
-def _has_void(dtype) -> bool:
-    from pyspark.sql import types as T
-
-    if isinstance(dtype, T.NullType):
-        return True
-    if isinstance(dtype, T.StructType):
-        return any(_has_void(f.dataType) for f in dtype.fields)
-    if isinstance(dtype, T.ArrayType):
-        return _has_void(dtype.elementType)
-    if isinstance(dtype, T.MapType):
-        return _has_void(dtype.keyType) or _has_void(dtype.valueType)
-    return False
+_VOID = re.compile(r"(^|[<:,])void($|[>,])")  # NullType anywhere in a type's simpleString
 
 
 def _types(schema) -> dict[str, str]:
@@ -330,7 +306,7 @@ def _plan(df, path, mode, partition_by, replace_partitions, txn, commit_info) ->
     dupes = sorted({c for c in columns if lowered.count(c.lower()) > 1})
     if dupes:
         raise DeltaTableError(f"cannot write {uri}: duplicate column names (case-insensitive): {dupes}")
-    void = [f.name for f in df.schema.fields if _has_void(f.dataType)]
+    void = [f.name for f in df.schema.fields if _VOID.search(f.dataType.simpleString())]
     if void:
         raise DeltaTableError(f"cannot write {uri}: column(s) {void} have no type (cast NULL literals to a concrete type)")
     txn = _check_txn(uri, txn)
@@ -398,10 +374,7 @@ def _guarded(df, plan: _Plan):
         bad = [cond for (c, _), cond in checks.items() if c == col]
         expr = F.col(f"`{col}`")
         if bad:
-            any_bad = bad[0]
-            for cond in bad[1:]:
-                any_bad = any_bad | cond
-            expr = F.when(any_bad, F.raise_error(F.lit(_CHECK_MARK))).otherwise(expr)
+            expr = F.when(functools.reduce(operator.or_, bad), F.raise_error(F.lit(_CHECK_MARK))).otherwise(expr)
         out.append(expr.alias(col))
     return df.select(*out)
 
@@ -442,17 +415,14 @@ def _raise_write_error(exc: BaseException, df, plan: _Plan, what: str) -> None:
 def _skipped(spark, plan: _Plan) -> WriteResult | None:
     if plan.txn is None or not plan.exists:
         return None
+    from delta.tables import DeltaTable
+
     done = txn_version(plan.uri, plan.txn[0], spark)
     if done is None or done < plan.txn[1]:
         return None
     log.info("delta write %s skipped: txn %s already at version %s", plan.uri, plan.txn[0], done)
-    return WriteResult(BACKEND, _latest_version(spark, plan.uri), 0, 0, True)
-
-
-def _latest_version(spark, uri: str) -> int:
-    from delta.tables import DeltaTable
-
-    return int(DeltaTable.forPath(spark, uri).history(1).select("version").first()["version"])
+    latest = DeltaTable.forPath(spark, plan.uri).history(1).select("version").first()["version"]
+    return WriteResult(BACKEND, int(latest), 0, 0, True)
 
 
 def _result(spark, plan: _Plan) -> WriteResult:
@@ -586,18 +556,24 @@ def optimize(path: str | os.PathLike, *, zorder_by: Sequence[str] = (), spark=No
     return metrics.asDict(recursive=True) if metrics is not None else {}
 
 
-def set_retention(path: str | os.PathLike, *, days: int, spark=None) -> None:
-    """Keep ``days`` of history: removed files (``VACUUM`` horizon) and log entries (time travel)."""
+def set_retention(path: str | os.PathLike, *, days: int, spark=None) -> bool:
+    """Keep ``days`` of history: removed files (the ``VACUUM`` horizon) and log (time travel).
+
+    A metadata-only commit, made only when the table's retention differs; True when it did.
+    """
+    from delta.tables import DeltaTable
+
     if not isinstance(days, int) or isinstance(days, bool) or days < 7:
         raise DeltaTableError(f"retention must be a whole number of days >= 7 (Delta's safety floor), not {days!r}")
     spark = _session(spark)
     uri = _uri(path)
     _require(spark, uri)
-    spark.sql(
-        f"ALTER TABLE {_sql_path(uri)} SET TBLPROPERTIES ("
-        f"'delta.deletedFileRetentionDuration' = 'interval {days} days', "
-        f"'delta.logRetentionDuration' = 'interval {days} days')"
-    )
+    wanted = {k: f"interval {days} days" for k in ("delta.deletedFileRetentionDuration", "delta.logRetentionDuration")}
+    current = DeltaTable.forPath(spark, uri).detail().select("properties").first()["properties"] or {}
+    if all(current.get(k) == v for k, v in wanted.items()):
+        return False
+    spark.sql(f"ALTER TABLE {_sql_path(uri)} SET TBLPROPERTIES ({', '.join(f'{k!r} = {v!r}' for k, v in wanted.items())})")
+    return True
 
 
 def vacuum(path: str | os.PathLike, *, spark=None) -> None:
