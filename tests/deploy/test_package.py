@@ -63,7 +63,9 @@ def test_delta_pins_agree_pom_constraints_installed_and_fetched_jars():
     assert env.spark_conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
     assert env.spark_conf["spark.sql.catalog.spark_catalog"] == "org.apache.spark.sql.delta.catalog.DeltaCatalog"
     assert "spark.jars.packages" not in env.spark_conf  # the jars travel with --jars (docs/cluster.md)
-    delta_version, spark_version = _pinned("delta-spark"), _pinned("pyspark")
+    constraints = (ROOT / "constraints.txt").read_text(encoding="utf-8")
+    delta_version, spark_version = (re.search(rf"^{n}==(\S+)$", constraints, flags=re.M).group(1) for n in ("delta-spark", "pyspark"))
+    assert _pinned("delta-spark") == delta_version  # pyproject pins delta-spark exactly; pyspark is a range
     assert (delta_version, spark_version) == (version("delta-spark"), version("pyspark")) == ("4.4.0", "4.1.4")
     spark_binary = ".".join(spark_version.split(".")[:2])
     # jvm/delta/pom.xml's defaults name the same artefact deploy/fetch_jars.py asks mvn for.
