@@ -44,7 +44,7 @@ from natlink.config.case_study import load_config as load_case_study_config
 from natlink.outputs import case_study
 from natlink import config as cfgmod
 from natlink.config import DemoConfig
-from natlink.commands import run_demo
+from natlink.commands import demo as run_demo
 from natlink.spark.session import get_spark
 
 OUT = Path(os.environ.get("NATLINK_NB_OUT", "output/notebooks/multimorbidity")).resolve()
