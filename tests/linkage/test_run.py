@@ -197,8 +197,7 @@ linkrun.run(spark, manifests={[str(m.path) for m in manifests]!r}, model_path={s
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=600, env={**os.environ, "PYSPARK_PYTHON": sys.executable})
     return proc.returncode
-
-
+@pytest.mark.slow
 def test_killed_runs_rerun_without_loss_or_duplication(spark, world):
     t, c = world["tables"], world["base"] / "C"
     assert _run_and_crash(world, c, "r1", [t["gp"], t["hes_v1"]], "clusters") == 137
@@ -283,8 +282,7 @@ def test_in_process_engine_gives_the_spark_engines_tables(spark, world):
     spill_parent = local_dir(spark) or tempfile.gettempdir()
     assert Path(spill_parent).is_dir()
     assert not glob.glob(str(Path(spill_parent) / "natlink-duckdb-*")), "DuckDB spill directory left behind"
-
-
+@pytest.mark.slow
 def test_discovery_returns_exactly_the_datasets_truth_says(spark, world):
     b, truth = world["b"], world["truth"]
     clusters = _clusters(spark, b)
