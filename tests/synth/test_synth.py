@@ -20,6 +20,27 @@ SEED = 5
 SMALL = SynthConfig(persons_per_file=1000)  # 3 files per table: exercises more than one partition
 
 
+# Golden digests, computed from the generator before natlink.synth was split into modules: a
+# change to any draw, name table, error rate or column format changes them. Update them only for
+# an intended change of output, and say so. sha256 over the sorted repr() of every row (rows, not
+# file bytes: the Parquet footer names the writer's version).
+POPULATION_200_SEED_3 = "cca323e698a937b4308463864e6d531c6f844ef25f990edaec5eaa2502de8b9c"
+GOLDEN_TABLES = {  # the `generated` fixture: 3000 persons, seed 5, 1000 persons per file
+    "gp": (3019, "cc2d9f61778784871eb534999d914f5a0e35d75f900513bafcf0399fa797ca8d"),
+    "hes": (2568, "301c73e595bd9edcce23f7124561aecd31961ee7d939b2f06fc6ee1e23338533"),
+    "prescriptions": (4552, "f18c9934dbbf4cc9b4990281f39e04b9ae46cc5a306860bda836bfa1ea94e2c8"),
+    "registry": (183, "031b607f94c64571b2a7333f714b85821cb67bdc4819165afdf27d80116ae9df"),
+    "truth": (10322, "8be99706fade9756a0052b57731963e71798dbce05eba78413215a1e4f954add"),
+    "truth_persons": (3000, "277f8c34cdfbc9037d00b4c3eb0a9f3a62c76c76e52d4fb2285660e95d75c924"),
+    "truth_conditions": (2136, "987303ea9ef44791bc616de9a171d28ba5a507f2cd4d13df28886f7764a585e2"),
+}
+
+
+def _rows_digest(df) -> str:
+    lines = sorted(repr(tuple(r)) for r in df.collect())
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
 def _files_digest(folder: str) -> list[tuple[str, str]]:
     """(part number, sha256) of every data file, in part order (file names carry a random id)."""
     out = []
@@ -116,6 +137,22 @@ def test_same_seed_gives_byte_identical_files_and_other_seeds_differ(spark, gene
     other = synth.population(spark, 2000, seed=8).select(cols)
     same = one.join(other, on=cols, how="inner").count()
     assert same == 0
+
+
+def test_population_of_200_persons_matches_its_golden_digest(spark):
+    assert _rows_digest(synth.population(spark, 200, 3)) == POPULATION_200_SEED_3
+
+
+def test_generated_tables_match_their_golden_digests(spark, generated):
+    found = {}
+    for name, path in generated.datasets.items():
+        reader = spark.read.option("header", True)
+        df = reader.csv(path) if generated.formats[name] == "csv" else reader.parquet(path)
+        found[name] = (df.count(), _rows_digest(df))
+    for name in ("truth", "truth_persons", "truth_conditions"):
+        df = spark.read.parquet(getattr(generated, name))
+        found[name] = (df.count(), _rows_digest(df))
+    assert found == GOLDEN_TABLES
 
 
 def _rates_config() -> tuple[SynthConfig, FieldErrors]:
