@@ -39,7 +39,7 @@ from natlink.tokens import keys
 from natlink.linkage import run as linkrun
 from natlink.linkage import train
 from natlink.synth import generate as synth
-from natlink.synth.generate import tables as synth_tables
+from natlink.synth import tables as synth_tables
 from natlink.config import DatasetConfig, LinkConfig, ModelConfig, project_root
 from natlink.commands import tokenise_delivery
 

@@ -25,6 +25,7 @@ from natlink.spark.session import local_dir
 from natlink.linkage import model_store
 from natlink.linkage import train
 from natlink.synth import generate as synth
+from natlink.synth.population import population as synthetic_population
 from natlink.config import DatasetConfig, LinkConfig, ModelConfig, project_root
 from natlink.errors import BlockingBudgetError, FingerprintMismatchError
 from natlink.commands import tokenise_delivery
@@ -299,7 +300,7 @@ def test_discovery_returns_exactly_the_datasets_truth_says(spark, world):
     )
     chosen = [r[0] for r in exact]
     assert len(chosen) == 8
-    people = synth.population(spark, PERSONS, world["seed"]).where(F.col(C.TRUE_PERSON_ID).isin(chosen))
+    people = synthetic_population(spark, PERSONS, world["seed"]).where(F.col(C.TRUE_PERSON_ID).isin(chosen))
     probes = people.select(
         C.TRUE_PERSON_ID,
         F.lit("probe").alias(C.DATASET),
