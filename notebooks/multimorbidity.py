@@ -118,7 +118,7 @@ overall
 
 # %%
 by_band = table[table.level == "age_band"].pivot(index="age_band", columns="method", values="prevalence")
-by_band = by_band.reindex(sorted(by_band.index, key=case_study._band_order))
+by_band = by_band.reindex(sorted(by_band.index, key=case_study.band_order))
 by_band
 
 # %%
