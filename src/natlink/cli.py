@@ -280,7 +280,7 @@ def rekey(
     """Turn a token table into project-specific pseudonyms (no plaintext needed)."""
     from natlink.tokens import keys
     from natlink.spark.session import get_spark
-    from natlink.tokens.tokenise import rekey_table
+    from natlink.tokens.rekey import rekey_table
 
     _setup_logging(verbose)
     root = cfgmod.project_root()
