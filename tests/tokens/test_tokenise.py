@@ -1,20 +1,60 @@
-"""The provider job's token table, quarantine rows and manifest (tables from conftest.token_tables)."""
+"""The provider job's token table + manifest, and the central reader's refusals."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 from pyspark.sql import functions as F
 
 from natlink.store import delta
 from natlink.tokens import encode
+from natlink.errors import FingerprintMismatchError, NotTokenTableError
+from natlink.tokens.keys import KeyMaterial
+from natlink.tokens.manifest import TokenManifest
+from natlink.tokens.reader import read_token_tables
+from natlink.tokens.rekey import rekey_table
+from natlink.tokens.tokenise import tokenise_dataset
+
+# Obviously fake test keys: never use outside tests.
+KEY = KeyMaterial("test:not-secret-a", b"test-key-not-secret-tokenise-aaa")
+OTHER = KeyMaterial("test:not-secret-b", b"test-key-not-secret-tokenise-bbb")
+PROJECT_KEY = KeyMaterial("test:not-secret-p", b"test-key-not-secret-project-ppp0")
+
+SCHEMA = (
+    "dataset string, record_id string, region string, nhs_number string, given_name string, "
+    "family_name string, date_of_birth string, sex string, postcode string, event_date string"
+)
+ROWS = [
+    ("gp", "1", "LONDON", "9990000018", "ANN", "LEE", "1980-03-07", "F", "SW1A 1AA", "2020-01-01"),
+    ("gp", "2", "LONDON", "9990000026", "BOB", "KAY", "1971-11-30", "M", "SW1A 2AA", None),
+    ("gp", "3", "NORTH_WEST", None, "CAT", "ROY", "1990-01-02", "F", "M1 1AA", None),
+    ("gp", "3", "NORTH_WEST", None, "DAN", "ROY", "1990-01-02", "M", "M1 1AA", None),  # duplicate id
+    ("gp", None, "LONDON", "9990000034", "EVE", "ASH", "1985-05-05", "F", "E1 6AN", None),  # no id
+    ("gp", "6", "UNKNOWN", None, None, None, None, None, None, None),  # nothing to link on
+]
 
 
-def test_manifest_records_counts_key_and_columns(spark, token_tables):
-    out, gp, hes, key = token_tables.out, token_tables.gp, token_tables.hes, token_tables.key
+def clean(spark, dataset="gp"):
+    df = spark.createDataFrame(ROWS, SCHEMA).withColumn("date_of_birth", F.to_date("date_of_birth"))
+    return df.withColumn("dataset", F.lit(dataset))
+
+
+@pytest.fixture(scope="module")
+def outputs(spark, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tokens")
+    gp = tokenise_dataset(spark, clean(spark, "gp"), KEY, dataset="gp", out_dir=out, event_columns=["event_date"])
+    hes = tokenise_dataset(spark, clean(spark, "hes"), KEY, dataset="hes", out_dir=out, event_columns=["event_date"],
+                           upstream_quarantine={"bad_date": 4})
+    alien = tokenise_dataset(spark, clean(spark, "reg"), OTHER, dataset="reg", out_dir=out / "other")
+    return out, gp, hes, alien
+
+
+def test_manifest_records_counts_key_and_columns(spark, outputs):
+    out, gp, hes, _ = outputs
     data = json.loads((out / "gp.manifest.json").read_text())
     assert data["kind"] == "natlink-token-table" and data["schema_version"] == encode.SCHEMA_VERSION
-    assert data["dataset"] == "gp" and data["key_fingerprint"] == key.fingerprint and data["key_id"] == key.key_id
+    assert data["dataset"] == "gp" and data["key_fingerprint"] == KEY.fingerprint and data["key_id"] == KEY.key_id
     # 6 rows in: ids 1 and 2 tokenised; both rows with id 3, the row without id and the empty row quarantined.
     assert (data["rows_in"], data["rows"]) == (6, 2)
     assert data["quarantined"]["tokenise"] == {"duplicate_record_id": 2, "missing_record_id": 1, "no_identifiers": 1}
@@ -28,3 +68,61 @@ def test_manifest_records_counts_key_and_columns(spark, token_tables):
         [("3", "duplicate_record_id"), ("3", "duplicate_record_id"), ("None", "missing_record_id"), ("6", "no_identifiers")]
     )
     assert not (set(quarantine.columns) & {"nhs_number", "given_name", "family_name", "postcode"})
+
+
+def test_reader_unions_token_tables_by_manifest_path_or_table_dir(spark, outputs):
+    out, gp, hes, _ = outputs
+    df = read_token_tables(spark, [out / "gp.manifest.json", out / "hes"], expected_fingerprint=KEY.fingerprint)
+    assert df.count() == 4 and {r[0] for r in df.select("dataset").distinct().collect()} == {"gp", "hes"}
+    assert not set(df.columns) & {"nhs_number", "given_name", "family_name", "date_of_birth", "sex", "postcode"}
+
+
+def test_fingerprint_mismatch_is_refused(spark, outputs):
+    out, gp, _, alien = outputs
+    with pytest.raises(FingerprintMismatchError, match=f"gp: {KEY.fingerprint}.*reg: {OTHER.fingerprint}"):
+        read_token_tables(spark, [gp, alien])
+    with pytest.raises(FingerprintMismatchError, match="expected"):
+        read_token_tables(spark, [gp], expected_fingerprint=OTHER.fingerprint)
+
+
+def test_what_is_not_a_token_table_is_refused(spark, outputs, tmp_path):
+    out, gp, _, _ = outputs
+    # A plaintext table dressed up with a copied manifest.
+    plain = clean(spark).where(F.col("record_id").isin("1", "2")).drop("event_date")
+    delta.write(plain, str(tmp_path / "gp"), mode="overwrite")
+    data = dict(gp.data)
+    forged = TokenManifest(data).save(tmp_path / "gp.manifest.json")
+    with pytest.raises(NotTokenTableError, match="plaintext identifier columns"):
+        read_token_tables(spark, [forged])
+    # Plaintext values inside token-named columns.
+    renamed = plain.select("dataset", "record_id", "region", F.lit(None).cast("string").alias("event_date"),
+                           *[F.col("given_name").alias(c) for c in gp.token_purposes],
+                           *[F.array(F.lit(1)).alias(c) for c in gp.blooms])
+    delta.write(renamed, str(tmp_path / "gp"), mode="overwrite")
+    with pytest.raises(NotTokenTableError, match="not 64-hex-digit tokens"):
+        read_token_tables(spark, [forged])
+    # A table without a manifest, a manifest of another kind, a row count that disagrees.
+    delta.write(plain, str(tmp_path / "bare"), mode="overwrite")
+    with pytest.raises(NotTokenTableError, match="without a manifest"):
+        read_token_tables(spark, [tmp_path / "bare"])
+    with pytest.raises(NotTokenTableError, match="kind"):
+        read_token_tables(spark, [{**gp.data, "kind": "something-else"}])
+    with pytest.raises(NotTokenTableError, match="manifest records 3"):
+        read_token_tables(spark, [{**gp.data, "table": str(gp.table_path), "rows": 3}])
+
+
+def test_rekeyed_project_extracts_cannot_be_joined(spark, outputs, tmp_path):
+    out, gp, _, _ = outputs
+    a = rekey_table(spark, gp, PROJECT_KEY, project="alpha", out_dir=tmp_path / "alpha")
+    b = rekey_table(spark, gp, PROJECT_KEY, project="beta", out_dir=tmp_path / "beta")
+    ta, tb = read_token_tables(spark, [a]), read_token_tables(spark, [b])
+    src = read_token_tables(spark, [gp])
+    values = lambda df: {v for r in df.drop("dataset", "region", "event_date").collect() for v in r if isinstance(v, str)}  # noqa: E731
+    assert ta.count() == tb.count() == 2
+    assert not (values(ta) & values(tb)) and not (values(ta) & values(src))
+    assert not any(c.startswith("bf_") for c in ta.columns)
+    assert a.project == "alpha" and a.key_fingerprint == PROJECT_KEY.fingerprint and a["source_key_fingerprint"] == KEY.fingerprint
+    with pytest.raises(FingerprintMismatchError, match="project"):
+        read_token_tables(spark, [a, b])
+    with pytest.raises(NotTokenTableError, match="already a project extract"):
+        rekey_table(spark, a, PROJECT_KEY, project="gamma", out_dir=tmp_path / "gamma")

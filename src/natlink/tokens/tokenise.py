@@ -7,6 +7,11 @@ quarantined by reason), the key id and public fingerprint, the columns and their
 and the natlink version. Rows that cannot be tokenised usefully are quarantined with a reason
 (never dropped): rows in = rows out + rows quarantined, checked in code.
 
+Every function here takes ``hmac_implementation`` ("auto", "jvm" or "native") and passes it
+down to :func:`natlink.tokens.encode.tokenise`; None means the ``NATLINK_HMAC`` environment
+variable, else "auto" (:func:`natlink.tokens.hmac_sha256.choose_hmac_implementation`).
+:func:`run_job` decides it once, at the outermost call.
+
 The encodings themselves are :mod:`natlink.tokens.encode`; the manifest is
 :mod:`natlink.tokens.manifest`; the linkage centre reads token tables through
 :mod:`natlink.tokens.reader`, and re-keys them for projects with :mod:`natlink.tokens.rekey`.
@@ -92,9 +97,7 @@ def tokenise_frame(
     project: str | None = None,
     hmac_implementation: str | None = None,
 ) -> tuple[DataFrame, DataFrame, DataFrame]:
-    """(tokens, quarantine rows, reason counts) of a standardised frame; lazy, no Spark job.
-
-    ``hmac_implementation``: "auto", "jvm" or "native"; None reads ``NATLINK_HMAC``."""
+    """(tokens, quarantine rows, reason counts) of a standardised frame; lazy, no Spark job."""
     missing = [c for c in BOOKKEEPING if c not in clean.columns]
     if missing:
         raise SchemaError(f"tokenise: the standardised frame lacks {missing}; present: {sorted(clean.columns)}")
@@ -123,14 +126,13 @@ def tokenise_dataset(
     upstream_quarantine: Mapping[str, int] | None = None,
     specs: Sequence[encode.TokenSpec] = encode.TOKEN_SPECS,
     blooms: Sequence[encode.BloomSpec] = encode.BLOOM_SPECS,
-    project: str | None = None,
     hmac_implementation: str | None = None,
+    project: str | None = None,
 ) -> TokenManifest:
     """Write ``out_dir/<dataset>`` (Delta, by region), its quarantine rows and its manifest.
 
     ``upstream_quarantine``: rows the standardiser already quarantined, by reason (recorded in the
-    manifest's counts; they are not in ``clean``). ``hmac_implementation``: "auto", "jvm" or
-    "native"; None reads ``NATLINK_HMAC``.
+    manifest's counts; they are not in ``clean``).
     """
     import natlink
 
@@ -205,7 +207,6 @@ def tokenise_configured(
     rows go to ``quarantine_table`` (default ``out_dir/onboarding_quarantine``; partition
     run_id/dataset replaced, so a rerun with the same run id is idempotent) and its counts
     (rows in = out + quarantined + duplicates collapsed) into the manifest under ``onboarding``.
-    ``hmac_implementation``: "auto", "jvm" or "native"; None reads ``NATLINK_HMAC``.
     """
     from natlink.provider import onboard as onboarding
     from natlink.store import quarantine as quarantine_rows
@@ -224,8 +225,8 @@ def tokenise_configured(
             out_dir=out_dir,
             event_columns=ds.kept_columns(),
             upstream_quarantine={r: n for r, n in counts.quarantine_reasons.items() if n},
-            project=project,
             hmac_implementation=hmac_implementation,
+            project=project,
         )
     finally:
         onboarded.unpersist()
