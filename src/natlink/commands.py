@@ -31,7 +31,9 @@ from natlink.spark.session import get_spark
 from natlink.store import delta
 from natlink.synth import generate as synthesis
 from natlink.tokens import keys
-from natlink.tokens.tokenise import TokenManifest, rekey_table, tokenise_configured
+from natlink.tokens.manifest import TokenManifest
+from natlink.tokens.rekey import rekey_table
+from natlink.tokens.tokenise import tokenise_configured
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ def main(root: Path) -> None:
     from natlink.linkage import train
     from natlink.errors import NatlinkError
     from natlink.spark.session import get_spark
-    from natlink.tokens.tokenise import JobArgs, read_token_tables, run_job
+    from natlink.tokens.tokenise import JobArgs, run_job
     from natlink.tokens import reader
 
     logging.basicConfig(
@@ -58,7 +58,7 @@ def main(root: Path) -> None:
                        data_dir=str(root / "data"))
         manifests.append(run_job(args, spark=spark))
 
-    tokens = reader.with_unique_id(read_token_tables(spark, manifests, expected_fingerprint=key.fingerprint)).cache()
+    tokens = reader.with_unique_id(reader.read_token_tables(spark, manifests, expected_fingerprint=key.fingerprint)).cache()
     cfg = cfgmod.load("conf/model_bloom.yaml", cfgmod.ModelConfig, base_dir=project)
     trained = train.train(tokens, cfg)
     path = model_store.save(trained, root / "out" / "models" / "canary.json", key_fingerprint=key.fingerprint,
