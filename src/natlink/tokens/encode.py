@@ -76,7 +76,7 @@ __all__ = [
     "TokenSpec",
     "bloom",
     "bloom_columns",
-    "check_input",
+    "check_standardised_input",
     "column_purposes",
     "dice_sql",
     "key_purposes",
@@ -265,7 +265,7 @@ def key_purposes(specs: Sequence[TokenSpec] = TOKEN_SPECS, blooms: Sequence[Bloo
     return sorted(wanted)
 
 
-def check_input(df: DataFrame, keep: Sequence[str], specs: Sequence[TokenSpec], blooms: Sequence[BloomSpec]) -> None:
+def check_standardised_input(df: DataFrame, keep: Sequence[str], specs: Sequence[TokenSpec], blooms: Sequence[BloomSpec]) -> None:
     """Schema checks before any Spark job: named errors, column names and types only."""
     present = {f.name: f.dataType for f in df.schema.fields}
     leaking = sorted(set(keep) & set(C.IDENTIFIERS))
@@ -306,7 +306,7 @@ def tokenise(
     ``NATLINK_HMAC`` (:func:`natlink.tokens.hmac_sha256.choose_hmac_implementation`).
     """
     keep = list(keep)
-    check_input(df, keep, specs, blooms)
+    check_standardised_input(df, keep, specs, blooms)
     prefix = f"project:{project}/" if project else ""
     purposes = key_purposes(specs, blooms)
     pads = PadColumns([prefix + p for p in purposes], hmac_implementation)

@@ -10,7 +10,7 @@ and the natlink version. Rows that cannot be tokenised usefully are quarantined 
 Every function here takes ``hmac_implementation`` ("auto", "jvm" or "native") and passes it
 down to :func:`natlink.tokens.encode.tokenise`; None means the ``NATLINK_HMAC`` environment
 variable, else "auto" (:func:`natlink.tokens.hmac_sha256.choose_hmac_implementation`).
-:func:`run_job` decides it once, at the outermost call.
+:func:`natlink.commands.tokenise` decides it once, at the outermost call.
 
 The encodings themselves are :mod:`natlink.tokens.encode`; the manifest is
 :mod:`natlink.tokens.manifest`; the linkage centre reads token tables through
@@ -20,7 +20,6 @@ The encodings themselves are :mod:`natlink.tokens.encode`; the manifest is
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -37,8 +36,6 @@ from natlink.tokens.keys import KeyMaterial
 from natlink.tokens.manifest import MANIFEST_KIND, MANIFEST_VERSION, TokenManifest, manifest_path
 
 __all__ = [
-    "JobArgs",
-    "run_job",
     "tokenise_configured",
     "tokenise_dataset",
     "tokenise_frame",
@@ -102,7 +99,7 @@ def tokenise_frame(
     if missing:
         raise SchemaError(f"tokenise: the standardised frame lacks {missing}; present: {sorted(clean.columns)}")
     keep = [*BOOKKEEPING, *event_columns]
-    encode.check_input(clean, keep, specs, blooms)
+    encode.check_standardised_input(clean, keep, specs, blooms)
     marked = _mark(clean)
     tokens = encode.tokenise(
         marked.where(F.col(_REASON).isNull()), key, keep=keep, specs=specs, blooms=blooms, project=project,
@@ -242,38 +239,3 @@ def tokenise_configured(
 
 # --------------------------------------------------------------------------------------------
 # Job entry (jobs/tokenise.py and `natlink tokenise` share it)
-
-
-@dataclass
-class JobArgs:
-    dataset: str
-    key: str
-    out: str
-    data_dir: str | None = None
-    environment: str = "conf/environments/local.yaml"
-    project: str | None = None
-    extra: dict = field(default_factory=dict)
-    hmac_implementation: str | None = None  # "auto" | "jvm" | "native"; None: NATLINK_HMAC, else auto
-
-
-def run_job(args: JobArgs, *, spark=None) -> TokenManifest:
-    """Load configs, resolve the key by reference, tokenise one dataset; returns its manifest.
-
-    The HMAC implementation is decided here, once: ``args.hmac_implementation``, else the
-    ``NATLINK_HMAC`` environment variable, else "auto"."""
-    from natlink import config as cfgmod
-    from natlink.tokens import keys
-
-    hmac_implementation = choose_hmac_implementation(args.hmac_implementation)
-    root = cfgmod.project_root()
-    ds = cfgmod.load(args.dataset, cfgmod.DatasetConfig, base_dir=root)
-    env = cfgmod.load(args.environment, cfgmod.EnvironmentConfig, base_dir=root)
-    key = keys.resolve(args.key)
-    if spark is None:
-        from natlink.spark.session import get_spark
-
-        spark = get_spark(f"natlink-tokenise-{ds.name}", master=env.master, conf=env.spark_conf)
-    return tokenise_configured(
-        spark, ds, key, data_dir=args.data_dir, out_dir=args.out, project=args.project,
-        hmac_implementation=hmac_implementation,
-    )
