@@ -48,6 +48,10 @@ class BlockingBudgetError(NatlinkError):
     """A blocking rule would generate more comparisons than the configured budget."""
 
 
+class ClusteringError(NatlinkError):
+    """Connected components could not be computed as asked (no convergence within the round limit)."""
+
+
 class ReconciliationError(NatlinkError):
     """Rows in != rows out + rows quarantined."""
 
@@ -93,3 +97,18 @@ class ColumnTypeError(SchemaError):
 
 class HeaderMismatchError(SchemaError):
     """The files of one CSV source do not share one header (column drift inside a delivery)."""
+
+
+# --- tokens: keyed encodings ------------------------------------------------------------------
+
+
+class EncodingSpecError(ConfigError):
+    """A token or Bloom filter specification is invalid (its parameters are out of range)."""
+
+
+class HmacImplementationError(ConfigError):
+    """The HMAC implementation asked for (argument or ``NATLINK_HMAC``) is not auto, jvm or native."""
+
+
+class JvmHmacUnavailableError(NatlinkError):
+    """The JVM HMAC function was required, but natlink-jvm.jar is not loadable in the Spark session."""

@@ -22,11 +22,12 @@ def main(root: Path) -> None:
     from natlink.store import delta
     from natlink.tokens import keys
     from natlink.linkage import run as linkrun
+    from natlink.spark.scratch import Scratch
     from natlink.linkage import model_store
     from natlink.linkage import train
     from natlink.errors import NatlinkError
     from natlink.spark.session import get_spark
-    from natlink.tokens.tokenise import JobArgs, read_token_tables, run_job
+    from natlink import commands
     from natlink.tokens import reader
 
     logging.basicConfig(
@@ -53,11 +54,10 @@ def main(root: Path) -> None:
     project = cfgmod.project_root()
     manifests = []
     for name in ("gp", "hes"):
-        args = JobArgs(str(project / f"conf/datasets/{name}.yaml"), "env:NATLINK_CANARY_KEY", str(root / "out" / "tokens"),
-                       data_dir=str(root / "data"))
-        manifests.append(run_job(args, spark=spark))
+        manifests.append(commands.tokenise(project / f"conf/datasets/{name}.yaml", "env:NATLINK_CANARY_KEY", root / "out" / "tokens",
+                                           data_dir=str(root / "data"), spark=spark))
 
-    tokens = reader.with_unique_id(read_token_tables(spark, manifests, expected_fingerprint=key.fingerprint)).cache()
+    tokens = reader.with_unique_id(reader.read_token_tables(spark, manifests, expected_fingerprint=key.fingerprint)).cache()
     cfg = cfgmod.load("conf/model_bloom.yaml", cfgmod.ModelConfig, base_dir=project)
     trained = train.train(tokens, cfg)
     path = model_store.save(trained, root / "out" / "models" / "canary.json", key_fingerprint=key.fingerprint,
@@ -68,9 +68,9 @@ def main(root: Path) -> None:
     tables = root / "out" / "tables"
     # Keep the run's intermediate Parquet (edges, status, snapshots under the checkpoint dir),
     # which a real run deletes at its end, so that the scan sees everything it ever wrote.
-    linkrun.release_materialised = lambda: None
     link_cfg = cfgmod.LinkConfig(threshold_match_probability=0.9)
-    linkrun.run(spark, manifests=manifests, model_path=path, link_cfg=link_cfg, tables=tables, run_id="canary-1")
+    kept = Scratch(spark)  # never released
+    linkrun.run(spark, manifests=manifests, model_path=path, link_cfg=link_cfg, tables=tables, run_id="canary-1", scratch=kept)
     clusters = delta.read(spark, str(tables / "clusters"))
     edges = delta.read(spark, str(tables / "edges"))
 
