@@ -72,7 +72,9 @@ def world(spark, tmp_path_factory):
     model_path = train.train_job(spark, manifests=[tables["gp"], tables["hes_v1"]], cfg=model_cfg, out_path=base / "model.json")
     a, b = base / "A", base / "B"
     runs = {"r1": linkrun.run(spark, manifests=[tables["gp"], tables["hes_v1"]], model_path=model_path, link_cfg=LINK, tables=a, run_id="r1")}
-    r1 = delta.read(spark, str(a / "clusters")).select(C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.PERSON_ID).cache()
+    # At run 1's version: a cached plan over the table's current version is recomputed (Spark's
+    # cache manager refreshes it) once run 2 overwrites the table.
+    r1 = delta.read(spark, str(a / "clusters"), version=runs["r1"].versions["clusters"]).select(C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.PERSON_ID).cache()
     runs["r1_clusters"] = r1
     sizes = r1.groupBy(C.PERSON_ID).agg(
         F.count(F.lit(1)).alias("n"),
