@@ -272,6 +272,7 @@ def demo(cfg: DemoConfig, *, root: Path | None = None, progress: Progress = lamb
         key_ref = f"file:{key_file}" if key_file.exists() else keys.create_key_file(key_file)
     key = keys.resolve(key_ref)
     progress(f"key {key.key_id} (fingerprint {key.fingerprint})")
+    progress(f"Delta tables through {delta.describe(spark)}")
 
     step("synth", f"synthesising {cfg.persons} persons (seed {cfg.seed})")
     generated = synthesis.generate(spark, out, persons=cfg.persons, seed=cfg.seed, datasets=[d.name for d in datasets])

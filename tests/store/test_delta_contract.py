@@ -87,7 +87,16 @@ def test_backend_is_delta_spark_and_says_so_once(spark, caplog, tmp_path):
         delta.exists(tmp_path)
     lines = [r.getMessage() for r in caplog.records if "backend" in r.getMessage()]
     assert len(lines) == 1 and lines[0].startswith("natlink.store.delta backend: delta-spark 4.")
-    assert f"on Spark {spark.version}" in lines[0]
+    assert lines[0] == f"natlink.store.delta backend: {delta.describe(spark)}" and f"on Spark {spark.version}" in lines[0]
+
+
+def test_local_sessions_find_the_fetched_jars_or_say_how_to_get_them(tmp_path, monkeypatch):
+    from natlink.spark.session import DELTA_JARS_ENV, delta_jars
+
+    assert any(Path(j).name.startswith("delta-spark_4.1_2.13-4.4.0") for j in delta_jars())  # make setup's jars/delta
+    monkeypatch.setenv(DELTA_JARS_ENV, str(tmp_path))
+    with pytest.raises(DeltaTableError, match="make setup"):
+        delta_jars()
 
 
 # --------------------------------------------------------------------------- append, overwrite, read at a version

@@ -35,7 +35,7 @@ from typing import Any, Mapping, Sequence
 from natlink.errors import DeltaConflictError, DeltaTableError
 
 __all__ = [
-    "WriteResult", "BACKEND", "backend", "write", "merge", "read", "history", "exists", "row_count",
+    "WriteResult", "BACKEND", "backend", "describe", "write", "merge", "read", "history", "exists", "row_count",
     "txn_version", "optimize", "vacuum", "set_retention",
 ]
 
@@ -70,8 +70,8 @@ class WriteResult:
 _logged: set[str] = set()
 
 
-def backend(spark) -> str:
-    """``"delta-spark"`` once its classes load in this Spark application (logged once); else a clear error."""
+def describe(spark) -> str:
+    """``"delta-spark <version> on Spark <version>"``; a clear error when delta-spark's classes do not load."""
     try:
         version = str(getattr(spark._jvm.io.delta, "package").VERSION())
     except Exception as exc:  # noqa: BLE001 - a missing class arrives as a Py4J error
@@ -79,10 +79,16 @@ def backend(spark) -> str:
             "delta-spark is not on this Spark application's classpath: run `make setup` (it fetches the "
             "Delta jars into jars/delta with mvn) or submit with the Delta jars (docs/cluster.md)"
         ) from exc
+    return f"delta-spark {version} on Spark {spark.version}"
+
+
+def backend(spark) -> str:
+    """``"delta-spark"`` once its classes load in this Spark application (logged once per application)."""
+    line = describe(spark)
     app = str(spark.sparkContext.applicationId)
     if app not in _logged:
         _logged.add(app)
-        log.info("natlink.store.delta backend: delta-spark %s on Spark %s", version, spark.version)
+        log.info("natlink.store.delta backend: %s", line)
     return BACKEND
 
 
