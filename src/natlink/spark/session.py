@@ -162,8 +162,12 @@ def get_spark(
     settings: dict[str, str] = {}
     if under_spark_submit():
         # spark-submit already chose master, jars and resources; only fill natlink's needs.
-        from pyspark import SparkConf
+        from pyspark import SparkConf, SparkContext
 
+        # SparkConf() sees what spark-submit set (--jars included) only once Python is connected
+        # to the JVM; before that it is empty, and spark.jars set here would drop the submitted
+        # jars (the Delta jars among them) from the executors.
+        SparkContext._ensure_initialized()
         submitted = SparkConf()
         settings.update({k: v for k, v in ALWAYS.items() if not submitted.contains(k)})
         settings["spark.jars"] = _jars(submitted.get("spark.jars", None))
