@@ -47,8 +47,8 @@ def tokenise_dataset(
     spark, ds: DatasetConfig, key: keys.KeyMaterial, *, data_dir: str, out: Path, run_id: str | None = None
 ):
     """Onboard (check, standardise, quarantine) and tokenise one dataset into ``out/tokens/<name>``
-    (Delta) plus its manifest, which carries the onboarding counts; this run's onboarding
-    quarantine rows go to ``out/tables/quarantine`` (partition run_id/dataset, replaced on rerun)."""
+    (Delta) plus its manifest, which carries the onboarding counts; this run's quarantine rows of
+    both stages go to ``out/tables/quarantine`` (partition run_id/dataset/stage, replaced on rerun)."""
     from natlink.tokens import tokenise
 
     return tokenise.tokenise_configured(
