@@ -11,7 +11,7 @@ export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 
-.PHONY: setup demo test test-fast package bench clean
+.PHONY: setup demo test test-slow test-all package bench clean
 
 setup: $(STAMP) $(JVM_JAR)
 
@@ -28,14 +28,20 @@ $(JVM_JAR): $(STAMP) $(JVM_SOURCES) deploy/build_jvm.py
 demo: setup
 	$(VENV)/bin/natlink demo
 
+# The default suite: everything but the tests marked slow (long end-to-end runs) or cluster
+# (a real standalone Spark cluster). CI runs `make test` and then `make test-slow`.
 test: setup
+	$(PY) -m pytest -m "not slow and not cluster" $(PYTEST_ARGS)
+
+test-slow: setup
+	$(PY) -m pytest -m "slow or cluster" $(PYTEST_ARGS)
+
+test-all: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 package: $(STAMP)
 	$(PY) deploy/package.py  # builds the JVM jar first (deploy/build_jvm.py)
 
-test-fast: setup
-	$(PY) -m pytest -m "not slow and not cluster" $(PYTEST_ARGS)
 
 clean:
 	rm -rf output build dist *.egg-info src/*.egg-info .pytest_cache

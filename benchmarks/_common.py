@@ -29,7 +29,7 @@ def prepare_tokens(spark, persons: int, seed: int = 42) -> Path:
     from natlink import config as cfgmod
     from natlink.tokens import keys
     from natlink.config import DatasetConfig
-    from natlink.commands import tokenise_dataset
+    from natlink.commands import tokenise_delivery
     from natlink.synth import generate as synth
 
     out = DATA / f"p{persons}_s{seed}"
@@ -41,7 +41,7 @@ def prepare_tokens(spark, persons: int, seed: int = 42) -> Path:
     synth.generate(spark, out, persons=persons, seed=seed)
     for name in ("gp", "hes"):
         ds = cfgmod.load(ROOT / "conf" / "datasets" / f"{name}.yaml", DatasetConfig)
-        tokenise_dataset(spark, ds, key, data_dir=str(out), out=out)
+        tokenise_delivery(spark, ds, key, data_dir=str(out), out=out)
     done.write_text("ok")
     return out
 

@@ -28,6 +28,8 @@ from natlink import columns as C
 from natlink import config as cfgmod
 from natlink.outputs import evaluate
 from natlink.linkage import engine as link
+from natlink.config import LinkConfig
+from natlink.spark.scratch import Scratch
 from natlink.linkage import train
 from natlink.synth import generate as synth
 from natlink.tokens.keys import KeyMaterial
@@ -88,9 +90,10 @@ def run_scenario(
         cfg = cfg.with_term_frequencies(tf_columns if tf == "on" else ())
         t = time.perf_counter()
         trained = train.train(tokens, cfg)
-        result = link.link(tokens, trained.settings, threshold=threshold)
-        clusters = result.clusters.select(C.DATASET, C.RECORD_ID, F.col(link.CLUSTER_NODE).cast("string").alias(C.PERSON_ID))
-        m = evaluate.pairwise(clusters, truth)
+        with Scratch(spark) as scratch:
+            result = link.link(tokens, trained.settings, LinkConfig(threshold_match_probability=threshold), scratch)
+            clusters = result.clusters.select(C.DATASET, C.RECORD_ID, F.col(link.CLUSTER_NODE).cast("string").alias(C.PERSON_ID))
+            m = evaluate.pairwise(clusters, truth)
         rows.append({
             "scenario": scenario, "model": name, "tf": tf, "records": records, "precision": m.precision,
             "recall": m.recall, "f1": m.f1, "true_pairs": m.true_pairs, "seconds": time.perf_counter() - t,

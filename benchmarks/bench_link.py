@@ -58,6 +58,7 @@ def run_engine(engine: str, records: int) -> dict:
     from natlink.linkage import settings as model_settings
     from natlink.linkage import train
     from natlink.config import LinkConfig, ModelConfig
+    from natlink.spark.scratch import Scratch
 
     t0 = time.perf_counter()
     spark = spark_session()
@@ -68,6 +69,7 @@ def run_engine(engine: str, records: int) -> dict:
     mcfg = cfgmod.load(ROOT / "conf" / "model.yaml", ModelConfig)
     lcfg = cfgmod.load(ROOT / "conf" / "link.yaml", LinkConfig)
     result: dict = {"engine": engine, "records": n, "spark_startup_s": round(startup, 1)}
+    scratch = Scratch(spark)  # this process's intermediate files; it ends with the run
 
     with PeakMemory() as mem:
         t = time.perf_counter()
@@ -75,10 +77,8 @@ def run_engine(engine: str, records: int) -> dict:
             trained = train.train(tokens, mcfg).settings
             result["train_s"] = time.perf_counter() - t
             t = time.perf_counter()
-            res = link.link(
-                tokens, trained, threshold=lcfg.threshold_match_probability, max_comparisons_per_rule=lcfg.max_comparisons_per_rule,
-                engine="spark" if engine == "natlink-spark" else lcfg.engine, in_process_max_records=lcfg.in_process_max_records,
-            )
+            run_cfg = lcfg.model_copy(update={"engine": "spark"}) if engine == "natlink-spark" else lcfg
+            res = link.link(tokens, trained, run_cfg, scratch)
             result["link_engine"] = res.engine
             clusters = res.clusters.select(C.DATASET, C.RECORD_ID, F.col(link.CLUSTER_NODE).cast("string").alias(C.PERSON_ID))
             n_edges = res.n_edges
@@ -127,7 +127,7 @@ def run_engine(engine: str, records: int) -> dict:
 
         settings = model_settings.splink_settings(mcfg)
         rules = blocking.rules_from_settings(settings)
-        recs = link.prepare_records(tokens, scoring.compile_model(settings), rules)
+        recs = link.prepare_records(tokens, scoring.compile_model(settings), rules, scratch)
         result["comparisons"] = sum(blocking.count_comparisons(recs, rules))
     result["comparisons_per_record"] = round(result["comparisons"] / n, 2)
     result["load"] = load_avg()

@@ -26,13 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from natlink.config.case_study import load_config as load_case_study_config
-    from natlink.outputs import case_study
-    from natlink.spark.session import get_spark
+    from natlink import commands
 
-    cfg = load_case_study_config(args.config)
-    spark = get_spark("natlink-case-study")
-    result = case_study.run(spark, tables=args.tables, manifests=args.manifest, truth_dir=args.truth, out=args.out, cfg=cfg)
+    result = commands.case_study(args.tables, args.manifest, args.out, truth=args.truth, config=args.config, chart=False)
     for line in result.summary_lines():
         print(line)
     print(f"table={result.table_path} summary={result.summary_path}")

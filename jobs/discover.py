@@ -22,23 +22,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--link-config")
     args = parser.parse_args(argv)
 
-    from natlink import config
-    from natlink.linkage import model_store
-    from natlink.outputs import discover as disc
-    from natlink.spark.session import get_spark
+    from natlink import commands
 
-    spark = get_spark("natlink-discover")
-    population = disc.load_population(spark, args.manifest)
-    if args.token_column and args.token:
-        found = disc.by_token(spark, tables=args.tables, population=population, column=args.token_column, value=args.token)
-    elif args.probe and args.model and args.link_config:
-        cfg = config.load(args.link_config, config.LinkConfig)
-        settings, _ = model_store.load(args.model)
-        with open(args.probe, encoding="utf-8") as fh:
-            probe = disc.probe_frame(spark, json.load(fh))
-        found = [disc.by_probe(spark, tables=args.tables, population=population, probe=probe, settings=settings, threshold=cfg.threshold_match_probability)]
-    else:
+    if not ((args.token_column and args.token) or (args.probe and args.model and args.link_config)):
         parser.error("give --token-column and --token, or --probe, --model and --link-config")
+    found = commands.discover(
+        args.tables, args.manifest, token_column=args.token_column, token=args.token, probe=args.probe,
+        model_path=args.model, link_config=args.link_config or "conf/link.yaml",
+    )
     print(json.dumps([{"person_id": d.person_id, "match_probability": d.match_probability, "datasets": d.datasets} for d in found]))
     return 0
 

@@ -23,14 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from natlink import config
-    from natlink.linkage import run as linkrun
-    from natlink.spark.session import get_spark
+    from natlink import commands
 
-    link_cfg = config.load(args.link_config, config.LinkConfig)
-    env = config.load(args.environment, config.EnvironmentConfig) if args.environment else config.EnvironmentConfig(name="default")
-    spark = get_spark("natlink-link", master=env.master, conf=env.spark_conf, checkpoint_dir=env.checkpoint_dir)
-    summary = linkrun.run(spark, manifests=args.manifest, model_path=args.model, link_cfg=link_cfg, tables=args.tables, run_id=args.run_id, mode=args.mode)
+    summary = commands.link(args.manifest, args.model, args.tables, args.run_id, link_config=args.link_config, mode=args.mode, environment=args.environment)
     print(json.dumps({"run_id": summary.run_id, "status": summary.status, "mode": summary.mode, "counts": summary.counts, "timings": summary.timings}, default=int))
     return 0
 

@@ -21,11 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from natlink.outputs.report import write_report
-    from natlink.spark.session import get_spark
+    from natlink import commands
 
-    spark = get_spark("natlink-report")
-    path = write_report(spark, tables=args.tables, run_id=args.run_id, out=args.out, model_path=args.model, truth=args.truth, thresholds=args.threshold)
+    path = commands.report(args.run_id, args.tables, out=args.out, model_path=args.model, truth=args.truth, thresholds=args.threshold)
     print(path)
     return 0
 

@@ -2,7 +2,7 @@
 
     spark-submit jobs/synth.py --config conf/synth.yaml --output /data/synth --persons 10000000 --seed 42
 
-Thin by design: parse arguments, load the config by explicit path, call natlink.synth.generate.generate.
+Thin by design: parse arguments, load the config by explicit path, call natlink.commands.synth.
 """
 
 from __future__ import annotations
@@ -21,16 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", default=None, help="comma-separated subset of the configured datasets")
     args = parser.parse_args(argv)
 
-    from natlink.synth import generate as synth
+    from natlink import commands
     from natlink.errors import NatlinkError
-    from natlink.spark.session import get_spark
-    from natlink.config.synth import load_synth_config
 
     try:
-        cfg = load_synth_config(args.config)
-        spark = get_spark("natlink-synth")
         datasets = args.datasets.split(",") if args.datasets else None
-        result = synth.generate(spark, args.output, persons=args.persons, seed=args.seed, config=cfg, datasets=datasets)
+        result = commands.synth(args.persons, args.seed, args.output, config=args.config, datasets=datasets, environment=None)
     except NatlinkError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -14,8 +14,8 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    from natlink import commands
     from natlink.errors import NatlinkError
-    from natlink.tokens.tokenise import JobArgs, run_job
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True, help="dataset config (YAML)")
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        manifest = run_job(JobArgs(args.dataset, args.key, args.out, args.data_dir, args.environment, args.project))
+        manifest = commands.tokenise(args.dataset, args.key, args.out, data_dir=args.data_dir, environment=args.environment, project=args.project)
     except NatlinkError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

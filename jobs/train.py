@@ -20,14 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from natlink import config
-    from natlink.linkage import train
-    from natlink.spark.session import get_spark
+    from natlink import commands
 
-    cfg = config.load(args.model_config, config.ModelConfig)
-    env = config.load(args.environment, config.EnvironmentConfig) if args.environment else config.EnvironmentConfig(name="default")
-    spark = get_spark("natlink-train", master=env.master, conf=env.spark_conf, checkpoint_dir=env.checkpoint_dir)
-    path = train.train_job(spark, manifests=args.manifest, cfg=cfg, out_path=args.out, overwrite=args.overwrite)
+    path = commands.train(args.manifest, args.model_config, args.out, overwrite=args.overwrite, environment=args.environment)
     print(f"model={path}")
     return 0
 

@@ -14,7 +14,7 @@
 # %% [markdown]
 # # Tuning the linkage model
 #
-# Train a Splink model on a sample of token tables with `natlink.linkage.model`, look at its match
+# Train a Splink model on a sample of token tables with `natlink.linkage.train`, look at its match
 # weights and m/u parameters, compare clustering thresholds against truth with
 # `natlink.outputs.evaluate`, and save the model JSON (with its sidecar) for `natlink link`.
 #
@@ -40,12 +40,13 @@ from pathlib import Path
 import pandas as pd
 
 from natlink import config as cfgmod
+from natlink.config import LinkConfig
 from natlink.outputs import evaluate
 from natlink.linkage import model_store
 from natlink.linkage import train
 from natlink.synth import generate as synth
 from natlink.tokens.keys import KeyMaterial
-from natlink.commands import tokenise_dataset
+from natlink.commands import tokenise_delivery
 from natlink.spark.session import get_spark
 from natlink.tokens import reader
 
@@ -92,7 +93,7 @@ else:
     manifests = []
     for name in ("gp", "hes"):
         ds = cfgmod.load(f"conf/datasets/{name}.yaml", cfgmod.DatasetConfig, base_dir=root)
-        manifests.append(tokenise_dataset(spark, ds, key, data_dir=str(data), out=data, run_id="notebook").path)
+        manifests.append(tokenise_delivery(spark, ds, key, data_dir=str(data), out=data, run_id="notebook").path)
     truth = spark.read.parquet(generated.truth)
 tokens, fingerprint = reader.load_tokens(spark, manifests)
 tokens = tokens.cache()
@@ -147,7 +148,8 @@ print(f"model: {model_path}")
 
 # %%
 thresholds = [0.5, 0.8, 0.9, 0.95, 0.99]
-sweep = pd.DataFrame(evaluate.sweep_job(spark, manifests=manifests, model_path=model_path, thresholds=thresholds, truth=truth))
+sweep_cfg = LinkConfig(evaluation_thresholds=thresholds)
+sweep = pd.DataFrame(evaluate.sweep_job(spark, manifests=manifests, model_path=model_path, link_cfg=sweep_cfg, truth=truth))
 sweep.to_csv(OUT / "threshold_sweep.csv", index=False)
 best = sweep.loc[sweep["pair_f1"].idxmax()]
 print(f"{elapsed()} best pairwise F1 {best['pair_f1']:.4f} at match probability >= {best['threshold']}"

@@ -44,7 +44,7 @@ from natlink.config.case_study import load_config as load_case_study_config
 from natlink.outputs import case_study
 from natlink import config as cfgmod
 from natlink.config import DemoConfig
-from natlink.commands import run_demo
+from natlink.commands import demo as run_demo
 from natlink.spark.session import get_spark
 
 OUT = Path(os.environ.get("NATLINK_NB_OUT", "output/notebooks/multimorbidity")).resolve()
@@ -118,7 +118,7 @@ overall
 
 # %%
 by_band = table[table.level == "age_band"].pivot(index="age_band", columns="method", values="prevalence")
-by_band = by_band.reindex(sorted(by_band.index, key=case_study._band_order))
+by_band = by_band.reindex(sorted(by_band.index, key=case_study.band_order))
 by_band
 
 # %%

@@ -165,3 +165,19 @@ def test_private_name_checker_sees_a_private_import(tmp_path):
 def test_test_module_basenames_are_unique():
     names = Counter(p.name for p in (ROOT / "tests").rglob("test_*.py"))
     assert [n for n, c in names.items() if c > 1] == []
+
+
+def test_cli_and_jobs_go_through_the_commands_layer():
+    # The CLI parses and prints; jobs/ parse and print. Both call natlink.commands for the work.
+    known = modules()
+    allowed = {
+        "cli": {"natlink.commands", "natlink.errors", "natlink.config", "natlink.provider.profile"},
+        "jobs": {"natlink.commands", "natlink.errors"},
+    }
+    seen = {}
+    for path in [SRC / "cli.py", *sorted((ROOT / "jobs").glob("*.py"))]:
+        kind = "cli" if path.name == "cli.py" else "jobs"
+        used = {m for m, _, _ in imports(path, known)}
+        seen[path.name] = sorted(used - allowed[kind])
+    assert {name: extra for name, extra in seen.items() if extra} == {}
+    assert len(seen) >= 8  # the CLI and the seven jobs were read

@@ -10,6 +10,9 @@ PERSON_ID = "person_id"
 TRUE_PERSON_ID = "true_person_id"  # synthetic truth only; never in linkage inputs
 REGION = "region"
 RUN_ID = "run_id"
+NODE_ID = "node_id"  # a record's number within one link run (unique-id order); pairs carry node_id_l/_r
+CLUSTER_NODE = "cluster_node"  # a cluster's smallest node id: names it within one run
+RECORD_HASH = "record_hash"  # xxhash64 of a record's tokens: tells an incremental run what changed
 REASON = "reason"
 
 # Canonical identifier columns (plaintext: exist only before tokenise)

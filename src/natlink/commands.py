@@ -1,32 +1,214 @@
-"""The end-to-end demo: synthetic population -> standardise -> tokenise -> train -> link -> Delta."""
+"""One typed function per verb: the CLI (:mod:`natlink.cli`) and the spark-submit jobs (``jobs/``) call only these.
+
+Each verb loads its configuration by explicit path, gets the SparkSession for its environment
+(:func:`spark_for`) and calls the library; it returns a result object and prints nothing.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Sequence
 
-from natlink import config as cfgmod
-from natlink.store import delta
-from natlink.outputs import evaluate
-from natlink.tokens import keys
+from natlink.config import DatasetConfig, DemoConfig, EnvironmentConfig, LinkConfig, ModelConfig, load, load_dataset, project_root
+from natlink.config.base import resolve
+from natlink.config.case_study import load_config as load_case_study_config
+from natlink.config.synth import load_synth_config
+from natlink.errors import ConfigError
+from natlink.linkage import model_store, train as training
 from natlink.linkage import run as linkrun
-from natlink.linkage import train
-from natlink.synth import generate as synth
-from natlink.config import DatasetConfig, DemoConfig, EnvironmentConfig, LinkConfig, ModelConfig
+from natlink.outputs import case_study as case_study_mod
+from natlink.outputs import discover as disc
+from natlink.outputs import evaluate as evaluation
+from natlink.outputs import report as reporting
+from natlink.provider import profile as profiling
+from natlink.spark.session import get_spark
+from natlink.store import delta
+from natlink.synth import generate as synthesis
+from natlink.tokens import keys
+from natlink.tokens.tokenise import TokenManifest, rekey_table, tokenise_configured
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
+Paths = Sequence[str | Path]
+
+
+def spark_for(app: str, environment: str | Path | None = None, *, checkpoint_dir: str | Path | None = None):
+    """The SparkSession for ``environment`` (an environment YAML; None: the local defaults)."""
+    if environment is None:
+        return get_spark(app, checkpoint_dir=checkpoint_dir)
+    env = load(resolve(environment), EnvironmentConfig)
+    return get_spark(app, master=env.master, conf=env.spark_conf, checkpoint_dir=checkpoint_dir or env.checkpoint_dir)
+
+
+# --- at a data provider ---------------------------------------------------------------------
+
+
+def profile(dataset_config: str | Path, *, data_dir: str | None = None, environment: str | Path | None = None) -> dict[str, Any]:
+    """Data quality of one delivery (counts only): completeness, invalid values by reason, regions."""
+    cfg = load_dataset(resolve(dataset_config))
+    return profiling.profile(spark_for("natlink-profile", environment), cfg, data_dir=data_dir)
+
+
+def tokenise(
+    dataset_config: str | Path,
+    key: str,
+    out: str | Path,
+    *,
+    data_dir: str | None = None,
+    environment: str | Path | None = "conf/environments/local.yaml",
+    project: str | None = None,
+    spark=None,
+) -> TokenManifest:
+    """Standardise and tokenise one dataset into ``out/<dataset>`` (Delta) and its manifest."""
+    ds = load(resolve(dataset_config), DatasetConfig)
+    material = keys.resolve(key)
+    spark = spark or spark_for(f"natlink-tokenise-{ds.name}", environment)
+    return tokenise_configured(spark, ds, material, data_dir=data_dir, out_dir=out, project=project)
+
+
+def tokenise_delivery(spark, ds: DatasetConfig, key: keys.KeyMaterial, *, data_dir: str, out: Path, run_id: str | None = None) -> TokenManifest:
+    """Onboard and tokenise one dataset into a linkage folder: ``out/tokens/<name>`` (Delta) and its
+    manifest, which carries the onboarding counts; the quarantine rows go to
+    ``out/tables/quarantine`` (replaced on rerun). The layout the demo, tests and benchmarks use."""
+    return tokenise_configured(
+        spark, ds, key, data_dir=data_dir, out_dir=out / "tokens", run_id=run_id,
+        quarantine_table=out / "tables" / "quarantine",
+    )
+
+
+def rekey(manifest: str | Path, project: str, project_key: str, out: str | Path, *, environment: str | Path | None = "conf/environments/local.yaml"):
+    """Turn a token table into project-specific pseudonyms (no plaintext needed)."""
+    key = keys.resolve(project_key)
+    return rekey_table(spark_for("natlink-rekey", environment), manifest, key, project=project, out_dir=out), key.fingerprint
+
+
+# --- at the linkage centre ------------------------------------------------------------------
+
+
+def train(manifests: Paths, model_config: str | Path, out: str | Path, *, overwrite: bool = False, environment: str | Path | None = None) -> Path:
+    """Train a Splink model on token tables and save it with its sidecar."""
+    cfg = load(model_config, ModelConfig)
+    return training.train_job(spark_for("natlink-train", environment), manifests=list(manifests), cfg=cfg, out_path=out, overwrite=overwrite)
+
+
+def link(
+    manifests: Paths,
+    model_path: str | Path,
+    tables: str | Path,
+    run_id: str,
+    *,
+    link_config: str | Path = "conf/link.yaml",
+    mode: str | None = None,
+    environment: str | Path | None = None,
+) -> linkrun.RunSummary:
+    """Link token tables into clusters, edges, person_index, id_events and runs (Delta)."""
+    cfg = load(link_config, LinkConfig)
+    spark = spark_for("natlink-link", environment)
+    return linkrun.run(spark, manifests=list(manifests), model_path=model_path, link_cfg=cfg, tables=tables, run_id=run_id, mode=mode)
+
+
+def evaluate(
+    manifests: Paths,
+    model_path: str | Path,
+    *,
+    link_config: str | Path = "conf/link.yaml",
+    truth: str | Path | None = None,
+    environment: str | Path | None = None,
+) -> list[dict[str, Any]]:
+    """Pairwise and cluster-level precision, recall and F1 at the configured thresholds."""
+    cfg = load(link_config, LinkConfig)
+    spark = spark_for("natlink-evaluate", environment)
+    truth_df = spark.read.parquet(str(truth)) if truth else None
+    return evaluation.sweep_job(spark, manifests=list(manifests), model_path=model_path, link_cfg=cfg, truth=truth_df)
+
+
+def discover(
+    tables: str | Path,
+    manifests: Paths,
+    *,
+    token_column: str | None = None,
+    token: str | None = None,
+    probe: str | Path | None = None,
+    model_path: str | Path | None = None,
+    link_config: str | Path = "conf/link.yaml",
+    environment: str | Path | None = None,
+) -> list[Any]:
+    """The datasets (and record counts) that hold a person, found from tokens only."""
+    by_token = bool(token_column and token)
+    if not by_token and not (probe and model_path):
+        raise ConfigError("discover: give --token-column and --token, or --probe and --model")
+    spark = spark_for("natlink-discover", environment)
+    population = disc.load_population(spark, list(manifests))
+    if by_token:
+        return disc.by_token(spark, tables=tables, population=population, column=token_column, value=token)
+    cfg = load(link_config, LinkConfig)
+    settings, _meta = model_store.load(model_path)
+    probe_df = disc.probe_frame(spark, json.loads(Path(probe).read_text(encoding="utf-8")))
+    return [disc.by_probe(spark, tables=tables, population=population, probe=probe_df, settings=settings, threshold=cfg.threshold_match_probability)]
+
+
+def report(
+    run_id: str,
+    tables: str | Path,
+    *,
+    model_path: str | Path | None = None,
+    truth: str | Path | None = None,
+    out: str | Path | None = None,
+    thresholds: Sequence[float] | None = None,
+    environment: str | Path | None = None,
+) -> Path:
+    """A self-contained, offline HTML report of one link run for data owners (counts only)."""
+    spark = spark_for("natlink-report", environment)
+    return reporting.write_report(spark, tables=tables, run_id=run_id, out=out, model_path=model_path, truth=truth, thresholds=list(thresholds) if thresholds else None)
+
+
+def case_study(
+    tables: str | Path,
+    manifests: Paths,
+    out: str | Path,
+    *,
+    truth: str | Path | None = None,
+    config: str | Path | None = None,
+    chart: bool = True,
+    environment: str | Path | None = None,
+):
+    """Multimorbidity prevalence by age band and region: linked vs unlinked (vs truth on synthetic data)."""
+    cfg = load_case_study_config(config)
+    spark = spark_for("natlink-case-study", environment)
+    result = case_study_mod.run(spark, tables=tables, manifests=list(manifests), truth_dir=truth, out=out, cfg=cfg)
+    if chart:
+        case_study_mod.write_chart_html(case_study_mod.prevalence_chart_spec(result.rows), Path(out) / "prevalence_by_age_band.html")
+    return result
+
+
+# --- synthetic data and the demo ------------------------------------------------------------
+
+
+def synth(
+    persons: int,
+    seed: int,
+    output: str | Path,
+    *,
+    config: str | Path = "conf/synth.yaml",
+    datasets: Sequence[str] | None = None,
+    environment: str | Path | None = "conf/environments/local.yaml",
+):
+    """A synthetic population: raw datasets with realistic errors plus truth tables."""
+    cfg = load_synth_config(resolve(config))
+    spark = spark_for("natlink-synth", environment)
+    return synthesis.generate(spark, output, persons=persons, seed=seed, config=cfg, datasets=list(datasets) if datasets else None)
 
 
 @dataclass
 class DemoResult:
-    metrics: evaluate.PairwiseMetrics
+    metrics: evaluation.PairwiseMetrics
     records: int
     seconds: float
     output_dir: Path
@@ -41,20 +223,6 @@ class DemoResult:
             f"precision={m.precision:.3f} recall={m.recall:.3f} f1={m.f1:.3f} "
             f"records={self.records} seconds={round(self.seconds)}"
         )
-
-
-def tokenise_dataset(
-    spark, ds: DatasetConfig, key: keys.KeyMaterial, *, data_dir: str, out: Path, run_id: str | None = None
-):
-    """Onboard (check, standardise, quarantine) and tokenise one dataset into ``out/tokens/<name>``
-    (Delta) plus its manifest, which carries the onboarding counts; this run's quarantine rows of
-    both stages go to ``out/tables/quarantine`` (partition run_id/dataset/stage, replaced on rerun)."""
-    from natlink.tokens import tokenise
-
-    return tokenise.tokenise_configured(
-        spark, ds, key, data_dir=data_dir, out_dir=out / "tokens", run_id=run_id,
-        quarantine_table=out / "tables" / "quarantine",
-    )
 
 
 class _Stopwatch:
@@ -77,20 +245,17 @@ class _Stopwatch:
             self._step = None
 
 
-def run_demo(cfg: DemoConfig, *, root: Path, progress: Progress = lambda _msg: None, spark=None) -> DemoResult:
+def demo(cfg: DemoConfig, *, root: Path | None = None, progress: Progress = lambda _msg: None, spark=None) -> DemoResult:
+    """The end-to-end demo: synthetic population -> standardise -> tokenise -> train -> link -> evaluate."""
+    root = root or project_root()
     started = time.perf_counter()
     step = _Stopwatch(progress)
     run_id = datetime.now(timezone.utc).strftime("demo-%Y%m%dT%H%M%SZ")
     out = (root / cfg.output_dir).resolve() if not Path(cfg.output_dir).is_absolute() else Path(cfg.output_dir)
-    env = cfgmod.load(cfg.environment, EnvironmentConfig, base_dir=root)
-    model_cfg = cfgmod.load(cfg.model, ModelConfig, base_dir=root)
-    link_cfg = cfgmod.load(cfg.link, LinkConfig, base_dir=root)
-    datasets = [cfgmod.load(p, DatasetConfig, base_dir=root) for p in cfg.datasets]
-
-    if spark is None:
-        from natlink.spark.session import get_spark
-
-        spark = get_spark("natlink-demo", master=env.master, conf=env.spark_conf, checkpoint_dir=out / "_checkpoints")
+    model_cfg = load(cfg.model, ModelConfig, base_dir=root)
+    link_cfg = load(cfg.link, LinkConfig, base_dir=root)
+    datasets = [load(p, DatasetConfig, base_dir=root) for p in cfg.datasets]
+    spark = spark or spark_for("natlink-demo", root / cfg.environment, checkpoint_dir=out / "_checkpoints")
 
     key_ref = cfg.key
     if key_ref is None:
@@ -100,17 +265,17 @@ def run_demo(cfg: DemoConfig, *, root: Path, progress: Progress = lambda _msg: N
     progress(f"key {key.key_id} (fingerprint {key.fingerprint})")
 
     step("synth", f"synthesising {cfg.persons} persons (seed {cfg.seed})")
-    generated = synth.generate(spark, out, persons=cfg.persons, seed=cfg.seed, datasets=[d.name for d in datasets])
+    generated = synthesis.generate(spark, out, persons=cfg.persons, seed=cfg.seed, datasets=[d.name for d in datasets])
 
     manifests = []
     for ds in datasets:
         step(f"tokenise:{ds.name}", f"standardising and tokenising {ds.name}")
-        manifests.append(tokenise_dataset(spark, ds, key, data_dir=str(out), out=out, run_id=run_id))
+        manifests.append(tokenise_delivery(spark, ds, key, data_dir=str(out), out=out, run_id=run_id))
 
     records = sum(int(m["rows"]) for m in manifests)
     step("train", f"training the Splink model on {records} records")
     model_path = root / cfg.model_dir / "demo.json"
-    train.train_job(spark, manifests=manifests, cfg=model_cfg, out_path=model_path, overwrite=True)
+    training.train_job(spark, manifests=manifests, cfg=model_cfg, out_path=model_path, overwrite=True)
 
     step("link", f"predicting and clustering at match probability >= {link_cfg.threshold_match_probability}")
     tables = out / "tables"
@@ -123,7 +288,7 @@ def run_demo(cfg: DemoConfig, *, root: Path, progress: Progress = lambda _msg: N
 
     step("evaluate", "evaluating against the truth table")
     truth = spark.read.parquet(generated.truth)
-    metrics = evaluate.pairwise(delta.read(spark, str(clusters_path)), truth)
+    metrics = evaluation.pairwise(delta.read(spark, str(clusters_path)), truth)
     step.stop()
     seconds = time.perf_counter() - started
     log.info("demo run %s (%s): counts %s; step seconds %s", run_id, summary.mode, summary.counts, step.timings)

@@ -44,6 +44,10 @@ class BlockingBudgetError(NatlinkError):
     """A blocking rule would generate more comparisons than the configured budget."""
 
 
+class ClusteringError(NatlinkError):
+    """Connected components could not be computed as asked (no convergence within the round limit)."""
+
+
 class ReconciliationError(NatlinkError):
     """Rows in != rows out + rows quarantined."""
 

@@ -23,7 +23,7 @@ def _where() -> dict:
     import pyarrow
     import pyspark
 
-    from natlink.synth.generate import tables as synth_tables
+    from natlink.synth import tables as synth_tables
 
     return {
         "natlink": natlink.__file__,

@@ -39,9 +39,9 @@ from natlink.tokens import keys
 from natlink.linkage import run as linkrun
 from natlink.linkage import train
 from natlink.synth import generate as synth
-from natlink.synth.generate import tables as synth_tables
+from natlink.synth import tables as synth_tables
 from natlink.config import DatasetConfig, LinkConfig, ModelConfig, project_root
-from natlink.commands import tokenise_dataset
+from natlink.commands import tokenise_delivery
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 
@@ -260,7 +260,7 @@ def inputs(spark, tmp_path_factory):
     manifests = []
     for name in ("gp", "hes"):
         ds = cfgmod.load(ROOT / "conf" / "datasets" / f"{name}.yaml", DatasetConfig)
-        manifests.append(tokenise_dataset(spark, ds, key, data_dir=str(base), out=base))
+        manifests.append(tokenise_delivery(spark, ds, key, data_dir=str(base), out=base))
     model_cfg = cfgmod.load(ROOT / "conf" / "model.yaml", ModelConfig)
     model_path = train.train_job(spark, manifests=manifests, cfg=model_cfg, out_path=base / "model.json")
     return {"base": base, "manifests": [Path(m.path) for m in manifests], "model": model_path}

@@ -23,7 +23,7 @@ from natlink.linkage import run as linkrun
 from natlink.linkage import train
 from natlink.synth import generate as synth
 from natlink.config import DatasetConfig, ModelConfig, project_root
-from natlink.commands import tokenise_dataset
+from natlink.commands import tokenise_delivery
 
 ROOT = project_root()
 SCRIPT = ROOT / "deploy" / "monthly_cycle.sh"
@@ -105,7 +105,7 @@ def test_second_run_with_the_same_run_id_changes_nothing(spark, tmp_path):
     manifests = []
     for ds_name in ("gp", "hes"):
         ds = cfgmod.load(ROOT / "conf" / "datasets" / f"{ds_name}.yaml", DatasetConfig)
-        manifests.append(tokenise_dataset(spark, ds, key, data_dir=str(delivery), out=tmp_path / "training"))
+        manifests.append(tokenise_delivery(spark, ds, key, data_dir=str(delivery), out=tmp_path / "training"))
     model_path = train.train_job(spark, manifests=manifests, cfg=cfgmod.load(ROOT / "conf" / "model.yaml", ModelConfig), out_path=tmp_path / "model.json")
 
     first = _cycle(data, model_path, RUN_ID)

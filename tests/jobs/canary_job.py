@@ -22,6 +22,7 @@ def main(root: Path) -> None:
     from natlink.store import delta
     from natlink.tokens import keys
     from natlink.linkage import run as linkrun
+    from natlink.spark.scratch import Scratch
     from natlink.linkage import model_store
     from natlink.linkage import train
     from natlink.errors import NatlinkError
@@ -68,9 +69,9 @@ def main(root: Path) -> None:
     tables = root / "out" / "tables"
     # Keep the run's intermediate Parquet (edges, status, snapshots under the checkpoint dir),
     # which a real run deletes at its end, so that the scan sees everything it ever wrote.
-    linkrun.release_materialised = lambda: None
     link_cfg = cfgmod.LinkConfig(threshold_match_probability=0.9)
-    linkrun.run(spark, manifests=manifests, model_path=path, link_cfg=link_cfg, tables=tables, run_id="canary-1")
+    kept = Scratch(spark)  # never released
+    linkrun.run(spark, manifests=manifests, model_path=path, link_cfg=link_cfg, tables=tables, run_id="canary-1", scratch=kept)
     clusters = delta.read(spark, str(tables / "clusters"))
     edges = delta.read(spark, str(tables / "edges"))
 

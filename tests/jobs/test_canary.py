@@ -25,7 +25,7 @@ from natlink.synth import generate as synth
 from natlink.tokens.keys import KeyMaterial
 
 # A second Spark session in a child process: minutes on a shared 2-core machine.
-pytestmark = pytest.mark.timeout(2400)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 # Obviously fake canary key: never use outside tests.
 CANARY_KEY = b"test-key-not-secret-canary-00000"

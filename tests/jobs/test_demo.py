@@ -11,7 +11,7 @@ from pyspark.sql import types as T
 
 from natlink.store import delta
 from natlink.config import DemoConfig, project_root
-from natlink.commands import run_demo
+from natlink.commands import demo as run_demo
 
 # Obviously fake key for tests only (hex of "test-key-not-secret-...").
 FAKE_KEY_HEX = b"test-key-not-secret-demo-e2e-000".hex()

@@ -53,8 +53,7 @@ def test_notebooks_are_percent_format_without_outputs(name):
     assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code")
     # Notebooks import natlink and define no transforms of their own.
     assert "from pyspark.sql import functions" not in text and "\ndef " not in text.replace("\ndef elapsed", "")
-
-
+@pytest.mark.slow
 def test_multimorbidity_notebook_runs_and_writes_the_chart(tmp_path):
     out = run_notebook("multimorbidity", tmp_path)
     summary = json.loads((out / "case_study" / "summary.json").read_text())
@@ -70,8 +69,7 @@ def test_multimorbidity_notebook_runs_and_writes_the_chart(tmp_path):
     page = (out / "multimorbidity_by_age_band.html").read_text()
     assert "vegaEmbed" in page and "perfect_linkage" in page
     assert "linked: prevalence=" in (tmp_path / "stdout.txt").read_text()
-
-
+@pytest.mark.slow
 def test_model_tuning_notebook_trains_charts_sweeps_and_saves(tmp_path):
     out = run_notebook("model_tuning", tmp_path)
     # The notebook's labelled fake key: the sidecar pins its fingerprint, never the key itself.

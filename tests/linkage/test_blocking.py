@@ -7,13 +7,14 @@ across rules, nulls so rules skip records, and arrivals that share keys with eac
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
 
 from natlink.linkage import blocking
 from natlink.errors import BlockingBudgetError
-from natlink.spark.session import release_materialised
+from natlink.spark.scratch import Scratch
 
 RULES = [blocking.parse_rule(r) for r in ("l.a = r.a", "l.b = r.b AND l.c = r.c", "l.c = r.c AND l.d = r.d")]
 COLUMNS = ["unique_id", "a", "b", "c", "d", "x"]
@@ -29,7 +30,6 @@ def population(spark):
     rows = [(i, f"r{i:04d}", value(120, 0.3), value(6, 0.1), value(5, 0.1), value(40, 0.2), rng.random()) for i in range(600)]
     df = spark.createDataFrame(rows, "node_id long, unique_id string, a long, b long, c long, d long, x double")
     yield df.cache()
-    release_materialised()
 
 
 def _pairs(df):
@@ -43,8 +43,11 @@ def test_pairs_touching_equals_full_candidates_restricted_to_arrivals(spark, pop
     assert len(arrival_nodes) > 5
     full = _pairs(blocking.candidate_pairs(population, RULES, COLUMNS))
     expected = {p for p in full if p[0] in arrival_nodes or p[1] in arrival_nodes}
-    got_df = blocking.pairs_touching(population, arrivals, RULES, COLUMNS)
+    scratch = Scratch(spark)
+    got_df = blocking.pairs_touching(population, arrivals, RULES, COLUMNS, scratch)
     got_rows = got_df.select("node_id_l", "node_id_r", "match_key").collect()
+    written = [Path(p.removeprefix("file:")) for p in scratch.paths]
+    assert written and all(p.is_dir() for p in written), "the arrivals' keys are materialised in the job's scratch"
     got = {(r[0], r[1], r[2]) for r in got_rows}
     assert len(got_rows) == len(got), "a pair came out twice"
     assert got == expected
@@ -57,6 +60,8 @@ def test_pairs_touching_equals_full_candidates_restricted_to_arrivals(spark, pop
     for r in sample:
         assert r["node_id_l"] < r["node_id_r"]
         assert r["unique_id_l"] == f"r{r['node_id_l']:04d}" and r["unique_id_r"] == f"r{r['node_id_r']:04d}"
+    scratch.release()
+    assert scratch.paths == [] and not any(p.exists() for p in written), "released scratch is deleted"
 
 
 def test_pairs_of_attaches_columns_by_unique_id(spark, population):

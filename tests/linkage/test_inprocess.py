@@ -16,18 +16,29 @@ import pytest
 from natlink.linkage import blocking
 from natlink.linkage import clustering
 from natlink.linkage import inprocess
+from natlink.linkage.engine import choose
+from natlink.config import LinkConfig
 from natlink.errors import ConfigError
 
 RULES = [blocking.parse_rule(r) for r in ("l.a = r.a", "l.b = r.b AND l.c = r.c")]
 
 
-def test_choose_picks_by_size_and_refuses_unknown_engines():
-    assert inprocess.choose("auto", 1000, 1000) == "in_process"
-    assert inprocess.choose("auto", 1001, 1000) == "spark"
-    assert inprocess.choose("spark", 10, 1000) == "spark"
-    assert inprocess.choose("in_process", 10**9, 1000) == "in_process"
+def test_choose_picks_by_size_and_refuses_unknown_engines(tmp_path):
+    def cfg(name: str) -> LinkConfig:
+        return LinkConfig(engine=name, in_process_max_records=1000)
+
+    assert choose(cfg("auto"), 1000) == "in_process"
+    assert choose(cfg("auto"), 1001) == "spark"
+    assert choose(cfg("spark"), 10) == "spark"
+    assert choose(cfg("in_process"), 10**9) == "in_process"
     with pytest.raises(ConfigError, match="link engine must be one of"):
-        inprocess.choose("duckdb", 10, 1000)
+        choose(cfg("auto").model_copy(update={"engine": "duckdb"}), 10)
+    with pytest.raises(ConfigError, match="engine"):
+        from natlink.config import load
+
+        bad = Path(tmp_path) / "link.yaml"
+        bad.write_text("engine: duckdb\n", encoding="utf-8")
+        load(bad, LinkConfig)
 
 
 def _slim(rows: int, seed: int) -> pa.Table:

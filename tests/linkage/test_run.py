@@ -19,13 +19,16 @@ from natlink.tokens import encode
 from natlink.outputs import evaluate
 from natlink.tokens import keys
 from natlink.linkage import engine as link
+from natlink.linkage import incremental
 from natlink.linkage import run as linkrun
+from natlink.spark.session import local_dir
 from natlink.linkage import model_store
 from natlink.linkage import train
 from natlink.synth import generate as synth
+from natlink.synth.population import population as synthetic_population
 from natlink.config import DatasetConfig, LinkConfig, ModelConfig, project_root
 from natlink.errors import BlockingBudgetError, FingerprintMismatchError
-from natlink.commands import tokenise_dataset
+from natlink.commands import tokenise_delivery
 from natlink.tokens.tokenise import TokenManifest
 
 # Obviously fake key, for tests only.
@@ -51,7 +54,7 @@ def world(spark, tmp_path_factory):
     generated = synth.generate(spark, base, persons=PERSONS, seed=SEED, datasets=["gp", "hes"])
     for name in ("gp", "hes"):
         ds = cfgmod.load(root / "conf" / "datasets" / f"{name}.yaml", DatasetConfig)
-        tokenise_dataset(spark, ds, key, data_dir=str(base), out=base)
+        tokenise_delivery(spark, ds, key, data_dir=str(base), out=base)
     gp = delta.read(spark, str(base / "tokens" / "gp")).cache()
     hes = delta.read(spark, str(base / "tokens" / "hes")).cache()
     truth = spark.read.parquet(generated.truth).cache()
@@ -191,12 +194,11 @@ from natlink.config import LinkConfig
 spark = get_spark('crash', master='local[2]', conf={{'spark.driver.memory': '2g'}})
 linkrun.run(spark, manifests={[str(m.path) for m in manifests]!r}, model_path={str(world['model'])!r},
             link_cfg=LinkConfig(threshold_match_probability=0.9, engine='spark'), tables={str(tables)!r}, run_id={run_id!r},
-            _crash_after={crash_after!r})
+            crash_after={crash_after!r})
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=600, env={**os.environ, "PYSPARK_PYTHON": sys.executable})
     return proc.returncode
-
-
+@pytest.mark.slow
 def test_killed_runs_rerun_without_loss_or_duplication(spark, world):
     t, c = world["tables"], world["base"] / "C"
     assert _run_and_crash(world, c, "r1", [t["gp"], t["hes_v1"]], "clusters") == 137
@@ -278,11 +280,10 @@ def test_in_process_engine_gives_the_spark_engines_tables(spark, world):
     assert (same.precision, same.recall) == (1.0, 1.0), same
     # Ids carry over from r1 as in any full rerun; the split and the merge are recorded.
     assert set(r2.counts["id_events"]) >= {"split", "merge"}
-    spill_parent = link._local_dir(spark) or tempfile.gettempdir()
+    spill_parent = local_dir(spark) or tempfile.gettempdir()
     assert Path(spill_parent).is_dir()
     assert not glob.glob(str(Path(spill_parent) / "natlink-duckdb-*")), "DuckDB spill directory left behind"
-
-
+@pytest.mark.slow
 def test_discovery_returns_exactly_the_datasets_truth_says(spark, world):
     b, truth = world["b"], world["truth"]
     clusters = _clusters(spark, b)
@@ -299,7 +300,7 @@ def test_discovery_returns_exactly_the_datasets_truth_says(spark, world):
     )
     chosen = [r[0] for r in exact]
     assert len(chosen) == 8
-    people = synth.population(spark, PERSONS, world["seed"]).where(F.col(C.TRUE_PERSON_ID).isin(chosen))
+    people = synthetic_population(spark, PERSONS, world["seed"]).where(F.col(C.TRUE_PERSON_ID).isin(chosen))
     probes = people.select(
         C.TRUE_PERSON_ID,
         F.lit("probe").alias(C.DATASET),
@@ -389,8 +390,8 @@ def test_auto_mode_runs_full_once_term_frequencies_drift_too_far():
         {"mode": "incremental", "counts": '{"records": 1100}'},
     ]
     cfg = LinkConfig(max_incremental_growth=0.2)
-    assert linkrun._tf_drift_ok(history, 1150, compiled(["tk_family_name"]), cfg)
-    assert not linkrun._tf_drift_ok(history, 1201, compiled(["tk_family_name"]), cfg)
-    assert not linkrun._tf_drift_ok(history, 790, compiled(["tk_family_name"]), cfg)
-    assert linkrun._tf_drift_ok(history, 5000, compiled([]), cfg)  # no TF: incremental is exact
-    assert not linkrun._tf_drift_ok(history[1:], 1100, compiled(["tk_family_name"]), cfg)  # no full run to measure from
+    assert incremental.tf_drift_ok(history, 1150, compiled(["tk_family_name"]), cfg)
+    assert not incremental.tf_drift_ok(history, 1201, compiled(["tk_family_name"]), cfg)
+    assert not incremental.tf_drift_ok(history, 790, compiled(["tk_family_name"]), cfg)
+    assert incremental.tf_drift_ok(history, 5000, compiled([]), cfg)  # no TF: incremental is exact
+    assert not incremental.tf_drift_ok(history[1:], 1100, compiled(["tk_family_name"]), cfg)  # no full run to measure from

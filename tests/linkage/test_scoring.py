@@ -14,7 +14,7 @@ import pytest
 from natlink import columns as C
 from natlink.linkage import engine as link
 from natlink.linkage import scoring
-from natlink.spark.session import release_materialised
+from natlink.spark.scratch import Scratch
 from natlink.tokens import reader
 
 N_PERSONS = 300
@@ -94,12 +94,10 @@ def _natlink_scores(tokens, settings) -> dict[tuple[str, str], float]:
 
     model = scoring.compile_model(settings)
     rules = blocking.rules_from_settings(settings)
-    try:
-        records = link.prepare_records(tokens, model, rules)
+    with Scratch(tokens.sparkSession) as scratch:
+        records = link.prepare_records(tokens, model, rules, scratch)
         # threshold ~0 probability: every candidate pair, as Splink's predict returns them
         rows = link.predict(records, model, rules, threshold=1e-12).select("unique_id_l", "unique_id_r", "match_weight").collect()
-    finally:
-        release_materialised()
     return {tuple(sorted((r[0], r[1]))): r[2] for r in rows}
 
 

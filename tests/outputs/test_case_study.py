@@ -23,9 +23,11 @@ from natlink import config as cfgmod
 from natlink.store import delta
 from natlink.config import DemoConfig, project_root
 from natlink.config.datasets import AgeBandRules
-from natlink.commands import run_demo
+from natlink.commands import demo as run_demo
 
 # Obviously fake key for tests only (hex of "test-key-not-secret-...").
+pytestmark = pytest.mark.slow  # builds its own four-dataset demo world (about 95 s)
+
 FAKE_KEY_HEX = b"test-key-not-secret-casestudy-00".hex()
 PERSONS, SEED = 2500, 7
 

@@ -32,7 +32,7 @@ from natlink.linkage import train
 from natlink.outputs import report
 from natlink.synth import generate as synth
 from natlink.config import DatasetConfig, LinkConfig, ModelConfig, project_root
-from natlink.commands import tokenise_dataset
+from natlink.commands import tokenise_delivery
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
@@ -89,7 +89,7 @@ def world(spark, tmp_path_factory):
     plant(base / "raw" / "gp", "planted.csv", GP_PLANTED, [GP_MALFORMED])
     ds = {n: cfgmod.load(root / "conf" / "datasets" / f"{n}.yaml", DatasetConfig) for n in ("gp", "hes")}
     delivered = {"r1": {n: data_rows(base / "raw" / n) for n in ds}}
-    m1 = {n: tokenise_dataset(spark, ds[n], key, data_dir=str(base), out=base, run_id="r1") for n in ds}
+    m1 = {n: tokenise_delivery(spark, ds[n], key, data_dir=str(base), out=base, run_id="r1") for n in ds}
     model_cfg = cfgmod.load(root / "conf" / "model.yaml", ModelConfig)
     model_path = train.train_job(spark, manifests=list(m1.values()), cfg=model_cfg, out_path=base / "models" / "m.json")
     tables = base / "tables"
@@ -97,7 +97,7 @@ def world(spark, tmp_path_factory):
 
     plant(base / "raw" / "hes", "delivery2.csv", HES_PLANTED)
     delivered["r2"] = {**delivered["r1"], "hes": data_rows(base / "raw" / "hes")}
-    m2 = {"gp": m1["gp"], "hes": tokenise_dataset(spark, ds["hes"], key, data_dir=str(base), out=base, run_id="r2")}
+    m2 = {"gp": m1["gp"], "hes": tokenise_delivery(spark, ds["hes"], key, data_dir=str(base), out=base, run_id="r2")}
     runs["r2"] = linkrun.run(spark, manifests=list(m2.values()), model_path=model_path, link_cfg=LINK, tables=tables, run_id="r2")
 
     out = base / "reports"

@@ -53,3 +53,11 @@ def project_root() -> Path:
         if (candidate / "conf").is_dir():
             return candidate
     return Path.cwd()
+
+
+def resolve(path: str | Path) -> Path:
+    """``path`` as given when it exists (absolute, or relative to the current directory), else under the project root."""
+    given = Path(path)
+    if given.is_absolute() or given.exists():
+        return given
+    return project_root() / given

@@ -17,10 +17,11 @@ from typing import Any, Sequence
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from natlink import columns as C
 from natlink.errors import BlockingBudgetError, ConfigError
-from natlink.spark.session import materialise
+from natlink.spark.scratch import Scratch
 
-NODE = "node_id"
+NODE = C.NODE_ID
 _EQ = re.compile(r"^\s*l\.`?([A-Za-z_][A-Za-z0-9_]*)`?\s*=\s*r\.`?([A-Za-z_][A-Za-z0-9_]*)`?\s*$")
 
 
@@ -115,7 +116,7 @@ def candidate_pairs(records: DataFrame, rules: Sequence[Rule], columns: Sequence
     return reduce(DataFrame.unionByName, parts)
 
 
-def pairs_touching(records: DataFrame, arrivals: DataFrame, rules: Sequence[Rule], columns: Sequence[str]) -> DataFrame:
+def pairs_touching(records: DataFrame, arrivals: DataFrame, rules: Sequence[Rule], columns: Sequence[str], scratch: Scratch) -> DataFrame:
     """Candidate pairs with at least one side in ``arrivals`` (a subset of ``records``), each once.
 
     One pass over the population, whatever the number of rules: every record is expanded to one
@@ -142,7 +143,7 @@ def pairs_touching(records: DataFrame, arrivals: DataFrame, rules: Sequence[Rule
             .select(side, F.col("_k.rule").alias("rule"), F.col("_k.key_hash").alias("key_hash"))
         )
 
-    new = materialise(by_rule(arrivals, "a"), "arrival_keys")
+    new = scratch.materialise(by_rule(arrivals, "a"), "arrival_keys")
     joined = new.join(by_rule(records, "b"), on=["rule", "key_hash"], how="inner").join(
         arrivals.select(F.col(NODE).alias("_arrival")), F.col(f"b.{NODE}") == F.col("_arrival"), how="left"
     )

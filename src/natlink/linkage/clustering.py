@@ -19,9 +19,13 @@ from pyspark.sql import functions as F
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from natlink import columns as C
+from natlink.errors import ClusteringError, ConfigError
+
 log = logging.getLogger(__name__)
 
-SRC, DST, NODE, COMPONENT = "node_id_l", "node_id_r", "node_id", "component"
+NODE, COMPONENT = C.NODE_ID, "component"
+SRC, DST = f"{NODE}_l", f"{NODE}_r"
 DEFAULT_DRIVER_MAX_EDGES = 50_000_000
 
 
@@ -38,7 +42,7 @@ def components(
         return _driver_components(edges)
     if method == "spark":
         return _spark_components(edges, max_rounds=max_rounds)
-    raise ValueError(f"unknown clustering method {method!r}")
+    raise ConfigError(f"clustering method must be auto, driver or spark, not {method!r}")
 
 
 def _driver_components(edges: DataFrame) -> DataFrame:
@@ -95,4 +99,4 @@ def _spark_components(edges: DataFrame, *, max_rounds: int) -> DataFrame:
             both.unpersist()
             return labels
     both.unpersist()
-    raise RuntimeError(f"connected components did not converge in {max_rounds} rounds")
+    raise ClusteringError(f"connected components did not converge in {max_rounds} rounds; raise max_rounds or use the driver method")

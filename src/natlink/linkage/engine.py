@@ -1,6 +1,11 @@
-"""Predict scored pairs with a trained model and cluster them into persons, natively on Spark.
+"""Linking token records into persons: the one engine dispatch, and the Spark engine.
 
-Pipeline (one Spark plan per stage, lineage cut once):
+:func:`link` is what every caller uses (``natlink link`` through :mod:`natlink.linkage.run`,
+``evaluate``, the benchmarks). It chooses the engine from :class:`~natlink.config.link.LinkConfig`
+(the only place link defaults live): in process (:mod:`natlink.linkage.inprocess`) for a
+population of at most ``in_process_max_records``, else Spark. Both give the same edges and clusters.
+
+The Spark engine (one Spark plan per stage, lineage cut once):
 1. records: unique id + the token columns the model reads, tokens mapped to 64-bit integers
    (``xxhash64`` of the token; equality is all the model needs), node ids in unique-id order;
 2. budget check: pairs per blocking rule from key-group sizes, refused above the budget;
@@ -14,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -25,15 +30,18 @@ from natlink.linkage import clustering
 from natlink.linkage import inprocess
 from natlink.linkage import scoring
 from natlink import columns as C
-from natlink.linkage import ids
 from natlink.linkage.settings import check_input
 from natlink.tokens.reader import with_unique_id
-from natlink.spark.session import materialise, materialise_arrow
+from natlink.config.link import LinkConfig
+from natlink.errors import ConfigError, ModelError
+from natlink.spark.scratch import Scratch
+from natlink.spark.session import local_dir
 
 log = logging.getLogger(__name__)
 
-NODE = blocking.NODE
-CLUSTER_NODE = ids.CLUSTER_NODE
+NODE = C.NODE_ID
+CLUSTER_NODE = C.CLUSTER_NODE
+ENGINES = ("auto", "spark", "in_process")
 
 
 @dataclass
@@ -65,7 +73,7 @@ def needed_columns(model: scoring.CompiledModel, rules: list[blocking.Rule]) -> 
 
 
 def prepare_records(
-    tokens: DataFrame, model: scoring.CompiledModel, rules: list[blocking.Rule], *, extra: list[str] | tuple = ()
+    tokens: DataFrame, model: scoring.CompiledModel, rules: list[blocking.Rule], scratch: Scratch, *, extra: Sequence[str] = ()
 ) -> DataFrame:
     """node_id (in unique-id order), keys, the model's columns and ``extra``; materialised once."""
     if C.UNIQUE_ID not in tokens.columns:
@@ -75,7 +83,7 @@ def prepare_records(
     # Term frequencies of the population being linked, joined before the sort: one materialisation
     # (after the sort, each frequency aggregate would recompute the sorted plan or need a second one).
     ordered = scoring.with_term_frequencies(slim, model).orderBy(C.UNIQUE_ID)
-    return materialise(ordered.withColumn(NODE, F.monotonically_increasing_id()), "records")
+    return scratch.materialise(ordered.withColumn(NODE, F.monotonically_increasing_id()), "records")
 
 
 def predict(records: DataFrame, model: scoring.CompiledModel, rules: list[blocking.Rule], threshold: float) -> DataFrame:
@@ -84,73 +92,76 @@ def predict(records: DataFrame, model: scoring.CompiledModel, rules: list[blocki
     return scoring.score(pairs, model, keep=keep, threshold_match_weight=scoring.probability_to_weight(threshold))
 
 
+def choose(link_cfg: LinkConfig, n_records: int) -> str:
+    """``spark`` or ``in_process`` for a population of ``n_records`` under ``link_cfg.engine``."""
+    if link_cfg.engine not in ENGINES:
+        raise ConfigError(f"link engine must be one of {ENGINES}, not {link_cfg.engine!r}")
+    if link_cfg.engine == "auto":
+        return "in_process" if n_records <= link_cfg.in_process_max_records else "spark"
+    return link_cfg.engine
+
+
 def link(
     tokens: DataFrame,
     settings: dict[str, Any],
+    link_cfg: LinkConfig,
+    scratch: Scratch,
     *,
-    threshold: float,
-    max_comparisons_per_rule: float = float("inf"),
-    cluster_method: str = "auto",
-    engine: str = "auto",
-    in_process_max_records: int = inprocess.DEFAULT_MAX_RECORDS,
-    extra: list[str] | tuple = (),
+    extra: Sequence[str] = (),
+    n_records: int | None = None,
 ) -> LinkResult:
     """Score and cluster ``tokens`` (dataset, record_id, region, tk_*) with a trained model.
 
-    ``engine``: ``spark``, ``in_process`` (:mod:`natlink.linkage.inprocess`) or ``auto`` (in process while
-    the population has at most ``in_process_max_records`` records). Both give the same edges and
-    clusters; ``extra`` columns travel with the records.
+    The engine comes from ``link_cfg`` (:func:`choose`); ``n_records`` saves a counting pass when
+    the caller knows it (the manifests do). ``extra`` columns travel with the records. The result's
+    frames live in ``scratch`` until it is released.
     """
-    t = time.perf_counter()
+    started = time.perf_counter()
     df = tokens if C.UNIQUE_ID in tokens.columns else with_unique_id(tokens)
     check_input(df, settings)
     model = scoring.compile_model(settings)
     if model.link_type != "dedupe_only":
-        from natlink.errors import ModelError
-
         raise ModelError(f"natlink links one union of token tables: link_type must be dedupe_only, not {model.link_type}")
     rules = blocking.rules_from_settings(settings)
-    chosen = inprocess.choose(engine, df.count() if engine == "auto" else 0, in_process_max_records)
-    if chosen == "in_process":
-        return link_in_process(df, settings, model, rules, threshold=threshold, max_comparisons_per_rule=max_comparisons_per_rule, extra=extra, started=t)
-    records = prepare_records(df, model, rules, extra=extra)
-    prepared = time.perf_counter() - t
-    result = link_records(records, model, rules, threshold=threshold, max_comparisons_per_rule=max_comparisons_per_rule, cluster_method=cluster_method)
+    if n_records is None and link_cfg.engine == "auto":
+        n_records = df.count()
+    if choose(link_cfg, n_records or 0) == "in_process":
+        return link_in_process(df, settings, model, rules, link_cfg, scratch, extra=extra, started=started)
+    records = prepare_records(df, model, rules, scratch, extra=extra)
+    prepared = time.perf_counter() - started
+    result = link_records(records, model, rules, link_cfg, scratch)
     result.timings = {"prepare": prepared, **result.timings}
     return result
 
 
 def link_records(
-    records: DataFrame,
-    model: scoring.CompiledModel,
-    rules: list[blocking.Rule],
-    *,
-    threshold: float,
-    max_comparisons_per_rule: float = float("inf"),
-    cluster_method: str = "auto",
+    records: DataFrame, model: scoring.CompiledModel, rules: list[blocking.Rule], link_cfg: LinkConfig, scratch: Scratch
 ) -> LinkResult:
     """The Spark engine on records from :func:`prepare_records`: budget, predict, cluster."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    counts = blocking.check_budget(records, rules, max_comparisons_per_rule)
+    counts = blocking.check_budget(records, rules, link_cfg.max_comparisons_per_rule)
     timings["budget"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    edges = materialise(predict(records, model, rules, threshold), "edges")
+    edges = scratch.materialise(predict(records, model, rules, link_cfg.threshold_match_probability), "edges")
     n_edges = edges.count()
     timings["predict"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    comps = clustering.components(edges, method=cluster_method, n_edges=n_edges)
-    clusters = materialise(
-        records.select(NODE, C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.REGION)
-        .join(comps.withColumnRenamed(clustering.COMPONENT, CLUSTER_NODE), on=NODE, how="left")
-        .withColumn(CLUSTER_NODE, F.coalesce(F.col(CLUSTER_NODE), F.col(NODE))),
-        "clusters",
-    )
+    comps = clustering.components(edges, method=link_cfg.cluster_method, n_edges=n_edges)
+    clusters = scratch.materialise(with_cluster_node(records.select(NODE, C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.REGION), comps), "clusters")
     timings["cluster"] = time.perf_counter() - t
     log.info("link (spark): comparisons per rule %s, timings %s", counts, timings)
     return LinkResult(records=records, edges=edges, clusters=clusters, comparisons_per_rule=counts, timings=timings, engine="spark", n_edges=n_edges)
+
+
+def with_cluster_node(records: DataFrame, comps: DataFrame) -> DataFrame:
+    """``records`` with the cluster each belongs to (a record without edges is its own cluster)."""
+    return (
+        records.join(comps.withColumnRenamed(clustering.COMPONENT, CLUSTER_NODE), on=NODE, how="left")
+        .withColumn(CLUSTER_NODE, F.coalesce(F.col(CLUSTER_NODE), F.col(NODE)))
+    )
 
 
 def link_in_process(
@@ -158,10 +169,10 @@ def link_in_process(
     settings: dict[str, Any],
     model: scoring.CompiledModel,
     rules: list[blocking.Rule],
+    link_cfg: LinkConfig,
+    scratch: Scratch,
     *,
-    threshold: float,
-    max_comparisons_per_rule: float = float("inf"),
-    extra: list[str] | tuple = (),
+    extra: Sequence[str] = (),
     started: float | None = None,
 ) -> LinkResult:
     """The in-process engine (:mod:`natlink.linkage.inprocess`) on token records with a unique id."""
@@ -170,33 +181,24 @@ def link_in_process(
     needed = needed_columns(model, rules)
     slim = df.select(C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.REGION, *extra, *compact_columns(df, needed)).toArrow()
     timings: dict[str, float] = {"prepare": time.perf_counter() - started}
-    linked = inprocess.link(
+    linked = inprocess.score_and_cluster(
         slim,
         settings,
         rules,
         columns=model.columns,
-        threshold_match_weight=scoring.probability_to_weight(threshold),
-        max_comparisons_per_rule=max_comparisons_per_rule,
-        spill_parent=_local_dir(spark),
+        threshold_match_weight=scoring.probability_to_weight(link_cfg.threshold_match_probability),
+        max_comparisons_per_rule=link_cfg.max_comparisons_per_rule,
+        spill_parent=local_dir(spark),
         timings=timings,
     )
     t = time.perf_counter()
     # One frame serves as records and clusters (the clusters' columns are a subset).
     passengers = linked.records.select([NODE, C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.REGION, *extra])
-    records = materialise_arrow(spark, passengers.append_column(CLUSTER_NODE, linked.cluster_node), "records")
-    edges = materialise_arrow(spark, linked.edges, "edges")
+    records = scratch.from_arrow(passengers.append_column(CLUSTER_NODE, linked.cluster_node), "records")
+    edges = scratch.from_arrow(linked.edges, "edges")
     timings["cluster"] += time.perf_counter() - t
     log.info("link (in process): comparisons per rule %s, timings %s", linked.comparisons_per_rule, timings)
     return LinkResult(
         records=records, edges=edges, clusters=records, comparisons_per_rule=linked.comparisons_per_rule, timings=timings,
         engine="in_process", n_edges=linked.edges.num_rows,
     )
-
-
-def _local_dir(spark) -> str | None:
-    """The first of ``spark.local.dir`` when it is a local directory that exists (spill space)."""
-    import os
-
-    value = spark.conf.get("spark.local.dir", None) or ""
-    first = value.split(",")[0].strip()
-    return first if first and os.path.isdir(first) else None

@@ -26,7 +26,7 @@ from pyspark.sql.window import Window
 from natlink import columns as C
 
 PREV = "prev_person_id"
-CLUSTER_NODE = "cluster_node"  # a cluster's smallest node id: names it within one run
+CLUSTER_NODE = C.CLUSTER_NODE
 EVENT_SCHEMA = T.StructType(
     [
         T.StructField(C.RUN_ID, T.StringType(), False),
@@ -45,7 +45,7 @@ class IdAssignment:
     events: DataFrame  # EVENT_SCHEMA
 
 
-def _full(partition: list[str]) -> Window:
+def _whole(partition: list[str]) -> Window:
     return Window.partitionBy(*partition).rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
 
 
@@ -53,8 +53,8 @@ def assign(current: DataFrame, previous: DataFrame | None, run_id: str, *, round
     """``current``: unique_id, cluster_node. ``previous``: unique_id, person_id (None on a first run)."""
     spark = current.sparkSession
     clusters = current.select(C.UNIQUE_ID, CLUSTER_NODE).withColumn(
-        "cluster_key", F.min(C.UNIQUE_ID).over(_full([CLUSTER_NODE]))
-    ).withColumn("cluster_size", F.count(F.lit(1)).over(_full([CLUSTER_NODE])))
+        "cluster_key", F.min(C.UNIQUE_ID).over(_whole([CLUSTER_NODE]))
+    ).withColumn("cluster_size", F.count(F.lit(1)).over(_whole([CLUSTER_NODE])))
     if previous is None:
         assigned = clusters.select(C.UNIQUE_ID, mint_person_id(F.lit(run_id), F.col("cluster_key")).alias(C.PERSON_ID))
         return IdAssignment(assigned, spark.createDataFrame([], EVENT_SCHEMA))

@@ -31,13 +31,10 @@ import pyarrow as pa
 from natlink.linkage import blocking
 from natlink.linkage import clustering
 from natlink import columns as C
-from natlink.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("auto", "spark", "in_process")
-DEFAULT_MAX_RECORDS = 1_000_000
-NODE = blocking.NODE
+NODE = C.NODE_ID
 _RECORDS = "natlink_records"
 EDGE_SCHEMA = pa.schema(
     [
@@ -50,15 +47,6 @@ EDGE_SCHEMA = pa.schema(
         ("match_probability", pa.float64()),
     ]
 )
-
-
-def choose(engine: str, n_records: int, max_records: int) -> str:
-    """``spark`` or ``in_process`` for a population of ``n_records``."""
-    if engine not in ENGINES:
-        raise ConfigError(f"link engine must be one of {ENGINES}, not {engine!r}")
-    if engine == "auto":
-        return "in_process" if n_records <= max_records else "spark"
-    return engine
 
 
 @dataclass
@@ -129,7 +117,7 @@ class Engine:
         return result.cast(EDGE_SCHEMA)
 
 
-def link(
+def score_and_cluster(
     slim: pa.Table,
     settings: dict[str, Any],
     rules: Sequence[blocking.Rule],

@@ -520,7 +520,7 @@ def prevalence_chart_spec(rows: Sequence[Mapping[str, Any]], *, title: str = "Mu
         for r in rows
         if r["level"] == "age_band" and r["prevalence"] is not None
     ]
-    bands = sorted({v["age_band"] for v in values}, key=_band_order)
+    bands = sorted({v["age_band"] for v in values}, key=band_order)
     return {
         "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
         "title": title,
@@ -537,7 +537,7 @@ def prevalence_chart_spec(rows: Sequence[Mapping[str, Any]], *, title: str = "Mu
     }
 
 
-def _band_order(label: str) -> tuple[int, str]:
+def band_order(label: str) -> tuple[int, str]:
     lower = label.split("-")[0].rstrip("+")
     return (int(lower), label) if lower.isdigit() else (10**6, label)
 

@@ -21,6 +21,7 @@ from natlink.linkage import blocking
 from natlink.store import delta
 from natlink.linkage import scoring
 from natlink import columns as C
+from natlink.errors import ConfigError
 from natlink.linkage.engine import compact_columns, needed_columns
 
 PROBE_ID = "__probe__"
@@ -107,7 +108,7 @@ def by_probe(
     if isinstance(population, Population):
         return _by_probe(spark, Path(tables), population, probe, threshold)
     if settings is None:
-        raise TypeError("by_probe needs the model settings to prepare a population of token tables")
+        raise ConfigError("discover by probe needs the model settings to prepare a population of token tables")
     prepared = prepare(population, settings)
     try:
         return _by_probe(spark, Path(tables), prepared, probe, threshold)

@@ -12,7 +12,11 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from natlink import columns as C
+from natlink.config.link import LinkConfig
 from natlink.errors import ReconciliationError
+from natlink.linkage import clustering, engine, model_store
+from natlink.spark.scratch import Scratch
+from natlink.tokens.reader import load_tokens
 
 
 @dataclass(frozen=True)
@@ -108,16 +112,14 @@ def threshold_sweep(records: DataFrame, edges: DataFrame, truth: DataFrame, thre
     ``records``: node_id, dataset, record_id; ``edges``: node_id_l, node_id_r, match_probability
     (scored at or below the smallest threshold).
     """
-    from natlink.linkage import clustering
-
     rows = []
     for threshold in sorted(thresholds):
         kept = edges.where(F.col("match_probability") >= threshold)
         comps = clustering.components(kept)
         clusters = (
-            records.select("node_id", C.DATASET, C.RECORD_ID)
-            .join(comps, on="node_id", how="left")
-            .select(C.DATASET, C.RECORD_ID, F.coalesce("component", "node_id").cast("string").alias(C.PERSON_ID))
+            records.select(C.NODE_ID, C.DATASET, C.RECORD_ID)
+            .join(comps, on=C.NODE_ID, how="left")
+            .select(C.DATASET, C.RECORD_ID, F.coalesce(clustering.COMPONENT, C.NODE_ID).cast("string").alias(C.PERSON_ID))
             .cache()
         )
         # Judge only records that have a truth row (pseudo-truth covers a subset).
@@ -129,23 +131,18 @@ def threshold_sweep(records: DataFrame, edges: DataFrame, truth: DataFrame, thre
     return rows
 
 
-def sweep_job(spark, *, manifests: list, model_path, thresholds: list[float], truth: DataFrame | None = None) -> list[dict]:
-    """Predict once at the lowest threshold, then cluster and judge at every threshold.
+def sweep_job(spark, *, manifests: list, model_path, link_cfg: LinkConfig, truth: DataFrame | None = None) -> list[dict]:
+    """Predict once at the lowest of ``link_cfg.evaluation_thresholds``, then cluster and judge at every one.
 
     Against ``truth`` (dataset, record_id, true_person_id) when given, else against NHS-number
-    agreement as pseudo-truth.
+    agreement as pseudo-truth. Scores through the same engine dispatch as ``natlink link``.
     """
-    from natlink.linkage import engine as link
-    from natlink.linkage import model_store
-    from natlink.linkage.run import load_tokens
-    from natlink.spark.session import release_materialised
-
+    thresholds = list(link_cfg.evaluation_thresholds)
     tokens, fingerprint = load_tokens(spark, manifests)
     settings, _meta = model_store.load(model_path, key_fingerprint=fingerprint)
-    try:
-        result = link.link(tokens, settings, threshold=min(thresholds))
+    lowest = link_cfg.model_copy(update={"threshold_match_probability": min(thresholds)})
+    with Scratch(spark) as scratch:
+        result = engine.link(tokens, settings, lowest, scratch)
         judge = truth if truth is not None else nhs_pseudo_truth(tokens)
-        edges = result.edges.select(f"{link.NODE}_l", f"{link.NODE}_r", "match_probability")
+        edges = result.edges.select(f"{engine.NODE}_l", f"{engine.NODE}_r", "match_probability")
         return threshold_sweep(result.records, edges, judge, thresholds)
-    finally:
-        release_materialised()

@@ -115,7 +115,7 @@ def get_spark(
     quiet_py4j()
     active = SparkSession.getActiveSession()
     if active is not None:
-        _ensure_checkpoint_dir(active, checkpoint_dir)
+        ensure_checkpoint_dir(active, checkpoint_dir)
         return active
 
     # Python workers must run the interpreter that has natlink's dependencies.
@@ -145,7 +145,7 @@ def get_spark(
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("NATLINK_SPARK_LOG_LEVEL", "WARN"))
-    _ensure_checkpoint_dir(spark, checkpoint_dir)
+    ensure_checkpoint_dir(spark, checkpoint_dir)
     return spark
 
 
@@ -160,7 +160,8 @@ def quiet_py4j() -> None:
             logger.setLevel(logging.INFO)
 
 
-def _ensure_checkpoint_dir(spark, checkpoint_dir) -> None:
+def ensure_checkpoint_dir(spark, checkpoint_dir=None) -> str:
+    """Set the checkpoint directory (``checkpoint_dir``, else a private default when none is set) and return it."""
     jsc = spark.sparkContext._jsc
     if checkpoint_dir is not None:
         Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
@@ -170,69 +171,11 @@ def _ensure_checkpoint_dir(spark, checkpoint_dir) -> None:
         default = Path(tempfile.gettempdir()) / f"natlink-checkpoints-{os.getpid()}"
         default.mkdir(parents=True, exist_ok=True)
         spark.sparkContext.setCheckpointDir(str(default))
+    return jsc.sc().getCheckpointDir().get()
 
 
-def materialise(df, label: str = "stage"):
-    """Compute ``df`` once and cut its lineage: Parquet under the checkpoint dir, read back.
-
-    Preferred to ``DataFrame.checkpoint()``, which computes an unpersisted plan twice (once for
-    the action, once to write the checkpoint) - wasteful, and unsafe for non-deterministic
-    columns such as ``monotonically_increasing_id``.
-    """
-    import uuid
-
-    spark = df.sparkSession
-    jsc = spark.sparkContext._jsc
-    if jsc.sc().getCheckpointDir().isEmpty():
-        _ensure_checkpoint_dir(spark, None)
-    root = jsc.sc().getCheckpointDir().get()
-    path = f"{root.rstrip('/')}/natlink-{label}-{uuid.uuid4().hex}"
-    df.write.mode("error").parquet(path)
-    _MATERIALISED.append(path)
-    return spark.read.parquet(path)
-
-
-def materialise_arrow(spark, table, label: str = "stage"):
-    """An Arrow table held by the driver as a DataFrame on Parquet under the checkpoint dir.
-
-    When the checkpoint dir is a local or mounted path (``file:``; on a multi-node cluster it must
-    be shared storage anyway), pyarrow writes the files from the driver: one per core, so reads
-    are parallel. ``createDataFrame`` is avoided there: its rows are decoded from Arrow again on
-    every pass, about 2 s a pass per million records on 2 cores. Other file systems (``hdfs:``,
-    object stores): ``createDataFrame``, then :func:`materialise`.
-    """
-    import uuid
-    from urllib.parse import urlparse
-
-    import pyarrow.parquet as pq
-
-    jsc = spark.sparkContext._jsc
-    if jsc.sc().getCheckpointDir().isEmpty():
-        _ensure_checkpoint_dir(spark, None)
-    root = jsc.sc().getCheckpointDir().get()
-    parsed = urlparse(root)
-    if parsed.scheme not in ("", "file"):
-        return materialise(spark.createDataFrame(table), label)
-    name = f"natlink-{label}-{uuid.uuid4().hex}"
-    local = Path(parsed.path) / name
-    local.mkdir(parents=True)
-    _MATERIALISED.append(f"{root.rstrip('/')}/{name}")
-    parts = max(1, min(spark.sparkContext.defaultParallelism, table.num_rows // 50_000 + 1))
-    step = -(-table.num_rows // parts) if table.num_rows else 0
-    for i in range(parts):
-        pq.write_table(table.slice(i * step, step) if step else table, local / f"part-{i:05d}.parquet")
-    return spark.read.parquet(f"{root.rstrip('/')}/{name}")
-
-
-_MATERIALISED: list[str] = []
-
-
-def release_materialised() -> None:
-    """Delete the intermediate Parquet written by :func:`materialise` (call when a job ends)."""
-    import shutil
-    from urllib.parse import urlparse
-
-    while _MATERIALISED:
-        parsed = urlparse(_MATERIALISED.pop())
-        if parsed.scheme in ("", "file"):
-            shutil.rmtree(parsed.path, ignore_errors=True)
+def local_dir(spark) -> str | None:
+    """The first of ``spark.local.dir`` when it is a local directory that exists (spill space)."""
+    value = spark.conf.get("spark.local.dir", None) or ""
+    first = value.split(",")[0].strip()
+    return first if first and os.path.isdir(first) else None

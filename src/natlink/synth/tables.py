@@ -39,7 +39,8 @@ def literal_array(values: Sequence) -> Column:
     values = list(values)
     if all(isinstance(v, str) for v in values):
         if any(_SEP in v for v in values):
-            raise ValueError("array literal values must not contain the separator")
+            # the lists come from the synth configuration (pseudo_postcodes, dob placeholders) and data/*.csv
+            raise ConfigError("synth: a listed value contains the unit separator \\x1f, which no value may hold")
         return F.split(F.lit(_SEP.join(values)), _SEP)
     if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         return F.lit(np.array(values, dtype=np.int32 if all(abs(v) < 2**31 for v in values) else np.int64))
