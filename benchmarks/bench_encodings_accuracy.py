@@ -35,7 +35,7 @@ from natlink.synth import generate as synth
 from natlink.tokens.keys import KeyMaterial
 from natlink.spark.session import get_spark
 from natlink.config.synth import FieldErrors, SynthConfig
-from natlink.tokens.tokenise import read_token_tables, tokenise_configured
+from natlink.tokens.tokenise import tokenise_configured
 from natlink.tokens import reader
 
 FAKE_KEY = KeyMaterial("bench:not-secret", b"test-key-not-secret-bench-accur0")
@@ -81,7 +81,7 @@ def run_scenario(
     t0 = time.perf_counter()
     manifests = [tokenise_configured(spark, ds, FAKE_KEY, data_dir=str(out), out_dir=out / "tokens") for ds in datasets]
     tokenise_s = time.perf_counter() - t0
-    tokens = reader.with_unique_id(read_token_tables(spark, manifests)).cache()
+    tokens = reader.with_unique_id(reader.read_token_tables(spark, manifests)).cache()
     records = tokens.count()
     truth = spark.read.parquet(truth_path)
     rows = []

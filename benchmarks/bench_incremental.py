@@ -51,7 +51,7 @@ def run_size(records: int, delivery: float) -> dict:
     from natlink.outputs import evaluate
     from natlink.linkage import run as linkrun
     from natlink.linkage import train
-    from natlink.tokens.tokenise import TokenManifest
+    from natlink.tokens.manifest import TokenManifest
 
     spark = spark_session()
     out = prepare_tokens(spark, _persons_for(records))

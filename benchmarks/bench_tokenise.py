@@ -5,9 +5,9 @@
 One run over the same values (``--rows`` distinct 16-character strings, written once to Parquet):
 * natlink JVM: natlink's Java UDF ``natlink.HmacSha256Hex`` (natlink-jvm.jar; SHA-256 pad states
   cached per thread and cloned per value) with broadcast pads, the default of
-  ``natlink.tokens.encode.hmac_sha256_hex`` when the jar is loadable, local[2];
+  ``natlink.tokens.hmac_sha256.hmac_sha256_hex`` when the jar is loadable, local[2];
 * natlink native: HMAC-SHA256 composed from Spark's sha2/concat/unhex with broadcast pads
-  (the fallback of ``natlink.tokens.encode.hmac_sha256_hex``), local[2];
+  (the fallback of ``natlink.tokens.hmac_sha256.hmac_sha256_hex``), local[2];
 * natlink Arrow: the same HMAC in a ``mapInArrow`` batch function with hashlib states for the
   padded key reused per value (``copy()``), local[2];
 * a plain single-core Python ``hmac`` loop (over the first 1,000,000 values);
@@ -73,7 +73,7 @@ def spark_child(args) -> dict:
     import pyarrow as pa
     from pyspark.sql import functions as F
 
-    from natlink.tokens import encode
+    from natlink.tokens import encode, hmac_sha256
     from natlink.tokens.keys import KeyMaterial
     from natlink.spark.session import get_spark
 
@@ -103,24 +103,20 @@ def spark_child(args) -> dict:
         return best
 
     out = {"read": timed(df)}
-    with encode.hmac_implementation("native"):
-        native = encode.tokenise(df, key, keep=[], specs=spec, blooms=())
+    native = encode.tokenise(df, key, keep=[], specs=spec, blooms=(), hmac_implementation="native")
     jvm = None
-    if encode.hmac_uses_jvm():
-        with encode.hmac_implementation("jvm"):
-            jvm = encode.tokenise(df, key, keep=[], specs=spec, blooms=())
+    if hmac_sha256.hmac_uses_jvm():
+        jvm = encode.tokenise(df, key, keep=[], specs=spec, blooms=(), hmac_implementation="jvm")
     if args.io_encryption == "true":
         if jvm is not None:
             out["jvm"] = timed(jvm)
             sample = df.orderBy("v").limit(1000).cache()
-            with encode.hmac_implementation("jvm"):
-                j = encode.tokenise(sample, key, keep=[], specs=spec, blooms=()).collect()
-            with encode.hmac_implementation("native"):
-                n = encode.tokenise(sample, key, keep=[], specs=spec, blooms=()).collect()
+            j = encode.tokenise(sample, key, keep=[], specs=spec, blooms=(), hmac_implementation="jvm").collect()
+            n = encode.tokenise(sample, key, keep=[], specs=spec, blooms=(), hmac_implementation="native").collect()
             out["jvm_equals_native"] = sorted(j) == sorted(n)
             sample.unpersist()
         out["native"] = timed(native)
-        inner, outer = encode._pads(key.subkey("field:bench"))
+        inner, outer = hmac_sha256.hmac_pads(key.subkey("field:bench"))
 
         def arrow_hmac(batches):
             i0, o0 = hashlib.sha256(inner), hashlib.sha256(outer)

@@ -31,7 +31,10 @@ from natlink.spark.session import get_spark
 from natlink.store import delta
 from natlink.synth import generate as synthesis
 from natlink.tokens import keys
-from natlink.tokens.tokenise import TokenManifest, rekey_table, tokenise_configured
+from natlink.tokens.hmac_sha256 import choose_hmac_implementation
+from natlink.tokens.manifest import TokenManifest
+from natlink.tokens.rekey import rekey_table
+from natlink.tokens.tokenise import tokenise_configured
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +67,19 @@ def tokenise(
     data_dir: str | None = None,
     environment: str | Path | None = "conf/environments/local.yaml",
     project: str | None = None,
+    hmac_implementation: str | None = None,
     spark=None,
 ) -> TokenManifest:
-    """Standardise and tokenise one dataset into ``out/<dataset>`` (Delta) and its manifest."""
+    """Standardise and tokenise one dataset into ``out/<dataset>`` (Delta) and its manifest.
+
+    The HMAC implementation is decided here, once: ``hmac_implementation`` ("auto" | "jvm" |
+    "native"), else the ``NATLINK_HMAC`` environment variable, else "auto".
+    """
+    chosen = choose_hmac_implementation(hmac_implementation)
     ds = load(resolve(dataset_config), DatasetConfig)
     material = keys.resolve(key)
     spark = spark or spark_for(f"natlink-tokenise-{ds.name}", environment)
-    return tokenise_configured(spark, ds, material, data_dir=data_dir, out_dir=out, project=project)
+    return tokenise_configured(spark, ds, material, data_dir=data_dir, out_dir=out, project=project, hmac_implementation=chosen)
 
 
 def tokenise_delivery(spark, ds: DatasetConfig, key: keys.KeyMaterial, *, data_dir: str, out: Path, run_id: str | None = None) -> TokenManifest:

@@ -101,3 +101,18 @@ class ColumnTypeError(SchemaError):
 
 class HeaderMismatchError(SchemaError):
     """The files of one CSV source do not share one header (column drift inside a delivery)."""
+
+
+# --- tokens: keyed encodings ------------------------------------------------------------------
+
+
+class EncodingSpecError(ConfigError):
+    """A token or Bloom filter specification is invalid (its parameters are out of range)."""
+
+
+class HmacImplementationError(ConfigError):
+    """The HMAC implementation asked for (argument or ``NATLINK_HMAC``) is not auto, jvm or native."""
+
+
+class JvmHmacUnavailableError(NatlinkError):
+    """The JVM HMAC function was required, but natlink-jvm.jar is not loadable in the Spark session."""

@@ -27,7 +27,7 @@ def main(root: Path) -> None:
     from natlink.linkage import train
     from natlink.errors import NatlinkError
     from natlink.spark.session import get_spark
-    from natlink.tokens.tokenise import JobArgs, read_token_tables, run_job
+    from natlink import commands
     from natlink.tokens import reader
 
     logging.basicConfig(
@@ -54,11 +54,10 @@ def main(root: Path) -> None:
     project = cfgmod.project_root()
     manifests = []
     for name in ("gp", "hes"):
-        args = JobArgs(str(project / f"conf/datasets/{name}.yaml"), "env:NATLINK_CANARY_KEY", str(root / "out" / "tokens"),
-                       data_dir=str(root / "data"))
-        manifests.append(run_job(args, spark=spark))
+        manifests.append(commands.tokenise(project / f"conf/datasets/{name}.yaml", "env:NATLINK_CANARY_KEY", root / "out" / "tokens",
+                                           data_dir=str(root / "data"), spark=spark))
 
-    tokens = reader.with_unique_id(read_token_tables(spark, manifests, expected_fingerprint=key.fingerprint)).cache()
+    tokens = reader.with_unique_id(reader.read_token_tables(spark, manifests, expected_fingerprint=key.fingerprint)).cache()
     cfg = cfgmod.load("conf/model_bloom.yaml", cfgmod.ModelConfig, base_dir=project)
     trained = train.train(tokens, cfg)
     path = model_store.save(trained, root / "out" / "models" / "canary.json", key_fingerprint=key.fingerprint,

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from natlink.tokens import encode
+from natlink.tokens import encode, hmac_sha256
 from natlink.synth import generate as synth
 from natlink.tokens.keys import KeyMaterial
 
@@ -81,7 +81,7 @@ def secret_needles() -> dict[str, bytes]:
     secrets = {"master": CANARY_KEY}
     for p in sorted(purposes):
         sub = key.subkey(p)
-        inner, outer = encode._pads(sub)
+        inner, outer = hmac_sha256.hmac_pads(sub)
         secrets[f"subkey {p}"] = sub
         secrets[f"ipad {p}"] = inner
         secrets[f"opad {p}"] = outer

@@ -29,7 +29,7 @@ from natlink.synth.population import population as synthetic_population
 from natlink.config import DatasetConfig, LinkConfig, ModelConfig, project_root
 from natlink.errors import BlockingBudgetError, FingerprintMismatchError
 from natlink.commands import tokenise_delivery
-from natlink.tokens.tokenise import TokenManifest
+from natlink.tokens.manifest import TokenManifest
 
 # Obviously fake key, for tests only.
 FAKE_KEY_HEX = b"test-key-not-secret-linkrun-0000".hex()

@@ -1,5 +1,5 @@
-"""Keyed hashing: RFC 4231 vectors, golden tokens, normalisation, fuzzy variants, Bloom filters,
-disjointness across fields and projects, re-keying, and the NHS-number dictionary attack."""
+"""Keyed encodings: golden tokens, normalisation, fuzzy variants, Bloom filters, disjointness
+across fields and projects, the NHS-number dictionary attack, and identical tokens on both HMAC paths."""
 
 from __future__ import annotations
 
@@ -9,36 +9,15 @@ import unicodedata
 
 import pytest
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
-from natlink.tokens import encode
-from natlink.errors import SchemaError
+from natlink.errors import EncodingSpecError, SchemaError
+from natlink.tokens import encode, hmac_sha256
 from natlink.tokens.keys import KeyMaterial
-
-# RFC 4231 section 4, test cases 1-7 (case 5 is truncated to 128 bits in the RFC).
-RFC4231 = [
-    (b"\x0b" * 20, b"Hi There", "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),
-    (b"Jefe", b"what do ya want for nothing?", "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"),
-    (b"\xaa" * 20, b"\xdd" * 50, "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe"),
-    (bytes(range(1, 26)), b"\xcd" * 50, "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b"),
-    (b"\x0c" * 20, b"Test With Truncation", "a3b6167473100ee06e0c796c2955552b"),
-    (b"\xaa" * 131, b"Test Using Larger Than Block-Size Key - Hash Key First",
-     "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"),
-    (b"\xaa" * 131,
-     b"This is a test using a larger than block-size key and a larger than block-size data. "
-     b"The key needs to be hashed before being used by the HMAC algorithm.",
-     "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2"),
-]
 
 # Obviously fake test keys: never use outside tests.
 TEST_KEY = KeyMaterial("test:not-secret", b"test-key-not-secret-" + b"0" * 12)
 GOLDEN_KEY = KeyMaterial("test:not-secret-golden", b"test-key-not-secret-golden-00000")
 OTHER_KEY = KeyMaterial("test:not-secret-other", b"test-key-not-secret-other-000000")
-
-IDENTITY_SCHEMA = (
-    "dataset string, record_id string, nhs_number string, given_name string, family_name string, "
-    "date_of_birth string, sex string, postcode string"
-)
 
 # Golden tokens of one fixed record under GOLDEN_KEY (token schema natlink.tokens/2). They pin
 # token stability across versions: if one changes, every stored token table would stop linking
@@ -81,11 +60,6 @@ GOLDEN_BF_FAMILY_NAME = [
 ]
 
 
-def identities(spark, rows):
-    df = spark.createDataFrame(rows, IDENTITY_SCHEMA)
-    return df.withColumn("date_of_birth", F.to_date("date_of_birth"))
-
-
 def py_hmac(key: KeyMaterial, purpose: str, message: bytes) -> str:
     return hmac.new(key.subkey(purpose), message, hashlib.sha256).hexdigest()
 
@@ -109,16 +83,6 @@ def dice(a, b) -> float:
     return 2 * len(set(a) & set(b)) / (len(a) + len(b))
 
 
-def test_rfc4231_vectors_native_spark(spark):
-    schema = T.StructType([T.StructField(n, T.BinaryType()) for n in ("msg", "ipad", "opad")])
-    rows = [(bytearray(msg), *map(bytearray, encode._pads(key))) for key, msg, _ in RFC4231]
-    df = spark.createDataFrame(rows, schema)
-    got = [r[0] for r in df.select(encode.hmac_sha256_hex(F.col("msg"), F.col("ipad"), F.col("opad"))).collect()]
-    assert len(got) == 7
-    for (_, _, expected), actual in zip(RFC4231, got):
-        assert actual.startswith(expected)
-
-
 def test_tokens_equal_python_hmac_and_null_stays_null(spark):
     df = spark.createDataFrame([("ALICE",), (None,), ("",)], "given_name string")
     spec = (encode.TokenSpec("given_name", "field:given_name", lambda: F.col("given_name")),)
@@ -139,13 +103,13 @@ def test_fields_get_disjoint_tokens_and_no_key_in_plan(spark):
     assert a != b
     plan = out._jdf.queryExecution().toString().lower()
     for purpose in ("field:given_name", "field:family_name"):
-        inner, outer = encode._pads(TEST_KEY.subkey(purpose))
+        inner, outer = hmac_sha256.hmac_pads(TEST_KEY.subkey(purpose))
         assert inner.hex() not in plan and outer.hex() not in plan
         assert TEST_KEY.subkey(purpose).hex() not in plan
 
 
-def test_golden_tokens_and_bloom_filters(spark):
-    row = encode.tokenise(identities(spark, [GOLDEN_RECORD]), GOLDEN_KEY, keep=[]).first().asDict()
+def test_golden_tokens_and_bloom_filters(spark, identities):
+    row = encode.tokenise(identities([GOLDEN_RECORD]), GOLDEN_KEY, keep=[]).first().asDict()
     assert {k: v for k, v in row.items() if k.startswith("tk_")} == GOLDEN_TOKENS
     assert row["bf_given_name"] == GOLDEN_BF_GIVEN_NAME
     assert row["bf_family_name"] == GOLDEN_BF_FAMILY_NAME
@@ -174,14 +138,14 @@ def test_golden_tokens_and_bloom_filters(spark):
     assert GOLDEN_BF_FAMILY_NAME == py_bloom(GOLDEN_KEY, family, "O'BRIEN-SMITH", b"golden\x1fR1")
 
 
-def test_nfc_nfd_case_and_spacing_give_one_token(spark):
+def test_nfc_nfd_case_and_spacing_give_one_token(spark, identities):
     nfc = unicodedata.normalize("NFC", "Zoë Ångström")
     nfd = unicodedata.normalize("NFD", "Zoë Ångström")
     assert nfc != nfd
     spellings = [nfc, nfd, "  zoë\u00a0 ångström ", nfd.upper(), "ZOË\tÅNGSTRÖM"]
     rows = [("t", str(i), None, s, s, None, None, None) for i, s in enumerate(spellings)]
     flat = (encode.BloomSpec("given_name", "given_name", flips=0),)
-    out = encode.tokenise(identities(spark, rows), TEST_KEY, keep=[], blooms=flat).collect()
+    out = encode.tokenise(identities(rows), TEST_KEY, keep=[], blooms=flat).collect()
     assert len({r["tk_given_name"] for r in out}) == 1
     assert len({tuple(r["bf_given_name"]) for r in out}) == 1
     expected = py_hmac(TEST_KEY, "field:given_name", unicodedata.normalize("NFC", "ZOË ÅNGSTRÖM").encode())
@@ -190,26 +154,12 @@ def test_nfc_nfd_case_and_spacing_give_one_token(spark):
     assert out[0]["tk_given_soundex"] == py_hmac(TEST_KEY, "field:given_soundex", b"Z523")
 
 
-def test_phonetic_codes(spark):
-    names = ["KATHERINE", "CATHERINE", "PHILIP", "FILIP", "MACDONALD", "MCDONALD", "KNIGHT", "NIGHT", "SMITH", "SMYTHE"]
-    df = spark.createDataFrame([(n,) for n in names], "n string")
-    got = dict(df.select("n", encode.nysiis(F.col("n")), encode.soundex(F.col("n"))).rdd.map(lambda r: (r[0], (r[1], r[2]))).collect())
-    # Expected NYSIIS-like codes derived by hand from the rules in encode.nysiis.
-    assert got["KATHERINE"][0] == got["CATHERINE"][0] == "CATARAN"
-    assert got["PHILIP"][0] == got["FILIP"][0] == "FALAP"
-    assert got["MACDONALD"][0] == got["MCDONALD"][0] == "MCDANALD"
-    assert got["KNIGHT"][0] == got["NIGHT"][0] == "NAGT"
-    assert got["SMITH"][0] == "SNAT"
-    # Soundex (Spark's built-in): SMITH and SMYTHE share S530.
-    assert got["SMITH"][1] == got["SMYTHE"][1] == "S530"
-
-
-def test_fuzzy_variants_agree_where_typos_break_exact_tokens(spark):
+def test_fuzzy_variants_agree_where_typos_break_exact_tokens(spark, identities):
     rows = [
         ("t", "a", "9990000018", "JOHN", "SMITH", "1980-03-07", "M", "SW1A 1AA"),
         ("t", "b", "9990000026", "JON", "SMYTH", "1980-07-03", "M", "sw1a1ab"),  # typos, swapped d/m, next door
     ]
-    a, b = encode.tokenise(identities(spark, rows), TEST_KEY, keep=["record_id"]).orderBy("record_id").collect()
+    a, b = encode.tokenise(identities(rows), TEST_KEY, keep=["record_id"]).orderBy("record_id").collect()
     assert a["tk_dob_swapped"] == b["tk_dob"] and b["tk_dob_swapped"] == a["tk_dob"]
     assert a["tk_dob"] != b["tk_dob"] and a["tk_dob_year"] == b["tk_dob_year"]
     assert (a["tk_dob_month"], a["tk_dob_day"]) != (b["tk_dob_month"], b["tk_dob_day"])
@@ -220,10 +170,10 @@ def test_fuzzy_variants_agree_where_typos_break_exact_tokens(spark):
     assert 0.5 < dice(a["bf_family_name"], b["bf_family_name"]) < 0.9
 
 
-def test_different_fields_give_disjoint_tokens(spark):
+def test_different_fields_give_disjoint_tokens(spark, identities):
     values = ["SMITH", "JONES", "A", "S530", "1980", "3", "F", "SW1A", "SW1A 1", "SW1A 1AA", "9990000018"]
     rows = [("t", str(i), v, v, v, None, v, v) for i, v in enumerate(values)]
-    out = encode.tokenise(identities(spark, rows), TEST_KEY, keep=[], blooms=())
+    out = encode.tokenise(identities(rows), TEST_KEY, keep=[], blooms=())
     columns = [c for c in out.columns if c.startswith("tk_")]
     collected = out.collect()
     seen: dict[str, set] = {c: {r[c] for r in collected if r[c] is not None} for c in columns}
@@ -235,9 +185,9 @@ def test_different_fields_give_disjoint_tokens(spark):
                 assert not (seen[a] & seen[b]), (a, b)
 
 
-def test_projects_and_keys_give_disjoint_tokens(spark):
+def test_projects_and_keys_give_disjoint_tokens(spark, identities):
     rows = [("t", str(i), f"99900000{i:02d}", n, n, "1980-01-02", "F", "B1 1AA") for i, n in enumerate(["ANN", "BOB", "CAT"])]
-    df = identities(spark, rows)
+    df = identities(rows)
 
     def tokens(**kw):
         out = encode.tokenise(df, kw.pop("key", TEST_KEY), keep=[], blooms=(), **kw)
@@ -248,39 +198,14 @@ def test_projects_and_keys_give_disjoint_tokens(spark):
     assert not (plain & a) and not (a & b) and not (plain & b) and not (plain & other)
 
 
-def test_rekey_is_disjoint_across_projects_and_keeps_equality_within(spark):
-    rows = [
-        ("t", "r1", "9990000018", "ANN", "LEE", "1980-03-07", "F", "B1 1AA"),
-        ("t", "r2", "9990000018", "ANN", "LEE", "1980-07-03", "F", "B1 1AA"),
-    ]
-    tokens = encode.tokenise(identities(spark, rows), TEST_KEY, keep=["record_id"]).cache()
-    purposes = encode.column_purposes()
-    a = encode.rekey(tokens, purposes, OTHER_KEY, project="alpha").orderBy("record_id").collect()
-    b = encode.rekey(tokens, purposes, OTHER_KEY, project="beta").orderBy("record_id").collect()
-    assert "bf_given_name" not in a[0].asDict()  # Bloom filters never go into project extracts
-    values = lambda rows: {v for r in rows for v in r.asDict().values() if v is not None}  # noqa: E731
-    source = {v for r in tokens.collect() for k, v in r.asDict().items() if k.startswith("tk_") or k == "record_id"}
-    assert not (values(a) & values(b)) and not (values(a) & source)
-    assert {r["record_id"] for r in a} & {"r1", "r2"} == set()
-    # Equality survives within one project, including across columns of one purpose (swapped dob).
-    assert a[0]["tk_nhs_number"] == a[1]["tk_nhs_number"]
-    assert a[0]["tk_dob_swapped"] == a[1]["tk_dob"]
-    row = tokens.orderBy("record_id").first()
-    expected = hmac.new(
-        OTHER_KEY.subkey("rekey:alpha/field:nhs_number"), bytes.fromhex(row["tk_nhs_number"]), hashlib.sha256
-    ).hexdigest()
-    assert sorted(a, key=lambda r: r["tk_nhs_number"])[0]["tk_nhs_number"] == expected
-    tokens.unpersist()
-
-
-def test_bloom_filters_dice_is_key_dependent_and_hardened(spark):
+def test_bloom_filters_dice_is_key_dependent_and_hardened(spark, identities):
     rows = [
         ("t", "1", None, "CHRISTOPHER", None, None, None, None),
         ("t", "2", None, "CHRISTOPHER", None, None, None, None),
         ("t", "3", None, "KRISTOPHER", None, None, None, None),
         ("t", "4", None, "WU", None, None, None, None),
     ]
-    df = identities(spark, rows)
+    df = identities(rows)
     hardened = (encode.BloomSpec("given_name", "given_name"),)
     flat = (encode.BloomSpec("given_name", "given_name", flips=0),)
     h = [r[0] for r in encode.tokenise(df, TEST_KEY, keep=[], specs=(), blooms=hardened).collect()]
@@ -346,179 +271,49 @@ def test_dictionary_of_the_whole_nhs_test_range_matches_no_token(spark):
     spaced = F.concat_ws(" ", F.substring("nhs_number", 1, 3), F.substring("nhs_number", 4, 3), F.substring("nhs_number", 7, 4))
     guessable = [b"", b"\x00" * 32, b"natlink", b"secret", b"field:nhs_number"]
     pads = spark.createDataFrame(
-        [(bytearray(i), bytearray(o)) for i, o in (encode._pads(k) for k in guessable)], "i binary, o binary"
+        [(bytearray(i), bytearray(o)) for i, o in (hmac_sha256.hmac_pads(k) for k in guessable)], "i binary, o binary"
     )
-    keyed = numbers.crossJoin(F.broadcast(pads)).select(encode.hmac_sha256_hex(m, F.col("i"), F.col("o")).alias("h"))
+    keyed = numbers.crossJoin(F.broadcast(pads)).select(hmac_sha256.hmac_sha256_hex(m, F.col("i"), F.col("o")).alias("h"))
     plain = numbers.select(F.explode(F.array(F.sha2(m, 256), F.sha2(spaced.cast("binary"), 256))).alias("h"))
     dictionary = plain.unionByName(keyed)
     targets = tokens.select(F.col("tk_nhs_number").alias("h"))
     assert dictionary.join(targets, on="h", how="inner").count() == 0
 
     # Control: the same dictionary under the real subkey finds every token (so the join can hit).
-    real = spark.createDataFrame([tuple(map(bytearray, encode._pads(TEST_KEY.subkey("field:nhs_number"))))], "i binary, o binary")
-    with_key = numbers.crossJoin(F.broadcast(real)).select(encode.hmac_sha256_hex(m, F.col("i"), F.col("o")).alias("h"))
+    real = spark.createDataFrame([tuple(map(bytearray, hmac_sha256.hmac_pads(TEST_KEY.subkey("field:nhs_number"))))], "i binary, o binary")
+    with_key = numbers.crossJoin(F.broadcast(real)).select(hmac_sha256.hmac_sha256_hex(m, F.col("i"), F.col("o")).alias("h"))
     assert with_key.join(targets, on="h", how="inner").count() == n_tokens
     tokens.unpersist()
     numbers.unpersist()
 
 
 # --------------------------------------------------------------------------------------------
-# The two HMAC implementations: natlink's JVM function (natlink-jvm.jar) and the native fallback
+# Both HMAC implementations (natlink.tokens.hmac_sha256) give the same tokens
 
-HMAC_INPUTS = [
-    *[(key, msg) for key, msg, _ in RFC4231],
-    (b"\x0b" * 20, None),  # NULL message -> NULL
-    (TEST_KEY.subkey("field:given_name"), b""),  # empty message: a value, hashed
-    (TEST_KEY.subkey("field:given_name"), "Zoë Ångström 山田 😀".encode("utf-8")),  # non-ASCII
-    (TEST_KEY.subkey("field:given_name"), bytes(range(256)) * 3),  # every byte value, several blocks
-    (b"", b"x" * 55),  # empty key; 55/56/64 bytes sit at SHA-256 padding boundaries
-    (b"k", b"x" * 56),
-    (b"k", b"x" * 64),
-]
-
-
-def _hmac_frame(spark, inputs=HMAC_INPUTS):
-    schema = T.StructType([T.StructField(n, T.BinaryType()) for n in ("msg", "ipad", "opad")])
-    rows = [(None if msg is None else bytearray(msg), *map(bytearray, encode._pads(key))) for key, msg in inputs]
-    return spark.createDataFrame(rows, schema)
-
-
-def _hmac_with(impl: str, df, message=None):
-    with encode.hmac_implementation(impl):
-        col = encode.hmac_sha256_hex(F.col("msg") if message is None else message, F.col("ipad"), F.col("opad"))
-        return df.select(col.alias("h"))
-
-
-def _plan(df) -> str:
-    return df._jdf.queryExecution().toString().lower()
-
-
-def test_jvm_hmac_is_used_when_the_jar_is_present(spark):
-    from natlink.spark.session import natlink_jar
-
-    jar = natlink_jar()
-    if jar is None:
-        pytest.skip("natlink-jvm.jar is not built (make setup / python deploy/build_jvm.py); fallback tested below")
-    assert jar in spark.conf.get("spark.jars").split(",")
-    assert encode.hmac_uses_jvm()
-    plan = _plan(_hmac_with("auto", _hmac_frame(spark)))
-    assert encode.JVM_HMAC_NAME in plan and "sha2(" not in plan
-    native = _plan(_hmac_with("native", _hmac_frame(spark)))
-    assert encode.JVM_HMAC_NAME not in native and "sha2(" in native
-
-
-def test_jvm_and_native_hmac_agree_with_python_on_vectors_nulls_empty_and_non_ascii(spark):
-    if not encode.hmac_uses_jvm():
-        pytest.skip("natlink-jvm.jar is not loadable in this session")
-    df = _hmac_frame(spark)
-    jvm = [r.h for r in _hmac_with("jvm", df).collect()]
-    native = [r.h for r in _hmac_with("native", df).collect()]
-    expected = [None if msg is None else hmac.new(key, msg, hashlib.sha256).hexdigest() for key, msg in HMAC_INPUTS]
-    assert jvm == native == expected
-    for (_, _, rfc), got in zip(RFC4231, jvm):
-        assert got.startswith(rfc)
-    # String messages (cast to their UTF-8 bytes), NULL pads, and many rows over a few pad pairs
-    # (the JVM caches pad states per thread) agree as well.
-    words = spark.createDataFrame([("Zoë",), ("",), (None,), ("O'BRIEN",)], "w string")
-    keyed = words.crossJoin(_hmac_frame(spark, [(b"k1", b""), (b"k2", b"")]).drop("msg"))
-    with_null_pad = keyed.unionByName(words.select("w", F.lit(None).cast("binary").alias("ipad"), F.lit(b"\x5c" * 64).alias("opad")))
-    many = spark.range(1000).select(F.col("id").cast("string").alias("w")).crossJoin(
-        _hmac_frame(spark, [(bytes([k]) * 32, b"") for k in range(70)]).drop("msg"))
-    for frame in (with_null_pad, many):
-        got = {impl: _hmac_with(impl, frame, F.col("w")).select(F.sum(F.hash("h")), F.count("h")).first() for impl in ("jvm", "native")}
-        assert got["jvm"] == got["native"]
-    assert _hmac_with("jvm", with_null_pad, F.col("w")).where(F.col("h").isNull()).count() == 2 + 4  # NULL words; every word with a NULL pad
-
-
-def test_tokenise_is_identical_and_no_pad_is_in_the_plan_on_both_paths(spark):
-    impls = ["native"] + (["jvm"] if encode.hmac_uses_jvm() else [])
-    df = identities(spark, [GOLDEN_RECORD, ("golden", "R2", None, "Ann", "", None, None, None)])
+def test_tokenise_is_identical_and_no_pad_is_in_the_plan_on_both_paths(spark, identities):
+    impls = ["native"] + (["jvm"] if hmac_sha256.hmac_uses_jvm() else [])
+    df = identities([GOLDEN_RECORD, ("golden", "R2", None, "Ann", "", None, None, None)])
     results = {}
     for impl in impls:
-        with encode.hmac_implementation(impl):
-            out = encode.tokenise(df, GOLDEN_KEY, keep=["record_id"], project="p1")
+        out = encode.tokenise(df, GOLDEN_KEY, keep=["record_id"], project="p1", hmac_implementation=impl)
         results[impl] = sorted(out.collect())
         # Every explain mode, "formatted" included (the event log's physicalPlanDescription).
         modes = ("simple", "extended", "codegen", "cost", "formatted")
         explain = out.sparkSession._jvm.org.apache.spark.sql.execution.ExplainMode
-        plan = _plan(out) + "".join(out._jdf.queryExecution().explainString(explain.fromString(m)).lower() for m in modes)
-        assert (encode.JVM_HMAC_NAME in plan) == (impl == "jvm")
-        for purpose in encode._purposes_needed(encode.TOKEN_SPECS, encode.BLOOM_SPECS):
+        plan = out._jdf.queryExecution().toString().lower() + "".join(out._jdf.queryExecution().explainString(explain.fromString(m)).lower() for m in modes)
+        assert (hmac_sha256.JVM_HMAC_NAME in plan) == (impl == "jvm")
+        for purpose in encode.key_purposes(encode.TOKEN_SPECS, encode.BLOOM_SPECS):
             subkey = GOLDEN_KEY.subkey("project:p1/" + purpose)
-            for secret in (subkey, *encode._pads(subkey)):
+            for secret in (subkey, *hmac_sha256.hmac_pads(subkey)):
                 assert secret.hex() not in plan and secret.hex().upper() not in plan.upper()
     assert len(set(map(str, results.values()))) == 1
-    with encode.hmac_implementation(impls[-1]):
-        row = encode.tokenise(identities(spark, [GOLDEN_RECORD]), GOLDEN_KEY, keep=[]).first().asDict()
+    row = encode.tokenise(identities([GOLDEN_RECORD]), GOLDEN_KEY, keep=[], hmac_implementation=impls[-1]).first().asDict()
     assert {k: v for k, v in row.items() if k.startswith("tk_")} == GOLDEN_TOKENS
     assert row["bf_given_name"] == GOLDEN_BF_GIVEN_NAME and row["bf_family_name"] == GOLDEN_BF_FAMILY_NAME
 
 
-def test_hmac_falls_back_to_native_when_the_class_is_not_loadable(spark, monkeypatch, caplog):
-    monkeypatch.setattr(encode, "JVM_HMAC_CLASS", "natlink.NoSuchHmacClass")
-    monkeypatch.setattr(encode, "_jvm_hmac_cache", None)
-    monkeypatch.delenv("NATLINK_HMAC", raising=False)
-    df = _hmac_frame(spark)
-    with caplog.at_level("INFO", logger="natlink.tokens.encode"):
-        assert not encode.hmac_uses_jvm()
-        out = _hmac_with("auto", df)
-    lines = [r.getMessage() for r in caplog.records if r.name == "natlink.tokens.encode"]
-    assert len(lines) == 1 and "native sha2/concat" in lines[0] and "NoSuchHmacClass" in lines[0]
-    assert "sha2(" in _plan(out) and encode.JVM_HMAC_NAME not in _plan(out)
-    expected = [None if msg is None else hmac.new(key, msg, hashlib.sha256).hexdigest() for key, msg in HMAC_INPUTS]
-    assert [r.h for r in out.collect()] == expected
-    # Demanding the JVM function now is a named error that carries no key material.
-    with pytest.raises(RuntimeError, match="NATLINK_HMAC=jvm") as err:
-        _hmac_with("jvm", df)
-    for key, _ in HMAC_INPUTS:
-        for pad in encode._pads(key):
-            assert pad.hex() not in str(err.value)
-    monkeypatch.setenv("NATLINK_HMAC", "native")
-    assert not encode.hmac_uses_jvm()
-    monkeypatch.setenv("NATLINK_HMAC", "bogus")
-    with pytest.raises(ValueError, match="NATLINK_HMAC"):
-        encode.hmac_uses_jvm()
-
-
-def test_the_choice_is_logged_once_per_spark_context_without_secrets(spark, monkeypatch, caplog):
-    monkeypatch.setattr(encode, "_jvm_hmac_cache", None)
-    monkeypatch.delenv("NATLINK_HMAC", raising=False)
-    with caplog.at_level("DEBUG"):
-        for _ in range(3):
-            encode.tokenise(spark.createDataFrame([("SMITH",)], "v string"), TEST_KEY, keep=[],
-                            specs=(encode.TokenSpec("v", "field:given_name", lambda: F.col("v")),), blooms=())
-    lines = [r.getMessage() for r in caplog.records if r.name == "natlink.tokens.encode"]
-    assert len(lines) == 1 and lines[0].startswith("HMAC-SHA256: ")
-    text = caplog.text.lower()
-    for secret in (TEST_KEY.subkey("field:given_name"), *encode._pads(TEST_KEY.subkey("field:given_name"))):
-        assert secret.hex() not in text
-
-
-def test_pads_never_reach_a_py4j_debug_log(spark):
-    # key_frame hands the padded subkeys to the JVM through py4j, whose DEBUG lines echo every
-    # command: a root logger at DEBUG must not copy them into a log file.
-    import base64
-    import logging
-
-    records: list[str] = []
-
-    class Grab(logging.Handler):
-        def emit(self, record):
-            records.append(record.getMessage())
-
-    py4j = logging.getLogger("py4j")
-    handler, level = Grab(level=logging.DEBUG), py4j.level
-    py4j.addHandler(handler)
-    py4j.setLevel(logging.DEBUG)
-    try:
-        frame = encode.key_frame(spark, TEST_KEY, ["field:given_name"])
-        assert frame.count() == 1
-        assert logging.getLogger("py4j").getEffectiveLevel() >= logging.INFO
-    finally:
-        py4j.removeHandler(handler)
-        py4j.setLevel(level)
-    inner, outer = encode._pads(TEST_KEY.subkey("field:given_name"))
-    text = "\n".join(records)
-    for pad in (inner, outer):
-        for needle in (pad.hex(), base64.b64encode(pad).decode()[:40], base64.b64encode(pad[7:]).decode()[4:40]):
-            assert needle not in text
+def test_bloom_spec_out_of_range_is_a_named_error():
+    for bad in ({"bits": 1000}, {"bits": 32}, {"bits": 131072}, {"hashes": 0}, {"hashes": 17}, {"flips": 17}):
+        with pytest.raises(EncodingSpecError, match="Bloom filter given_name"):
+            encode.BloomSpec("given_name", "given_name", **bad)
+    assert encode.key_purposes((), (encode.BloomSpec("g", "given_name", flips=0),)) == ["bloom:g"]  # no noise subkey without flips

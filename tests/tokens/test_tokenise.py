@@ -12,7 +12,10 @@ from natlink.tokens import encode
 from natlink.errors import FingerprintMismatchError, NotTokenTableError, QuarantineReasonError
 from natlink.store import quarantine as Q
 from natlink.tokens.keys import KeyMaterial
-from natlink.tokens.tokenise import TokenManifest, read_token_tables, rekey_table, tokenise_dataset
+from natlink.tokens.manifest import TokenManifest
+from natlink.tokens.reader import read_token_tables
+from natlink.tokens.rekey import rekey_table
+from natlink.tokens.tokenise import tokenise_dataset
 
 # Obviously fake test keys: never use outside tests.
 KEY = KeyMaterial("test:not-secret-a", b"test-key-not-secret-tokenise-aaa")

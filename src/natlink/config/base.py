@@ -49,7 +49,7 @@ def load(path: str | Path, model: type[T], *, base_dir: str | Path | None = None
 
 def project_root() -> Path:
     """The checkout holding ``conf/`` (cwd first, then the package's source checkout)."""
-    for candidate in (Path.cwd(), Path(__file__).resolve().parents[2]):
+    for candidate in (Path.cwd(), Path(__file__).resolve().parents[3]):
         if (candidate / "conf").is_dir():
             return candidate
     return Path.cwd()

@@ -417,7 +417,8 @@ def run(
     ``truth_conditions``); without it only ``linked`` and ``unlinked`` are computed. ``out``:
     where to write ``prevalence`` (Delta) and ``summary.json``.
     """
-    from natlink.tokens.tokenise import as_manifest, read_token_tables
+    from natlink.tokens.manifest import as_manifest
+    from natlink.tokens.reader import read_token_tables
 
     cfg = cfg or CaseStudyConfig()
     items = [as_manifest(m) for m in manifests]

@@ -152,7 +152,7 @@ def get_spark(
 def quiet_py4j() -> None:
     """Cap py4j's loggers at INFO: at DEBUG they echo every command and answer crossing the
     Python-JVM bridge, which includes data (file heads read for schema checks, collected rows).
-    A root logger at DEBUG would otherwise copy identifiers (and, from :func:`natlink.tokens.encode.key_frame`,
+    A root logger at DEBUG would otherwise copy identifiers (and, from :func:`natlink.tokens.hmac_sha256.key_frame`,
     padded subkeys) into log files. Called by :func:`get_spark` and before secrets cross the bridge."""
     for name in ("py4j", "py4j.clientserver", "py4j.java_gateway"):
         logger = logging.getLogger(name)

@@ -1,22 +1,30 @@
 """The linkage centre's one way in: token tables read through their manifests, refused when unsafe.
 
-:func:`load_tokens` is what train, link, evaluate and discover call. It refuses (named errors,
-before any linkage work) anything that is not a natlink token table with a valid manifest, inputs
-made under different keys, and plaintext identifier columns.
+:func:`load_tokens` is what train, link, evaluate and discover call; :func:`read_token_tables`
+is the guarded union beneath it. They accept only token tables with manifests, and refuse
+(:class:`~natlink.errors.FingerprintMismatchError`) inputs made under different keys or projects,
+and (:class:`~natlink.errors.NotTokenTableError`) anything that is not a token table: plaintext
+identifier columns, undeclared columns, values that are not tokens, row counts that differ from
+the manifest. Named errors, before any linkage work.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from natlink import columns as C
-from natlink.errors import InputDataError
-from natlink.tokens.tokenise import TokenManifest, as_manifest, read_token_tables
+from natlink.errors import FingerprintMismatchError, InputDataError, NotTokenTableError
+from natlink.store import delta
+from natlink.tokens.manifest import TokenManifest, as_manifest
 
-__all__ = ["as_manifests", "load_tokens", "with_unique_id"]
+__all__ = ["as_manifests", "load_tokens", "read_token_tables", "with_unique_id"]
+
+_TOKEN_PATTERN = "^[0-9a-f]{64}$"
+_VALUE_CHECK_ROWS = 10_000
 
 
 def as_manifests(manifests: Sequence[Any]) -> list[TokenManifest]:
@@ -33,7 +41,7 @@ def load_tokens(spark, manifests: Sequence[Any]) -> tuple[DataFrame, str]:
     """Union of token tables (manifests, paths or mappings) with Splink's unique id, and their key fingerprint.
 
     Refused unless every input is a token table with a valid manifest and all were made under
-    one key (:func:`natlink.tokens.tokenise.read_token_tables`).
+    one key (:func:`read_token_tables`).
     """
     items = as_manifests(manifests)
     union = read_token_tables(spark, items)
@@ -41,3 +49,83 @@ def load_tokens(spark, manifests: Sequence[Any]) -> tuple[DataFrame, str]:
     if plain:
         raise InputDataError(f"inputs hold plaintext identifier columns {plain}; link takes token tables only")
     return with_unique_id(union), items[0].key_fingerprint
+
+
+def _check_columns(m: TokenManifest, df: DataFrame) -> None:
+    where = f"token table {m.table_path} (dataset {m.dataset!r})"
+    present = list(df.columns)
+    plaintext = sorted(set(present) & set(C.IDENTIFIERS))
+    if plaintext:
+        raise NotTokenTableError(f"{where}: carries plaintext identifier columns {plaintext}; refused")
+    declared = {*m.keep, *m.token_purposes, *m.blooms}
+    undeclared = sorted(set(present) - declared)
+    if undeclared:
+        raise NotTokenTableError(f"{where}: columns {undeclared} are not declared in its manifest; refused")
+    absent = sorted(declared - set(present))
+    if absent:
+        raise NotTokenTableError(f"{where}: columns {absent} declared in its manifest are missing")
+    types = dict(df.dtypes)
+    wrong = sorted(c for c in m.token_purposes if types[c] != "string") + sorted(
+        c for c in m.blooms if types[c] != "array<int>"
+    )
+    if wrong:
+        raise NotTokenTableError(f"{where}: columns {wrong} have the wrong type for tokens / Bloom filters")
+
+
+def _check_values(m: TokenManifest, df: DataFrame) -> None:
+    """On a bounded sample: every token is 64 lowercase hex digits (plaintext is not)."""
+    tokens = list(m.token_purposes)
+    if not tokens:
+        return
+    bad = F.lit(0)
+    for c in tokens:
+        bad = bad + F.when(F.col(c).isNotNull() & ~F.col(c).rlike(_TOKEN_PATTERN), 1).otherwise(0)
+    row = df.limit(_VALUE_CHECK_ROWS).agg(F.sum(bad).alias("bad")).first()
+    if row["bad"]:
+        raise NotTokenTableError(
+            f"token table {m.table_path} (dataset {m.dataset!r}): {row['bad']} values in token columns are not "
+            "64-hex-digit tokens in the first rows checked; refused"
+        )
+
+
+def read_token_tables(
+    spark,
+    manifests: Iterable[TokenManifest | Mapping[str, Any] | str | Path],
+    *,
+    expected_fingerprint: str | None = None,
+) -> DataFrame:
+    """Union of token tables, refusing mixed keys/projects and anything that is not a token table."""
+    items = [as_manifest(m) for m in manifests]
+    if not items:
+        raise NotTokenTableError("read_token_tables: no token tables given")
+    keys = {(m.key_fingerprint, m.project) for m in items}
+    if len(keys) > 1 or (expected_fingerprint is not None and items[0].key_fingerprint != expected_fingerprint):
+        described = ", ".join(f"{m.dataset}: {m.key_fingerprint}" + (f" (project {m.project})" if m.project else "") for m in items)
+        expected = f"; expected {expected_fingerprint}" if expected_fingerprint else ""
+        raise FingerprintMismatchError(f"token tables were made under different keys or projects: {described}{expected}")
+    names = [m.dataset for m in items]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise NotTokenTableError(f"datasets {repeated} are given more than once")
+    purposes: dict[str, str] = {}
+    for m in items:
+        for column, purpose in m.token_purposes.items():
+            if purposes.setdefault(column, purpose) != purpose:
+                raise NotTokenTableError(f"column {column} has different key purposes across manifests ({m.dataset})")
+    frames = []
+    for m in items:
+        if not delta.exists(m.table_path):
+            raise NotTokenTableError(f"token table {m.table_path} (dataset {m.dataset!r}) is not a Delta table")
+        counted = delta.row_count(m.table_path)
+        if counted != m.rows:
+            raise NotTokenTableError(
+                f"token table {m.table_path}: {counted} rows, but its manifest records {m.rows}; refused"
+            )
+        df = delta.read(spark, str(m.table_path))
+        _check_columns(m, df)
+        _check_values(m, df)
+        frames.append(df)
+    union = frames[0]
+    for frame in frames[1:]:
+        union = union.unionByName(frame, allowMissingColumns=True)
+    return union

@@ -1,4 +1,4 @@
-"""Federated tokenisation: the provider job, the manifest, and the central side's guarded reader.
+"""Tokenisation at a data provider: a standardised frame becomes a token table and its manifest.
 
 At a data provider (``natlink tokenise`` / ``jobs/tokenise.py``): a standardised frame becomes a
 Delta token table (record id, region, event fields, ``tk_*`` tokens, ``bf_*`` Bloom filters) plus
@@ -7,24 +7,22 @@ quarantined by reason), the key id and public fingerprint, the columns and their
 and the natlink version. Rows that cannot be tokenised usefully are quarantined with a reason
 (never dropped): rows in = rows out + rows quarantined, checked in code.
 
-At the linkage centre: :func:`read_token_tables` accepts only token tables with manifests, and
-refuses (:class:`~natlink.errors.FingerprintMismatchError`) inputs made under different keys or
-projects, and (:class:`~natlink.errors.NotTokenTableError`) anything that is not a token table:
-plaintext identifier columns, undeclared columns, values that are not tokens, row counts that
-differ from the manifest.
+Every function here takes ``hmac_implementation`` ("auto", "jvm" or "native") and passes it
+down to :func:`natlink.tokens.encode.tokenise`; None means the ``NATLINK_HMAC`` environment
+variable, else "auto" (:func:`natlink.tokens.hmac_sha256.choose_hmac_implementation`).
+:func:`natlink.commands.tokenise` decides it once, at the outermost call.
 
-Project re-keying (``natlink rekey``): :func:`rekey_table` turns a token table into a project
-extract whose tokens and record ids are project-specific pseudonyms (see :func:`natlink.tokens.encode.rekey`).
+The encodings themselves are :mod:`natlink.tokens.encode`; the manifest is
+:mod:`natlink.tokens.manifest`; the linkage centre reads token tables through
+:mod:`natlink.tokens.reader`, and re-keys them for projects with :mod:`natlink.tokens.rekey`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -33,147 +31,22 @@ from natlink import columns as C
 from natlink.store import delta
 from natlink.store import quarantine as Q
 from natlink.tokens import encode
-from natlink.errors import FingerprintMismatchError, NotTokenTableError, ReconciliationError, SchemaError
+from natlink.errors import ReconciliationError, SchemaError
+from natlink.tokens.hmac_sha256 import choose_hmac_implementation
 from natlink.tokens.keys import KeyMaterial
+from natlink.tokens.manifest import MANIFEST_KIND, MANIFEST_VERSION, TokenManifest, manifest_path
 
 __all__ = [
-    "MANIFEST_KIND",
-    "TokenManifest",
-    "manifest_path",
-    "read_token_tables",
-    "rekey_table",
+    "tokenise_configured",
     "tokenise_dataset",
     "tokenise_frame",
 ]
 
 log = logging.getLogger(__name__)
 
-MANIFEST_KIND = "natlink-token-table"
-MANIFEST_VERSION = 1
-SUPPORTED_SCHEMAS = frozenset({encode.SCHEMA_VERSION})
 BOOKKEEPING = (C.DATASET, C.RECORD_ID, C.REGION)
 QUARANTINE_REASONS = Q.STAGE_REASONS[Q.TOKENISE]
 _REASON = "__natlink_reason"
-_TOKEN_PATTERN = "^[0-9a-f]{64}$"
-_VALUE_CHECK_ROWS = 10_000
-
-
-# --------------------------------------------------------------------------------------------
-# Manifest
-
-
-@dataclass(frozen=True)
-class TokenManifest:
-    """A token table's manifest; ``path`` is the manifest file (None for an unsaved one)."""
-
-    data: Mapping[str, Any]
-    path: Path | None = None
-
-    @property
-    def dataset(self) -> str:
-        return self.data["dataset"]
-
-    @property
-    def key_fingerprint(self) -> str:
-        return self.data["key_fingerprint"]
-
-    @property
-    def project(self) -> str | None:
-        return self.data.get("project")
-
-    @property
-    def rows(self) -> int:
-        return int(self.data["rows"])
-
-    @property
-    def token_purposes(self) -> dict[str, str]:
-        return dict(self.data["columns"]["tokens"])
-
-    @property
-    def blooms(self) -> dict[str, Any]:
-        return dict(self.data["columns"].get("blooms", {}))
-
-    @property
-    def keep(self) -> list[str]:
-        return list(self.data["columns"]["keep"])
-
-    @property
-    def table_path(self) -> Path:
-        table = Path(self.data["table"])
-        if table.is_absolute() or self.path is None:
-            return table
-        return (self.path.parent / table).resolve()
-
-    def __getitem__(self, item: str) -> Any:  # dict-like access for callers that used dicts
-        if item == "table":
-            return str(self.table_path)
-        return self.data[item]
-
-    def get(self, item: str, default: Any = None) -> Any:
-        try:
-            return self[item]
-        except KeyError:
-            return default
-
-    def save(self, path: str | Path) -> "TokenManifest":
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(dict(self.data), indent=2, sort_keys=True), encoding="utf-8")
-        tmp.replace(path)  # atomic: a reader never sees half a manifest
-        return TokenManifest(self.data, path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "TokenManifest":
-        path = Path(path)
-        if not path.is_file():
-            raise NotTokenTableError(f"{path}: no token-table manifest there")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise NotTokenTableError(f"{path}: manifest is not valid JSON") from None
-        manifest = cls(data, path)
-        manifest.validate()
-        return manifest
-
-    def validate(self) -> None:
-        where = str(self.path) if self.path else f"manifest of {self.data.get('dataset', '?')!r}"
-        if not isinstance(self.data, Mapping) or self.data.get("kind") != MANIFEST_KIND:
-            raise NotTokenTableError(f"{where}: not a natlink token-table manifest (kind != {MANIFEST_KIND!r})")
-        missing = [k for k in ("dataset", "schema_version", "key_fingerprint", "rows", "table", "columns") if k not in self.data]
-        if missing:
-            raise NotTokenTableError(f"{where}: manifest lacks {missing}")
-        if self.data["schema_version"] not in SUPPORTED_SCHEMAS:
-            raise NotTokenTableError(
-                f"{where}: token schema {self.data['schema_version']!r} is not one this natlink reads "
-                f"({sorted(SUPPORTED_SCHEMAS)}); re-tokenise with this version"
-            )
-
-
-def manifest_path(out_dir: str | Path, dataset: str) -> Path:
-    return Path(out_dir) / f"{dataset}.manifest.json"
-
-
-def as_manifest(item: TokenManifest | Mapping[str, Any] | str | Path) -> TokenManifest:
-    """A validated manifest from a manifest object, a mapping, a manifest path or a table folder."""
-    return _as_manifest(item)
-
-
-def _as_manifest(item: TokenManifest | Mapping[str, Any] | str | Path) -> TokenManifest:
-    if isinstance(item, TokenManifest):
-        item.validate()
-        return item
-    if isinstance(item, Mapping):
-        manifest = TokenManifest(dict(item), None)
-        manifest.validate()
-        return manifest
-    path = Path(item)
-    if path.is_dir():
-        sibling = path.with_name(path.name + ".manifest.json")
-        if not sibling.is_file():
-            raise NotTokenTableError(f"{path}: a table without a manifest ({sibling.name}) is not accepted")
-        path = sibling
-    return TokenManifest.load(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,16 +93,18 @@ def tokenise_frame(
     specs: Sequence[encode.TokenSpec] = encode.TOKEN_SPECS,
     blooms: Sequence[encode.BloomSpec] = encode.BLOOM_SPECS,
     project: str | None = None,
+    hmac_implementation: str | None = None,
 ) -> tuple[DataFrame, DataFrame, DataFrame]:
     """(tokens, quarantine rows, reason counts) of a standardised frame; lazy, no Spark job."""
     missing = [c for c in BOOKKEEPING if c not in clean.columns]
     if missing:
         raise SchemaError(f"tokenise: the standardised frame lacks {missing}; present: {sorted(clean.columns)}")
     keep = [*BOOKKEEPING, *event_columns]
-    encode.check_input(clean, keep, specs, blooms)
+    encode.check_standardised_input(clean, keep, specs, blooms)
     marked = _mark(clean)
     tokens = encode.tokenise(
-        marked.where(F.col(_REASON).isNull()), key, keep=keep, specs=specs, blooms=blooms, project=project
+        marked.where(F.col(_REASON).isNull()), key, keep=keep, specs=specs, blooms=blooms, project=project,
+        hmac_implementation=hmac_implementation,
     )
     quarantine = marked.where(F.col(_REASON).isNotNull()).select(
         C.DATASET, C.RECORD_ID, F.col(_REASON).alias(C.REASON), F.lit(Q.TOKENISE).alias(C.STAGE)
@@ -249,6 +124,7 @@ def tokenise_dataset(
     upstream_quarantine: Mapping[str, int] | None = None,
     specs: Sequence[encode.TokenSpec] = encode.TOKEN_SPECS,
     blooms: Sequence[encode.BloomSpec] = encode.BLOOM_SPECS,
+    hmac_implementation: str | None = None,
     project: str | None = None,
     run_id: str | None = None,
     quarantine_table: str | Path | None = None,
@@ -267,7 +143,8 @@ def tokenise_dataset(
     run_id = run_id or new_run_id()
     onboarding_quarantined = Q.check_counts(upstream_quarantine or {}, Q.ONBOARDING)
     tokens, quarantine, counts = tokenise_frame(
-        clean, key, event_columns=event_columns, specs=specs, blooms=blooms, project=project
+        clean, key, event_columns=event_columns, specs=specs, blooms=blooms, project=project,
+        hmac_implementation=hmac_implementation,
     )
     by_reason = {r[C.REASON]: int(r["rows"]) for r in counts.collect()}
     rows_in = sum(by_reason.values())
@@ -331,6 +208,7 @@ def tokenise_configured(
     project: str | None = None,
     run_id: str | None = None,
     quarantine_table: str | Path | None = None,
+    hmac_implementation: str | None = None,
 ) -> TokenManifest:
     """Onboard and tokenise one configured dataset (``conf/datasets/NAME.yaml``).
 
@@ -360,6 +238,7 @@ def tokenise_configured(
             out_dir=out_dir,
             event_columns=ds.kept_columns(),
             upstream_quarantine={r: n for r, n in counts.quarantine_reasons.items() if n},
+            hmac_implementation=hmac_implementation,
             project=project,
             run_id=run_id,
             quarantine_table=table,
@@ -377,158 +256,4 @@ def tokenise_configured(
 
 
 # --------------------------------------------------------------------------------------------
-# Central side
-
-
-def _check_columns(m: TokenManifest, df: DataFrame) -> None:
-    where = f"token table {m.table_path} (dataset {m.dataset!r})"
-    present = list(df.columns)
-    plaintext = sorted(set(present) & set(C.IDENTIFIERS))
-    if plaintext:
-        raise NotTokenTableError(f"{where}: carries plaintext identifier columns {plaintext}; refused")
-    declared = {*m.keep, *m.token_purposes, *m.blooms}
-    undeclared = sorted(set(present) - declared)
-    if undeclared:
-        raise NotTokenTableError(f"{where}: columns {undeclared} are not declared in its manifest; refused")
-    absent = sorted(declared - set(present))
-    if absent:
-        raise NotTokenTableError(f"{where}: columns {absent} declared in its manifest are missing")
-    types = dict(df.dtypes)
-    wrong = sorted(c for c in m.token_purposes if types[c] != "string") + sorted(
-        c for c in m.blooms if types[c] != "array<int>"
-    )
-    if wrong:
-        raise NotTokenTableError(f"{where}: columns {wrong} have the wrong type for tokens / Bloom filters")
-
-
-def _check_values(m: TokenManifest, df: DataFrame) -> None:
-    """On a bounded sample: every token is 64 lowercase hex digits (plaintext is not)."""
-    tokens = list(m.token_purposes)
-    if not tokens:
-        return
-    bad = F.lit(0)
-    for c in tokens:
-        bad = bad + F.when(F.col(c).isNotNull() & ~F.col(c).rlike(_TOKEN_PATTERN), 1).otherwise(0)
-    row = df.limit(_VALUE_CHECK_ROWS).agg(F.sum(bad).alias("bad")).first()
-    if row["bad"]:
-        raise NotTokenTableError(
-            f"token table {m.table_path} (dataset {m.dataset!r}): {row['bad']} values in token columns are not "
-            "64-hex-digit tokens in the first rows checked; refused"
-        )
-
-
-def read_token_tables(
-    spark,
-    manifests: Iterable[TokenManifest | Mapping[str, Any] | str | Path],
-    *,
-    expected_fingerprint: str | None = None,
-) -> DataFrame:
-    """Union of token tables, refusing mixed keys/projects and anything that is not a token table."""
-    items = [_as_manifest(m) for m in manifests]
-    if not items:
-        raise NotTokenTableError("read_token_tables: no token tables given")
-    keys = {(m.key_fingerprint, m.project) for m in items}
-    if len(keys) > 1 or (expected_fingerprint is not None and items[0].key_fingerprint != expected_fingerprint):
-        described = ", ".join(f"{m.dataset}: {m.key_fingerprint}" + (f" (project {m.project})" if m.project else "") for m in items)
-        expected = f"; expected {expected_fingerprint}" if expected_fingerprint else ""
-        raise FingerprintMismatchError(f"token tables were made under different keys or projects: {described}{expected}")
-    names = [m.dataset for m in items]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise NotTokenTableError(f"datasets {repeated} are given more than once")
-    purposes: dict[str, str] = {}
-    for m in items:
-        for column, purpose in m.token_purposes.items():
-            if purposes.setdefault(column, purpose) != purpose:
-                raise NotTokenTableError(f"column {column} has different key purposes across manifests ({m.dataset})")
-    frames = []
-    for m in items:
-        if not delta.exists(m.table_path):
-            raise NotTokenTableError(f"token table {m.table_path} (dataset {m.dataset!r}) is not a Delta table")
-        counted = delta.row_count(m.table_path)
-        if counted != m.rows:
-            raise NotTokenTableError(
-                f"token table {m.table_path}: {counted} rows, but its manifest records {m.rows}; refused"
-            )
-        df = delta.read(spark, str(m.table_path))
-        _check_columns(m, df)
-        _check_values(m, df)
-        frames.append(df)
-    union = frames[0]
-    for frame in frames[1:]:
-        union = union.unionByName(frame, allowMissingColumns=True)
-    return union
-
-
-# --------------------------------------------------------------------------------------------
-# Project re-keying
-
-
-def rekey_table(
-    spark,
-    source: TokenManifest | Mapping[str, Any] | str | Path,
-    project_key: KeyMaterial,
-    *,
-    project: str,
-    out_dir: str | Path,
-) -> TokenManifest:
-    """Write a project extract of one token table: project pseudonyms, no Bloom filters."""
-    import natlink
-
-    m = _as_manifest(source)
-    if m.project:
-        raise NotTokenTableError(f"{m.dataset}: already a project extract (project {m.project!r}); re-key the source table")
-    df = read_token_tables(spark, [m])
-    out = encode.rekey(df, m.token_purposes, project_key, project=project)
-    table = Path(out_dir) / m.dataset
-    written = delta.write(out, str(table), mode="overwrite", partition_by=(C.REGION,))
-    if written.rows != m.rows:
-        raise ReconciliationError(f"rekey {m.dataset}: {m.rows} rows in, {written.rows} written")
-    kept = [c for c in m.keep]
-    data = {
-        **{k: v for k, v in m.data.items() if k not in ("quarantine_table",)},
-        "natlink_version": natlink.__version__,
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "key_id": project_key.key_id,
-        "key_fingerprint": project_key.fingerprint,
-        "project": project,
-        "source_key_fingerprint": m.key_fingerprint,
-        "rows": written.rows,
-        "table": table.name,
-        "delta_version": written.version,
-        "columns": {"keep": kept, "tokens": m.token_purposes, "blooms": {}},
-    }
-    manifest = TokenManifest(data).save(manifest_path(out_dir, m.dataset))
-    log.info("re-keyed %s for project %s: %d rows", m.dataset, project, written.rows)
-    return manifest
-
-
-# --------------------------------------------------------------------------------------------
 # Job entry (jobs/tokenise.py and `natlink tokenise` share it)
-
-
-@dataclass
-class JobArgs:
-    dataset: str
-    key: str
-    out: str
-    data_dir: str | None = None
-    environment: str = "conf/environments/local.yaml"
-    project: str | None = None
-    extra: dict = field(default_factory=dict)
-
-
-def run_job(args: JobArgs, *, spark=None) -> TokenManifest:
-    """Load configs, resolve the key by reference, tokenise one dataset; returns its manifest."""
-    from natlink import config as cfgmod
-    from natlink.tokens import keys
-
-    root = cfgmod.project_root()
-    ds = cfgmod.load(args.dataset, cfgmod.DatasetConfig, base_dir=root)
-    env = cfgmod.load(args.environment, cfgmod.EnvironmentConfig, base_dir=root)
-    key = keys.resolve(args.key)
-    if spark is None:
-        from natlink.spark.session import get_spark
-
-        spark = get_spark(f"natlink-tokenise-{ds.name}", master=env.master, conf=env.spark_conf)
-    return tokenise_configured(spark, ds, key, data_dir=args.data_dir, out_dir=args.out, project=args.project)

@@ -89,7 +89,7 @@ def _table_at(spark, tables: Path, name: str, version: int | None) -> DataFrame:
 
 def _manifest_for(item: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
     """The manifest beside the run's token table, if it still describes the table the run read."""
-    from natlink.tokens.tokenise import TokenManifest, manifest_path
+    from natlink.tokens.manifest import TokenManifest, manifest_path
 
     table = Path(item["table"])
     path = manifest_path(table.parent, item["dataset"])

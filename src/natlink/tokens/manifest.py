@@ -1,0 +1,136 @@
+"""A token table's manifest: what was tokenised, under which key, with which columns and counts.
+
+A provider writes ``<dataset>.manifest.json`` beside each token table
+(:func:`natlink.tokens.tokenise.tokenise_dataset`): the dataset, token schema version, row counts
+(in, out, quarantined by reason), the key id and public fingerprint, the columns and their key
+purposes, and the natlink version. The linkage centre reads token tables only through their
+manifests (:mod:`natlink.tokens.reader`). A manifest is written atomically (a reader never sees
+half of one) and validated when loaded; one that is not a natlink token-table manifest is refused
+with :class:`~natlink.errors.NotTokenTableError`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from natlink.errors import NotTokenTableError
+from natlink.tokens.encode import SCHEMA_VERSION
+
+__all__ = ["MANIFEST_KIND", "MANIFEST_VERSION", "SUPPORTED_SCHEMAS", "TokenManifest", "as_manifest", "manifest_path"]
+
+MANIFEST_KIND = "natlink-token-table"
+MANIFEST_VERSION = 1
+SUPPORTED_SCHEMAS = frozenset({SCHEMA_VERSION})
+
+
+@dataclass(frozen=True)
+class TokenManifest:
+    """A token table's manifest; ``path`` is the manifest file (None for an unsaved one)."""
+
+    data: Mapping[str, Any]
+    path: Path | None = None
+
+    @property
+    def dataset(self) -> str:
+        return self.data["dataset"]
+
+    @property
+    def key_fingerprint(self) -> str:
+        return self.data["key_fingerprint"]
+
+    @property
+    def project(self) -> str | None:
+        return self.data.get("project")
+
+    @property
+    def rows(self) -> int:
+        return int(self.data["rows"])
+
+    @property
+    def token_purposes(self) -> dict[str, str]:
+        return dict(self.data["columns"]["tokens"])
+
+    @property
+    def blooms(self) -> dict[str, Any]:
+        return dict(self.data["columns"].get("blooms", {}))
+
+    @property
+    def keep(self) -> list[str]:
+        return list(self.data["columns"]["keep"])
+
+    @property
+    def table_path(self) -> Path:
+        table = Path(self.data["table"])
+        if table.is_absolute() or self.path is None:
+            return table
+        return (self.path.parent / table).resolve()
+
+    def __getitem__(self, item: str) -> Any:  # dict-like access for callers that used dicts
+        if item == "table":
+            return str(self.table_path)
+        return self.data[item]
+
+    def get(self, item: str, default: Any = None) -> Any:
+        try:
+            return self[item]
+        except KeyError:
+            return default
+
+    def save(self, path: str | Path) -> "TokenManifest":
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(dict(self.data), indent=2, sort_keys=True), encoding="utf-8")
+        tmp.replace(path)  # atomic: a reader never sees half a manifest
+        return TokenManifest(self.data, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TokenManifest":
+        path = Path(path)
+        if not path.is_file():
+            raise NotTokenTableError(f"{path}: no token-table manifest there")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise NotTokenTableError(f"{path}: manifest is not valid JSON") from None
+        manifest = cls(data, path)
+        manifest.validate()
+        return manifest
+
+    def validate(self) -> None:
+        where = str(self.path) if self.path else f"manifest of {self.data.get('dataset', '?')!r}"
+        if not isinstance(self.data, Mapping) or self.data.get("kind") != MANIFEST_KIND:
+            raise NotTokenTableError(f"{where}: not a natlink token-table manifest (kind != {MANIFEST_KIND!r})")
+        missing = [k for k in ("dataset", "schema_version", "key_fingerprint", "rows", "table", "columns") if k not in self.data]
+        if missing:
+            raise NotTokenTableError(f"{where}: manifest lacks {missing}")
+        if self.data["schema_version"] not in SUPPORTED_SCHEMAS:
+            raise NotTokenTableError(
+                f"{where}: token schema {self.data['schema_version']!r} is not one this natlink reads "
+                f"({sorted(SUPPORTED_SCHEMAS)}); re-tokenise with this version"
+            )
+
+
+def manifest_path(out_dir: str | Path, dataset: str) -> Path:
+    return Path(out_dir) / f"{dataset}.manifest.json"
+
+
+def as_manifest(item: TokenManifest | Mapping[str, Any] | str | Path) -> TokenManifest:
+    """A validated manifest from a manifest object, a mapping, a manifest path or a table folder."""
+    if isinstance(item, TokenManifest):
+        item.validate()
+        return item
+    if isinstance(item, Mapping):
+        manifest = TokenManifest(dict(item), None)
+        manifest.validate()
+        return manifest
+    path = Path(item)
+    if path.is_dir():
+        sibling = path.with_name(path.name + ".manifest.json")
+        if not sibling.is_file():
+            raise NotTokenTableError(f"{path}: a table without a manifest ({sibling.name}) is not accepted")
+        path = sibling
+    return TokenManifest.load(path)
