@@ -32,7 +32,6 @@ from natlink.store import delta
 from natlink.store import quarantine as Q
 from natlink.tokens import encode
 from natlink.errors import ReconciliationError, SchemaError
-from natlink.tokens.hmac_sha256 import choose_hmac_implementation
 from natlink.tokens.keys import KeyMaterial
 from natlink.tokens.manifest import MANIFEST_KIND, MANIFEST_VERSION, TokenManifest, manifest_path
 
