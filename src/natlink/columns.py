@@ -51,6 +51,7 @@ POSTCODE_SECTOR = "postcode_sector"  # LS1 4
 
 # Onboarding bookkeeping
 SOURCE_FILE = "source_file"
+STAGE = "stage"  # quarantine: onboarding | tokenise
 FLAG_SUFFIX = "_flag"
 
 

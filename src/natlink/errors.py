@@ -56,6 +56,14 @@ class ReconciliationError(NatlinkError):
     """Rows in != rows out + rows quarantined."""
 
 
+class QuarantineReasonError(NatlinkError):
+    """A quarantine stage or reason outside the one vocabulary of :mod:`natlink.store.quarantine`."""
+
+
+class ReportError(NatlinkError):
+    """A report cannot be made (unknown run, missing tables) or would not be safe to share."""
+
+
 class NotTokenTableError(SchemaError):
     """An input offered for linkage is not a natlink token table (no manifest, plaintext, wrong columns)."""
 

@@ -94,4 +94,4 @@ def test_manifests_carry_reconciled_onboarding_counts(spark, demo_run):
         total += counts["rows_out"]
     assert total == second.records
     quarantine = delta.read(spark, str(out / "tables" / "quarantine"))
-    assert set(quarantine.columns) == {"dataset", "record_id", "reason", "run_id", "source_file"}
+    assert set(quarantine.columns) == {"dataset", "record_id", "reason", "stage", "run_id", "source_file"}

@@ -217,14 +217,22 @@ def test_quarantine_counts_match_the_quarantine_tables(spark, world):
     _text, p, data = page(world, "r2")
     table = delta.read(spark, str(world["tables"] / "quarantine"))
     wanted = ((F.col(C.RUN_ID) == "r1") & (F.col(C.DATASET) == "gp")) | ((F.col(C.RUN_ID) == "r2") & (F.col(C.DATASET) == "hes"))
-    expected = {(r[C.DATASET], r[C.REASON]): r["n"] for r in table.where(wanted).groupBy(C.DATASET, C.REASON).agg(F.count(F.lit(1)).alias("n")).collect()}
-    shown = {(r["dataset"], r["reason"]): r["rows"] for r in data["quarantine"] if r["stage"] == "onboarding"}
+    counted = table.where(wanted).groupBy(C.DATASET, "stage", C.REASON).agg(F.count(F.lit(1)).alias("n")).collect()
+    expected = {(r[C.DATASET], r["stage"], r[C.REASON]): r["n"] for r in counted}
+    shown = {(r["dataset"], r["stage"], r["reason"]): r["rows"] for r in data["quarantine"]}
+    # One table, both stages, one vocabulary: the page shows exactly what the table holds.
     assert shown == expected
+    assert {stage for _ds, stage, _reason in shown} <= {"onboarding", "tokenise"}
     for reason, n in GP_EXPECTED_ONBOARDING.items():
-        assert shown[("gp", reason)] >= n
-        assert p.number("quarantine", f"gp/onboarding/{reason}", "rows") == shown[("gp", reason)]
-    assert shown[("hes", "missing_record_id")] >= 1
+        assert shown[("gp", "onboarding", reason)] >= n
+        assert p.number("quarantine", f"gp/onboarding/{reason}", "rows") == shown[("gp", "onboarding", reason)]
+    assert shown[("hes", "onboarding", "missing_record_id")] >= 1
     assert all(r["source"] == "table" for r in data["quarantine"])
+    # Per stage and reason, the table agrees with each manifest's counts.
+    for name, manifest in world["manifests"]["r2"].items():
+        for stage in ("onboarding", "tokenise"):
+            from_table = {reason: n for (ds, st, reason), n in shown.items() if ds == name and st == stage}
+            assert from_table == {reason: n for reason, n in manifest["quarantined"][stage].items() if n}
 
 
 def test_model_parameters_are_the_model_files(world):

@@ -141,7 +141,9 @@ def test_catalogue_row_level_reasons_and_exact_counts(messy):
     assert by_reason["missing_record_id"] == [None]
     assert sorted(by_reason["no_usable_identifier"]) == ["r10", "r11"]
     assert by_reason["invalid_encoding"] == ["r15"]
-    assert all(q["run_id"] == "run-messy-1" and q["dataset"] == "prov" for q in quar)
+    assert all(q["run_id"] == "run-messy-1" and q["dataset"] == "prov" and q["stage"] == "onboarding" for q in quar)
+    assert tuple(result.quarantine.columns) == quarantine.COLUMNS
+    assert tuple(c.quarantine_reasons) == quarantine.STAGE_REASONS["onboarding"]  # one vocabulary, every reason counted
     assert all(q["source_file"].endswith("delivery.csv") for q in quar)
 
 
@@ -170,8 +172,8 @@ def test_no_plaintext_in_quarantine_counts_or_table(spark, messy):
     assert_no_canary(json.dumps(result.counts.as_dict()))
     assert_no_canary(json.dumps(quar, default=str))
     table = tmp / "tables" / "quarantine"
-    quarantine.write(result.quarantine, table, dataset="prov", run_id="run-messy-1")
-    quarantine.write(result.quarantine, table, dataset="prov", run_id="run-messy-1")  # rerun: replaced
+    quarantine.write(result.quarantine, table, dataset="prov", stage="onboarding", run_id="run-messy-1")
+    quarantine.write(result.quarantine, table, dataset="prov", stage="onboarding", run_id="run-messy-1")  # rerun: replaced
     rows = delta.read(spark, str(table)).collect()
     assert len(rows) == result.counts.quarantined
     assert set(delta.read(spark, str(table)).columns) == set(quarantine.COLUMNS)
@@ -180,7 +182,7 @@ def test_no_plaintext_in_quarantine_counts_or_table(spark, messy):
         if file.is_file():
             assert_no_canary(file.read_bytes().decode("latin-1"))
     # Another run appends its own partition; this run's rows stay as they were.
-    quarantine.write(result.quarantine.limit(1), table, dataset="prov", run_id="run-messy-2")
+    quarantine.write(result.quarantine.limit(1), table, dataset="prov", stage="onboarding", run_id="run-messy-2")
     df = delta.read(spark, str(table))
     assert df.where(F.col(C.RUN_ID) == "run-messy-1").count() == result.counts.quarantined
     assert df.where(F.col(C.RUN_ID) == "run-messy-2").count() == 1

@@ -9,7 +9,8 @@ from pyspark.sql import functions as F
 
 from natlink.store import delta
 from natlink.tokens import encode
-from natlink.errors import FingerprintMismatchError, NotTokenTableError
+from natlink.errors import FingerprintMismatchError, NotTokenTableError, QuarantineReasonError
+from natlink.store import quarantine as Q
 from natlink.tokens.keys import KeyMaterial
 from natlink.tokens.manifest import TokenManifest
 from natlink.tokens.reader import read_token_tables
@@ -45,7 +46,7 @@ def outputs(spark, tmp_path_factory):
     out = tmp_path_factory.mktemp("tokens")
     gp = tokenise_dataset(spark, clean(spark, "gp"), KEY, dataset="gp", out_dir=out, event_columns=["event_date"])
     hes = tokenise_dataset(spark, clean(spark, "hes"), KEY, dataset="hes", out_dir=out, event_columns=["event_date"],
-                           upstream_quarantine={"bad_date": 4})
+                           upstream_quarantine={"malformed_row": 4}, run_id="run-hes-1")
     alien = tokenise_dataset(spark, clean(spark, "reg"), OTHER, dataset="reg", out_dir=out / "other")
     return out, gp, hes, alien
 
@@ -57,17 +58,46 @@ def test_manifest_records_counts_key_and_columns(spark, outputs):
     assert data["dataset"] == "gp" and data["key_fingerprint"] == KEY.fingerprint and data["key_id"] == KEY.key_id
     # 6 rows in: ids 1 and 2 tokenised; both rows with id 3, the row without id and the empty row quarantined.
     assert (data["rows_in"], data["rows"]) == (6, 2)
-    assert data["quarantined"]["tokenise"] == {"duplicate_record_id": 2, "missing_record_id": 1, "no_identifiers": 1}
-    assert hes["quarantined"]["standardise"] == {"bad_date": 4}
+    # Counts per stage and reason, from the one vocabulary of natlink.store.quarantine.
+    assert data["quarantined"] == {
+        "onboarding": {},
+        "tokenise": {"duplicate_record_id": 2, "missing_record_id": 1, "no_usable_identifier": 1},
+    }
+    assert hes["quarantined"]["onboarding"] == {"malformed_row": 4}
+    assert hes["run_id"] == "run-hes-1" and data["run_id"].startswith("run-")
+    assert data["quarantine_table"] == "quarantine"
     assert data["columns"]["tokens"]["tk_dob_swapped"] == "field:date_of_birth"
     assert set(data["columns"]["blooms"]) == {"bf_given_name", "bf_family_name"}
     assert data["natlink_version"] and data["table"] == "gp"
     assert gp.table_path == (out / "gp").resolve() and delta.row_count(gp.table_path) == 2
-    quarantine = delta.read(spark, str(out / "quarantine")).where(F.col("dataset") == "gp")
-    assert sorted((str(r["record_id"]), r["reason"]) for r in quarantine.collect()) == sorted(
-        [("3", "duplicate_record_id"), ("3", "duplicate_record_id"), ("None", "missing_record_id"), ("6", "no_identifiers")]
+    quarantine = Q.read(spark, out / "quarantine").where(F.col("dataset") == "gp")
+    run = data["run_id"]
+    assert sorted((str(r["record_id"]), r["reason"], r["stage"], r["run_id"], r["source_file"]) for r in quarantine.collect()) == sorted(
+        [("3", "duplicate_record_id", "tokenise", run, None), ("3", "duplicate_record_id", "tokenise", run, None),
+         ("None", "missing_record_id", "tokenise", run, None), ("6", "no_usable_identifier", "tokenise", run, None)]
     )
+    assert tuple(quarantine.columns) == Q.COLUMNS
     assert not (set(quarantine.columns) & {"nhs_number", "given_name", "family_name", "postcode"})
+    # rows in = rows out + quarantined, and the table holds exactly the manifest's quarantined rows.
+    assert data["rows_in"] == data["rows"] + sum(data["quarantined"]["tokenise"].values()) == 2 + 4
+
+
+def test_rerun_with_the_same_run_id_replaces_its_quarantine_rows(spark, outputs, tmp_path):
+    out = tmp_path / "tokens"
+    table = tmp_path / "tables" / "quarantine"
+    for _ in range(2):
+        m = tokenise_dataset(spark, clean(spark, "gp"), KEY, dataset="gp", out_dir=out, run_id="r1", quarantine_table=table)
+    tokenise_dataset(spark, clean(spark, "gp"), KEY, dataset="gp", out_dir=out, run_id="r2", quarantine_table=table)
+    df = Q.read(spark, table)
+    # 4 rows quarantined per run (hand-counted in the test above): two runs, not three writes.
+    assert {r["run_id"]: r["n"] for r in df.groupBy("run_id").agg(F.count(F.lit(1)).alias("n")).collect()} == {"r1": 4, "r2": 4}
+    assert m["quarantine_table"] == str(table.resolve()) and not (out / "quarantine").exists()
+
+
+def test_reasons_outside_the_vocabulary_are_refused_before_writing(spark, tmp_path):
+    with pytest.raises(QuarantineReasonError, match="bad_date"):
+        tokenise_dataset(spark, clean(spark, "gp"), KEY, dataset="gp", out_dir=tmp_path, upstream_quarantine={"bad_date": 4})
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_reader_unions_token_tables_by_manifest_path_or_table_dir(spark, outputs):

@@ -7,9 +7,10 @@ otherwise)::
     rows_in == rows_out + quarantined + duplicates_collapsed
 
 * ``rows_out``: rows in ``Onboarded.clean`` (standardised, passed on to tokenise).
-* ``quarantined``: rows in ``Onboarded.quarantine``, one per source row, with the first reason
-  that applies, in this order: ``malformed_row``, ``invalid_encoding``, ``missing_record_id``,
-  ``duplicate_record_id``, ``no_usable_identifier`` / ``too_few_identifiers``.
+* ``quarantined``: rows in ``Onboarded.quarantine`` (the columns of :mod:`natlink.store.quarantine`,
+  stage ``onboarding``), one per source row, with the first reason that applies, in this order:
+  ``malformed_row``, ``invalid_encoding``, ``missing_record_id``, ``duplicate_record_id``,
+  ``no_usable_identifier`` / ``too_few_identifiers``.
 * ``duplicates_collapsed``: exact duplicates removed. Among the rows that pass the row-level
   checks, rows sharing a record id are *exact duplicates* when their standardised content (every
   output column and flag) is identical; one copy is kept and the other ``n - 1`` are counted here.
@@ -148,7 +149,7 @@ def _counts(classified: DataFrame, cfg: DatasetConfig, run_id: str, raw: RawSour
         _count_if(F.col(_COLLAPSED)).alias("collapsed"),
         _count_if(out & F.col(_BAD_BYTES_ANY)).alias("unmapped_bad_bytes"),
     ]
-    aggs += [_count_if(F.col(_REASON) == r).alias(f"q:{r}") for r in Q.REASONS]
+    aggs += [_count_if(F.col(_REASON) == r).alias(f"q:{r}") for r in Q.STAGE_REASONS[Q.ONBOARDING]]
     for column in C.IDENTIFIERS:
         value, flag = F.col(column), F.col(C.flag(column))
         aggs.append(_count_if(out & value.isNotNull()).alias(f"f:{column}:present"))
@@ -161,7 +162,7 @@ def _counts(classified: DataFrame, cfg: DatasetConfig, run_id: str, raw: RawSour
     row = {k: int(v or 0) for k, v in row.items()}
     if row.pop("r:_other"):
         raise ReconciliationError(f"dataset {cfg.name!r}: region values outside the known set")
-    reasons = {r: row[f"q:{r}"] for r in Q.REASONS}
+    reasons = {r: row[f"q:{r}"] for r in Q.STAGE_REASONS[Q.ONBOARDING]}
     fields = {
         column: {
             "present": row[f"f:{column}:present"],
@@ -256,6 +257,7 @@ def _quarantine_rows(classified: DataFrame, run_id: str) -> DataFrame:
         F.col(C.DATASET),
         F.when(trusted, rid).alias(C.RECORD_ID),
         F.col(_REASON).alias(C.REASON),
+        F.lit(Q.ONBOARDING).alias(C.STAGE),
         F.lit(run_id).alias(C.RUN_ID),
         F.col(_FILE).alias(C.SOURCE_FILE),
     )

@@ -29,9 +29,9 @@ from pyspark.sql import functions as F
 
 from natlink import columns as C
 from natlink.store import delta
+from natlink.store import quarantine as Q
 from natlink.tokens import encode
 from natlink.errors import ReconciliationError, SchemaError
-from natlink.tokens.hmac_sha256 import choose_hmac_implementation
 from natlink.tokens.keys import KeyMaterial
 from natlink.tokens.manifest import MANIFEST_KIND, MANIFEST_VERSION, TokenManifest, manifest_path
 
@@ -44,7 +44,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 BOOKKEEPING = (C.DATASET, C.RECORD_ID, C.REGION)
-QUARANTINE_REASONS = ("missing_record_id", "duplicate_record_id", "no_identifiers")
+QUARANTINE_REASONS = Q.STAGE_REASONS[Q.TOKENISE]
 _REASON = "__natlink_reason"
 
 
@@ -63,7 +63,7 @@ def _check_jvm_casing(spark) -> None:
 
 
 def _mark(clean: DataFrame) -> DataFrame:
-    """Adds the quarantine reason (NULL for rows that are tokenised)."""
+    """Adds the quarantine reason of stage ``tokenise`` (NULL for rows that are tokenised)."""
     identifiers = [c for c in C.IDENTIFIERS if c in clean.columns]
     duplicated = (
         clean.where(F.col(C.RECORD_ID).isNotNull())
@@ -77,9 +77,9 @@ def _mark(clean: DataFrame) -> DataFrame:
     for c in identifiers:
         no_ids = no_ids & F.col(c).isNull()
     reason = (
-        F.when(F.col(C.RECORD_ID).isNull(), F.lit("missing_record_id"))
-        .when(F.col("__dup").isNotNull(), F.lit("duplicate_record_id"))
-        .when(no_ids, F.lit("no_identifiers"))
+        F.when(F.col(C.RECORD_ID).isNull(), F.lit(Q.MISSING_RECORD_ID))
+        .when(F.col("__dup").isNotNull(), F.lit(Q.DUPLICATE_RECORD_ID))
+        .when(no_ids, F.lit(Q.NO_USABLE_IDENTIFIER))
     )
     return joined.select(*[F.col(c) for c in clean.columns], reason.alias(_REASON))
 
@@ -106,7 +106,7 @@ def tokenise_frame(
         hmac_implementation=hmac_implementation,
     )
     quarantine = marked.where(F.col(_REASON).isNotNull()).select(
-        C.DATASET, C.RECORD_ID, F.col(_REASON).alias(C.REASON), F.lit("tokenise").alias("stage")
+        C.DATASET, C.RECORD_ID, F.col(_REASON).alias(C.REASON), F.lit(Q.TOKENISE).alias(C.STAGE)
     )
     counts = marked.groupBy(F.col(_REASON).alias(C.REASON)).agg(F.count(F.lit(1)).alias("rows"))
     return tokens, quarantine, counts
@@ -125,29 +125,33 @@ def tokenise_dataset(
     blooms: Sequence[encode.BloomSpec] = encode.BLOOM_SPECS,
     hmac_implementation: str | None = None,
     project: str | None = None,
+    run_id: str | None = None,
+    quarantine_table: str | Path | None = None,
 ) -> TokenManifest:
     """Write ``out_dir/<dataset>`` (Delta, by region), its quarantine rows and its manifest.
 
-    ``upstream_quarantine``: rows the standardiser already quarantined, by reason (recorded in the
-    manifest's counts; they are not in ``clean``).
+    Quarantine rows go to the one quarantine table (:mod:`natlink.store.quarantine`; default
+    ``out_dir/quarantine``) as stage ``tokenise`` of ``run_id`` (default: a new run id), replacing
+    that (run, dataset, stage) only. ``upstream_quarantine``: rows onboarding already quarantined,
+    by reason (not in ``clean``). The manifest counts both stages, by reason, under ``quarantined``.
     """
     import natlink
 
     _check_jvm_casing(spark)
     out_dir = Path(out_dir)
+    run_id = run_id or new_run_id()
+    onboarding_quarantined = Q.check_counts(upstream_quarantine or {}, Q.ONBOARDING)
     tokens, quarantine, counts = tokenise_frame(
         clean, key, event_columns=event_columns, specs=specs, blooms=blooms, project=project,
         hmac_implementation=hmac_implementation,
     )
     by_reason = {r[C.REASON]: int(r["rows"]) for r in counts.collect()}
     rows_in = sum(by_reason.values())
+    quarantined = Q.check_counts({r: n for r, n in by_reason.items() if r is not None}, Q.TOKENISE)
     table = out_dir / dataset
     written = delta.write(tokens, str(table), mode="overwrite", partition_by=(C.REGION,))
-    quarantine_table = out_dir / "quarantine"
-    q_written = delta.write(
-        quarantine, str(quarantine_table), partition_by=(C.DATASET,), replace_partitions={C.DATASET: [dataset]}
-    )
-    quarantined = {r: n for r, n in by_reason.items() if r is not None}
+    q_table = Path(quarantine_table) if quarantine_table is not None else out_dir / "quarantine"
+    q_written = Q.write(quarantine, q_table, dataset=dataset, stage=Q.TOKENISE, run_id=run_id)
     rows_out = written.rows
     if rows_in != rows_out + sum(quarantined.values()) or q_written.rows != sum(quarantined.values()):
         raise ReconciliationError(
@@ -166,11 +170,13 @@ def tokenise_dataset(
         "project": project,
         "rows": rows_out,
         "rows_in": rows_in,
-        "quarantined": {"tokenise": quarantined, "standardise": dict(upstream_quarantine or {})},
+        "run_id": run_id,
+        "quarantined": {Q.ONBOARDING: onboarding_quarantined, Q.TOKENISE: quarantined},
         "table": table.name,
         "delta_version": written.version,
         "partition_by": [C.REGION],
-        "quarantine_table": quarantine_table.name,
+        # beside the manifest: by name (moves with the folder); elsewhere: the absolute path
+        "quarantine_table": q_table.name if q_table.resolve().parent == out_dir.resolve() else str(q_table.resolve()),
         "columns": {
             "keep": [*BOOKKEEPING, *event_columns],
             "tokens": encode.column_purposes(specs),
@@ -184,6 +190,11 @@ def tokenise_dataset(
         dataset, rows_in, rows_out, quarantined, key.fingerprint,
     )
     return manifest
+
+
+def new_run_id() -> str:
+    """A run id from the current UTC time (``run-YYYYMMDDTHHMMSSZ``)."""
+    return datetime.now(timezone.utc).strftime("run-%Y%m%dT%H%M%SZ")
 
 
 def tokenise_configured(
@@ -200,20 +211,24 @@ def tokenise_configured(
 ) -> TokenManifest:
     """Onboard and tokenise one configured dataset (``conf/datasets/NAME.yaml``).
 
-    :func:`natlink.provider.onboard.onboard` reads, checks and standardises the delivery; its quarantine
-    rows go to ``quarantine_table`` (default ``out_dir/onboarding_quarantine``; partition
-    run_id/dataset replaced, so a rerun with the same run id is idempotent) and its counts
-    (rows in = out + quarantined + duplicates collapsed) into the manifest under ``onboarding``.
+    :func:`natlink.provider.onboard.onboard` reads, checks and standardises the delivery. Both
+    stages' quarantine rows go to the one ``quarantine_table`` (default ``out_dir/quarantine``;
+    stages ``onboarding`` and ``tokenise``, each (run_id, dataset, stage) replaced, so a rerun with
+    the same run id is idempotent); the onboarding counts (rows in = out + quarantined +
+    duplicates collapsed) go into the manifest under ``onboarding``.
     """
     from natlink.provider import onboard as onboarding
-    from natlink.store import quarantine as quarantine_rows
 
-    run_id = run_id or datetime.now(timezone.utc).strftime("run-%Y%m%dT%H%M%SZ")
+    run_id = run_id or new_run_id()
     onboarded = onboarding.onboard(spark, ds, data_dir=data_dir, run_id=run_id)
     try:
-        table = Path(quarantine_table) if quarantine_table is not None else Path(out_dir) / "onboarding_quarantine"
-        quarantine_rows.write(onboarded.quarantine, table, dataset=ds.name, run_id=run_id)
+        table = Path(quarantine_table) if quarantine_table is not None else Path(out_dir) / "quarantine"
+        q_written = Q.write(onboarded.quarantine, table, dataset=ds.name, stage=Q.ONBOARDING, run_id=run_id)
         counts = onboarded.counts
+        if q_written.rows != counts.quarantined:
+            raise ReconciliationError(
+                f"onboard {ds.name}: {counts.quarantined} rows quarantined, the quarantine table got {q_written.rows}"
+            )
         manifest = tokenise_dataset(
             spark,
             onboarded.clean,
@@ -224,6 +239,8 @@ def tokenise_configured(
             upstream_quarantine={r: n for r, n in counts.quarantine_reasons.items() if n},
             hmac_implementation=hmac_implementation,
             project=project,
+            run_id=run_id,
+            quarantine_table=table,
         )
     finally:
         onboarded.unpersist()
@@ -231,7 +248,7 @@ def tokenise_configured(
         raise ReconciliationError(
             f"tokenise {ds.name}: onboarding passed on {counts.rows_out} rows, tokenise received {manifest.data['rows_in']}"
         )
-    data = {**manifest.data, "run_id": run_id, "onboarding": counts.as_dict(), "onboarding_quarantine_table": str(table)}
+    data = {**manifest.data, "onboarding": counts.as_dict()}
     if ds.age_band is not None:  # how the kept age band was derived: readers check providers agree
         data["age_band"] = ds.age_band.model_dump(mode="json")
     return TokenManifest(data).save(manifest.path)
