@@ -4,12 +4,11 @@ Every read and write goes through Spark with delta-spark's jars on the classpath
 ``make setup`` fetches them from Maven into ``jars/delta`` and :mod:`natlink.spark.session` puts
 them on ``spark.jars``; on a cluster the submit command brings them, see docs/cluster.md):
 
-* ``write``: one Delta commit per call: append, whole overwrite, or atomic replacement of named
-  partitions (``replaceWhere``); idempotent with a ``txn`` (Delta's ``txnAppId``/``txnVersion``:
-  a rerun with the same transaction changes nothing).
-* ``merge``: upsert by key columns (Delta ``MERGE``), idempotent the same way.
-* ``read`` (optionally at a version: time travel), ``history``, ``exists``, ``row_count``,
-  ``txn_version``; table maintenance: ``optimize``, ``vacuum``, ``set_retention``.
+* ``write``: one commit: append, overwrite, or atomic replacement of named partitions
+  (``replaceWhere``); ``merge``: upsert by keys (``MERGE``); both idempotent with a ``txn``
+  (``txnAppId``/``txnVersion``: a rerun with the same transaction changes nothing).
+* ``read`` (at a version: time travel), ``history``, ``exists``, ``row_count``, ``txn_version``;
+  maintenance (docs/delta.md): ``optimize``, ``vacuum``, ``set_retention``.
 
 Writers that race on one table are resolved by Delta's optimistic concurrency: the loser raises
 :class:`~natlink.errors.DeltaConflictError` and the table keeps the winner's commit, nothing else.
@@ -49,6 +48,7 @@ _SAFE_JAVA = "^" + SAFE_PARTITION_VALUE + r"\z"  # '$' would let a trailing newl
 _HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 _SAFE_HINT = "non-null strings of letters, digits, '_', '-' or '.' (1-128 characters)"
 _CHECK_MARK = "natlink-partition-check"  # the raise_error text that marks our own row checks
+_OWN_RAISE = re.compile(r"\[USER_RAISED_EXCEPTION\] (natlink[^\n]*?) SQLSTATE")
 _WRITE_ID_KEY = "natlink_write_id"  # in userMetadata: finds this write's commit among racing ones
 _MAX_COMMIT_INFO_BYTES = 8192
 _TXN_CONFS = ("spark.databricks.delta.write.txnAppId", "spark.databricks.delta.write.txnVersion")
@@ -410,8 +410,11 @@ def _raise_write_error(exc: BaseException, df, plan: _Plan, what: str) -> None:
         ) from None
     if _CHECK_MARK in str(exc):
         _raise_partition_counts(df, plan)
-    # Spark's own message may quote row values (constraint checks do): only its condition travels.
-    raise DeltaTableError(f"{what} {plan.uri} failed, nothing was committed: {_condition(exc)}") from None
+    # Spark's own message may quote row values (constraint checks do): only its condition travels,
+    # and the text of a caller's own check (a raise_error constant starting with "natlink").
+    own = _OWN_RAISE.search(str(exc))
+    detail = f" ({own.group(1)})" if own else ""
+    raise DeltaTableError(f"{what} {plan.uri} failed, nothing was committed: {_condition(exc)}{detail}") from None
 
 
 # ---------------------------------------------------------------------------------------------
