@@ -81,7 +81,7 @@ def parquet_on_disk(path) -> set[str]:
 
 
 def test_backend_is_delta_spark_and_says_so_once(spark, caplog, tmp_path):
-    delta._logged.clear()
+    spark.conf.unset(delta.LOGGED_CONF)
     with caplog.at_level(logging.INFO, logger="natlink.store.delta"):
         assert delta.backend(spark) == delta.BACKEND == "delta-spark"
         delta.exists(tmp_path)

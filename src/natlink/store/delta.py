@@ -67,7 +67,7 @@ class WriteResult:
 # ---------------------------------------------------------------------------------------------
 # Session, backend check, paths
 
-_logged: set[str] = set()
+LOGGED_CONF = "natlink.delta.backendLogged"  # set on the session once the backend line is logged
 
 
 def describe(spark) -> str:
@@ -85,9 +85,9 @@ def describe(spark) -> str:
 def backend(spark) -> str:
     """``"delta-spark"`` once its classes load in this Spark application (logged once per application)."""
     line = describe(spark)
-    app = str(spark.sparkContext.applicationId)
-    if app not in _logged:
-        _logged.add(app)
+    # The "said once" state lives in the Spark application's own conf, not in a module global.
+    if spark.conf.get(LOGGED_CONF, "false") != "true":
+        spark.conf.set(LOGGED_CONF, "true")
         log.info("natlink.store.delta backend: %s", line)
     return BACKEND
 
