@@ -12,17 +12,23 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 from natlink.errors import FingerprintMismatchError, ModelError
 from natlink.version import __version__
 
-if TYPE_CHECKING:
-    from natlink.linkage.train import TrainedModel
-
 log = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = ".sidecar.json"
+
+
+@dataclass
+class TrainedModel:
+    """Trained Splink settings (m, u, lambda) and how the fit went."""
+
+    settings: dict[str, Any]
+    diagnostics: dict[str, Any] = field(default_factory=dict)
 
 
 def parameter_table(settings: dict[str, Any]) -> list[dict[str, Any]]:
@@ -52,7 +58,7 @@ def settings_hash(settings: dict[str, Any]) -> str:
 
 
 def save(
-    model: "TrainedModel",
+    model: TrainedModel,
     path: str | Path,
     *,
     key_fingerprint: str,

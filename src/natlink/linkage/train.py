@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from pyspark.sql import DataFrame
 from natlink import columns as C
 from natlink.config.model import ModelConfig
 from natlink.linkage.engine import compact_columns
-from natlink.linkage.model_store import parameter_table, save
+from natlink.linkage.model_store import TrainedModel, parameter_table, save
 from natlink.linkage.settings import check_input, required_columns, rule_sql, splink_settings
 from natlink.tokens.reader import as_manifests, load_tokens
 
@@ -33,12 +32,6 @@ def make_linker(df: DataFrame, settings: dict[str, Any] | str | Path, backend: s
     # predict + cluster + write, because persisted views are recomputed by later jobs.
     db_api = SparkAPI(spark_session=df.sparkSession, break_lineage_method="parquet")
     return Linker(db_api.register(df), settings, log_level=logging.WARNING)
-
-
-@dataclass
-class TrainedModel:
-    settings: dict[str, Any]
-    diagnostics: dict[str, Any] = field(default_factory=dict)
 
 
 def train(df: DataFrame, cfg: ModelConfig) -> TrainedModel:
