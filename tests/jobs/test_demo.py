@@ -13,6 +13,8 @@ from natlink.store import delta
 from natlink.config import DemoConfig, project_root
 from natlink.commands import demo as run_demo
 
+pytestmark = pytest.mark.slow  # the whole pipeline twice (about 190 s); CI runs it with `make test-slow`
+
 # Obviously fake key for tests only (hex of "test-key-not-secret-...").
 FAKE_KEY_HEX = b"test-key-not-secret-demo-e2e-000".hex()
 
