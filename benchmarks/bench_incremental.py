@@ -65,7 +65,7 @@ def run_size(records: int, delivery: float) -> dict:
     held = F.xxhash64(F.col(C.RECORD_ID)) % buckets == 0
     v1_path = work / "hes_v1"
     written = delta.write(hes_df.where(~held), str(v1_path), mode="overwrite", partition_by=(C.REGION,))
-    hes_v1 = TokenManifest({**hes.data, "table": str(v1_path), "rows": written.rows}).save(work / "hes_v1.manifest.json")
+    hes_v1 = TokenManifest({**hes.data, "table": str(v1_path), "rows": written.rows, "delta_version": written.version}).save(work / "hes_v1.manifest.json")
 
     mcfg = cfgmod.load(ROOT / "conf" / "model.yaml", cfgmod.ModelConfig)
     lcfg = cfgmod.load(ROOT / "conf" / "link.yaml", cfgmod.LinkConfig)

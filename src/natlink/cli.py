@@ -104,6 +104,9 @@ def tokenise(
     data_dir: str | None = typer.Option(None, help="fills {data_dir} in the dataset's source path"),
     environment: Path = LOCAL_ENV_OPTION,
     project: str | None = typer.Option(None, help="derive every subkey for this project"),
+    run_id: str | None = typer.Option(
+        None, help="run id (default: derived from the delivery, so rerunning it replaces its own quarantine rows); "
+        "reusing one for a different delivery is refused"),
     verbose: bool = VERBOSE_OPTION,
 ) -> None:
     """At a data provider: standardise and tokenise one dataset into a token table + manifest."""
@@ -111,13 +114,10 @@ def tokenise(
 
     manifest = _call(
         verbose, f"natlink tokenise {dataset}",
-        lambda: commands.tokenise(dataset, key, out, data_dir=data_dir, environment=environment, project=project),
+        lambda: commands.tokenise(dataset, key, out, data_dir=data_dir, environment=environment, project=project, run_id=run_id),
     )
-    q = manifest["quarantined"]["tokenise"]
-    err.print(
-        f"{manifest.dataset}: {manifest['rows_in']} rows in, {manifest.rows} tokenised, "
-        f"{sum(q.values())} quarantined {q or ''}; key fingerprint {manifest.key_fingerprint}"
-    )
+    err.print(manifest.summary_line())
+    err.print(f"run {manifest['run_id']}; key fingerprint {manifest.key_fingerprint}")
     print(manifest.path)
 
 
@@ -174,7 +174,8 @@ def link_cmd(
         verbose, None,
         lambda: commands.link(manifest, model_path, tables, run_id, link_config=config, mode=mode, environment=environment),
     )
-    err.print(f"run {summary.run_id}: {summary.status} ({summary.mode}); timings {summary.timings}")
+    err.print(summary.summary_line())
+    err.print(f"timings {summary.timings}")
     print(json.dumps({"run_id": summary.run_id, "status": summary.status, "mode": summary.mode, "counts": summary.counts}, default=int))
 
 

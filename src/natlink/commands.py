@@ -6,6 +6,7 @@ Each verb loads its configuration by explicit path, gets the SparkSession for it
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -13,22 +14,23 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 from natlink.config import DatasetConfig, DemoConfig, EnvironmentConfig, LinkConfig, ModelConfig, load, load_dataset, project_root
 from natlink.config.base import resolve
 from natlink.config.case_study import load_config as load_case_study_config
 from natlink.config.synth import load_synth_config
-from natlink.errors import ConfigError
+from natlink.errors import ConfigError, NatlinkError
 from natlink.linkage import model_store, train as training
 from natlink.linkage import run as linkrun
+from natlink.linkage.runs import completed_runs, completed_view
 from natlink.outputs import case_study as case_study_mod
 from natlink.outputs import discover as disc
 from natlink.outputs import evaluate as evaluation
 from natlink.outputs import report as reporting
 from natlink.provider import profile as profiling
 from natlink.spark.session import get_spark
-from natlink.store import delta
+from natlink.store import delta, files
 from natlink.synth import generate as synthesis
 from natlink.tokens import keys
 from natlink.tokens.hmac_sha256 import choose_hmac_implementation
@@ -40,6 +42,27 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 Paths = Sequence[str | Path]
+R = TypeVar("R")
+
+
+def _named_failures(verb: Callable[..., R]) -> Callable[..., R]:
+    """A Spark job that fails reading a file (removed, truncated, corrupt) ends in a named error
+    naming the file (:func:`natlink.store.files.named_read_failure`), never a raw Py4J traceback."""
+
+    @functools.wraps(verb)
+    def wrapped(*args, **kwargs):
+        try:
+            return verb(*args, **kwargs)
+        except NatlinkError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - translated when it is a read failure, else re-raised
+            named = files.named_read_failure(exc)
+            if named is None:
+                raise
+            log.debug("%s failed reading a file", verb.__name__, exc_info=True)
+            raise named from None
+
+    return wrapped
 
 
 def spark_for(app: str, environment: str | Path | None = None, *, checkpoint_dir: str | Path | None = None):
@@ -53,12 +76,14 @@ def spark_for(app: str, environment: str | Path | None = None, *, checkpoint_dir
 # --- at a data provider ---------------------------------------------------------------------
 
 
+@_named_failures
 def profile(dataset_config: str | Path, *, data_dir: str | None = None, environment: str | Path | None = None) -> dict[str, Any]:
     """Data quality of one delivery (counts only): completeness, invalid values by reason, regions."""
     cfg = load_dataset(resolve(dataset_config))
     return profiling.profile(spark_for("natlink-profile", environment), cfg, data_dir=data_dir)
 
 
+@_named_failures
 def tokenise(
     dataset_config: str | Path,
     key: str,
@@ -67,6 +92,7 @@ def tokenise(
     data_dir: str | None = None,
     environment: str | Path | None = "conf/environments/local.yaml",
     project: str | None = None,
+    run_id: str | None = None,
     hmac_implementation: str | None = None,
     spark=None,
 ) -> TokenManifest:
@@ -79,9 +105,10 @@ def tokenise(
     ds = load(resolve(dataset_config), DatasetConfig)
     material = keys.resolve(key)
     spark = spark or spark_for(f"natlink-tokenise-{ds.name}", environment)
-    return tokenise_configured(spark, ds, material, data_dir=data_dir, out_dir=out, project=project, hmac_implementation=chosen)
+    return tokenise_configured(spark, ds, material, data_dir=data_dir, out_dir=out, project=project, run_id=run_id, hmac_implementation=chosen)
 
 
+@_named_failures
 def tokenise_delivery(spark, ds: DatasetConfig, key: keys.KeyMaterial, *, data_dir: str, out: Path, run_id: str | None = None) -> TokenManifest:
     """Onboard and tokenise one dataset into a linkage folder: ``out/tokens/<name>`` (Delta) and its
     manifest, which carries the onboarding counts; the quarantine rows go to
@@ -92,6 +119,7 @@ def tokenise_delivery(spark, ds: DatasetConfig, key: keys.KeyMaterial, *, data_d
     )
 
 
+@_named_failures
 def rekey(manifest: str | Path, project: str, project_key: str, out: str | Path, *, environment: str | Path | None = "conf/environments/local.yaml"):
     """Turn a token table into project-specific pseudonyms (no plaintext needed)."""
     key = keys.resolve(project_key)
@@ -101,12 +129,14 @@ def rekey(manifest: str | Path, project: str, project_key: str, out: str | Path,
 # --- at the linkage centre ------------------------------------------------------------------
 
 
+@_named_failures
 def train(manifests: Paths, model_config: str | Path, out: str | Path, *, overwrite: bool = False, environment: str | Path | None = None) -> Path:
     """Train a Splink model on token tables and save it with its sidecar."""
     cfg = load(model_config, ModelConfig)
     return training.train_job(spark_for("natlink-train", environment), manifests=list(manifests), cfg=cfg, out_path=out, overwrite=overwrite)
 
 
+@_named_failures
 def link(
     manifests: Paths,
     model_path: str | Path,
@@ -123,6 +153,7 @@ def link(
     return linkrun.run(spark, manifests=list(manifests), model_path=model_path, link_cfg=cfg, tables=tables, run_id=run_id, mode=mode)
 
 
+@_named_failures
 def evaluate(
     manifests: Paths,
     model_path: str | Path,
@@ -138,6 +169,7 @@ def evaluate(
     return evaluation.sweep_job(spark, manifests=list(manifests), model_path=model_path, link_cfg=cfg, truth=truth_df)
 
 
+@_named_failures
 def discover(
     tables: str | Path,
     manifests: Paths,
@@ -163,6 +195,7 @@ def discover(
     return [disc.by_probe(spark, tables=tables, population=population, probe=probe_df, settings=settings, threshold=cfg.threshold_match_probability)]
 
 
+@_named_failures
 def report(
     run_id: str,
     tables: str | Path,
@@ -178,6 +211,7 @@ def report(
     return reporting.write_report(spark, tables=tables, run_id=run_id, out=out, model_path=model_path, truth=truth, thresholds=list(thresholds) if thresholds else None)
 
 
+@_named_failures
 def case_study(
     tables: str | Path,
     manifests: Paths,
@@ -200,6 +234,7 @@ def case_study(
 # --- synthetic data and the demo ------------------------------------------------------------
 
 
+@_named_failures
 def synth(
     persons: int,
     seed: int,
@@ -254,6 +289,7 @@ class _Stopwatch:
             self._step = None
 
 
+@_named_failures
 def demo(cfg: DemoConfig, *, root: Path | None = None, progress: Progress = lambda _msg: None, spark=None) -> DemoResult:
     """The end-to-end demo: synthetic population -> standardise -> tokenise -> train -> link -> evaluate."""
     root = root or project_root()
@@ -289,7 +325,7 @@ def demo(cfg: DemoConfig, *, root: Path | None = None, progress: Progress = lamb
 
     step("link", f"predicting and clustering at match probability >= {link_cfg.threshold_match_probability}")
     tables = out / "tables"
-    previous = linkrun.completed_runs(spark, tables)
+    previous = completed_runs(spark, tables)
     if previous and previous[-1]["key_fingerprint"] != key.fingerprint:
         # The demo owns its folder: a new demo key starts a new linkage.
         shutil.rmtree(tables)
@@ -298,7 +334,7 @@ def demo(cfg: DemoConfig, *, root: Path | None = None, progress: Progress = lamb
 
     step("evaluate", "evaluating against the truth table")
     truth = spark.read.parquet(generated.truth)
-    metrics = evaluation.pairwise(delta.read(spark, str(clusters_path)), truth)
+    metrics = evaluation.pairwise(completed_view(spark, tables, run_id).table("clusters", this_run_only=True), truth)
     step.stop()
     seconds = time.perf_counter() - started
     log.info("demo run %s (%s): counts %s; step seconds %s", run_id, summary.mode, summary.counts, step.timings)

@@ -68,6 +68,14 @@ class NotTokenTableError(SchemaError):
     """An input offered for linkage is not a natlink token table (no manifest, plaintext, wrong columns)."""
 
 
+class CorruptInputFileError(InputDataError):
+    """A file a job reads is missing, unreadable or truncated (named, with what was expected)."""
+
+
+class RunIdentityError(InputDataError):
+    """A run id already used with different inputs, model or settings (says what differs)."""
+
+
 # --- a provider's source (raised before any Spark job reads data rows) ---------------------
 
 

@@ -20,6 +20,7 @@ from natlink import config as cfgmod
 from natlink.store import delta
 from natlink.tokens import keys
 from natlink.linkage import run as linkrun
+from natlink.linkage.runs import completed_runs
 from natlink.linkage import train
 from natlink.synth import generate as synth
 from natlink.config import DatasetConfig, ModelConfig, project_root
@@ -111,7 +112,7 @@ def test_second_run_with_the_same_run_id_changes_nothing(spark, tmp_path):
     first = _cycle(data, model_path, RUN_ID)
     tokens = data / "tokens" / RUN_ID
     assert "tokenise gp: new delivery" in first and "tokenise hes: new delivery" in first
-    runs = linkrun.completed_runs(spark, data / "tables")
+    runs = completed_runs(spark, data / "tables")
     assert [r["run_id"] for r in runs] == [RUN_ID]
     rows = sum(delta.row_count(str(tokens / ds)) for ds in ("gp", "hes"))
     assert rows == sum(int(m["rows"]) for m in manifests)  # same delivery, same key: same token rows

@@ -41,7 +41,7 @@ LINK = LinkConfig(threshold_match_probability=0.9, engine="spark")
 def _write_tokens(df, path: Path, template: TokenManifest) -> TokenManifest:
     """A derived token table (a later delivery) with a manifest like the provider's."""
     written = delta.write(df, str(path), mode="overwrite", partition_by=(C.REGION,))
-    data = {**template.data, "table": str(path), "rows": written.rows}
+    data = {**template.data, "table": str(path), "rows": written.rows, "delta_version": written.version}
     return TokenManifest(data).save(path.parent / f"{path.name}.manifest.json")
 
 

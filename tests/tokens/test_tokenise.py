@@ -119,16 +119,16 @@ def test_what_is_not_a_token_table_is_refused(spark, outputs, tmp_path):
     out, gp, _, _ = outputs
     # A plaintext table dressed up with a copied manifest.
     plain = clean(spark).where(F.col("record_id").isin("1", "2")).drop("event_date")
-    delta.write(plain, str(tmp_path / "gp"), mode="overwrite")
-    data = dict(gp.data)
-    forged = TokenManifest(data).save(tmp_path / "gp.manifest.json")
+    first = delta.write(plain, str(tmp_path / "gp"), mode="overwrite")
+    forged = TokenManifest({**gp.data, "delta_version": first.version}).save(tmp_path / "gp.manifest.json")
     with pytest.raises(NotTokenTableError, match="plaintext identifier columns"):
         read_token_tables(spark, [forged])
     # Plaintext values inside token-named columns.
     renamed = plain.select("dataset", "record_id", "region", F.lit(None).cast("string").alias("event_date"),
                            *[F.col("given_name").alias(c) for c in gp.token_purposes],
                            *[F.array(F.lit(1)).alias(c) for c in gp.blooms])
-    delta.write(renamed, str(tmp_path / "gp"), mode="overwrite")
+    second = delta.write(renamed, str(tmp_path / "gp"), mode="overwrite")
+    forged = TokenManifest({**gp.data, "delta_version": second.version}).save(tmp_path / "gp.manifest.json")
     with pytest.raises(NotTokenTableError, match="not 64-hex-digit tokens"):
         read_token_tables(spark, [forged])
     # A table without a manifest, a manifest of another kind, a row count that disagrees.

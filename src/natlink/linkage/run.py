@@ -22,13 +22,13 @@ from typing import Any, Sequence
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from natlink import columns as C
 from natlink.config.link import LinkConfig
-from natlink.errors import FingerprintMismatchError, InputDataError
-from natlink.linkage import blocking, ids, incremental, model_store, scoring
+from natlink.errors import FingerprintMismatchError, InputDataError, ReconciliationError
+from natlink.linkage import blocking, ids, incremental, model_store, run_identity, scoring
 from natlink.linkage import engine as link
+from natlink.linkage.runs import OUTPUT_TABLES, RUNS_SCHEMA, completed_runs
 from natlink.linkage.settings import check_input
 from natlink.spark.scratch import Scratch
 from natlink.store import delta
@@ -36,26 +36,9 @@ from natlink.tokens.reader import as_manifests, load_tokens
 
 log = logging.getLogger(__name__)
 
-TABLES = ("clusters", "edges", "person_index", "id_events", "runs")
+TABLES = (*OUTPUT_TABLES, "runs")
 STAGES = ("clusters", "edges", "id_events")  # where crash_after can stop a run (fault injection)
 _TXN_VERSION = 1
-
-RUNS_SCHEMA = T.StructType(
-    [
-        T.StructField(C.RUN_ID, T.StringType(), False),
-        T.StructField("mode", T.StringType(), False),
-        T.StructField("previous_run_id", T.StringType(), True),
-        T.StructField("started_at", T.TimestampType(), False),
-        T.StructField("finished_at", T.TimestampType(), False),
-        T.StructField("inputs", T.StringType(), False),
-        T.StructField("model", T.StringType(), False),
-        T.StructField("key_fingerprint", T.StringType(), False),
-        T.StructField("counts", T.StringType(), False),
-        T.StructField("timings", T.StringType(), False),
-        T.StructField("versions", T.StringType(), False),
-    ]
-)
-
 
 @dataclass
 class RunSummary:
@@ -66,6 +49,17 @@ class RunSummary:
     counts: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     versions: dict[str, int | None] = field(default_factory=dict)
+
+    def summary_line(self) -> str:
+        """``run r1 completed (full): 20399 records in (gp 10200, hes 10199) = 20399 clustered into 11000 persons; ...``"""
+        c = self.counts
+        inputs = ", ".join(f"{d} {n}" for d, n in sorted((c.get("records_by_dataset") or {}).items()))
+        events = ", ".join(f"{e} {n}" for e, n in sorted((c.get("id_events") or {}).items())) or "none"
+        return (
+            f"run {self.run_id} {self.status} ({self.mode}): {c.get('records')} records in ({inputs}) = "
+            f"{c.get('clustered', c.get('records'))} clustered into {c.get('persons')} persons; {c.get('edges')} edges; "
+            f"person-id events: {events}"
+        )
 
 
 @dataclass
@@ -80,15 +74,7 @@ class _Inputs:
     rules: list[blocking.Rule]
     n_records: int
     model_info: dict[str, Any]
-
-
-def completed_runs(spark, tables: Path) -> list[dict[str, Any]]:
-    """Rows of the ``runs`` table, oldest first (empty before the first completed run)."""
-    path = Path(tables) / "runs"
-    if not delta.exists(str(path)):
-        return []
-    rows = delta.read(spark, str(path)).orderBy("finished_at", C.RUN_ID).collect()
-    return [r.asDict() for r in rows]
+    identity: run_identity.RunIdentity
 
 
 def run(
@@ -113,6 +99,9 @@ def run(
     tables = Path(tables)
     history = completed_runs(spark, tables)
     done = [r for r in history if r[C.RUN_ID] == run_id]
+    loaded = as_manifests(manifests)
+    identity = run_identity.identify(spark, loaded, model_path, link_cfg)
+    identity.refuse_if_reused(spark, tables, run_id, done[-1] if done else None)
     if done:
         row = done[-1]
         log.info("run %s already completed; nothing to do", run_id)
@@ -120,28 +109,21 @@ def run(
     own = scratch is None
     scratch = scratch or Scratch(spark)
     try:
-        return _link_run(spark, manifests, model_path, link_cfg, tables, run_id, mode or link_cfg.mode, history, scratch, crash_after)
+        return _link_run(spark, loaded, identity, link_cfg, tables, run_id, mode or link_cfg.mode, history, scratch, crash_after)
     finally:
         if own:
             scratch.release()
 
 
-def _load_inputs(spark, manifests, model_path, link_cfg: LinkConfig, previous: dict[str, Any] | None) -> _Inputs:
-    loaded = as_manifests(manifests)
+def _load_inputs(spark, loaded, identity: run_identity.RunIdentity, previous: dict[str, Any] | None) -> _Inputs:
     tokens, fingerprint = load_tokens(spark, loaded)
-    settings, meta = model_store.load(model_path, key_fingerprint=fingerprint)
+    settings, _meta = model_store.load(identity.model["path"], key_fingerprint=fingerprint)
     if previous is not None and previous["key_fingerprint"] != fingerprint:
         raise FingerprintMismatchError(
             f"the previous run {previous[C.RUN_ID]} used key fingerprint {previous['key_fingerprint']}, "
             f"these inputs use {fingerprint}; re-key or start a new linkage"
         )
     check_input(tokens, settings)
-    model_info = {
-        "path": str(model_path),
-        "settings_hash": meta.get("settings_hash"),
-        "splink_version": meta.get("splink_version"),
-        "threshold_match_probability": link_cfg.threshold_match_probability,
-    }
     return _Inputs(
         manifests=loaded,
         tokens=tokens.withColumn(C.RECORD_HASH, _record_hash(tokens)),
@@ -151,7 +133,8 @@ def _load_inputs(spark, manifests, model_path, link_cfg: LinkConfig, previous: d
         rules=blocking.rules_from_settings(settings),
         # Exact: read_token_tables refuses a table whose Delta row count differs from its manifest's.
         n_records=sum(int(m.rows) for m in loaded),
-        model_info=model_info,
+        model_info=identity.model,
+        identity=identity,
     )
 
 
@@ -172,11 +155,11 @@ def _use_incremental(mode: str, inputs: _Inputs, history: list[dict[str, Any]], 
     )
 
 
-def _link_run(spark, manifests, model_path, link_cfg, tables, run_id, mode, history, scratch, crash_after) -> RunSummary:
+def _link_run(spark, loaded, identity, link_cfg, tables, run_id, mode, history, scratch, crash_after) -> RunSummary:
     started = datetime.now(timezone.utc)
     previous = history[-1] if history else None
     t = time.perf_counter()
-    inputs = _load_inputs(spark, manifests, model_path, link_cfg, previous)
+    inputs = _load_inputs(spark, loaded, identity, previous)
     timings: dict[str, float] = {}
     if _use_incremental(mode, inputs, history, link_cfg):
         records = link.prepare_records(inputs.tokens, inputs.compiled, inputs.rules, scratch, extra=[C.RECORD_HASH])
@@ -192,10 +175,14 @@ def _link_run(spark, manifests, model_path, link_cfg, tables, run_id, mode, hist
         engine, run_mode = linked.engine, "full"
 
     t = time.perf_counter()
-    versions, persons = _write_tables(clusters, edges, events, tables, run_id, scratch, crash_after)
+    versions, persons, clustered = _write_tables(clusters, edges, events, tables, run_id, identity.digest, scratch, crash_after)
     timings["write"] = time.perf_counter() - t
     event_counts = {r["event"]: r["n"] for r in events.groupBy("event").agg(F.count(F.lit(1)).alias("n")).collect()}
-    counts.update({"records": inputs.n_records, "persons": persons, "id_events": event_counts, "engine": engine})
+    if clustered != inputs.n_records:
+        raise ReconciliationError(f"run {run_id}: {inputs.n_records} records in, {clustered} in the clusters table")
+    by_dataset = {i["dataset"]: i["rows"] for i in identity.inputs}
+    counts.update({"records": inputs.n_records, "records_by_dataset": by_dataset, "clustered": clustered,
+                   "persons": persons, "id_events": event_counts, "engine": engine})
     summary = RunSummary(run_id, "completed", run_mode, previous[C.RUN_ID] if previous else None, counts, {k: round(v, 2) for k, v in timings.items()}, versions)
     _append_run(spark, tables, summary, inputs, started)
     for name in TABLES:  # a metadata-only commit, and only when the retention changed
@@ -218,16 +205,17 @@ def _full(spark, linked: link.LinkResult, tables: Path, previous, run_id: str, t
     return clusters, linked.edges, assignment.events, counts
 
 
-def _write_tables(clusters, edges, events, tables: Path, run_id: str, scratch: Scratch, crash_after: str | None):
+def _write_tables(clusters, edges, events, tables: Path, run_id: str, inputs_id: str, scratch: Scratch, crash_after: str | None):
     """The run's Delta writes, each under the run's transaction id: (versions, persons)."""
-    txn = (f"natlink-run:{run_id}", _TXN_VERSION)
-    info = {"run_id": run_id}
+    txn = (run_identity.txn_app_id(run_id), _TXN_VERSION)
+    info = {"run_id": run_id, "inputs_id": inputs_id}
     versions: dict[str, int | None] = {}
     snapshot = scratch.materialise(
         clusters.select(C.DATASET, C.RECORD_ID, C.UNIQUE_ID, C.REGION, C.PERSON_ID, C.RECORD_HASH, F.lit(run_id).alias(C.RUN_ID)),
         "snapshot",
     )
-    versions["clusters"] = delta.write(snapshot, str(tables / "clusters"), mode="overwrite", partition_by=(C.REGION,), txn=txn, commit_info=info).version
+    written = delta.write(snapshot, str(tables / "clusters"), mode="overwrite", partition_by=(C.REGION,), txn=txn, commit_info=info)
+    versions["clusters"] = written.version
     _maybe_crash(crash_after, "clusters")
     versions["edges"] = delta.write(
         edges.select(*incremental.EDGE_COLUMNS, F.lit(run_id).alias(C.RUN_ID)), str(tables / "edges"), mode="overwrite", txn=txn, commit_info=info
@@ -239,26 +227,25 @@ def _write_tables(clusters, edges, events, tables: Path, run_id: str, scratch: S
     ).version
     versions["id_events"] = delta.write(events, str(tables / "id_events"), mode="append", txn=txn, commit_info=info).version
     _maybe_crash(crash_after, "id_events")
-    return versions, index.select(C.PERSON_ID).distinct().count()
+    return versions, index.select(C.PERSON_ID).distinct().count(), snapshot.count()
 
 
 def _append_run(spark, tables: Path, summary: RunSummary, inputs: _Inputs, started: datetime) -> None:
     """The ``runs`` row that marks the run completed (written last: readers trust only completed runs)."""
-    fields = ("dataset", "table", "rows", "key_fingerprint", "schema_version", "delta_version", "created_at")
     row = {
         C.RUN_ID: summary.run_id,
         "mode": summary.mode,
         "previous_run_id": summary.previous_run_id,
         "started_at": started,
         "finished_at": datetime.now(timezone.utc),
-        "inputs": json.dumps([{k: m.get(k) for k in fields} for m in inputs.manifests], sort_keys=True, default=str),
+        "inputs": json.dumps(inputs.identity.inputs, sort_keys=True, default=str),
         "model": json.dumps(inputs.model_info, sort_keys=True),
         "key_fingerprint": inputs.fingerprint,
         "counts": json.dumps(summary.counts, sort_keys=True, default=int),
         "timings": json.dumps(summary.timings, sort_keys=True),
         "versions": json.dumps(summary.versions, sort_keys=True),
     }
-    txn = (f"natlink-run:{summary.run_id}", _TXN_VERSION)
+    txn = (run_identity.txn_app_id(summary.run_id), _TXN_VERSION)
     delta.write(spark.createDataFrame([row], RUNS_SCHEMA), str(tables / "runs"), mode="append", txn=txn, commit_info={"run_id": summary.run_id})
 
 

@@ -52,6 +52,7 @@ from natlink.store import delta
 from natlink.config.case_study import CaseStudyConfig
 from natlink.config.datasets import AgeBandRules
 from natlink.errors import InputDataError, ReconciliationError
+from natlink.linkage.runs import completed_view
 
 __all__ = [
     "METHODS",
@@ -428,10 +429,10 @@ def run(
     evidence, code_counts = record_conditions(records, cfg.code_columns)
     evidence = evidence.cache()
 
-    clusters_path = Path(tables) / "clusters"
-    if not delta.exists(str(clusters_path)):
-        raise CaseStudyInputError(f"no clusters table at {clusters_path} (run `natlink link` first)")
-    clusters = delta.read(spark, str(clusters_path))
+    view = completed_view(spark, tables)  # the last completed run: a run in progress is not seen
+    if view is None:
+        raise CaseStudyInputError(f"no completed link run under {tables} (run `natlink link` first)")
+    clusters = view.table("clusters")
     run_ids = sorted(r[0] for r in clusters.select(C.RUN_ID).groupBy(C.RUN_ID).count().collect())
 
     parts: list[DataFrame] = []

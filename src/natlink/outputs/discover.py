@@ -18,10 +18,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from natlink.linkage import blocking
-from natlink.store import delta
 from natlink.linkage import scoring
 from natlink import columns as C
-from natlink.errors import ConfigError
+from natlink.errors import ConfigError, InputDataError
+from natlink.linkage.runs import RunView, completed_view
 from natlink.linkage.engine import compact_columns, needed_columns
 
 PROBE_ID = "__probe__"
@@ -34,28 +34,35 @@ class Discovery:
     datasets: dict[str, int]  # dataset -> record count
 
 
-def _index(spark, tables: Path, person_ids: list[str]) -> dict[str, dict[str, int]]:
-    index = delta.read(spark, str(tables / "person_index")).where(F.col(C.PERSON_ID).isin(person_ids))
+def _view(spark, tables: Path) -> RunView:
+    """The last completed run's tables (a run in progress is invisible until it completes)."""
+    view = completed_view(spark, tables)
+    if view is None:
+        raise InputDataError(f"no completed link run under {tables}: run `natlink link` first")
+    return view
+
+
+def _index(view: RunView, person_ids: list[str]) -> dict[str, dict[str, int]]:
+    index = view.table("person_index").where(F.col(C.PERSON_ID).isin(person_ids))
     out: dict[str, dict[str, int]] = {p: {} for p in person_ids}
     for row in index.collect():
         out[row[C.PERSON_ID]][row[C.DATASET]] = int(row["record_count"])
     return out
 
 
-def _person_of(spark, tables: Path, unique_ids: DataFrame) -> DataFrame:
-    clusters = delta.read(spark, str(tables / "clusters")).select(C.UNIQUE_ID, C.PERSON_ID)
+def _person_of(view: RunView, unique_ids: DataFrame) -> DataFrame:
+    clusters = view.table("clusters").select(C.UNIQUE_ID, C.PERSON_ID)
     return clusters.join(unique_ids, on=C.UNIQUE_ID, how="inner")
 
 
 def by_token(spark, *, tables: str | Path, population: DataFrame, column: str, value: str) -> list[Discovery]:
     """Every person holding a record whose ``column`` equals the token ``value``."""
     if column not in population.columns or not C.is_token(column):
-        from natlink.errors import InputDataError
-
         raise InputDataError(f"{column!r} is not a token column of the population")
     hits = population.where(F.col(column) == F.lit(value)).select(C.UNIQUE_ID)
-    persons = sorted({r[C.PERSON_ID] for r in _person_of(spark, Path(tables), hits).collect()})
-    index = _index(spark, Path(tables), persons) if persons else {}
+    view = _view(spark, Path(tables))
+    persons = sorted({r[C.PERSON_ID] for r in _person_of(view, hits).collect()})
+    index = _index(view, persons) if persons else {}
     return [Discovery(p, None, index[p]) for p in persons]
 
 
@@ -139,11 +146,12 @@ def _by_probe(spark, tables: Path, population: Population, probe: DataFrame, thr
     if not best:
         return Discovery(None, None, {})
     uid = best[0][f"{C.UNIQUE_ID}_r"]
-    person = _person_of(spark, tables, spark.createDataFrame([(uid,)], f"{C.UNIQUE_ID} string")).collect()
+    view = _view(spark, tables)
+    person = _person_of(view, spark.createDataFrame([(uid,)], f"{C.UNIQUE_ID} string")).collect()
     if not person:
         return Discovery(None, float(best[0]["match_probability"]), {})
     pid = person[0][C.PERSON_ID]
-    return Discovery(pid, float(best[0]["match_probability"]), _index(spark, tables, [pid])[pid])
+    return Discovery(pid, float(best[0]["match_probability"]), _index(view, [pid])[pid])
 
 
 def probe_frame(spark, tokens: dict[str, Any]) -> DataFrame:

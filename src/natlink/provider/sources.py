@@ -45,6 +45,7 @@ FILE_COLUMN = "_natlink_file"  # the file each row came from
 class SourceFile:
     path: str
     size: int
+    modified: int = 0  # modification time, ms since the epoch (0: unknown)
 
 
 def _hadoop_fs(spark, path: str):
@@ -68,7 +69,7 @@ def list_source_files(spark, path: str, *, dataset: str) -> list[SourceFile]:
         if status.isDirectory():
             stack.extend(fs.listStatus(status.getPath()))
         else:
-            found.append(SourceFile(path=status.getPath().toString(), size=int(status.getLen())))
+            found.append(SourceFile(path=status.getPath().toString(), size=int(status.getLen()), modified=int(status.getModificationTime())))
     if not found:
         raise SourceNotFoundError(f"dataset {dataset!r}: source path {path} holds no data files")
     return sorted(found, key=lambda f: f.path)

@@ -19,7 +19,10 @@ from typing import Any, Mapping
 from natlink.errors import NotTokenTableError
 from natlink.tokens.encode import SCHEMA_VERSION
 
-__all__ = ["MANIFEST_KIND", "MANIFEST_VERSION", "SUPPORTED_SCHEMAS", "TokenManifest", "as_manifest", "manifest_path"]
+__all__ = [
+    "MANIFEST_KIND", "MANIFEST_VERSION", "SUPPORTED_SCHEMAS", "TokenManifest", "as_manifest", "delivery_summary",
+    "manifest_path", "summary_line",
+]
 
 MANIFEST_KIND = "natlink-token-table"
 MANIFEST_VERSION = 1
@@ -67,6 +70,10 @@ class TokenManifest:
         if table.is_absolute() or self.path is None:
             return table
         return (self.path.parent / table).resolve()
+
+    def summary_line(self) -> str:
+        """Where every record of the delivery went (:func:`summary_line`)."""
+        return summary_line(self.data)
 
     def __getitem__(self, item: str) -> Any:  # dict-like access for callers that used dicts
         if item == "table":
@@ -134,3 +141,36 @@ def as_manifest(item: TokenManifest | Mapping[str, Any] | str | Path) -> TokenMa
             raise NotTokenTableError(f"{path}: a table without a manifest ({sibling.name}) is not accepted")
         path = sibling
     return TokenManifest.load(path)
+
+
+def delivery_summary(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Where every record of the delivery went, reconciled: records in = tokenised + quarantined
+    (by stage and reason) + duplicates collapsed. ``data``: a manifest's content."""
+    onboarding = data.get("onboarding") or {}
+    quarantined = {stage: {r: int(n) for r, n in (reasons or {}).items() if n} for stage, reasons in (data.get("quarantined") or {}).items()}
+    collapsed = int(onboarding.get("duplicates_collapsed", 0))
+    records_in = int(onboarding.get("rows_in", data.get("rows_in", 0)))
+    total_q = sum(sum(r.values()) for r in quarantined.values())
+    out = {
+        "records_in": records_in,
+        "tokenised": int(data["rows"]),
+        "quarantined": total_q,
+        "quarantined_by_stage": quarantined,
+        "duplicates_collapsed": collapsed,
+    }
+    out["reconciles"] = records_in == out["tokenised"] + total_q + collapsed
+    return out
+
+
+def summary_line(data: Mapping[str, Any]) -> str:
+    """One line a user can check: ``gp: 200 records in = 195 tokenised + 3 quarantined (...) + 2 duplicates collapsed``."""
+    s = delivery_summary(data)
+    stages = "; ".join(
+        f"{stage}: " + (", ".join(f"{r} {n}" for r, n in sorted(reasons.items())) or "none")
+        for stage, reasons in s["quarantined_by_stage"].items()
+    )
+    check = "" if s["reconciles"] else "  [DOES NOT RECONCILE]"
+    return (
+        f"{data['dataset']}: {s['records_in']} records in = {s['tokenised']} tokenised + {s['quarantined']} quarantined "
+        f"({stages or 'none'}) + {s['duplicates_collapsed']} duplicates collapsed{check}"
+    )

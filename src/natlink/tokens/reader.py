@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from natlink import columns as C
 from natlink.errors import FingerprintMismatchError, InputDataError, NotTokenTableError
-from natlink.store import delta
+from natlink.store import delta, files
 from natlink.tokens.manifest import TokenManifest, as_manifest
 
 __all__ = ["as_manifests", "load_tokens", "read_token_tables", "with_unique_id"]
@@ -116,12 +116,13 @@ def read_token_tables(
     for m in items:
         if not delta.exists(m.table_path):
             raise NotTokenTableError(f"token table {m.table_path} (dataset {m.dataset!r}) is not a Delta table")
-        counted = delta.row_count(m.table_path)
+        version = m.data.get("delta_version")  # the version the manifest describes, not whatever came later
+        what = f"token table {m.table_path} (dataset {m.dataset!r}, version {version})"
+        files.check_files(spark, m.table_path, version, what=what, remedy="re-tokenise the dataset at its provider")
+        df = delta.read(spark, str(m.table_path), version=version)
+        counted = int(df.count())  # answered from the Delta log's file statistics
         if counted != m.rows:
-            raise NotTokenTableError(
-                f"token table {m.table_path}: {counted} rows, but its manifest records {m.rows}; refused"
-            )
-        df = delta.read(spark, str(m.table_path))
+            raise NotTokenTableError(f"{what}: {counted} rows, but its manifest records {m.rows}; refused")
         _check_columns(m, df)
         _check_values(m, df)
         frames.append(df)

@@ -31,9 +31,10 @@ from natlink import columns as C
 from natlink.store import delta
 from natlink.store import quarantine as Q
 from natlink.tokens import encode
-from natlink.errors import ReconciliationError, SchemaError
+from natlink.errors import NatlinkError, ReconciliationError, SchemaError
+from natlink.tokens.delivery import identify_delivery
 from natlink.tokens.keys import KeyMaterial
-from natlink.tokens.manifest import MANIFEST_KIND, MANIFEST_VERSION, TokenManifest, manifest_path
+from natlink.tokens.manifest import MANIFEST_KIND, MANIFEST_VERSION, TokenManifest, delivery_summary, manifest_path, summary_line
 
 __all__ = [
     "tokenise_configured",
@@ -219,7 +220,12 @@ def tokenise_configured(
     """
     from natlink.provider import onboard as onboarding
 
-    run_id = run_id or new_run_id()
+    delivery = identify_delivery(spark, ds, data_dir=data_dir, key=key, project=project)
+    run_id = run_id or delivery.default_run_id
+    previous = _previous_manifest(out_dir, ds.name)
+    if delivery.refuse_if_reused(run_id, previous.data if previous else None, f"tokenise {ds.name}") and _complete(previous):
+        log.info("tokenise %s: run %s already tokenised this delivery; nothing to do", ds.name, run_id)
+        return previous
     onboarded = onboarding.onboard(spark, ds, data_dir=data_dir, run_id=run_id)
     try:
         table = Path(quarantine_table) if quarantine_table is not None else Path(out_dir) / "quarantine"
@@ -248,10 +254,30 @@ def tokenise_configured(
         raise ReconciliationError(
             f"tokenise {ds.name}: onboarding passed on {counts.rows_out} rows, tokenise received {manifest.data['rows_in']}"
         )
-    data = {**manifest.data, "onboarding": counts.as_dict()}
+    data = {**manifest.data, "onboarding": counts.as_dict(), "delivery": delivery.as_dict()}
+    data["summary"] = delivery_summary(data)
+    if not data["summary"]["reconciles"]:
+        raise ReconciliationError(f"tokenise {ds.name}: {summary_line(data)}")
     if ds.age_band is not None:  # how the kept age band was derived: readers check providers agree
         data["age_band"] = ds.age_band.model_dump(mode="json")
     return TokenManifest(data).save(manifest.path)
+
+
+def _previous_manifest(out_dir: str | Path, dataset: str) -> TokenManifest | None:
+    path = manifest_path(out_dir, dataset)
+    if not path.is_file():
+        return None
+    try:
+        return TokenManifest.load(path)
+    except NatlinkError:  # not a manifest this version reads: the run replaces it
+        return None
+
+
+def _complete(manifest: TokenManifest) -> bool:
+    """The manifest's table is still the version it describes, with its onboarding counts."""
+    if "onboarding" not in manifest.data or not delta.exists(manifest.table_path):
+        return False
+    return delta.history(str(manifest.table_path), limit=1)[0]["version"] == manifest.data.get("delta_version")
 
 
 # --------------------------------------------------------------------------------------------

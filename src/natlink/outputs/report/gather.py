@@ -17,7 +17,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from natlink import columns as C
-from natlink.errors import NatlinkError, ReportError
+from natlink.errors import DeltaTableError, NatlinkError, ReportError
+from natlink.linkage.runs import RunView, completed_view
 from natlink.store import delta
 from natlink.store import quarantine as Q
 
@@ -30,34 +31,30 @@ _EXTRA_THRESHOLDS = (0.95, 0.99, 0.999)
 
 def find_run(spark, tables: Path, run_id: str) -> dict[str, Any]:
     """The runs-table row of ``run_id`` (``latest``: the last completed run)."""
-    from natlink.linkage.run import completed_runs
+    return _view(spark, tables, run_id).run
 
-    runs = completed_runs(spark, tables)
-    if not runs:
+
+def _view(spark, tables: Path, run_id: str) -> RunView:
+    try:
+        view = completed_view(spark, tables, run_id)
+    except DeltaTableError as error:
+        raise ReportError(str(error)) from None
+    if view is None:
         raise ReportError(f"no completed link runs under {tables} (no runs table)")
-    if run_id == "latest":
-        return runs[-1]
-    found = [r for r in runs if r[C.RUN_ID] == run_id]
-    if not found:
-        known = [r[C.RUN_ID] for r in runs][-10:]
-        raise ReportError(f"run {run_id!r} is not in {tables / 'runs'}; the last runs there: {known}")
-    return found[-1]
+    return view
 
 
 def collect(spark, tables: str | Path, run_id: str, *, model_path: str | Path | None = None,
             truth: DataFrame | None = None, thresholds: Sequence[float] | None = None) -> dict[str, Any]:
     """Every number the report shows, as a JSON-able dict (all Spark work happens here)."""
     tables = Path(tables)
-    run = find_run(spark, tables, run_id)
-    run_id = run[C.RUN_ID]
-    versions = json.loads(run["versions"])
+    view = _view(spark, tables, run_id)
+    run, run_id = view.run, view.run_id
     model_info = json.loads(run["model"])
     inputs = json.loads(run["inputs"])
     notes: list[str] = []
-    clusters = _table_at(spark, tables, "clusters", versions.get("clusters"))
-    edges = _table_at(spark, tables, "edges", versions.get("edges"))
-    clusters = clusters.where(F.col(C.RUN_ID) == run_id)
-    edges = edges.where(F.col(C.RUN_ID) == run_id)
+    clusters = _table_at(view, "clusters")
+    edges = _table_at(view, "edges")
 
     manifests = [_manifest_for(item, notes) for item in inputs]
     linked = {r[C.DATASET]: int(r["n"]) for r in clusters.groupBy(C.DATASET).agg(F.count(F.lit(1)).alias("n")).collect()}
@@ -70,7 +67,7 @@ def collect(spark, tables: str | Path, run_id: str, *, model_path: str | Path | 
         "model": _model_section(model_path or model_info.get("path"), run, model_info, notes),
         "scores": _scores_section(edges, float(model_info.get("threshold_match_probability") or 0.0)),
         "clusters": _clusters_section(clusters),
-        "id_events": _id_events_section(spark, tables, run_id),
+        "id_events": _id_events_section(view),
         "accuracy": None,
         "notes": notes,
     }
@@ -80,11 +77,12 @@ def collect(spark, tables: str | Path, run_id: str, *, model_path: str | Path | 
     return _finite(data)
 
 
-def _table_at(spark, tables: Path, name: str, version: int | None) -> DataFrame:
-    path = tables / name
-    if not delta.exists(str(path)):
-        raise ReportError(f"the run's {name} table is missing: {path}")
-    return delta.read(spark, str(path), version=version)
+def _table_at(view: RunView, name: str) -> DataFrame:
+    """The run's own rows of ``name``, at the version the run recorded (a later run's writes are not seen)."""
+    try:
+        return view.table(name, this_run_only=True)
+    except DeltaTableError as error:
+        raise ReportError(str(error)) from None
 
 
 def _manifest_for(item: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
@@ -314,13 +312,9 @@ def _clusters_section(clusters: DataFrame) -> dict[str, Any]:
     }
 
 
-def _id_events_section(spark, tables: Path, run_id: str) -> list[dict[str, Any]]:
-    path = tables / "id_events"
-    if not delta.exists(str(path)):
-        return []
+def _id_events_section(view: RunView) -> list[dict[str, Any]]:
     counted = (
-        delta.read(spark, str(path))
-        .where(F.col(C.RUN_ID) == run_id)
+        _table_at(view, "id_events")
         .groupBy("event", C.REASON)
         .agg(F.count(F.lit(1)).alias("events"), F.sum("records").alias("records"), F.sum(F.size("old_ids")).alias("old_ids"))
         .collect()

@@ -1,0 +1,129 @@
+"""What a link run id stands for: its inputs, model and settings, so a run id cannot be reused for others.
+
+A run id names one linkage of one set of inputs. Its identity is:
+
+* per token table: dataset, rows, key fingerprint, token schema, the Delta version its manifest
+  records and the content id of that version (:func:`natlink.store.files.content_id`: the data
+  files it is made of), and the tokenise run that made it;
+* the model: its settings hash; the link settings that change the result: the match threshold.
+
+The ``runs`` row of a completed run keeps its identity (the ``inputs`` and ``model`` columns), and
+every table write of the run carries its digest in the commit info. Rerunning a run id is then:
+
+* with the same identity, after it completed: a no-op (``already-completed``);
+* with the same identity, after it was killed part-way: the run resumes (writes that committed
+  are skipped by their Delta transaction id);
+* with a different identity: refused, :class:`~natlink.errors.RunIdentityError`, saying what
+  differs (dataset, field, before and after; versions and content ids only, never a value).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from natlink import columns as C
+from natlink.config.link import LinkConfig
+from natlink.errors import RunIdentityError
+from natlink.linkage import model_store
+from natlink.store import delta, files
+from natlink.tokens.manifest import TokenManifest
+
+__all__ = ["INPUT_FIELDS", "RunIdentity", "identify", "txn_app_id"]
+
+# Fields of one input that must match for a rerun of the same run id ("table" is where it is read
+# from, informative only: a moved folder with the same content is the same input).
+INPUT_FIELDS = ("rows", "key_fingerprint", "schema_version", "delta_version", "content_id", "tokenise_run_id")
+MODEL_FIELDS = ("settings_hash", "threshold_match_probability")
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    inputs: list[dict[str, Any]]  # one per token table, sorted by dataset
+    model: dict[str, Any]
+
+    @property
+    def digest(self) -> str:
+        canonical = json.dumps(
+            {"inputs": [{k: i.get(k) for k in ("dataset", *INPUT_FIELDS)} for i in self.inputs],
+             "model": {k: self.model.get(k) for k in MODEL_FIELDS}},
+            sort_keys=True, default=str,
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+    def differences(self, row: dict[str, Any]) -> list[str]:
+        """What differs from a completed run's ``runs`` row (fields the row lacks are not compared)."""
+        out: list[str] = []
+        before = {i["dataset"]: i for i in json.loads(row["inputs"])}
+        now = {i["dataset"]: i for i in self.inputs}
+        for name in sorted(set(before) - set(now)):
+            out.append(f"dataset {name!r} was an input and is not now")
+        for name in sorted(set(now) - set(before)):
+            out.append(f"dataset {name!r} is an input now and was not")
+        for name in sorted(set(now) & set(before)):
+            for key in INPUT_FIELDS:
+                if key in before[name] and before[name][key] != now[name].get(key):
+                    out.append(f"dataset {name!r} {key}: {before[name][key]} -> {now[name].get(key)}")
+        model = json.loads(row["model"])
+        for key in MODEL_FIELDS:
+            if key in model and model[key] != self.model.get(key):
+                out.append(f"model {key}: {model[key]} -> {self.model.get(key)}")
+        return out
+
+    def refuse_if_reused(self, spark, tables: Path, run_id: str, completed: dict[str, Any] | None) -> None:
+        """Raise RunIdentityError when ``run_id`` completed, or started and was killed, with other inputs."""
+        if completed is not None:
+            differs = self.differences(completed)
+            if differs:
+                raise RunIdentityError(
+                    f"run id {run_id!r} already completed (at {completed['finished_at']}) with different inputs: "
+                    f"{'; '.join(differs)}. A run id names one linkage: use a new run id for these inputs"
+                )
+            return
+        app_id = txn_app_id(run_id)
+        for name in ("clusters", "edges", "person_index", "id_events"):
+            path = tables / name
+            if delta.txn_version(str(path), app_id, spark=spark) is None:
+                continue
+            for commit in delta.history(str(path), spark=spark):
+                info = commit["commit_info"]
+                if info.get(C.RUN_ID) == run_id and info.get("inputs_id") not in (None, self.digest):
+                    raise RunIdentityError(
+                        f"run id {run_id!r} was started with different inputs and did not complete (its write of "
+                        f"{name} is version {commit['version']}, invisible to readers until a run completes); "
+                        "rerun it with its original inputs, or use a new run id for these"
+                    )
+
+
+def txn_app_id(run_id: str) -> str:
+    """The Delta transaction id of a run's table writes (a rerun skips the writes that committed)."""
+    return f"natlink-run:{run_id}"
+
+
+def identify(spark, manifests: Sequence[TokenManifest], model_path: str | Path, link_cfg: LinkConfig) -> RunIdentity:
+    """The identity of linking ``manifests`` with the model at ``model_path`` (reads only metadata)."""
+    inputs = []
+    for m in sorted(manifests, key=lambda m: m.dataset):
+        version = m.data.get("delta_version")
+        inputs.append({
+            "dataset": m.dataset,
+            "table": str(m.table_path),
+            "rows": m.rows,
+            "key_fingerprint": m.key_fingerprint,
+            "schema_version": m.data.get("schema_version"),
+            "delta_version": version,
+            "content_id": files.content_id(spark, m.table_path, version),
+            "tokenise_run_id": m.data.get("run_id"),
+            "created_at": m.data.get("created_utc"),
+        })
+    _settings, meta = model_store.load(model_path, key_fingerprint=manifests[0].key_fingerprint if manifests else None)
+    model = {
+        "path": str(model_path),
+        "settings_hash": meta.get("settings_hash"),
+        "splink_version": meta.get("splink_version"),
+        "threshold_match_probability": link_cfg.threshold_match_probability,
+    }
+    return RunIdentity(inputs, model)

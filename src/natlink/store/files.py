@@ -1,0 +1,113 @@
+"""The files behind a Delta table version: a content id, an integrity check, named read failures.
+
+* :func:`content_id`: a hash of the data files a version is made of (Delta names every data file
+  uniquely, so two versions with the same files hold the same rows). A run binds its inputs with
+  it (:mod:`natlink.linkage.run`), so a replaced table cannot pass for the one a run id used.
+* :func:`check_files`: before any Spark job reads rows, every file of the version exists, is a
+  Parquet file from its first to its last byte (``PAR1`` at both ends; a truncated or partly
+  copied file fails) and is readable; else :class:`~natlink.errors.CorruptInputFileError` naming
+  the file, what was expected and what to do.
+* :func:`named_read_failure`: a Spark failure while reading a file (removed, truncated, corrupt
+  during a job) as the same named error, naming the file, never a row value; None for anything else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from natlink.errors import CorruptInputFileError
+from natlink.store import delta
+
+__all__ = ["check_files", "content_id", "data_files", "named_read_failure"]
+
+_PARQUET_MAGIC = b"PAR1"
+_READ_CONDITIONS = ("FAILED_READ_FILE", "CANNOT_READ_FILE_FOOTER", "FILE_NOT_EXIST", "PATH_NOT_FOUND")
+_PATH_IN_TEXT = re.compile(r"(?:file|reading file|Path does not exist:|File)\s*:?\s*((?:file|hdfs|s3a?|abfss?|gs|dbfs):[^\s,'\"]+|/[^\s,'\"]+)")
+
+
+def data_files(spark, path: str | os.PathLike, version: int | None = None) -> list[str]:
+    """The data files (full URIs, sorted) of the table at ``path`` as of ``version`` (else the latest)."""
+    return sorted(str(f) for f in delta.read(spark, path, version=version).inputFiles())
+
+
+def content_id(spark, path: str | os.PathLike, version: int | None = None) -> str:
+    """``sha256:<hex>`` of the table's data-file names at ``version``: equal ids, equal content.
+
+    Delta gives every data file a unique name (a UUID), so the names identify the rows; base names
+    only, so a table moved to another folder keeps its id.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(f.rsplit("/", 1)[-1] for f in data_files(spark, path, version)):
+        digest.update(name.encode() + b"\n")
+    return "sha256:" + digest.hexdigest()
+
+
+def check_files(spark, path: str | os.PathLike, version: int | None = None, *, what: str, remedy: str) -> int:
+    """Every data file of the version exists and is whole Parquet; returns how many were checked.
+
+    ``what`` names the table for the message (e.g. "token table of dataset 'gp'"), ``remedy`` says
+    what to do (e.g. "re-tokenise the dataset").
+    """
+    jvm = spark._jvm
+    conf = spark._jsc.hadoopConfiguration()
+    files = data_files(spark, path, version)
+    for uri in files:
+        hpath = jvm.org.apache.hadoop.fs.Path(uri)
+        fs = hpath.getFileSystem(conf)
+        if not fs.exists(hpath):
+            raise CorruptInputFileError(f"{what}: data file {uri} is missing (the table's log lists it); {remedy}")
+        size = int(fs.getFileStatus(hpath).getLen())
+        if size < 12 or _read_bytes(fs, hpath, 0, 4) != _PARQUET_MAGIC or _read_bytes(fs, hpath, size - 4, 4) != _PARQUET_MAGIC:
+            raise CorruptInputFileError(
+                f"{what}: data file {uri} ({size} bytes) is not a whole Parquet file (expected 'PAR1' at its start and end: "
+                f"truncated or overwritten); {remedy}"
+            )
+    return len(files)
+
+
+def _read_bytes(fs, hpath, offset: int, n: int) -> bytes:
+    stream = fs.open(hpath)
+    try:
+        stream.seek(offset)
+        return bytes(bytearray(stream.read() & 0xFF for _ in range(n)))
+    finally:
+        stream.close()
+
+
+def named_read_failure(exc: BaseException, *, remedy: str = "check the file, restore or regenerate it, and rerun") -> CorruptInputFileError | None:
+    """The named error for a Spark job that failed reading a file (missing, truncated, corrupt), else None."""
+    conditions: list[str] = []
+    path = None
+    throwable, depth = getattr(exc, "java_exception", None), 0
+    while throwable is not None and depth < 16:
+        for getter in ("getCondition", "getErrorClass"):
+            try:
+                name = getattr(throwable, getter)()
+            except Exception:  # noqa: BLE001 - not a SparkThrowable
+                continue
+            if name:
+                conditions.append(str(name))
+                try:
+                    params = dict(throwable.getMessageParameters())
+                    path = path or params.get("path")
+                except Exception:  # noqa: BLE001
+                    pass
+            break
+        try:
+            if path is None and throwable.getClass().getName() == "java.io.FileNotFoundException":
+                conditions.append("FILE_NOT_EXIST")
+                path = _path_in(str(throwable.getMessage()))
+            throwable, depth = throwable.getCause(), depth + 1
+        except Exception:  # noqa: BLE001
+            break
+    if not any(c.split(".")[0] in _READ_CONDITIONS for c in conditions):
+        return None
+    where = path or "(a file Spark did not name)"
+    kind = "missing" if any("NOT_EXIST" in c or "NOT_FOUND" in c for c in conditions) else "unreadable or truncated"
+    return CorruptInputFileError(f"input file {where} is {kind} ({' <- '.join(dict.fromkeys(conditions))}); {remedy}")
+
+
+def _path_in(message: str) -> str | None:
+    found = _PATH_IN_TEXT.search(message or "")
+    return found.group(1).rstrip(".") if found else None
