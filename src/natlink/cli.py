@@ -72,6 +72,8 @@ def demo(
             return commands.demo(cfg, root=root, progress=lambda msg: (status.update(msg), err.print(f"[dim]-[/] {msg}")))
 
     result = _call(verbose, None, run)
+    for line in [*result.deliveries, result.link]:
+        err.print(line)
     err.print(f"clusters: {result.clusters_path}   model: {result.model_path}")
     err.print("step seconds: " + ", ".join(f"{k}={v}" for k, v in result.timings.items()))
     print(result.summary_line())
@@ -177,6 +179,24 @@ def link_cmd(
     err.print(summary.summary_line())
     err.print(f"timings {summary.timings}")
     print(json.dumps({"run_id": summary.run_id, "status": summary.status, "mode": summary.mode, "counts": summary.counts}, default=int))
+
+
+@app.command()
+def extract(
+    project: Path = typer.Option(..., help="project config (conf/projects/NAME.yaml): allow-listed columns per dataset"),
+    tables: Path = typer.Option(..., help="folder of the link run's Delta tables"),
+    manifest: list[Path] = MANIFESTS_OPTION,
+    out: Path = typer.Option(..., help="extracts folder: OUT/<project>/<dataset> (Delta) and extract.json"),
+    run_id: str = typer.Option("latest", help="the completed link run to extract from"),
+    environment: Path | None = ENV_OPTION,
+    verbose: bool = VERBOSE_OPTION,
+) -> None:
+    """A research project's extract: its allow-listed columns, person ids random per project, rows shuffled."""
+    from natlink import commands
+
+    result = _call(verbose, f"natlink extract {project}", lambda: commands.extract(project, tables, manifest, out, run_id=run_id, environment=environment))
+    err.print(result.summary_line())
+    print(result.path)
 
 
 @app.command()

@@ -11,7 +11,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence, TypeVar
 from natlink.config import DatasetConfig, DemoConfig, EnvironmentConfig, LinkConfig, ModelConfig, load, load_dataset, project_root
 from natlink.config.base import resolve
 from natlink.config.case_study import load_config as load_case_study_config
+from natlink.config.project import ProjectConfig
 from natlink.config.synth import load_synth_config
 from natlink.errors import ConfigError, NatlinkError
 from natlink.linkage import model_store, train as training
@@ -27,6 +28,7 @@ from natlink.linkage.runs import completed_runs, completed_view
 from natlink.outputs import case_study as case_study_mod
 from natlink.outputs import discover as disc
 from natlink.outputs import evaluate as evaluation
+from natlink.outputs import extract as extracts
 from natlink.outputs import report as reporting
 from natlink.provider import profile as profiling
 from natlink.spark.session import get_spark
@@ -196,6 +198,22 @@ def discover(
 
 
 @_named_failures
+def extract(
+    project_config: str | Path,
+    tables: str | Path,
+    manifests: Paths,
+    out: str | Path,
+    *,
+    run_id: str = "latest",
+    environment: str | Path | None = None,
+) -> extracts.ExtractResult:
+    """A research project's extract: allow-listed columns, random per-project person ids, rows shuffled."""
+    project = load(resolve(project_config), ProjectConfig)
+    spark = spark_for("natlink-extract", environment)
+    return extracts.write_extract(spark, project=project, tables=tables, manifests=list(manifests), out=out, run_id=run_id)
+
+
+@_named_failures
 def report(
     run_id: str,
     tables: str | Path,
@@ -204,11 +222,14 @@ def report(
     truth: str | Path | None = None,
     out: str | Path | None = None,
     thresholds: Sequence[float] | None = None,
+    min_cell_count: int = 10,
     environment: str | Path | None = None,
 ) -> Path:
-    """A self-contained, offline HTML report of one link run for data owners (counts only)."""
+    """A self-contained, offline HTML report of one link run for data owners (counts only; counts
+    from 1 to ``min_cell_count - 1`` withheld)."""
     spark = spark_for("natlink-report", environment)
-    return reporting.write_report(spark, tables=tables, run_id=run_id, out=out, model_path=model_path, truth=truth, thresholds=list(thresholds) if thresholds else None)
+    return reporting.write_report(spark, tables=tables, run_id=run_id, out=out, model_path=model_path, truth=truth,
+                                  thresholds=list(thresholds) if thresholds else None, min_cell_count=min_cell_count)
 
 
 @_named_failures
@@ -260,6 +281,8 @@ class DemoResult:
     model_path: Path
     run_id: str
     timings: dict[str, float]
+    deliveries: list[str] = field(default_factory=list)  # one reconciled line per dataset tokenised
+    link: str = ""  # the link run's summary line
 
     def summary_line(self) -> str:
         m = self.metrics
@@ -338,4 +361,5 @@ def demo(cfg: DemoConfig, *, root: Path | None = None, progress: Progress = lamb
     step.stop()
     seconds = time.perf_counter() - started
     log.info("demo run %s (%s): counts %s; step seconds %s", run_id, summary.mode, summary.counts, step.timings)
-    return DemoResult(metrics, records, seconds, out, clusters_path, model_path, run_id, step.timings)
+    return DemoResult(metrics, records, seconds, out, clusters_path, model_path, run_id, step.timings,
+                      [m.summary_line() for m in manifests], summary.summary_line())

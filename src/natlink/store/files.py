@@ -22,8 +22,12 @@ from natlink.store import delta
 __all__ = ["check_files", "content_id", "data_files", "named_read_failure"]
 
 _PARQUET_MAGIC = b"PAR1"
-_READ_CONDITIONS = ("FAILED_READ_FILE", "CANNOT_READ_FILE_FOOTER", "FILE_NOT_EXIST", "PATH_NOT_FOUND")
-_PATH_IN_TEXT = re.compile(r"(?:file|reading file|Path does not exist:|File)\s*:?\s*((?:file|hdfs|s3a?|abfss?|gs|dbfs):[^\s,'\"]+|/[^\s,'\"]+)")
+_READ_CONDITIONS = ("FAILED_READ_FILE", "CANNOT_READ_FILE_FOOTER", "FILE_NOT_EXIST", "PATH_NOT_FOUND", "CHECKSUM_MISMATCH")
+_JAVA_READ_FAILURES = {  # Java exceptions (Hadoop's file system, the JDK) that mean "this file cannot be read"
+    "java.io.FileNotFoundException": "FILE_NOT_EXIST",
+    "org.apache.hadoop.fs.ChecksumException": "CHECKSUM_MISMATCH",
+}
+_PATH_IN_TEXT = re.compile(r"((?:file|hdfs|s3a?|abfss?|gs|dbfs):/[^\s,'\"]+|/[^\s,'\"]+)")
 
 
 def data_files(spark, path: str | os.PathLike, version: int | None = None) -> list[str]:
@@ -95,16 +99,22 @@ def named_read_failure(exc: BaseException, *, remedy: str = "check the file, res
                     pass
             break
         try:
-            if path is None and throwable.getClass().getName() == "java.io.FileNotFoundException":
-                conditions.append("FILE_NOT_EXIST")
-                path = _path_in(str(throwable.getMessage()))
+            java_class = str(throwable.getClass().getName())
+            if java_class in _JAVA_READ_FAILURES:
+                conditions.append(_JAVA_READ_FAILURES[java_class])
+                path = path or _path_in(str(throwable.getMessage()))
             throwable, depth = throwable.getCause(), depth + 1
         except Exception:  # noqa: BLE001
             break
     if not any(c.split(".")[0] in _READ_CONDITIONS for c in conditions):
         return None
     where = path or "(a file Spark did not name)"
-    kind = "missing" if any("NOT_EXIST" in c or "NOT_FOUND" in c for c in conditions) else "unreadable or truncated"
+    if any("NOT_EXIST" in c or "NOT_FOUND" in c for c in conditions):
+        kind = "missing (removed or moved while the job ran?)"
+    elif "CHECKSUM_MISMATCH" in conditions:
+        kind = "changed after its checksum file (.crc beside it) was written"
+    else:
+        kind = "unreadable or truncated"
     return CorruptInputFileError(f"input file {where} is {kind} ({' <- '.join(dict.fromkeys(conditions))}); {remedy}")
 
 

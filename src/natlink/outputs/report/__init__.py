@@ -31,6 +31,7 @@ from typing import Sequence
 from pyspark.sql import DataFrame
 
 from natlink.errors import ReportError
+from natlink.outputs.disclosure import DEFAULT_MIN_CELL_COUNT
 from natlink.outputs.report.gather import collect, find_run, truth_frame
 from natlink.outputs.report.page import SECTIONS
 from natlink.outputs.report.sections import render
@@ -42,15 +43,17 @@ log = logging.getLogger(__name__)
 
 def write_report(spark, *, tables: str | Path, run_id: str, out: str | Path | None = None,
                  model_path: str | Path | None = None, truth: str | Path | DataFrame | None = None,
-                 thresholds: Sequence[float] | None = None) -> Path:
+                 thresholds: Sequence[float] | None = None, min_cell_count: int = DEFAULT_MIN_CELL_COUNT) -> Path:
     """Collect, render and write the report of ``run_id``; returns the HTML file's path.
+
+    Counts from 1 to ``min_cell_count - 1`` are withheld (:mod:`natlink.outputs.disclosure`).
 
     ``truth``: a DataFrame or a Delta / Parquet table of (dataset, record_id, true_person_id).
     Default ``out``: ``<tables>/../reports/<run_id>.html``.
     """
     tables = Path(tables)
     truth_df = truth_frame(spark, truth)
-    data = collect(spark, tables, run_id, model_path=model_path, truth=truth_df, thresholds=thresholds)
+    data = collect(spark, tables, run_id, model_path=model_path, truth=truth_df, thresholds=thresholds, min_cell_count=min_cell_count)
     page = render(data)
     out = Path(out) if out is not None else tables.parent / "reports" / f"{data['run']['run_id']}.html"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from natlink import columns as C
 from natlink.errors import DeltaTableError, NatlinkError, ReportError
 from natlink.linkage.runs import RunView, completed_view
+from natlink.outputs.disclosure import DEFAULT_MIN_CELL_COUNT, withhold_columns, withhold_keys
 from natlink.store import delta
 from natlink.store import quarantine as Q
 
@@ -45,8 +46,13 @@ def _view(spark, tables: Path, run_id: str) -> RunView:
 
 
 def collect(spark, tables: str | Path, run_id: str, *, model_path: str | Path | None = None,
-            truth: DataFrame | None = None, thresholds: Sequence[float] | None = None) -> dict[str, Any]:
-    """Every number the report shows, as a JSON-able dict (all Spark work happens here)."""
+            truth: DataFrame | None = None, thresholds: Sequence[float] | None = None,
+            min_cell_count: int = DEFAULT_MIN_CELL_COUNT) -> dict[str, Any]:
+    """Every number the report shows, as a JSON-able dict (all Spark work happens here).
+
+    Counts from 1 to ``min_cell_count - 1`` are withheld (None) in every section but the
+    accuracy one (only made against synthetic truth); see :mod:`natlink.outputs.disclosure`.
+    """
     tables = Path(tables)
     view = _view(spark, tables, run_id)
     run, run_id = view.run, view.run_id
@@ -74,7 +80,31 @@ def collect(spark, tables: str | Path, run_id: str, *, model_path: str | Path | 
     if truth is not None:
         threshold = float(model_info.get("threshold_match_probability") or 0.0)
         data["accuracy"] = _accuracy_section(clusters, edges, truth, threshold, thresholds)
-    return _finite(data)
+    return _finite(_withhold_small_counts(data, min_cell_count))
+
+
+_INPUT_COUNTS = ("rows_in", "quarantined_onboarding", "duplicates_collapsed", "quarantined_tokenise", "rows_linked", "records_in_clusters")
+
+
+def _withhold_small_counts(data: dict[str, Any], n: int) -> dict[str, Any]:
+    """Every count a data owner reads, with the small ones withheld (the checks were made before)."""
+    if n <= 1:
+        data["min_cell_count"] = n
+        data["input_totals"] = {k: sum(r[k] or 0 for r in data["inputs"]) for k in _INPUT_COUNTS}
+        return data
+    totals = {k: sum(r[k] or 0 for r in data["inputs"]) for k in _INPUT_COUNTS}
+    data["input_totals"] = withhold_columns(data["inputs"], _INPUT_COUNTS, n, totals)
+    withhold_columns(data["quarantine"], ("rows",), n)
+    withhold_keys(data["run"], ("records", "persons", "edges"), n)
+    withhold_columns(data["scores"].get("histogram", []), ("count_rows",), n)
+    withhold_columns(data["scores"].get("bands", []), ("edges",), n)
+    withhold_keys(data["scores"], ("edges",), n)
+    withhold_columns(data["clusters"].get("by_size", []), ("persons",), n)
+    withhold_columns(data["clusters"].get("by_datasets", []), ("persons", "records"), n)
+    withhold_keys(data["clusters"], ("persons", "records"), n)
+    withhold_columns(data["id_events"], ("events", "records", "old_ids"), n)
+    data["min_cell_count"] = n
+    return data
 
 
 def _table_at(view: RunView, name: str) -> DataFrame:

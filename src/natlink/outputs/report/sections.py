@@ -18,7 +18,7 @@ def render(data: dict[str, Any]) -> str:
     charts: dict[str, dict] = {}
     parts = [
         _run(data["run"]),
-        _inputs(data["inputs"]),
+        _inputs(data["inputs"], data.get("input_totals")),
         _quarantine(data["quarantine"], charts),
         _model(data["model"], charts),
         _scores(data["scores"], charts),
@@ -26,7 +26,9 @@ def render(data: dict[str, Any]) -> str:
         _id_events(data["id_events"]),
         _accuracy(data["accuracy"], charts),
     ]
-    notes = "".join(f"<li>{escape(n)}</li>" for n in data["notes"])
+    n = data.get("min_cell_count", 0)
+    withheld = [f"Counts from 1 to {n - 1} are withheld (shown as \u2013), and a total that would reveal one by subtraction."] if n > 1 else []
+    notes = "".join(f"<li>{escape(n)}</li>" for n in [*withheld, *data["notes"]])
     body = "".join(parts) + (f'<section id="notes"><h2>Notes</h2><ul>{notes}</ul></section>' if notes else "")
     return page(run_id=data["run"]["run_id"], generated=data["generated_utc"], body=body, data=data, charts=charts)
 
@@ -54,14 +56,14 @@ def _run(run: dict[str, Any]) -> str:
 _INPUT_COUNTS = ("rows_in", "quarantined_onboarding", "duplicates_collapsed", "quarantined_tokenise", "rows_linked", "records_in_clusters")
 
 
-def _inputs(inputs: list[dict[str, Any]]) -> str:
+def _inputs(inputs: list[dict[str, Any]], data_totals: dict[str, Any] | None = None) -> str:
     rows = [dict(r, reconciled_text="yes" if r["reconciled"] else "NO") for r in inputs]
     checks = "".join(
         f'<li data-dataset="{escape(r["dataset"])}" data-check="{escape(name)}" class="{"ok" if ok else "bad"}">'
         f'{escape(r["dataset"])}: {escape(name)}: {"ok" if ok else "FAILED"}</li>'
         for r in inputs for name, ok in r["checks"].items()
     )
-    totals = {k: sum(r[k] or 0 for r in inputs) for k in _INPUT_COUNTS}
+    totals = dict(data_totals or {k: sum(r[k] or 0 for r in inputs) for k in _INPUT_COUNTS})
     totals.update(dataset="all", reconciled_text="yes" if all(r["reconciled"] for r in inputs) else "NO")
     columns = [
         ("dataset", "dataset"), ("rows_in", "rows in"), ("quarantined_onboarding", "quarantined (onboarding)"),

@@ -1,0 +1,103 @@
+"""A tokenise run id is bound to its delivery; one summary that reconciles (issue 19, items 3 and 5)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from natlink.config import DatasetConfig
+from natlink.errors import RunIdentityError
+from natlink.store import delta
+from natlink.store import quarantine as Q
+from natlink.tokens import keys
+from natlink.tokens.tokenise import tokenise_configured
+
+FAKE_KEY_HEX = b"test-key-not-secret-delivery-000".hex()  # obviously fake, tests only
+HEADER = "rid,nhs,forename,surname,dob,sex,postcode"
+ROWS = [
+    "d01,4010232137,Ann,Smith,1980-02-01,F,LS1 4AP",
+    "d02,,Bob,Jones,1970-03-04,M,M1 1AE",
+    "d03,,Cat,Brown,1960-05-06,F,B1 1AA",  # exact duplicate: collapsed
+    "d03,,Cat,Brown,1960-05-06,F,B1 1AA",
+    "d04,,Dan,Green,1950-01-01,M,CF10 1AA",  # conflicting duplicates: both quarantined
+    "d04,,Dan,Greene,1950-01-01,M,CF10 1AA",
+    "d05,,,,,,",  # no identifier
+    "d06,,Eve,White,1990-01-01,F,OX1 1AA,EXTRA",  # malformed (extra field)
+]
+
+
+def _config(tmp_path: Path) -> DatasetConfig:
+    return DatasetConfig.model_validate({
+        "name": "deliv",
+        "source": {"path": str(tmp_path / "src"), "format": "csv"},
+        "record_id": "rid",
+        "columns": {"nhs_number": "nhs", "given_name": "forename", "family_name": "surname",
+                    "date_of_birth": "dob", "sex": "sex", "postcode": "postcode"},
+        "date_formats": ["yyyy-MM-dd"],
+    })
+
+
+def _deliver(tmp_path: Path, rows) -> None:
+    (tmp_path / "src").mkdir(exist_ok=True)
+    (tmp_path / "src" / "delivery.csv").write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
+
+
+@pytest.fixture()
+def key(monkeypatch):
+    monkeypatch.setenv("NATLINK_TEST_DELIVERY_KEY", FAKE_KEY_HEX)
+    return keys.resolve("env:NATLINK_TEST_DELIVERY_KEY")
+
+
+def _quarantined(spark, out: Path) -> dict[str, int]:
+    rows = Q.read(spark, out / "quarantine").groupBy(F.col("run_id")).count().collect()
+    return {r["run_id"]: int(r["count"]) for r in rows}
+
+
+def test_a_rerun_reuses_its_run_id_and_replaces_its_own_quarantine_rows(spark, tmp_path, key):
+    _deliver(tmp_path, ROWS)
+    cfg, out = _config(tmp_path), tmp_path / "out"
+    first = tokenise_configured(spark, cfg, key, data_dir=None, out_dir=out)
+    run_id = first["run_id"]
+    assert run_id.startswith("tok-") and len(run_id) == 20
+    # 8 records in = 3 tokenised + 4 quarantined (1 malformed, 2 conflicting, 1 no identifier) + 1 collapsed
+    assert first.summary_line() == (
+        "deliv: 8 records in = 3 tokenised + 4 quarantined (onboarding: duplicate_record_id 2, malformed_row 1, "
+        "no_usable_identifier 1; tokenise: none) + 1 duplicates collapsed"
+    )
+    assert first["summary"] == {
+        "records_in": 8, "tokenised": 3, "quarantined": 4, "duplicates_collapsed": 1, "reconciles": True,
+        "quarantined_by_stage": {"onboarding": {"duplicate_record_id": 2, "malformed_row": 1, "no_usable_identifier": 1}, "tokenise": {}},
+    }
+    assert _quarantined(spark, out) == {run_id: 4}
+    version = delta.history(str(out / "deliv"), limit=1)[0]["version"]
+    again = tokenise_configured(spark, cfg, key, data_dir=None, out_dir=out)
+    assert again["run_id"] == run_id and again.data == first.data
+    assert _quarantined(spark, out) == {run_id: 4}  # not 8: the rerun did not append again
+    assert delta.history(str(out / "deliv"), limit=1)[0]["version"] == version  # nothing rewritten
+    # A new delivery gets its own run id; the manifest names it, so readers count only its rows.
+    _deliver(tmp_path, ROWS + ["d07,,Fay,Black,1955-07-08,F,EH1 1AA"])
+    third = tokenise_configured(spark, cfg, key, data_dir=None, out_dir=out)
+    assert third["run_id"] != run_id and third["summary"]["records_in"] == 9 and third.rows == 4
+    assert _quarantined(spark, out) == {run_id: 4, third["run_id"]: 4}
+
+
+def test_a_run_id_reused_for_another_delivery_is_refused(spark, tmp_path, key):
+    _deliver(tmp_path, ROWS)
+    cfg, out = _config(tmp_path), tmp_path / "out"
+    tokenise_configured(spark, cfg, key, data_dir=None, out_dir=out, run_id="t1")
+    assert tokenise_configured(spark, cfg, key, data_dir=None, out_dir=out, run_id="t1")["run_id"] == "t1"  # same delivery: fine
+    _deliver(tmp_path, ROWS[:-1])
+    with pytest.raises(RunIdentityError, match=r"run id 't1' already tokenised a different delivery: file delivery.csv changed \(size"):
+        tokenise_configured(spark, cfg, key, data_dir=None, out_dir=out, run_id="t1")
+    (tmp_path / "src" / "second.csv").write_text(HEADER + "\n", encoding="utf-8")
+    with pytest.raises(RunIdentityError, match="file second.csv is new"):
+        tokenise_configured(spark, cfg, key, data_dir=None, out_dir=out, run_id="t1")
+    os.remove(tmp_path / "src" / "second.csv")
+    other = keys.KeyMaterial("test-other", b"test-key-not-secret-delivery-two")  # obviously fake
+    _deliver(tmp_path, ROWS)
+    os.utime(tmp_path / "src" / "delivery.csv")
+    with pytest.raises(RunIdentityError, match="key_fingerprint"):
+        tokenise_configured(spark, cfg, other, data_dir=None, out_dir=out, run_id="t1")
