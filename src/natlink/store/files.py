@@ -58,16 +58,29 @@ def check_files(spark, path: str | os.PathLike, version: int | None = None, *, w
     files = data_files(spark, path, version)
     for uri in files:
         hpath = jvm.org.apache.hadoop.fs.Path(uri)
-        fs = hpath.getFileSystem(conf)
+        fs = _raw(hpath.getFileSystem(conf))
         if not fs.exists(hpath):
             raise CorruptInputFileError(f"{what}: data file {uri} is missing (the table's log lists it); {remedy}")
         size = int(fs.getFileStatus(hpath).getLen())
-        if size < 12 or _read_bytes(fs, hpath, 0, 4) != _PARQUET_MAGIC or _read_bytes(fs, hpath, size - 4, 4) != _PARQUET_MAGIC:
+        try:
+            whole = size >= 12 and _read_bytes(fs, hpath, 0, 4) == _PARQUET_MAGIC == _read_bytes(fs, hpath, size - 4, 4)
+        except Exception:  # noqa: BLE001 - an unreadable file is not whole either
+            whole = False
+        if not whole:
             raise CorruptInputFileError(
                 f"{what}: data file {uri} ({size} bytes) is not a whole Parquet file (expected 'PAR1' at its start and end: "
                 f"truncated or overwritten); {remedy}"
             )
     return len(files)
+
+
+def _raw(fs):
+    """The file system without Hadoop's client-side checksums (a local file system checks them
+    against a .crc file, and would fail on the damage this check is there to name)."""
+    try:
+        return fs.getRawFileSystem()
+    except Exception:  # noqa: BLE001 - not a checksummed file system
+        return fs
 
 
 def _read_bytes(fs, hpath, offset: int, n: int) -> bytes:
