@@ -101,11 +101,14 @@ def world(spark, tmp_path_factory):
     runs["r2"] = linkrun.run(spark, manifests=list(m2.values()), model_path=model_path, link_cfg=LINK, tables=tables, run_id="r2")
 
     out = base / "reports"
-    html2 = report.write_report(spark, tables=tables, run_id="r2", truth=generated.truth, out=out / "r2.html")
-    html1 = report.write_report(spark, tables=tables, run_id="r1", out=out / "r1.html")
+    # Exact counts (min_cell_count=1) for the tests that reconcile every number with the tables; a
+    # data owner's report (the default) withholds counts below 10: test_small_counts_are_withheld.
+    html2 = report.write_report(spark, tables=tables, run_id="r2", truth=generated.truth, out=out / "r2.html", min_cell_count=1)
+    html1 = report.write_report(spark, tables=tables, run_id="r1", out=out / "r1.html", min_cell_count=1)
+    shared = report.write_report(spark, tables=tables, run_id="r2", out=out / "r2-shared.html")
     return {
         "base": base, "tables": tables, "model": model_path, "truth": generated.truth, "runs": runs,
-        "manifests": {"r1": m1, "r2": m2}, "delivered": delivered, "html": {"r1": html1, "r2": html2},
+        "manifests": {"r1": m1, "r2": m2}, "delivered": delivered, "html": {"r1": html1, "r2": html2, "shared": shared},
     }
 
 
@@ -280,6 +283,39 @@ def test_scores_clusters_and_id_events_match_the_tables(spark, world):
     assert [v for (event, _reason), v in shown.items() if event == "new"] == [(1, 2)]
     for (event, reason), (n, _recs) in shown.items():
         assert p.number("id-events", f"{event}/{reason}", "events") == n
+
+
+def test_small_counts_are_withheld(world):
+    """The default report: no count from 1 to 9 anywhere a data owner reads, in the page or its data."""
+    text, p, shared = page(world, "shared")
+    _t, _p, exact = page(world, "r2")
+    small = lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 < v < 10  # noqa: E731
+    withheld = 0
+    for section, key, fields in (("clusters", "by_size", ("persons",)), ("clusters", "by_datasets", ("persons", "records")),
+                                 ("scores", "histogram", ("count_rows",)), ("scores", "bands", ("edges",))):
+        for before, after in zip(exact[section][key], shared[section][key]):
+            for f in fields:
+                assert not small(after[f]), (section, key, f, after)
+                if small(before[f]):
+                    assert after[f] is None
+                    withheld += 1
+                else:
+                    assert after[f] == before[f]
+    for before, after in zip(exact["id_events"], shared["id_events"]):
+        assert all(not small(after[f]) for f in ("events", "records", "old_ids"))
+    for before, after in zip(exact["quarantine"], shared["quarantine"]):
+        assert after["rows"] == (None if small(before["rows"]) else before["rows"])
+    # The second delivery's one new person (1 event, 2 records) is exactly the kind of count withheld.
+    assert [(e["events"], e["records"]) for e in shared["id_events"] if e["event"] == "new"] == [(None, None)]
+    assert withheld > 0 and shared["min_cell_count"] == 10
+    assert "Counts from 1 to 9 are withheld" in text
+    for row in shared["inputs"]:
+        assert all(not small(row[k]) for k in ("rows_in", "quarantined_onboarding", "duplicates_collapsed", "quarantined_tokenise"))
+    totals = shared["input_totals"]
+    for k in ("quarantined_onboarding", "quarantined_tokenise"):
+        cells = [r[k] for r in shared["inputs"]]
+        if cells.count(None) == 1:  # one withheld cell: the total would give it away by subtraction
+            assert totals[k] is None
 
 
 def test_accuracy_against_truth_at_several_thresholds(spark, world):
