@@ -49,3 +49,38 @@ def spark(tmp_path_factory):
     )
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def small_linkage(spark, tmp_path_factory):
+    """400 synthetic persons (gp + hes) tokenised, a trained model and one completed link run r1.
+
+    Shared by tests that only read it; tests that change it restore it (test_run_identity).
+    """
+    import os
+
+    from natlink import config as cfgmod
+    from natlink.commands import tokenise_delivery
+    from natlink.config import DatasetConfig, LinkConfig, ModelConfig, project_root
+    from natlink.linkage import run as linkrun
+    from natlink.linkage import train
+    from natlink.synth import generate as synth
+    from natlink.tokens import keys
+    from natlink.tokens.manifest import TokenManifest
+
+    LINK = LinkConfig(threshold_match_probability=0.9, engine="spark")
+    FAKE_KEY_HEX = b"test-key-not-secret-identity-000".hex()  # obviously fake, tests only
+    os.environ["NATLINK_TEST_KEY"] = FAKE_KEY_HEX
+    key = keys.resolve("env:NATLINK_TEST_KEY")
+    base = tmp_path_factory.mktemp("identity")
+    root = project_root()
+    synth.generate(spark, base, persons=400, seed=5, datasets=["gp", "hes"])
+    ds = {n: cfgmod.load(root / "conf" / "datasets" / f"{n}.yaml", DatasetConfig) for n in ("gp", "hes")}
+    made = {n: tokenise_delivery(spark, ds[n], key, data_dir=str(base), out=base) for n in ("gp", "hes")}
+    # Copies beside the originals: the first test re-tokenises hes, replacing hes.manifest.json.
+    manifests = {n: TokenManifest(m.data).save(m.path.with_name(f"{n}.r1.manifest.json")) for n, m in made.items()}
+    model = train.train_job(spark, manifests=list(manifests.values()), cfg=cfgmod.load(root / "conf" / "model.yaml", ModelConfig),
+                            out_path=base / "model.json")
+    tables = base / "tables"
+    r1 = linkrun.run(spark, manifests=list(manifests.values()), model_path=model, link_cfg=LINK, tables=tables, run_id="r1")
+    return {"base": base, "key": key, "ds": ds, "manifests": manifests, "model": model, "tables": tables, "r1": r1}

@@ -189,9 +189,10 @@ def discover(
         raise ConfigError("discover: give --token-column and --token, or --probe and --model")
     spark = spark_for("natlink-discover", environment)
     population = disc.load_population(spark, list(manifests))
-    if by_token:
-        return disc.by_token(spark, tables=tables, population=population, column=token_column, value=token)
     cfg = load(link_config, LinkConfig)
+    if by_token:
+        return disc.by_token(spark, tables=tables, population=population, column=token_column, value=token,
+                             allowed_columns=cfg.discover_columns, max_persons=cfg.discover_max_persons)
     settings, _meta = model_store.load(model_path)
     probe_df = disc.probe_frame(spark, json.loads(Path(probe).read_text(encoding="utf-8")))
     return [disc.by_probe(spark, tables=tables, population=population, probe=probe_df, settings=settings, threshold=cfg.threshold_match_probability)]

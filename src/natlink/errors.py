@@ -72,6 +72,10 @@ class CorruptInputFileError(InputDataError):
     """A file a job reads is missing, unreadable or truncated (named, with what was expected)."""
 
 
+class DiscoveryRefusedError(InputDataError):
+    """A discovery lookup outside what is allowed (a column not allow-listed, a token shared by a group)."""
+
+
 class RunIdentityError(InputDataError):
     """A run id already used with different inputs, model or settings (says what differs)."""
 

@@ -36,37 +36,19 @@ FAKE_KEY_HEX = b"test-key-not-secret-identity-000".hex()  # obviously fake, test
 LINK = LinkConfig(threshold_match_probability=0.9, engine="spark")
 
 
-@pytest.fixture(scope="module")
-def world(spark, tmp_path_factory):
-    os.environ["NATLINK_TEST_KEY"] = FAKE_KEY_HEX
-    key = keys.resolve("env:NATLINK_TEST_KEY")
-    base = tmp_path_factory.mktemp("identity")
-    root = project_root()
-    synth.generate(spark, base, persons=400, seed=5, datasets=["gp", "hes"])
-    ds = {n: cfgmod.load(root / "conf" / "datasets" / f"{n}.yaml", DatasetConfig) for n in ("gp", "hes")}
-    made = {n: tokenise_delivery(spark, ds[n], key, data_dir=str(base), out=base) for n in ("gp", "hes")}
-    # Copies beside the originals: the first test re-tokenises hes, replacing hes.manifest.json.
-    manifests = {n: TokenManifest(m.data).save(m.path.with_name(f"{n}.r1.manifest.json")) for n, m in made.items()}
-    model = train.train_job(spark, manifests=list(manifests.values()), cfg=cfgmod.load(root / "conf" / "model.yaml", ModelConfig),
-                            out_path=base / "model.json")
-    tables = base / "tables"
-    r1 = linkrun.run(spark, manifests=list(manifests.values()), model_path=model, link_cfg=LINK, tables=tables, run_id="r1")
-    return {"base": base, "key": key, "ds": ds, "manifests": manifests, "model": model, "tables": tables, "r1": r1}
-
-
-def _source_file(world, name: str) -> Path:
-    found = sorted((world["base"] / "raw" / name).rglob("*.csv"))
+def _source_file(small_linkage, name: str) -> Path:
+    found = sorted((small_linkage["base"] / "raw" / name).rglob("*.csv"))
     assert found, f"no CSV source for {name}"
     return found[0]
 
 
-def test_reused_run_id_with_a_replaced_token_table_is_refused(spark, world):
-    m, tables = world["manifests"], world["tables"]
-    assert world["r1"].status == "completed"
-    same = linkrun.run(spark, manifests=list(m.values()), model_path=world["model"], link_cfg=LINK, tables=tables, run_id="r1")
-    assert same.status == "already-completed" and same.counts == world["r1"].counts
+def test_reused_run_id_with_a_replaced_token_table_is_refused(spark, small_linkage):
+    m, tables = small_linkage["manifests"], small_linkage["tables"]
+    assert small_linkage["r1"].status == "completed"
+    same = linkrun.run(spark, manifests=list(m.values()), model_path=small_linkage["model"], link_cfg=LINK, tables=tables, run_id="r1")
+    assert same.status == "already-completed" and same.counts == small_linkage["r1"].counts
     # A new hes delivery (its last record removed) re-tokenised into the same folder.
-    source = _source_file(world, "hes")
+    source = _source_file(small_linkage, "hes")
     original = source.read_bytes()
     lines = original.decode("utf-8").splitlines(keepends=True)
     crc = source.with_name(f".{source.name}.crc")  # Spark's checksum beside the file: a provider's edit has none
@@ -74,30 +56,30 @@ def test_reused_run_id_with_a_replaced_token_table_is_refused(spark, world):
     crc.unlink(missing_ok=True)
     try:
         source.write_text("".join(lines[:-1]), encoding="utf-8")
-        new_hes = tokenise_delivery(spark, world["ds"]["hes"], world["key"], data_dir=str(world["base"]), out=world["base"])
+        new_hes = tokenise_delivery(spark, small_linkage["ds"]["hes"], small_linkage["key"], data_dir=str(small_linkage["base"]), out=small_linkage["base"])
         assert new_hes.rows == m["hes"].rows - 1
         with pytest.raises(RunIdentityError) as refused:
-            linkrun.run(spark, manifests=[m["gp"], new_hes], model_path=world["model"], link_cfg=LINK, tables=tables, run_id="r1")
+            linkrun.run(spark, manifests=[m["gp"], new_hes], model_path=small_linkage["model"], link_cfg=LINK, tables=tables, run_id="r1")
         text = str(refused.value)
         assert "run id 'r1' already completed" in text
         assert f"dataset 'hes' rows: {m['hes'].rows} -> {m['hes'].rows - 1}" in text
         assert "dataset 'hes' delta_version" in text and "dataset 'hes' content_id" in text and "'gp'" not in text
         # A different threshold is a different linkage too.
         with pytest.raises(RunIdentityError, match="model threshold_match_probability: 0.9 -> 0.95"):
-            linkrun.run(spark, manifests=list(m.values()), model_path=world["model"],
+            linkrun.run(spark, manifests=list(m.values()), model_path=small_linkage["model"],
                         link_cfg=LINK.model_copy(update={"threshold_match_probability": 0.95}), tables=tables, run_id="r1")
         # The original manifest still names the version r1 read (time travel): the same run.
-        again = linkrun.run(spark, manifests=list(m.values()), model_path=world["model"], link_cfg=LINK, tables=tables, run_id="r1")
+        again = linkrun.run(spark, manifests=list(m.values()), model_path=small_linkage["model"], link_cfg=LINK, tables=tables, run_id="r1")
         assert again.status == "already-completed"
     finally:
         source.write_bytes(original)
         if crc_bytes is not None:
             crc.write_bytes(crc_bytes)
-        tokenise_delivery(spark, world["ds"]["hes"], world["key"], data_dir=str(world["base"]), out=world["base"])
+        tokenise_delivery(spark, small_linkage["ds"]["hes"], small_linkage["key"], data_dir=str(small_linkage["base"]), out=small_linkage["base"])
 
 
-def _crash(world, run_id: str, crash_after: str) -> int:
-    manifests = [str(m.path) for m in world["manifests"].values()]
+def _crash(small_linkage, run_id: str, crash_after: str) -> int:
+    manifests = [str(m.path) for m in small_linkage["manifests"].values()]
     script = f"""
 import sys
 sys.path.insert(0, {str(project_root() / 'src')!r})
@@ -105,17 +87,17 @@ from natlink.spark.session import get_spark
 from natlink.linkage import run as linkrun
 from natlink.config import LinkConfig
 spark = get_spark('crash', master='local[2]', conf={{'spark.driver.memory': '2g'}})
-linkrun.run(spark, manifests={manifests!r}, model_path={str(world['model'])!r},
-            link_cfg=LinkConfig(threshold_match_probability=0.9, engine='spark'), tables={str(world['tables'])!r},
+linkrun.run(spark, manifests={manifests!r}, model_path={str(small_linkage['model'])!r},
+            link_cfg=LinkConfig(threshold_match_probability=0.9, engine='spark'), tables={str(small_linkage['tables'])!r},
             run_id={run_id!r}, crash_after={crash_after!r})
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=900, env={**os.environ, "PYSPARK_PYTHON": sys.executable})
     return proc.returncode
 
 
-def test_a_killed_run_is_invisible_to_readers_and_cannot_resume_with_other_inputs(spark, world):
-    tables, r1 = world["tables"], world["r1"]
-    assert _crash(world, "r2", "edges") == 137
+def test_a_killed_run_is_invisible_to_readers_and_cannot_resume_with_other_inputs(spark, small_linkage):
+    tables, r1 = small_linkage["tables"], small_linkage["r1"]
+    assert _crash(small_linkage, "r2", "edges") == 137
     # The killed run did write: the latest clusters and edges are r2's.
     assert {r[0] for r in delta.read(spark, str(tables / "clusters")).select(C.RUN_ID).distinct().collect()} == {"r2"}
     assert {r[0] for r in delta.read(spark, str(tables / "edges")).select(C.RUN_ID).distinct().collect()} == {"r2"}
@@ -129,16 +111,16 @@ def test_a_killed_run_is_invisible_to_readers_and_cannot_resume_with_other_input
     report = collect(spark, tables, "latest")
     assert report["run"]["run_id"] == "r1"
     assert sum(d["persons"] for d in report["clusters"]["by_size"]) == r1.counts["persons"]
-    population = discover.load_population(spark, list(world["manifests"].values()))
+    population = discover.load_population(spark, list(small_linkage["manifests"].values()))
     token = population.where(F.col("tk_nhs_number").isNotNull()).select("tk_nhs_number").first()[0]
     found = discover.by_token(spark, tables=tables, population=population, column="tk_nhs_number", value=token)
     r1_ids = {r[0] for r in view.table("clusters").select(C.PERSON_ID).collect()}
     assert found and all(d.person_id in r1_ids for d in found)
     # r2 cannot be resumed with other inputs (here: gp only) ...
     with pytest.raises(RunIdentityError, match="run id 'r2' was started with different inputs and did not complete"):
-        linkrun.run(spark, manifests=[world["manifests"]["gp"]], model_path=world["model"], link_cfg=LINK, tables=tables, run_id="r2")
+        linkrun.run(spark, manifests=[small_linkage["manifests"]["gp"]], model_path=small_linkage["model"], link_cfg=LINK, tables=tables, run_id="r2")
     # ... and resumes with its own: then it is what readers see.
-    r2 = linkrun.run(spark, manifests=list(world["manifests"].values()), model_path=world["model"], link_cfg=LINK, tables=tables, run_id="r2")
+    r2 = linkrun.run(spark, manifests=list(small_linkage["manifests"].values()), model_path=small_linkage["model"], link_cfg=LINK, tables=tables, run_id="r2")
     assert r2.status == "completed" and r2.counts["clustered"] == r2.counts["records"] == r1.counts["records"]
     assert completed_view(spark, tables).run_id == "r2"
     assert r2.summary_line().startswith(f"run r2 completed ({r2.mode}): {r1.counts['records']} records in (gp ")

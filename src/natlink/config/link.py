@@ -25,3 +25,9 @@ class LinkConfig(Frozen):
     # History every output table keeps for time travel and VACUUM (docs/delta.md); set after each
     # completed run when it differs (Delta's own defaults: 7 days of files, 30 of log).
     retention_days: int = Field(400, ge=7)
+    # `natlink discover --token-column C --token T`: the only token columns a lookup may use (a
+    # person-level identifier; never sex, initial, year or a name alone), and the most persons one
+    # lookup may return: a token shared by a group is refused, so nobody can list a group's datasets.
+    # Every lookup, refused or not, is a row of TABLES/discover_audit.
+    discover_columns: list[str] = Field(default_factory=lambda: ["tk_nhs_number"])
+    discover_max_persons: int = Field(1, ge=1)

@@ -9,6 +9,7 @@ linkage centre never needs plaintext or the key for this.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import reduce
 from pathlib import Path
@@ -20,7 +21,8 @@ from pyspark.sql import functions as F
 from natlink.linkage import blocking
 from natlink.linkage import scoring
 from natlink import columns as C
-from natlink.errors import ConfigError, InputDataError
+from natlink.errors import ConfigError, DiscoveryRefusedError, InputDataError
+from natlink.store import delta
 from natlink.linkage.runs import RunView, completed_view
 from natlink.linkage.engine import compact_columns, needed_columns
 
@@ -55,15 +57,69 @@ def _person_of(view: RunView, unique_ids: DataFrame) -> DataFrame:
     return clusters.join(unique_ids, on=C.UNIQUE_ID, how="inner")
 
 
-def by_token(spark, *, tables: str | Path, population: DataFrame, column: str, value: str) -> list[Discovery]:
-    """Every person holding a record whose ``column`` equals the token ``value``."""
+def by_token(
+    spark,
+    *,
+    tables: str | Path,
+    population: DataFrame,
+    column: str,
+    value: str,
+    allowed_columns: Sequence[str] = ("tk_nhs_number",),
+    max_persons: int = 1,
+    who: str | None = None,
+) -> list[Discovery]:
+    """The person holding a record whose ``column`` equals the token ``value``, with their datasets.
+
+    Only ``allowed_columns`` may be looked up, and a token matching more than ``max_persons``
+    persons is refused (:class:`~natlink.errors.DiscoveryRefusedError`, a count only): a lookup
+    finds a person, it cannot list a group. Every lookup is audited (:func:`audit_rows`).
+    """
+    tables = Path(tables)
+    if column not in allowed_columns:
+        _audit(spark, tables, who, "token", column, value, None, "refused: column not allowed")
+        raise DiscoveryRefusedError(f"discover: {column!r} is not an allowed lookup column (allowed: {sorted(allowed_columns)})")
     if column not in population.columns or not C.is_token(column):
         raise InputDataError(f"{column!r} is not a token column of the population")
     hits = population.where(F.col(column) == F.lit(value)).select(C.UNIQUE_ID)
-    view = _view(spark, Path(tables))
+    view = _view(spark, tables)
     persons = sorted({r[C.PERSON_ID] for r in _person_of(view, hits).collect()})
+    if len(persons) > max_persons:
+        _audit(spark, tables, who, "token", column, value, len(persons), "refused: token shared by a group")
+        raise DiscoveryRefusedError(
+            f"discover: the token matches {len(persons)} persons, more than the {max_persons} one lookup may return "
+            "(a token shared by a group is not a person's); refused and audited"
+        )
     index = _index(view, persons) if persons else {}
+    _audit(spark, tables, who, "token", column, value, len(persons), "answered")
     return [Discovery(p, None, index[p]) for p in persons]
+
+
+AUDIT_TABLE = "discover_audit"
+_AUDIT_SCHEMA = (
+    "at timestamp, who string, kind string, token_column string, probe_sha256 string, persons int, outcome string"
+)
+
+
+def _audit(spark, tables: Path, who: str | None, kind: str, column: str | None, value: str | None,
+           persons: int | None, outcome: str) -> None:
+    """One row per lookup in ``TABLES/discover_audit``: when, who, what kind, a hash of the probe
+    (never the token itself), how many persons it found and whether it was answered."""
+    import getpass
+    import hashlib
+    from datetime import datetime, timezone
+
+    digest = hashlib.sha256(value.encode()).hexdigest()[:16] if value is not None else None
+    user = who or os.environ.get("NATLINK_USER") or getpass.getuser()
+    row = [(datetime.now(timezone.utc), user, kind, column, digest, persons, outcome)]
+    delta.write(spark.createDataFrame(row, _AUDIT_SCHEMA), str(tables / AUDIT_TABLE), mode="append")
+
+
+def audit_rows(spark, tables: str | Path) -> list[dict[str, Any]]:
+    """The discovery audit of ``tables``, oldest first (empty when nobody has looked anyone up)."""
+    path = Path(tables) / AUDIT_TABLE
+    if not delta.exists(str(path)):
+        return []
+    return [r.asDict() for r in delta.read(spark, str(path)).orderBy("at").collect()]
 
 
 @dataclass
@@ -143,6 +199,7 @@ def _by_probe(spark, tables: Path, population: Population, probe: DataFrame, thr
     pairs = reduce(DataFrame.unionByName, parts).dropDuplicates([f"{C.UNIQUE_ID}_r"])
     scored = scoring.score(pairs, model, keep=[f"{C.UNIQUE_ID}_r"], threshold_match_weight=scoring.probability_to_weight(threshold))
     best = scored.orderBy(F.desc("match_weight"), F.asc(f"{C.UNIQUE_ID}_r")).limit(1).collect()
+    _audit(spark, tables, None, "probe", None, None, 1 if best else 0, "answered")
     if not best:
         return Discovery(None, None, {})
     uid = best[0][f"{C.UNIQUE_ID}_r"]
