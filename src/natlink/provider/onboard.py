@@ -46,7 +46,7 @@ from natlink.config.datasets import DatasetConfig
 from natlink.errors import ConfigError, EmptyInputError, QuarantineLimitError, ReconciliationError, UnusableColumnError
 from natlink.provider.sources import CORRUPT_COLUMN as _CORRUPT
 from natlink.provider.sources import FILE_COLUMN as _FILE
-from natlink.provider.sources import RawSource, read_raw
+from natlink.provider.sources import RawSource, read_raw, swallowed_records
 
 __all__ = ["OnboardCounts", "Onboarded", "onboard"]
 
@@ -200,7 +200,7 @@ def _has_bad_bytes(columns: list[str]) -> Column:
 
 def _row_checks(raw: RawSource, cfg: DatasetConfig) -> DataFrame:
     mapped = list(dict.fromkeys(cfg.source_columns()))
-    malformed = F.col(_CORRUPT).isNotNull() if raw.is_csv else F.lit(False)
+    malformed = (F.col(_CORRUPT).isNotNull() | swallowed_records(cfg, raw.source_columns)) if raw.is_csv else F.lit(False)
     # Referencing every source column also stops Spark's CSV column pruning, which would
     # otherwise let a row with a missing or extra unmapped field through as well formed.
     return raw.frame.select(
