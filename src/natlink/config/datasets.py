@@ -72,7 +72,9 @@ class SourceSpec(Frozen):
 
     path: str
     format: Literal["csv", "parquet", "delta"] = "csv"
-    options: dict[str, str] = Field(default_factory=dict)  # passed to Spark's reader (csv: sep, quote, ...)
+    # Passed to Spark's reader (csv: sep, quote, ...), over natlink's RFC 4180 defaults for CSV
+    # (natlink.provider.sources.CSV_DEFAULTS: multiLine, quote and escape '"').
+    options: dict[str, str] = Field(default_factory=dict)
     encoding: str = "UTF-8"  # csv only; bytes that are not valid in it quarantine their row
 
     @field_validator("options")

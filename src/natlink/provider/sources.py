@@ -142,7 +142,9 @@ def read_csv_header(
         ) from None
     text = text.lstrip("\ufeff")
     if escape and escape != quote:
-        reader = csv.reader(io.StringIO(text), delimiter=sep, quotechar=quote or '"', escapechar=escape, doublequote=False)
+        reader = csv.reader(
+            io.StringIO(text), delimiter=sep, quotechar=quote or '"', escapechar=escape, doublequote=False
+        )
     else:
         reader = csv.reader(io.StringIO(text), delimiter=sep, quotechar=quote or '"')
     return next(reader, [])

@@ -256,7 +256,11 @@ def nhs_check_digit(digits: Column) -> Column:
 
 
 def nhs_number_flag(long: Column, digits: Column, rules: NhsNumberRules) -> Column:
-    flag = F.when(long, F.lit("too_long")).when(digits.isNull(), F.lit(None)).when(~digits.rlike(r"^[0-9]{10}$"), F.lit("bad_format"))
+    flag = (
+        F.when(long, F.lit("too_long"))
+        .when(digits.isNull(), F.lit(None))
+        .when(~digits.rlike(r"^[0-9]{10}$"), F.lit("bad_format"))
+    )
     if rules.reject_repeated_digits:
         flag = flag.when(digits == F.repeat(F.substring(digits, 1, 1), 10), F.lit("placeholder"))
     last = F.ascii(F.substring(digits, 10, 1)) - 48

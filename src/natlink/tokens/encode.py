@@ -242,7 +242,8 @@ def bloom(spec: BloomSpec, pads: PadColumns, value: Column, record_key: Column |
     # the UTF-8 string from its start each time: quadratic, hours for a 1 MB value.)
     chars = F.split(F.concat(F.lit("_"), name, F.lit("_")), "")  # code points, never half a surrogate pair
     pairs = F.size(chars) - 1
-    bigrams = F.array_distinct(F.zip_with(F.slice(chars, 1, pairs), F.slice(chars, 2, pairs), lambda a, b: F.concat(a, b)))
+    firsts, seconds = F.slice(chars, 1, pairs), F.slice(chars, 2, pairs)
+    bigrams = F.array_distinct(F.zip_with(firsts, seconds, lambda a, b: F.concat(a, b)))
     hashes = F.transform(bigrams, lambda b: pads.hmac(prefix + spec.purpose, b))
     positions = F.array_distinct(F.flatten(F.transform(hashes, lambda h: _chunks(h, spec.hashes, spec.bits))))
     if spec.flips and record_key is not None:
