@@ -36,6 +36,9 @@ def main() -> None:
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--work", default="/tmp/natlink-bench-standardise")
     parser.add_argument("--fresh", action="store_true", help="regenerate the input even if present")
+    parser.add_argument("--single-file", action="store_true", help="onboard one CSV file (the parts concatenated)")
+    parser.add_argument("--csv-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a Spark CSV reader option for onboard, e.g. multiLine=false (repeatable)")
     args = parser.parse_args()
 
     from natlink.provider import standardise as S
@@ -58,10 +61,22 @@ def main() -> None:
         # The generator's GP list holds about one registration per person (a few have two).
         synth.generate(spark, synth_dir, persons=args.rows, seed=7, datasets=["gp"])
 
+    source_dir = raw_dir
+    if args.single_file:
+        # One file: multiLine CSV cannot split a file, so this is where its cost shows.
+        source_dir = synth_dir / "raw" / "gp_single"
+        if not source_dir.exists():
+            source_dir.mkdir(parents=True)
+            parts = sorted(p for p in raw_dir.iterdir() if p.name.endswith(".csv"))
+            with open(source_dir / "gp.csv", "wb") as out:
+                for i, part in enumerate(parts):
+                    data = part.read_bytes()
+                    out.write(data if i == 0 else data.split(b"\n", 1)[1])
+    options = dict(o.split("=", 1) for o in args.csv_option)
     cfg = DatasetConfig.model_validate(
         {
             "name": "bench",
-            "source": {"path": str(raw_dir), "format": "csv"},
+            "source": {"path": str(source_dir), "format": "csv", **({"options": options} if options else {})},
             "record_id": "patient_ref",
             "columns": {
                 "nhs_number": "nhs_no", "given_name": "forename", "family_name": "surname",
@@ -98,8 +113,10 @@ def main() -> None:
     results.append(("onboard (csv -> clean + quarantine + counts)", rows, seconds, before, _load()))
 
     cores = spark.sparkContext.defaultParallelism
+    files = len(list(source_dir.iterdir()))
     print(f"\nnatlink standardisation throughput  master={args.master}  defaultParallelism={cores}  "
-          f"cpu_count={os.cpu_count()}  rows_out={result.counts.rows_out}  quarantined={result.counts.quarantined}")
+          f"cpu_count={os.cpu_count()}  rows_out={result.counts.rows_out}  quarantined={result.counts.quarantined}  "
+          f"source files={files}  csv options={options or 'defaults'}")
     print(f"{'step':<48} {'rows':>10} {'seconds':>9} {'rows/s':>10} {'load before':>12} {'load after':>11}")
     for name, n, seconds, before, after in results:
         print(f"{name:<48} {n:>10} {seconds:>9.1f} {n / seconds:>10.0f} {before:>12} {after:>11}")

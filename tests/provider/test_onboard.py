@@ -158,7 +158,9 @@ def test_catalogue_field_level_reasons(messy):
     assert clean["r07"]["given_name"] == "ZOË" and clean["r07"]["family_name"] == "BRONTË"
     assert clean["r14"]["date_of_birth_flag"] == "placeholder"
     assert clean["r09"]["postcode"] == "NE1 1AA" and clean["r09"]["region"] == "NORTH_EAST_AND_YORKSHIRE"
-    assert f["nhs_number"] == {"present": 7, "missing": 0, "bad_format": 0, "placeholder": 0, "bad_check_digit": 1, "test_range": 1}
+    assert f["nhs_number"] == {
+        "present": 7, "missing": 0, "bad_format": 0, "placeholder": 0, "bad_check_digit": 1, "test_range": 1, "too_long": 0,
+    }
     assert f["date_of_birth"]["placeholder"] == 2 and f["date_of_birth"]["impossible"] == 1
     assert f["sex"]["not_specified"] == 1 and f["postcode"]["pseudo"] == 1
     for parts in f.values():  # rows out = present + missing + every reason, per column
@@ -341,8 +343,10 @@ def test_header_in_the_wrong_encoding(spark, tmp_path):
 def test_gzipped_csv_delivery(spark, tmp_path):
     import gzip
 
-    write(tmp_path, "part.csv.gz", gzip.compress(lines(f"r1,{GOOD_NHS},Ann,Smith,1980-02-01,F,LS1 4AP,x")))
+    data = lines(f"r1,{GOOD_NHS},Ann,Smith,1980-02-01,F,LS1 4AP,x", f'r2,{GOOD_NHS},"Bo\nb",Smith,1980-02-01,F,LS1 4AP,x')
+    write(tmp_path, "part.csv.gz", gzip.compress(data))
     result = onboard.onboard(spark, config(tmp_path), run_id="r1")
-    assert (result.counts.rows_in, result.counts.rows_out) == (1, 1)
-    assert result.clean.collect()[0]["nhs_number"] == GOOD_NHS
+    assert (result.counts.rows_in, result.counts.rows_out, result.counts.quarantined) == (2, 2, 0)
+    clean = {r["record_id"]: r for r in result.clean.collect()}
+    assert clean["r1"]["nhs_number"] == GOOD_NHS and clean["r2"]["given_name_other"] == "B"
     result.unpersist()

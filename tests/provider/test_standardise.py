@@ -175,9 +175,85 @@ def test_names(spark):
     assert out["babyof"]["given_name_flag"] == "placeholder"
     assert out["titleonly"]["given_name_flag"] == "title_only"
     assert out["titleonly"]["family_name"] == "LORD"  # a real surname, kept
-    assert out["digits"]["given_name_flag"] == "invalid" and out["digits"]["family_name_flag"] == "invalid"
+    # A digit is part of no name: flagged, never dropped; punctuation alone leaves no letters.
+    assert out["digits"]["given_name_flag"] == "invalid_characters" and out["digits"]["family_name_flag"] == "invalid"
     assert out["blank"]["given_name"] is None and out["blank"]["given_name_flag"] is None
     assert out["blank"]["family_name_flag"] is None
+
+
+# One rule for the characters of a name: whitespace of any kind separates words like a space;
+# punctuation separates too; anything else (digit, symbol, emoji, control or format character)
+# flags the value and nulls it. Expected values by hand from that rule.
+CHARACTER_CASES = {
+    "nbsp": ("Ann\u00a0Marie", ("ANN", "MARIE", None), ("ANNMARIE", None)),
+    "nbsp_edges": ("\u00a0Ann\u202f", ("ANN", None, None), ("ANN", None)),
+    "thin": ("Ann\u2009Marie", ("ANN", "MARIE", None), ("ANNMARIE", None)),
+    "tab": ("Ann\tMarie", ("ANN", "MARIE", None), ("ANNMARIE", None)),
+    "ideographic": ("Ann\u3000Marie", ("ANN", "MARIE", None), ("ANNMARIE", None)),
+    "nbsp_hyphen": ("Smith\u00a0-\u2009Jones", ("SMITHJONES", None, None), ("SMITHJONES", None)),
+    "only_nbsp": ("\u00a0\u2009\t", (None, None, None), (None, None)),  # blank: missing, not invalid
+    "emoji": ("Ann\U0001F600", (None, None, "invalid_characters"), (None, "invalid_characters")),
+    "emoji_mid": ("An\U0001F600n", (None, None, "invalid_characters"), (None, "invalid_characters")),
+    "control": ("Ann\u0007", (None, None, "invalid_characters"), (None, "invalid_characters")),
+    "zero_width": ("An\u200bn", (None, None, "invalid_characters"), (None, "invalid_characters")),
+    "digit": ("John2", (None, None, "invalid_characters"), (None, "invalid_characters")),
+    "symbol": ("Ann+Marie", (None, None, "invalid_characters"), (None, "invalid_characters")),
+    "punctuation": ("St. John (Jr)", ("ST", "JOHN JR", None), ("STJOHN", None)),
+    "accents": ("Zoë-Ærøskøbing", ("ZOËÆRØSKØBING", None, None), ("ZOËÆRØSKØBING", None)),
+}
+BATCH.add("chars", [{"id": k, "given": v, "family": v} for k, (v, _g, _f) in CHARACTER_CASES.items()])
+
+
+def test_one_rule_for_the_characters_of_a_name(spark):
+    out = BATCH.result(spark, "chars")
+    for rid, (_value, given, family) in CHARACTER_CASES.items():
+        r = out[rid]
+        assert (r["given_name"], r["given_name_other"], r["given_name_flag"]) == given, rid
+        assert (r["family_name"], r["family_name_flag"]) == family, rid
+
+
+def test_names_that_were_clean_are_unchanged_by_the_character_rule(spark):
+    # Plain, accented, hyphenated, apostrophe and punctuated names: the values of the rule
+    # before issue 19 (tokens depend on them), worked out by hand.
+    out = BATCH.result(spark, "names")
+    got = {rid: (out[rid]["given_name"], out[rid]["given_name_other"], out[rid]["family_name"]) for rid in out}
+    assert got["title"] == ("JOHN", "PAUL", "OBRIEN") and got["hyph2"] == ("MARY", None, "SMITHJONES")
+    assert got["nfd"] == ("ZOË", None, "BRONTË") and got["hyph1"] == ("JEANPAUL", None, "SMITHJONES")
+
+
+LIMITS = {"nhs": 32, "given": 255, "family": 255, "dob": 40, "sex": 32, "pc": 16}  # the defaults
+BATCH.add("long", [
+    {"id": "at_limit", "nhs": " " * 11 + "401 023 2137" + " " * 9, "given": "A" * 255, "family": "B" * 255,
+     "dob": "1980-02-01" + " " * 30, "sex": "M" + " " * 31, "pc": "LS1 4AP" + " " * 9},
+    {"id": "over", **{k: "9" * (n + 1) for k, n in LIMITS.items()}},
+    {"id": "over_names", "given": "Ann" * 86, "family": "\u00a0" * 256},
+])
+
+
+def test_over_long_values_are_nulled_as_too_long_before_cleaning(spark):
+    out = BATCH.result(spark, "long")
+    at = out["at_limit"]
+    assert (at["nhs_number"], at["given_name"], at["family_name"]) == (GOOD, "A" * 255, "B" * 255)
+    assert (at["date_of_birth"], at["sex"], at["postcode"]) == (dt.date(1980, 2, 1), "M", "LS1 4AP")
+    assert all(at[c] is None for c in S.FLAG_COLUMNS)
+    for rid in ("over",):
+        for column in ("nhs_number", "given_name", "family_name", "date_of_birth", "sex", "postcode"):
+            assert out[rid][column] is None and out[rid][f"{column}_flag"] == "too_long", (rid, column)
+    assert out["over"]["region"] == "UNKNOWN" and out["over"]["given_name_other"] is None
+    # 258 characters; 256 no-break spaces are over-long before they are blank.
+    assert out["over_names"]["given_name_flag"] == out["over_names"]["family_name_flag"] == "too_long"
+
+
+def test_length_limits_are_configurable(spark):
+    config = cfg(max_length={"given_name": 3, "postcode": 8})
+    out = run(spark, [{"id": "a", "given": "Ann", "family": "Smith", "pc": "LS1 4AP"},
+                      {"id": "b", "given": "Anne", "pc": "LS1  4AP "}], config)
+    assert (out["a"]["given_name"], out["a"]["postcode"]) == ("ANN", "LS1 4AP")
+    assert out["b"]["given_name_flag"] == "too_long" and out["b"]["postcode_flag"] == "too_long"
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        cfg(max_length={"surname": 3})
 
 
 BATCH.add("dob", [
@@ -192,6 +268,10 @@ BATCH.add("dob", [
     {"id": "text", "dob": "not known"},
     {"id": "jan1", "dob": "01/01/1975"},
     {"id": "blank", "dob": ""},
+    {"id": "y1899", "dob": "31/12/1899"},
+    {"id": "age121", "dob": "1905-01-01"},  # 121 on 2026-01-01 (AS_OF)
+    {"id": "age120", "dob": "1905-01-02"},  # 120 on 2026-01-01: the oldest plausible
+    {"id": "tomorrow", "dob": "2026-01-02"},
 ])
 
 
@@ -201,11 +281,13 @@ def test_dates_of_birth(spark):
         assert out[rid]["date_of_birth"] == dt.date(1980, 2, 1), rid
     expect = {
         "feb30": "impossible", "day31": "impossible", "placeholder": "placeholder", "future": "out_of_range",
-        "ancient": "out_of_range", "text": "unparseable", "blank": None,
+        "ancient": "implausible_date", "text": "unparseable", "blank": None, "y1899": "implausible_date",
+        "age121": "implausible_date", "tomorrow": "out_of_range",
     }
     for rid, flag in expect.items():
         assert out[rid]["date_of_birth"] is None and out[rid]["date_of_birth_flag"] == flag, rid
     assert out["jan1"]["date_of_birth"] == dt.date(1975, 1, 1)  # kept unless configured
+    assert out["age120"]["date_of_birth"] == dt.date(1905, 1, 2) and out["age120"]["date_of_birth_flag"] is None
     strict = variant(spark)
     assert strict["jan1"]["date_of_birth"] is None and strict["jan1"]["date_of_birth_flag"] == "placeholder"
 
@@ -306,3 +388,16 @@ def test_skeleton_era_config_still_loads():
 
     assert FromConfig is DatasetConfig
     assert source_path(legacy, "/data") == "/data/raw/old"
+
+
+def test_date_of_birth_plausibility_is_configurable(spark):
+    rules = cfg().date_of_birth
+    assert (rules.earliest, rules.max_age_years) == (dt.date(1900, 1, 1), 120)
+    # Whole years of age at the as-of date; on 2024-02-29 someone born 1903-02-28 is 121, born 1903-03-01 is 120.
+    assert S.oldest_plausible(rules, dt.date(2026, 1, 1)) == dt.date(1905, 1, 2)
+    assert S.oldest_plausible(rules, dt.date(2024, 2, 29)) == dt.date(1903, 3, 1)
+    assert S.oldest_plausible(rules.model_copy(update={"max_age_years": 150}), dt.date(2026, 1, 1)) == dt.date(1900, 1, 1)
+    lenient = cfg(date_of_birth={"earliest": "1850-01-01", "max_age_years": None, "placeholder_dates": []})
+    out = run(spark, [{"id": "a", "dob": "31/12/1899"}, {"id": "b", "dob": "1849-12-31"}], lenient)
+    assert out["a"]["date_of_birth"] == dt.date(1899, 12, 31) and out["a"]["date_of_birth_flag"] is None
+    assert out["b"]["date_of_birth_flag"] == "implausible_date"

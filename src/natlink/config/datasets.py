@@ -20,7 +20,8 @@ Minimal YAML (the schema of the walking skeleton, still accepted)::
     date_format: "yyyy-MM-dd"
 
 Keys added by onboarding (all optional): ``date_formats`` (several patterns, tried in order),
-``nhs_number``, ``date_of_birth``, ``names``, ``schema_checks``, ``quarantine``, ``source.encoding``.
+``nhs_number``, ``date_of_birth``, ``names``, ``max_length``, ``schema_checks``, ``quarantine``,
+``source.encoding``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ __all__ = [
     "NhsNumberRules",
     "DateOfBirthRules",
     "NameRules",
+    "MaxLength",
     "SchemaChecks",
     "AgeBandRules",
     "QuarantineRules",
@@ -70,7 +72,9 @@ class SourceSpec(Frozen):
 
     path: str
     format: Literal["csv", "parquet", "delta"] = "csv"
-    options: dict[str, str] = Field(default_factory=dict)  # passed to Spark's reader (csv: sep, quote, ...)
+    # Passed to Spark's reader (csv: sep, quote, ...), over natlink's RFC 4180 defaults for CSV
+    # (natlink.provider.sources.CSV_DEFAULTS: multiLine, quote and escape '"').
+    options: dict[str, str] = Field(default_factory=dict)
     encoding: str = "UTF-8"  # csv only; bytes that are not valid in it quarantine their row
 
     @field_validator("options")
@@ -89,10 +93,18 @@ class NhsNumberRules(Frozen):
 
 
 class DateOfBirthRules(Frozen):
+    """Placeholders and plausibility bounds of a date of birth.
+
+    After the as-of (delivery) date: ``out_of_range``. Before ``earliest``, or more than
+    ``max_age_years`` whole years old at the as-of date: ``implausible_date``. Either way the
+    value is nulled and counted, never passed on.
+    """
+
     placeholder_dates: list[dt.date] = Field(default_factory=lambda: [dt.date(1900, 1, 1)])
     # "MM-DD" that, in any year, mean "not known" at this provider (e.g. "01-01" for 01/01/YYYY).
     unknown_day_month: list[str] = Field(default_factory=list)
-    earliest: dt.date = dt.date(1880, 1, 1)  # anything earlier is impossible for a living record
+    earliest: dt.date = dt.date(1900, 1, 1)  # anything earlier is implausible for a living record
+    max_age_years: int | None = Field(120, ge=1, le=200)  # older than this at the as-of date: implausible
 
     @field_validator("unknown_day_month")
     @classmethod
@@ -105,6 +117,25 @@ class DateOfBirthRules(Frozen):
             if len(item) != 5 or item[2] != "-":
                 raise ValueError("each entry must be 'MM-DD', e.g. '01-01'")
         return value
+
+
+class MaxLength(Frozen):
+    """The longest raw value (in characters) cleaned, per identifier column.
+
+    A longer value is nulled with the flag ``too_long`` before any cleaning runs on it, so one
+    absurd value (a pasted document in a surname) costs a length check, not a task. The defaults
+    are far above any real value and far below what slows a task down.
+    """
+
+    nhs_number: int = Field(32, ge=10, le=1 << 24)  # 10 digits, with spaces or hyphens: 12
+    given_name: int = Field(255, ge=1, le=1 << 24)  # every given name of a person, in one field
+    family_name: int = Field(255, ge=1, le=1 << 24)
+    date_of_birth: int = Field(40, ge=8, le=1 << 24)  # a timestamp with zone is 29
+    sex: int = Field(32, ge=1, le=1 << 24)  # "NOT SPECIFIED" is 13
+    postcode: int = Field(16, ge=8, le=1 << 24)  # "SW1A 1AA" is 8
+
+    def of(self, column: str) -> int:
+        return int(getattr(self, column))
 
 
 class NameRules(Frozen):
@@ -186,6 +217,7 @@ class DatasetConfig(Frozen):
     nhs_number: NhsNumberRules = Field(default_factory=NhsNumberRules)
     date_of_birth: DateOfBirthRules = Field(default_factory=DateOfBirthRules)
     names: NameRules = Field(default_factory=NameRules)
+    max_length: MaxLength = Field(default_factory=MaxLength)
     schema_checks: SchemaChecks = Field(default_factory=SchemaChecks)
     quarantine: QuarantineRules = Field(default_factory=QuarantineRules)
 

@@ -18,8 +18,16 @@ otherwise)::
   no copy can be trusted: all ``n`` are quarantined as ``duplicate_record_id``. The kept copy of
   exact duplicates still has to pass the identifier check.
 
-Field-level problems do not remove a row: the value becomes NULL and its flag says why. For
-every identifier column the counts reconcile too: ``rows_out == present + missing + sum(invalid)``.
+Field-level problems do not remove a row: the value becomes NULL and its flag says why
+(:data:`natlink.provider.standardise.REASONS`, among them ``too_long``: a raw value over the
+dataset's ``max_length``, nulled before any cleaning runs on it). For every identifier column the
+counts reconcile too: ``rows_out == present + missing + sum(invalid)``.
+
+CSV sources are read as RFC 4180 records (:data:`natlink.provider.sources.CSV_DEFAULTS`): a
+quoted field may hold the delimiter or a line break, and ``rows_in`` counts records, not lines.
+A row is ``malformed_row`` when it has too few or too many fields, or when a field holds a line
+break followed by a whole record (a quote left open swallows the records after it: those cannot
+be counted, the row that swallowed them is quarantined).
 
 Dataset-level problems are named errors raised before anything is written: a missing or empty
 source, header-only files, schema drift (missing / unexpected / mistyped columns, headers that
@@ -46,7 +54,7 @@ from natlink.config.datasets import DatasetConfig
 from natlink.errors import ConfigError, EmptyInputError, QuarantineLimitError, ReconciliationError, UnusableColumnError
 from natlink.provider.sources import CORRUPT_COLUMN as _CORRUPT
 from natlink.provider.sources import FILE_COLUMN as _FILE
-from natlink.provider.sources import RawSource, read_raw
+from natlink.provider.sources import RawSource, read_raw, swallowed_records
 
 __all__ = ["OnboardCounts", "Onboarded", "onboard"]
 
@@ -200,7 +208,9 @@ def _has_bad_bytes(columns: list[str]) -> Column:
 
 def _row_checks(raw: RawSource, cfg: DatasetConfig) -> DataFrame:
     mapped = list(dict.fromkeys(cfg.source_columns()))
-    malformed = F.col(_CORRUPT).isNotNull() if raw.is_csv else F.lit(False)
+    malformed = F.lit(False)
+    if raw.is_csv:
+        malformed = F.col(_CORRUPT).isNotNull() | swallowed_records(cfg, raw.source_columns)
     # Referencing every source column also stops Spark's CSV column pruning, which would
     # otherwise let a row with a missing or extra unmapped field through as well formed.
     return raw.frame.select(

@@ -13,10 +13,12 @@ import bz2
 import csv
 import gzip
 import io
+import re
 from dataclasses import dataclass
+from functools import reduce
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -34,11 +36,29 @@ from natlink.errors import (
     UnexpectedColumnsError,
 )
 
-__all__ = ["SourceFile", "RawSource", "list_source_files", "read_csv_header", "check_columns", "read_raw", "read_source"]
+__all__ = [
+    "CSV_DEFAULTS",
+    "SourceFile",
+    "RawSource",
+    "list_source_files",
+    "read_csv_header",
+    "first_record",
+    "csv_options",
+    "swallowed_records",
+    "check_columns",
+    "read_raw",
+    "read_source",
+]
 
 CORRUPT_COLUMN = "_natlink_corrupt_record"  # Spark's PERMISSIVE mode puts a malformed CSV row here
 FILE_COLUMN = "_natlink_file"  # the file each row came from
 
+# RFC 4180: a quoted field may hold the delimiter, a line break and a quote written twice ("").
+# multiLine makes a record, not a physical line, the unit Spark parses and counts. Its cost: a
+# file is read by one task, not split (measured in docs/onboarding.md); a delivery of many files
+# still reads in parallel. A dataset can override any of these in source.options (e.g. multiLine
+# false for a provider whose extracts never hold a line break in a field).
+CSV_DEFAULTS: dict[str, str] = {"multiLine": "true", "quote": '"', "escape": '"'}
 
 
 @dataclass(frozen=True)
@@ -78,14 +98,42 @@ def list_source_files(spark, path: str, *, dataset: str) -> list[SourceFile]:
 _MAX_HEADER_BYTES = 1 << 18  # a header line longer than 256 KiB is not a header
 
 
-def read_csv_header(spark, file: SourceFile, *, encoding: str, sep: str, quote: str, dataset: str) -> list[str]:
-    """The header row of one CSV file, read on the driver (first line only; .gz/.bz2 handled)."""
+def first_record(head: bytes, *, quote: str = '"', escape: str = '"') -> bytes:
+    """The bytes of the first CSV record of ``head``: up to the first line break outside quotes
+    (RFC 4180; a quote written twice, or after ``escape``, stays inside the field). Byte-level,
+    so for encodings where the quote and line break are single ASCII bytes (UTF-8, Latin-1...)."""
+    q = quote.encode("ascii") if quote and quote.isascii() else b""
+    e = escape.encode("ascii") if escape and escape.isascii() else q
+    if not q:
+        return head.split(b"\n", 1)[0].rstrip(b"\r")
+    quoted, i, n = False, 0, len(head)
+    while i < n:
+        b = head[i:i + 1]
+        if quoted and e != q and b == e:
+            i += 2  # an escaped character
+            continue
+        if b == q:
+            if quoted and e == q and head[i + 1:i + 2] == q:
+                i += 2  # "" inside a quoted field
+                continue
+            quoted = not quoted
+        elif b == b"\n" and not quoted:
+            return head[:i].rstrip(b"\r")
+        i += 1
+    return head.rstrip(b"\r\n")
+
+
+def read_csv_header(
+    spark, file: SourceFile, *, encoding: str, sep: str, quote: str, dataset: str, escape: str = '"'
+) -> list[str]:
+    """The header record of one CSV file, read on the driver (.gz/.bz2 handled; a quoted header
+    cell may hold the delimiter or a line break)."""
     head = _head_bytes(spark, file.path, _MAX_HEADER_BYTES)
     if file.path.endswith(".gz"):
         head = _decompress_head(gzip.GzipFile, head)
     elif file.path.endswith(".bz2"):
         head = bz2.BZ2Decompressor().decompress(head)
-    line = head.split(b"\n", 1)[0].rstrip(b"\r")
+    line = first_record(head, quote=quote, escape=escape)
     try:
         text = line.decode(encoding)
     except (UnicodeDecodeError, LookupError):
@@ -94,7 +142,13 @@ def read_csv_header(spark, file: SourceFile, *, encoding: str, sep: str, quote: 
             "(set source.encoding to the file's encoding)"
         ) from None
     text = text.lstrip("\ufeff")
-    return next(csv.reader(io.StringIO(text), delimiter=sep, quotechar=quote or '"'), [])
+    if escape and escape != quote:
+        reader = csv.reader(
+            io.StringIO(text), delimiter=sep, quotechar=quote or '"', escapechar=escape, doublequote=False
+        )
+    else:
+        reader = csv.reader(io.StringIO(text), delimiter=sep, quotechar=quote or '"')
+    return next(reader, [])
 
 
 def _head_bytes(spark, path: str, limit: int) -> bytes:
@@ -185,13 +239,35 @@ class RawSource:
     is_csv: bool
 
 
+def csv_options(cfg: DatasetConfig) -> dict[str, str]:
+    """Spark CSV reader options: the RFC 4180 defaults, then the dataset's own (case-insensitive)."""
+    own = {k.lower() for k in cfg.source.options}
+    return {**{k: v for k, v in CSV_DEFAULTS.items() if k.lower() not in own}, **cfg.source.options}
+
+
+def swallowed_records(cfg: DatasetConfig, columns: list[str]) -> Column:
+    """True when a field holds a line break followed by a line with as many delimiters as a
+    whole record: the mark of a quote left open, which under multiLine swallows the records after
+    it into one field. The row is malformed (its field boundaries cannot be trusted). Linear:
+    the line pattern has no ambiguous split, and only fields holding a line break are searched."""
+    if len(columns) < 2:
+        return F.lit(False)
+    opts = {k.lower(): v for k, v in csv_options(cfg).items()}
+    sep = re.escape(opts.get("sep", opts.get("delimiter", ",")))
+    line = rf"\n[^\n{sep}]*(?:{sep}[^\n{sep}]*){{{len(columns) - 1}}}"
+    checks = [F.coalesce(F.col(f"`{c}`").contains("\n") & F.col(f"`{c}`").rlike(line), F.lit(False)) for c in columns]
+    return reduce(lambda a, b: a | b, checks)
+
+
 def _csv_header(spark: SparkSession, cfg: DatasetConfig, files: list[SourceFile]) -> list[str]:
-    opts = {k.lower(): v for k, v in cfg.source.options.items()}
+    opts = {k.lower(): v for k, v in csv_options(cfg).items()}
     sep = opts.get("sep", opts.get("delimiter", ","))
-    quote = opts.get("quote", '"')
+    quote, escape = opts.get("quote", '"'), opts.get("escape", '"')
     headers: dict[tuple[str, ...], list[str]] = {}
     for f in files:
-        header = read_csv_header(spark, f, encoding=cfg.source.encoding, sep=sep, quote=quote, dataset=cfg.name)
+        header = read_csv_header(
+            spark, f, encoding=cfg.source.encoding, sep=sep, quote=quote, escape=escape, dataset=cfg.name
+        )
         headers.setdefault(tuple(header), []).append(f.path)
     if len(headers) > 1:
         variants = "; ".join(
@@ -237,7 +313,7 @@ def read_raw(spark: SparkSession, cfg: DatasetConfig, *, data_dir: str | None = 
                 .option("enforceSchema", False)  # every file's header is compared with the schema
                 .option("encoding", cfg.source.encoding)
             )
-            for key, value in cfg.source.options.items():
+            for key, value in csv_options(cfg).items():
                 reader = reader.option(key, value)
             df = reader.csv([f.path for f in nonempty])
         else:

@@ -7,17 +7,24 @@ ZZ99 pseudo-postcode, ...) becomes NULL and its ``<column>_flag`` says why; the 
 the value was used or was blank in the source. Junk hashed into a linking token would create
 false links between strangers, so nothing doubtful is passed on.
 
+Every raw identifier is measured first: one longer than the dataset's ``max_length`` for its
+column is nulled with the flag ``too_long`` and no cleaning runs on it. Every rule below is linear
+in the value's length (no regex that backtracks over a run, or recurses per repeat).
+
 Rules, per column (references in ``natlink/data/README.md``):
 
-* names: Unicode NFC (ICU4J, shipped with Spark), upper case, apostrophes removed, other
-  punctuation and digits dropped, leading titles (MR, DR, ...) stripped; given names split into
+* names: Unicode NFC (ICU4J, shipped with Spark), upper case, apostrophes removed, whitespace of
+  any kind (no-break, thin and ideographic spaces, tabs) and other punctuation made word
+  separators, leading titles (MR, DR, ...) stripped; given names split into
   ``given_name`` (the first) and ``given_name_other`` (the rest); family names compacted
   (``SMITH-JONES`` = ``SMITH JONES`` = ``SMITHJONES``) with the first and last parts of multi-part
   names kept in ``family_name_first`` / ``family_name_last``. Known placeholders (UNKNOWN, BABY,
-  XXX, ...) are nulled.
-* date of birth: the configured patterns in order; calendar-impossible dates (31/02), dates out
-  of range (before ``earliest`` or after the as-of date) and placeholders (1900-01-01, and per
-  dataset e.g. 01/01/YYYY) are nulled.
+  XXX, ...) are nulled. A character that is part of no name (a digit, a symbol or emoji, a
+  control or format character) is never dropped: the value is flagged ``invalid_characters``.
+* date of birth: the configured patterns in order; calendar-impossible dates (31/02), dates after
+  the as-of (delivery) date (``out_of_range``), implausible dates (before ``earliest``, 1900-01-01
+  by default, or more than ``max_age_years``, 120, old at the as-of date: ``implausible_date``)
+  and placeholders (1900-01-01, and per dataset e.g. 01/01/YYYY) are nulled.
 * sex: NHS data dictionary person gender codes (0 not known, 1 male, 2 female, 9 not specified)
   and common spellings -> 'M' / 'F'; not known, not specified and unrecognised codes are counted.
 * NHS number: 10 digits after removing spaces and hyphens, modulus 11 check digit (weights 10..2;
@@ -54,11 +61,16 @@ __all__ = [
     "REASONS",
     "blank_to_null",
     "nfc",
+    "too_long",
+    "bounded",
+    "name_text",
     "clean_name",
+    "name_problem",
     "strip_titles",
     "nhs_digits",
     "nhs_check_digit",
     "parse_date",
+    "oldest_plausible",
     "sex_code",
     "sex_value",
     "postcode_compact",
@@ -78,13 +90,14 @@ DERIVED_COLUMNS = C.DERIVED_COLUMNS
 FLAG_COLUMNS: tuple[str, ...] = tuple(C.flag(c) for c in C.IDENTIFIERS)
 
 # Every reason a flag column can hold (the counts and the profile report each one, even at 0).
+# ``too_long`` (longer than the dataset's ``max_length``) is checked before any cleaning runs.
 REASONS: dict[str, tuple[str, ...]] = {
-    C.NHS_NUMBER: ("bad_format", "placeholder", "bad_check_digit", "test_range"),
-    C.GIVEN_NAME: ("placeholder", "title_only", "invalid"),
-    C.FAMILY_NAME: ("placeholder", "invalid"),
-    C.DATE_OF_BIRTH: ("unparseable", "impossible", "out_of_range", "placeholder"),
-    C.SEX: ("not_known", "not_specified", "unrecognised"),
-    C.POSTCODE: ("pseudo", "invalid"),
+    C.NHS_NUMBER: ("bad_format", "placeholder", "bad_check_digit", "test_range", "too_long"),
+    C.GIVEN_NAME: ("placeholder", "title_only", "invalid", "invalid_characters", "too_long"),
+    C.FAMILY_NAME: ("placeholder", "invalid", "invalid_characters", "too_long"),
+    C.DATE_OF_BIRTH: ("unparseable", "impossible", "out_of_range", "placeholder", "implausible_date", "too_long"),
+    C.SEX: ("not_known", "not_specified", "unrecognised", "too_long"),
+    C.POSTCODE: ("pseudo", "invalid", "too_long"),
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -121,23 +134,63 @@ def _in(col: Column, values: list[str]) -> Column:
 _APOSTROPHES = "'\u2018\u2019\u02bc`\u00b4"
 _DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"
 _SUFFIXES = ("JR", "JNR", "SNR", "II", "III", "IV")
+_MAX_TITLES = 16  # leading titles stripped at most (a bounded loop: Java's regex recurses per repeat)
+
+# One rule for the characters of a name (after NFC, upper case, apostrophes removed and dashes
+# made '-'): letters and combining marks are the name; whitespace of any kind (Unicode
+# White_Space: no-break, thin and ideographic spaces, tabs, line breaks) and punctuation separate
+# its words; anything else (digits, symbols and emoji, control and format characters, private
+# use and unassigned code points) is part of no name and flags the value ``invalid_characters``.
+# Nothing is dropped silently. Every pattern here is a single character class, with at most a
+# greedy run of one class, so matching is linear in the value's length and never recurses
+# (a repeated group such as ``(?: [A-Z]+)*`` recurses once per repeat in Java and overflows the
+# stack on a long value; ``\s*-`` tried at every position of a long run of spaces is quadratic).
+_NOT_IN_NAME = r"[^\p{L}\p{M}\p{P}\p{IsWhite_Space}]"
+_SEPARATORS = r"[\p{P}\p{IsWhite_Space}&&[^-]]+"
+_NOT_WHITESPACE = r"\P{IsWhite_Space}"
+_PLAIN = r"[^A-Z ]"  # with no double space: already clean
 
 
-def clean_name(col: Column) -> Column:
-    """NFC, upper case, apostrophes removed, digits and other punctuation dropped, hyphens kept
-    (spaces around them removed), whitespace collapsed. Text with no letters left -> '' (so
-    "invalid" can be told from blank, which is NULL)."""
+def too_long(col: Column, max_length: int) -> Column:
+    """True when the raw value is longer than ``max_length`` characters (NULL for NULL)."""
+    return F.length(col.cast("string")) > max_length
+
+
+def bounded(long: Column, value: Column) -> Column:
+    """``value`` unless ``long``: Spark's CASE WHEN evaluates only the branch taken, so no
+    cleaning runs on an over-long value."""
+    return F.when(long, F.lit(None)).otherwise(value)
+
+
+def _plain(up: Column) -> Column:
+    return (up != "") & ~up.rlike(_PLAIN) & ~up.contains("  ")
+
+
+def name_text(col: Column) -> Column:
+    """Stage one of a name: NFC, upper case, apostrophes removed, dashes made '-'; NULL when
+    blank. Plain values (A-Z words separated by single spaces, most names) are returned as they
+    are, skipping ICU."""
     up = F.upper(F.trim(col.cast("string")))
-    # Fast path: most names are plain A-Z words, already NFC and clean (skips six regexes).
-    simple = up.rlike(r"^[A-Z]+(?: [A-Z]+)*$")
-    s = F.upper(nfc(up))
-    s = F.translate(s, _APOSTROPHES, "")
-    s = F.translate(s, _DASHES, "-" * len(_DASHES))
-    s = F.regexp_replace(s, r"[^\p{L}\p{M}\s-]", " ")
-    s = F.regexp_replace(s, r"\s*-[\s-]*", "-")
-    s = F.regexp_replace(s, r"\s+", " ")
-    s = F.regexp_replace(s, r"^[\s-]+|[\s-]+$", "")
-    return F.when(up == "", F.lit(None)).when(simple, up).otherwise(s)
+    text = F.translate(F.translate(F.upper(nfc(up)), _APOSTROPHES, ""), _DASHES, "-" * len(_DASHES))
+    return F.when(up == "", F.lit(None)).when(_plain(up), up).otherwise(text)
+
+
+def clean_name(text: Column) -> Column:
+    """Stage two, from :func:`name_text`: punctuation and whitespace of any kind made word
+    separators, hyphens kept (separators around them removed), separators collapsed and trimmed.
+    Whitespace only -> NULL; nothing but punctuation -> '' (flagged ``invalid``). Characters that
+    are part of no name are kept here and flagged by :func:`name_problem`."""
+    s = F.regexp_replace(text, _SEPARATORS, " ")
+    s = F.regexp_replace(s, r" ?-[ -]*", "-")  # every separator run holding a hyphen -> one hyphen
+    s = F.trim(s, F.lit(" -"))
+    return F.when(_plain(text), text).when(~text.rlike(_NOT_WHITESPACE), F.lit(None)).otherwise(s)
+
+
+def name_problem(text: Column, long: Column) -> Column:
+    """``too_long`` or ``invalid_characters`` (a digit, symbol, emoji, control or format
+    character ...), else NULL."""
+    bad = F.when(_plain(text), F.lit(False)).otherwise(text.rlike(_NOT_IN_NAME))
+    return F.when(long, F.lit("too_long")).when(bad, F.lit("invalid_characters"))
 
 
 def strip_titles(base: Column, titles: list[str]) -> Column:
@@ -146,7 +199,7 @@ def strip_titles(base: Column, titles: list[str]) -> Column:
         return base
     first_word = F.substring_index(base, " ", 1)
     starts = sorted({t.split(" ", 1)[0] for t in titles})
-    stripped = F.regexp_replace(base, rf"^(?:(?:{_alternation(titles)}) )+(?=\S)", "")
+    stripped = F.regexp_replace(base, rf"^(?:(?:{_alternation(titles)}) ){{1,{_MAX_TITLES}}}(?=\S)", "")
     # The regex only runs when the first word can start a title (a hash-set test otherwise).
     return F.when(first_word.isin(*starts), stripped).otherwise(base)
 
@@ -158,18 +211,20 @@ def strip_suffixes(name: Column) -> Column:
     return F.when(last_word.isin(*_SUFFIXES) & (last_word != name), stripped).otherwise(name)
 
 
-def given_name_flag(base: Column, stripped: Column, first: Column, rules: NameRules) -> Column:
+def given_name_flag(problem: Column, base: Column, stripped: Column, first: Column, rules: NameRules) -> Column:
     return (
-        F.when(base.isNull(), F.lit(None))
+        F.when(problem.isNotNull(), problem)
+        .when(base.isNull(), F.lit(None))
         .when(base == "", F.lit("invalid"))
         .when(_in(base, rules.titles), F.lit("title_only"))
         .when(_in(stripped, rules.placeholders) | _in(first, rules.placeholders), F.lit("placeholder"))
     )
 
 
-def family_name_flag(base: Column, stripped: Column, compact: Column, rules: NameRules) -> Column:
+def family_name_flag(problem: Column, base: Column, stripped: Column, compact: Column, rules: NameRules) -> Column:
     return (
-        F.when(base.isNull(), F.lit(None))
+        F.when(problem.isNotNull(), problem)
+        .when(base.isNull(), F.lit(None))
         .when(base == "", F.lit("invalid"))
         .when(_in(stripped, rules.placeholders) | _in(compact, rules.placeholders), F.lit("placeholder"))
     )
@@ -200,8 +255,12 @@ def nhs_check_digit(digits: Column) -> Column:
     return F.when(check == 11, F.lit(0)).otherwise(check)
 
 
-def nhs_number_flag(digits: Column, rules: NhsNumberRules) -> Column:
-    flag = F.when(digits.isNull(), F.lit(None)).when(~digits.rlike(r"^[0-9]{10}$"), F.lit("bad_format"))
+def nhs_number_flag(long: Column, digits: Column, rules: NhsNumberRules) -> Column:
+    flag = (
+        F.when(long, F.lit("too_long"))
+        .when(digits.isNull(), F.lit(None))
+        .when(~digits.rlike(r"^[0-9]{10}$"), F.lit("bad_format"))
+    )
     if rules.reject_repeated_digits:
         flag = flag.when(digits == F.repeat(F.substring(digits, 1, 1), 10), F.lit("placeholder"))
     last = F.ascii(F.substring(digits, 10, 1)) - 48
@@ -223,15 +282,33 @@ def parse_date(text: Column, formats: list[str]) -> Column:
     return F.coalesce(*[F.try_to_timestamp(text, F.lit(fmt)).cast("date") for fmt in formats])
 
 
-def date_of_birth_flag(text: Column, parsed: Column, rules: DateOfBirthRules, as_of: dt.date) -> Column:
+def _years_before(day: dt.date, years: int) -> dt.date:
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February -> 28 February
+        return day.replace(year=day.year - years, day=28)
+
+
+def oldest_plausible(rules: DateOfBirthRules, as_of: dt.date) -> dt.date:
+    """The earliest plausible date of birth at ``as_of``: ``earliest``, or the day after which a
+    person is at most ``max_age_years`` whole years old, whichever is later."""
+    if rules.max_age_years is None:
+        return rules.earliest
+    youngest_too_old = _years_before(as_of, rules.max_age_years + 1)  # exactly max + 1 years old
+    return max(rules.earliest, youngest_too_old + dt.timedelta(days=1))
+
+
+def date_of_birth_flag(long: Column, text: Column, parsed: Column, rules: DateOfBirthRules, as_of: dt.date) -> Column:
     placeholders = [F.lit(d) for d in rules.placeholder_dates]
     return (
-        F.when(text.isNull(), F.lit(None))
+        F.when(long, F.lit("too_long"))
+        .when(text.isNull(), F.lit(None))
         .when(parsed.isNull() & text.rlike(_DATE_SHAPE), F.lit("impossible"))
         .when(parsed.isNull(), F.lit("unparseable"))
         .when(parsed.isin(*placeholders) if placeholders else F.lit(False), F.lit("placeholder"))
         .when(_in(F.date_format(parsed, "MM-dd"), rules.unknown_day_month), F.lit("placeholder"))
-        .when((parsed < F.lit(rules.earliest)) | (parsed > F.lit(as_of)), F.lit("out_of_range"))
+        .when(parsed > F.lit(as_of), F.lit("out_of_range"))
+        .when(parsed < F.lit(oldest_plausible(rules, as_of)), F.lit("implausible_date"))
     )
 
 
@@ -264,9 +341,9 @@ def sex_value(code: Column) -> Column:
     return F.element_at(_literal_map(_SEX_CODES), code)
 
 
-def sex_flag(code: Column) -> Column:
+def sex_flag(long: Column, code: Column) -> Column:
     known = F.element_at(_literal_map(_SEX_CODES), code).isNotNull()
-    return F.when(code.isNull() | known, F.lit(None)).otherwise(
+    return F.when(long, F.lit("too_long")).when(code.isNull() | known, F.lit(None)).otherwise(
         F.coalesce(F.element_at(_literal_map(_SEX_UNKNOWN), code), F.lit("unrecognised"))
     )
 
@@ -294,9 +371,10 @@ def postcode_compact(col: Column) -> Column:
     return blank_to_null(compact)
 
 
-def postcode_flag(compact: Column) -> Column:
+def postcode_flag(long: Column, compact: Column) -> Column:
     return (
-        F.when(compact.isNull(), F.lit(None))
+        F.when(long, F.lit("too_long"))
+        .when(compact.isNull(), F.lit(None))
         .when(compact.startswith("ZZ99"), F.lit("pseudo"))
         .when(~compact.rlike(_POSTCODE), F.lit("invalid"))
     )
@@ -383,7 +461,8 @@ def standardise(
 
     ``as_of``: dates of birth after it are impossible (default: today, UTC).
     ``passthrough``: extra input columns carried unchanged after the contract columns.
-    Four selects, each computing what the next uses more than once.
+    Six selects, each computing what the next uses more than once; the first measures every raw
+    identifier, so that no cleaning runs on a value longer than ``cfg.max_length`` allows.
     """
     as_of = as_of or dt.datetime.now(dt.timezone.utc).date()
     m = cfg.columns
@@ -395,35 +474,53 @@ def standardise(
     def src_type(canonical: str) -> str:
         return _type_of(df, m[canonical]) if canonical in m else "string"
 
+    def long(canonical: str) -> Column:
+        return too_long(src(canonical), cfg.max_length.of(canonical)) if canonical in m else F.lit(False)
+
     dob_type = src_type(C.DATE_OF_BIRTH)
     if dob_type in ("date", "timestamp", "timestamp_ntz"):
         dob_text, dob_parsed = src(C.DATE_OF_BIRTH).cast("string"), src(C.DATE_OF_BIRTH).cast("date")
     else:
         dob_text, dob_parsed = blank_to_null(src(C.DATE_OF_BIRTH).cast("string")), None
 
-    stage1 = df.select(
+    # Stage 0: the length of every raw identifier, so that nothing below runs on an over-long one.
+    stage0 = df.select("*", *[long(c).alias(f"_long_{c}") for c in C.IDENTIFIERS])
+
+    def is_long(canonical: str) -> Column:
+        return F.col(f"_long_{canonical}")
+
+    stage1 = stage0.select(
         F.lit(cfg.name).alias(C.DATASET),
         blank_to_null(F.col(f"`{cfg.record_id}`").cast("string")).alias(C.RECORD_ID),
         *[blank_to_null(F.col(f"`{source}`").cast("string")).alias(name) for name, source in cfg.event_columns.items()],
         *[F.col(c) for c in passthrough],
-        nhs_digits(src(C.NHS_NUMBER), src_type(C.NHS_NUMBER)).alias("_nhs"),
-        clean_name(src(C.GIVEN_NAME)).alias("_gn_base"),
-        clean_name(src(C.FAMILY_NAME)).alias("_fn_base"),
-        dob_text.alias("_dob_text"),
-        *([dob_parsed.alias("_dob")] if dob_parsed is not None else []),
-        sex_code(src(C.SEX)).alias("_sex"),
-        postcode_compact(src(C.POSTCODE)).alias("_pc"),
+        *[is_long(c) for c in C.IDENTIFIERS],
+        bounded(is_long(C.NHS_NUMBER), nhs_digits(src(C.NHS_NUMBER), src_type(C.NHS_NUMBER))).alias("_nhs"),
+        bounded(is_long(C.GIVEN_NAME), name_text(src(C.GIVEN_NAME))).alias("_gn_text"),
+        bounded(is_long(C.FAMILY_NAME), name_text(src(C.FAMILY_NAME))).alias("_fn_text"),
+        bounded(is_long(C.DATE_OF_BIRTH), dob_text).alias("_dob_text"),
+        *([bounded(is_long(C.DATE_OF_BIRTH), dob_parsed).alias("_dob")] if dob_parsed is not None else []),
+        bounded(is_long(C.SEX), sex_code(src(C.SEX))).alias("_sex"),
+        bounded(is_long(C.POSTCODE), postcode_compact(src(C.POSTCODE))).alias("_pc"),
     )
-    if dob_parsed is None:
-        stage1 = stage1.select("*", parse_date(F.col("_dob_text"), cfg.dob_formats).alias("_dob"))
+    stage1 = stage1.select(
+        "*",
+        clean_name(F.col("_gn_text")).alias("_gn_base"),
+        clean_name(F.col("_fn_text")).alias("_fn_base"),
+        name_problem(F.col("_gn_text"), is_long(C.GIVEN_NAME)).alias("_gn_problem"),
+        name_problem(F.col("_fn_text"), is_long(C.FAMILY_NAME)).alias("_fn_problem"),
+        *([parse_date(F.col("_dob_text"), cfg.dob_formats).alias("_dob")] if dob_parsed is None else []),
+    )
     stage2 = stage1.select(
         "*",
         strip_titles(F.col("_gn_base"), cfg.names.titles).alias("_gn"),
         strip_suffixes(strip_titles(F.col("_fn_base"), cfg.names.titles)).alias("_fn"),
-        nhs_number_flag(F.col("_nhs"), cfg.nhs_number).alias(C.flag(C.NHS_NUMBER)),
-        date_of_birth_flag(F.col("_dob_text"), F.col("_dob"), cfg.date_of_birth, as_of).alias(C.flag(C.DATE_OF_BIRTH)),
-        sex_flag(F.col("_sex")).alias(C.flag(C.SEX)),
-        postcode_flag(F.col("_pc")).alias(C.flag(C.POSTCODE)),
+        nhs_number_flag(is_long(C.NHS_NUMBER), F.col("_nhs"), cfg.nhs_number).alias(C.flag(C.NHS_NUMBER)),
+        date_of_birth_flag(
+            is_long(C.DATE_OF_BIRTH), F.col("_dob_text"), F.col("_dob"), cfg.date_of_birth, as_of
+        ).alias(C.flag(C.DATE_OF_BIRTH)),
+        sex_flag(is_long(C.SEX), F.col("_sex")).alias(C.flag(C.SEX)),
+        postcode_flag(is_long(C.POSTCODE), F.col("_pc")).alias(C.flag(C.POSTCODE)),
     )
     stage3 = stage2.select(
         "*",
@@ -438,8 +535,10 @@ def standardise(
     stage4 = stage3.select(
         "*",
         gn_first.alias("_gn_first"),
-        given_name_flag(F.col("_gn_base"), F.col("_gn"), gn_first, cfg.names).alias(C.flag(C.GIVEN_NAME)),
-        family_name_flag(F.col("_fn_base"), F.col("_fn"), F.col("_fn_compact"), cfg.names).alias(
+        given_name_flag(F.col("_gn_problem"), F.col("_gn_base"), F.col("_gn"), gn_first, cfg.names).alias(
+            C.flag(C.GIVEN_NAME)
+        ),
+        family_name_flag(F.col("_fn_problem"), F.col("_fn_base"), F.col("_fn"), F.col("_fn_compact"), cfg.names).alias(
             C.flag(C.FAMILY_NAME)
         ),
         postcode_area(F.col(C.POSTCODE)).alias(C.POSTCODE_AREA),
