@@ -8,7 +8,9 @@ from pydantic import Field, field_validator
 
 from natlink.config.base import Frozen
 
-_SECRET_CONF = re.compile(r"(?i)secret|password|token|access[._-]?key")
+# Confs whose value is a secret (Spark redacts the same names); a path to one (".file") or a switch is not.
+_SECRET_CONF = re.compile(r"(?i)secret|password|passwd|oauthtoken|access[._-]?key")
+_NOT_A_SECRET = (".file", ".enabled")
 
 
 class EnvironmentConfig(Frozen):
@@ -26,7 +28,7 @@ class EnvironmentConfig(Frozen):
     @field_validator("spark_conf")
     @classmethod
     def _no_secrets(cls, value: dict[str, str]) -> dict[str, str]:
-        secret = sorted(k for k in value if _SECRET_CONF.search(k))
+        secret = sorted(k for k in value if _SECRET_CONF.search(k) and not k.lower().endswith(_NOT_A_SECRET))
         if secret:
             raise ValueError(f"{secret} look like secrets: config holds key references only (auth_secret for spark.authenticate.secret)")
         return value
