@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "benchmarks" / "data"
 sys.path.insert(0, str(ROOT / "src"))
 
-# Obviously fake benchmark key (never a real deployment key).
+# Obviously fake benchmark key (never a real deployment key): labelled text, so it is built as
+# KeyMaterial directly (a key *reference* to it would be refused as weak outside the tests).
 BENCH_KEY_HEX = b"bench-key-not-secret-0123456789a".hex()
 
 
@@ -24,24 +25,37 @@ def spark_session(cores: int = 2, memory: str = "8g", conf: dict | None = None):
     return get_spark("natlink-bench", master=f"local[{cores}]", conf=base, checkpoint_dir=DATA / "_checkpoints")
 
 
+def bench_signing():
+    """The benchmarks' manifest signer (a key kept under benchmarks/data/keys, so cached token
+    tables stay verifiable) and the registry trusting it, made the defaults of this process
+    (``NATLINK_SIGNING_KEY``, ``NATLINK_TRUSTED_SIGNERS``) unless they are set already."""
+    from natlink.tokens import signing
+
+    signer, registry = signing.demo_signer(DATA / "keys")
+    os.environ.setdefault(signing.SIGNING_KEY_ENV, signer.reference)
+    os.environ.setdefault(signing.TRUSTED_SIGNERS_ENV, str(registry))
+    return signer
+
+
 def prepare_tokens(spark, persons: int, seed: int = 42) -> Path:
-    """Synthesise `persons` people and tokenise gp + hes into Delta token tables (cached on disk)."""
+    """Synthesise `persons` people and tokenise gp + hes into Delta token tables (cached on disk),
+    with manifests signed by :func:`bench_signing`'s key."""
     from natlink import config as cfgmod
-    from natlink.tokens import keys
+    from natlink.tokens.keys import KeyMaterial
     from natlink.config import DatasetConfig
     from natlink.commands import tokenise_delivery
     from natlink.synth import generate as synth
 
+    signer = bench_signing()
     out = DATA / f"p{persons}_s{seed}"
-    done = out / "_READY"
+    done = out / "_READY_signed"  # caches made before manifests were signed are made again
     if done.exists():
         return out
-    os.environ["NATLINK_BENCH_KEY"] = BENCH_KEY_HEX
-    key = keys.resolve("env:NATLINK_BENCH_KEY")
+    key = KeyMaterial("bench:not-secret", bytes.fromhex(BENCH_KEY_HEX))
     synth.generate(spark, out, persons=persons, seed=seed)
     for name in ("gp", "hes"):
         ds = cfgmod.load(ROOT / "conf" / "datasets" / f"{name}.yaml", DatasetConfig)
-        tokenise_delivery(spark, ds, key, data_dir=str(out), out=out)
+        tokenise_delivery(spark, ds, key, data_dir=str(out), out=out, signer=signer)
     done.write_text("ok")
     return out
 

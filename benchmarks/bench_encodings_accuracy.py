@@ -36,7 +36,7 @@ from natlink.tokens.keys import KeyMaterial
 from natlink.spark.session import get_spark
 from natlink.config.synth import FieldErrors, SynthConfig
 from natlink.tokens.tokenise import tokenise_configured
-from natlink.tokens import reader
+from natlink.tokens import reader, signing
 
 FAKE_KEY = KeyMaterial("bench:not-secret", b"test-key-not-secret-bench-accur0")
 MODELS = ("exact", "fuzzy", "bloom")
@@ -78,10 +78,11 @@ def run_scenario(
     config = heavy_config() if scenario == "heavy" else SynthConfig()
     truth_path = synth.generate(spark, out, persons=persons, seed=seed, config=config, datasets=["gp", "hes"]).truth
     datasets = [cfgmod.load(p, cfgmod.DatasetConfig, base_dir=root) for p in ("conf/datasets/gp.yaml", "conf/datasets/hes.yaml")]
+    signer, trusted = signing.demo_signer(work / "keys")  # this run signs its own manifests and trusts only that
     t0 = time.perf_counter()
-    manifests = [tokenise_configured(spark, ds, FAKE_KEY, data_dir=str(out), out_dir=out / "tokens") for ds in datasets]
+    manifests = [tokenise_configured(spark, ds, FAKE_KEY, data_dir=str(out), out_dir=out / "tokens", signer=signer) for ds in datasets]
     tokenise_s = time.perf_counter() - t0
-    tokens = reader.with_unique_id(reader.read_token_tables(spark, manifests)).cache()
+    tokens = reader.with_unique_id(reader.read_token_tables(spark, manifests, trusted=trusted)).cache()
     records = tokens.count()
     truth = spark.read.parquet(truth_path)
     rows = []

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DATA, ROOT, load_avg, prepare_tokens, print_table, spark_session  # noqa: E402
+from _common import DATA, ROOT, bench_signing, load_avg, prepare_tokens, print_table, spark_session  # noqa: E402
 
 
 def _persons_for(records: int) -> int:
@@ -65,7 +65,9 @@ def run_size(records: int, delivery: float) -> dict:
     held = F.xxhash64(F.col(C.RECORD_ID)) % buckets == 0
     v1_path = work / "hes_v1"
     written = delta.write(hes_df.where(~held), str(v1_path), mode="overwrite", partition_by=(C.REGION,))
-    hes_v1 = TokenManifest({**hes.data, "table": str(v1_path), "rows": written.rows, "delta_version": written.version}).save(work / "hes_v1.manifest.json")
+    hes_v1 = TokenManifest({**hes.data, "table": str(v1_path), "rows": written.rows, "delta_version": written.version}).save(
+        work / "hes_v1.manifest.json", signer=bench_signing()
+    )
 
     mcfg = cfgmod.load(ROOT / "conf" / "model.yaml", cfgmod.ModelConfig)
     lcfg = cfgmod.load(ROOT / "conf" / "link.yaml", cfgmod.LinkConfig)

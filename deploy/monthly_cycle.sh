@@ -26,6 +26,9 @@
 #   NATLINK_MODEL       (required) trained model JSON (its sidecar pins the key fingerprint)
 #   NATLINK_KEY_REF     key *reference* for tokenise (env:NAME, file:PATH or a registered provider);
 #                       never the key itself. Needed only when a dataset has to be tokenised.
+#   NATLINK_SIGNING_KEY reference of the provider's manifest signing key (tokenise signs with it);
+#                       the jobs inherit it (docs/keys.md)
+#   NATLINK_TRUSTED_SIGNERS  registry of trusted manifest signers for link (default: conf/providers.yaml)
 #   NATLINK_DATASETS    datasets to look for (default: "gp hes"), each conf/datasets/NAME.yaml
 #   NATLINK_LINK_CONFIG link settings (default: conf/link.yaml)
 #   NATLINK_HOME        the natlink checkout (default: this script's repository)
@@ -98,6 +101,9 @@ for ds in $NATLINK_DATASETS; do
         say "tokenise $ds: already done ($manifest)"
     elif [[ -d "$DELIVERY/raw/$ds" ]]; then
         : "${NATLINK_KEY_REF:?set NATLINK_KEY_REF (a key reference such as file:/etc/natlink/keys/linkage.key) to tokenise $ds}"
+        # The commands below are printed: refuse (unseen) a key given where its reference belongs.
+        "$NATLINK_PYTHON" -c 'import os, sys; from natlink.tokens.keys import is_reference; sys.exit(0 if is_reference(os.environ["NATLINK_KEY_REF"]) else 1)' \
+            || { echo "monthly_cycle: NATLINK_KEY_REF is not a key reference (env:NAME, file:PATH, ...); it is not shown" >&2; exit 64; }
         say "tokenise $ds: new delivery $DELIVERY/raw/$ds"
         run "${SUBMIT[@]}" jobs/tokenise.py --dataset "conf/datasets/$ds.yaml" --key "$NATLINK_KEY_REF" \
             --data-dir "$DELIVERY" --out "$TOKENS" "${ENV_ARGS[@]}"

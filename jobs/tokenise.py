@@ -1,9 +1,10 @@
 """spark-submit entry: tokenise one dataset at a data provider.
 
     spark-submit jobs/tokenise.py --dataset conf/datasets/gp.yaml --key env:NATLINK_KEY \
-        --data-dir /data/extract --out /data/outbox [--project NAME]
+        --data-dir /data/extract --out /data/outbox [--project NAME] [--signing-key file:/path]
 
-Writes ``OUT/<dataset>`` (Delta token table), ``OUT/quarantine`` and ``OUT/<dataset>.manifest.json``.
+Writes ``OUT/<dataset>`` (Delta token table), ``OUT/quarantine`` and ``OUT/<dataset>.manifest.json``,
+signed with the provider's signing key (``--signing-key``, else ``$NATLINK_SIGNING_KEY``).
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None, help="fills {data_dir} in the dataset's source path")
     parser.add_argument("--environment", default="conf/environments/local.yaml")
     parser.add_argument("--project", default=None, help="derive every subkey for this project")
+    parser.add_argument("--signing-key", default=None, help="manifest signing key reference (default: $NATLINK_SIGNING_KEY)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        manifest = commands.tokenise(args.dataset, args.key, args.out, data_dir=args.data_dir, environment=args.environment, project=args.project)
+        manifest = commands.tokenise(args.dataset, args.key, args.out, data_dir=args.data_dir, environment=args.environment, project=args.project,
+                                     signing_key=args.signing_key)
     except NatlinkError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

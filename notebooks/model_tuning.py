@@ -48,7 +48,7 @@ from natlink.synth import generate as synth
 from natlink.tokens.keys import KeyMaterial
 from natlink.commands import tokenise_delivery
 from natlink.spark.session import get_spark
-from natlink.tokens import reader
+from natlink.tokens import reader, signing
 
 OUT = Path(os.environ.get("NATLINK_NB_OUT", "output/notebooks/model_tuning")).resolve()
 PERSONS = int(os.environ.get("NATLINK_NB_PERSONS", "2000"))
@@ -88,12 +88,16 @@ if TOKENS:
 else:
     # FAKE, NOT SECRET: a notebook demonstration key (32 bytes, labelled in its id and value).
     key = KeyMaterial("notebook:fake-not-secret", b"test-key-not-secret-notebook-000")
+    # Manifests are signed: by NATLINK_SIGNING_KEY when set, else by a key made here; unless
+    # NATLINK_TRUSTED_SIGNERS names the signers to trust, the notebook trusts its own signer.
+    signer, trusted = signing.demo_signer(OUT / "keys")
+    os.environ.setdefault(signing.TRUSTED_SIGNERS_ENV, str(trusted))
     data = OUT / "data"
     generated = synth.generate(spark, data, persons=PERSONS, seed=42, datasets=["gp", "hes"])
     manifests = []
     for name in ("gp", "hes"):
         ds = cfgmod.load(f"conf/datasets/{name}.yaml", cfgmod.DatasetConfig, base_dir=root)
-        manifests.append(tokenise_delivery(spark, ds, key, data_dir=str(data), out=data, run_id="notebook").path)
+        manifests.append(tokenise_delivery(spark, ds, key, data_dir=str(data), out=data, run_id="notebook", signer=signer).path)
     truth = spark.read.parquet(generated.truth)
 tokens, fingerprint = reader.load_tokens(spark, manifests)
 tokens = tokens.cache()

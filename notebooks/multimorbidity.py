@@ -46,6 +46,7 @@ from natlink import config as cfgmod
 from natlink.config import DemoConfig
 from natlink.commands import demo as run_demo
 from natlink.spark.session import get_spark
+from natlink.tokens import signing
 
 OUT = Path(os.environ.get("NATLINK_NB_OUT", "output/notebooks/multimorbidity")).resolve()
 PERSONS = int(os.environ.get("NATLINK_NB_PERSONS", "3000"))
@@ -90,6 +91,9 @@ else:
     print(elapsed(), "step seconds:", demo.timings)
 
 manifests = sorted((data / "tokens").glob("*.manifest.json"))
+# The manifests are signed; unless NATLINK_TRUSTED_SIGNERS names the signers to trust, trust the
+# demo's own signer (the registry it wrote beside its keys).
+os.environ.setdefault(signing.TRUSTED_SIGNERS_ENV, str(data / "keys" / "providers.yaml"))
 truth_dir = data if (data / "truth_conditions").exists() else None
 print([m.name for m in manifests], "truth:", truth_dir is not None)
 

@@ -11,6 +11,9 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ["PYSPARK_PYTHON"] = sys.executable
 os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
 os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
+# The suite's keys are obviously fake, labelled text ("test-key-not-secret-..."): natlink refuses
+# them as weak unless this opt-in is set, which only the tests (and their subprocesses) do.
+os.environ["NATLINK_ALLOW_TEST_KEYS"] = "1"
 
 
 def pytest_addoption(parser):
@@ -28,6 +31,21 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "cluster" in item.keywords:
                 item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def manifest_signer(tmp_path_factory):
+    """The suite's manifest signing key and the registry that trusts it, as a provider and a
+    linkage centre configure them (NATLINK_SIGNING_KEY, NATLINK_TRUSTED_SIGNERS), so every
+    tokenise signs and every reader verifies, in this process and in the ones it starts."""
+    from natlink.tokens import signing
+
+    folder = tmp_path_factory.mktemp("signing")
+    made = signing.create_signing_key(folder / "test-signer.key")
+    registry = signing.write_registry(folder / "providers.yaml", {"tests": (made.public_key, ["*"])})
+    os.environ[signing.SIGNING_KEY_ENV] = made.reference
+    os.environ[signing.TRUSTED_SIGNERS_ENV] = str(registry)
+    return signing.load_signer(made.reference)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,13 @@ from rich.console import Console
 
 from natlink.errors import NatlinkError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Privacy-preserving record linkage on Spark.")
+# Locals are never shown in a traceback: they may hold what a user mistakenly gave for a key reference.
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Privacy-preserving record linkage on Spark.",
+    pretty_exceptions_show_locals=False,
+)
+keys_app = typer.Typer(no_args_is_help=True, help="Make keys: token keys, manifest signing keys, Spark secrets.")
+app.add_typer(keys_app, name="keys")
 err = Console(stderr=True)
 R = TypeVar("R")
 
@@ -21,6 +27,9 @@ ENV_OPTION = typer.Option(None, "--environment", "-e", help="environment YAML (c
 LOCAL_ENV_OPTION = typer.Option(Path("conf/environments/local.yaml"), "--environment", "-e", help="environment YAML")
 MANIFESTS_OPTION = typer.Option(..., "--manifest", "-m", help="token table manifest (repeat per dataset)")
 VERBOSE_OPTION = typer.Option(False, "--verbose", "-v")
+SIGNING_KEY_OPTION = typer.Option(
+    None, "--signing-key", help="reference of the manifest signing key (default: $NATLINK_SIGNING_KEY)"
+)
 
 
 @app.callback()
@@ -109,14 +118,16 @@ def tokenise(
     run_id: str | None = typer.Option(
         None, help="run id (default: derived from the delivery, so rerunning it replaces its own quarantine rows); "
         "reusing one for a different delivery is refused"),
+    signing_key: str | None = SIGNING_KEY_OPTION,
     verbose: bool = VERBOSE_OPTION,
 ) -> None:
-    """At a data provider: standardise and tokenise one dataset into a token table + manifest."""
+    """At a data provider: standardise and tokenise one dataset into a token table + signed manifest."""
     from natlink import commands
 
     manifest = _call(
         verbose, f"natlink tokenise {dataset}",
-        lambda: commands.tokenise(dataset, key, out, data_dir=data_dir, environment=environment, project=project, run_id=run_id),
+        lambda: commands.tokenise(dataset, key, out, data_dir=data_dir, environment=environment, project=project,
+                                  run_id=run_id, signing_key=signing_key),
     )
     err.print(manifest.summary_line())
     err.print(f"run {manifest['run_id']}; key fingerprint {manifest.key_fingerprint}")
@@ -130,13 +141,15 @@ def rekey(
     project_key: str = typer.Option(..., help="reference of the project key"),
     out: Path = typer.Option(..., help="output folder for the project extract"),
     environment: Path = LOCAL_ENV_OPTION,
+    signing_key: str | None = SIGNING_KEY_OPTION,
     verbose: bool = VERBOSE_OPTION,
 ) -> None:
     """Turn a token table into project-specific pseudonyms (no plaintext needed)."""
     from natlink import commands
 
     result, fingerprint = _call(
-        verbose, f"natlink rekey {manifest}", lambda: commands.rekey(manifest, project, project_key, out, environment=environment)
+        verbose, f"natlink rekey {manifest}",
+        lambda: commands.rekey(manifest, project, project_key, out, environment=environment, signing_key=signing_key),
     )
     err.print(f"{result.dataset}: {result.rows} rows re-keyed for project {project}; key fingerprint {fingerprint}")
     print(result.path)
@@ -317,6 +330,24 @@ def case_study_cmd(
     err.print(f"table: {result.table_path}   summary: {result.summary_path}")
     for line in result.summary_lines():
         print(line)
+
+
+@keys_app.command("generate")
+def keys_generate(
+    out: Path = typer.Option(..., "--out", help="key file to create (mode 0600; an existing file is never overwritten)"),
+    kind: str = typer.Option("token", help="token (token or project key, Spark secret) | signing (manifest signing key)"),
+) -> None:
+    """Write a new random 32-byte key to a file only its owner can read; print its public facts only."""
+    from natlink import commands
+
+    made = _call(False, None, lambda: commands.generate_key(out, kind=kind))
+    if made.kind == "signing":
+        err.print(f"signing key written to {out} (mode 0600); public key also in {made.public_path}")
+        err.print("give the public key to the linkage centre (conf/providers.yaml) and pass --signing-key " + made.reference)
+        print(f"reference={made.reference} key_id={made.key_id} public_key={made.public_key}")
+    else:
+        err.print(f"key written to {out} (mode 0600); use it as {made.reference}")
+        print(f"reference={made.reference} fingerprint={made.fingerprint}")
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -34,7 +34,7 @@ from natlink.provider import profile as profiling
 from natlink.spark.session import get_spark
 from natlink.store import delta, files
 from natlink.synth import generate as synthesis
-from natlink.tokens import keys
+from natlink.tokens import keys, signing
 from natlink.tokens.hmac_sha256 import choose_hmac_implementation
 from natlink.tokens.manifest import TokenManifest
 from natlink.tokens.rekey import rekey_table
@@ -72,7 +72,42 @@ def spark_for(app: str, environment: str | Path | None = None, *, checkpoint_dir
     if environment is None:
         return get_spark(app, checkpoint_dir=checkpoint_dir)
     env = load(resolve(environment), EnvironmentConfig)
-    return get_spark(app, master=env.master, conf=env.spark_conf, checkpoint_dir=checkpoint_dir or env.checkpoint_dir)
+    return get_spark(app, master=env.master, conf=spark_conf_for(env), checkpoint_dir=checkpoint_dir or env.checkpoint_dir)
+
+
+def spark_conf_for(env: EnvironmentConfig) -> dict[str, str]:
+    """The environment's Spark confs, with ``spark.authenticate.secret`` resolved from its key
+    reference (``auth_secret``: the secret itself is never in the YAML)."""
+    conf = dict(env.spark_conf)
+    if env.auth_secret is not None:
+        conf["spark.authenticate.secret"] = keys.resolve_secret_text(env.auth_secret)
+    return conf
+
+
+@dataclass(frozen=True)
+class GeneratedKey:
+    """What ``natlink keys generate`` made: public facts only (the key stays in its 0600 file)."""
+
+    kind: str
+    reference: str
+    fingerprint: str | None = None
+    public_key: str | None = None
+    key_id: str | None = None
+    public_path: Path | None = None
+
+
+def generate_key(path: str | Path, *, kind: str = "token") -> GeneratedKey:
+    """A new random 32-byte key in ``path`` (mode 0600, never overwritten).
+
+    ``kind``: ``token`` (a token/project key or a Spark authentication secret; its fingerprint is
+    returned) or ``signing`` (a manifest signing key; its public key, also written to ``path.pub``)."""
+    if kind == "token":
+        reference = keys.create_key_file(path)
+        return GeneratedKey(kind, reference, fingerprint=keys.resolve(reference).fingerprint)
+    if kind == "signing":
+        made = signing.create_signing_key(path)
+        return GeneratedKey(kind, made.reference, public_key=made.public_key, key_id=made.key_id, public_path=made.public_path)
+    raise ConfigError(f"keys generate: kind {kind!r} is not 'token' or 'signing'")
 
 
 # --- at a data provider ---------------------------------------------------------------------
@@ -97,35 +132,48 @@ def tokenise(
     run_id: str | None = None,
     hmac_implementation: str | None = None,
     spark=None,
+    signing_key: str | None = None,
 ) -> TokenManifest:
-    """Standardise and tokenise one dataset into ``out/<dataset>`` (Delta) and its manifest.
+    """Standardise and tokenise one dataset into ``out/<dataset>`` (Delta) and its signed manifest.
 
     The HMAC implementation is decided here, once: ``hmac_implementation`` ("auto" | "jvm" |
-    "native"), else the ``NATLINK_HMAC`` environment variable, else "auto".
+    "native"), else the ``NATLINK_HMAC`` environment variable, else "auto". ``signing_key``: the
+    reference of the provider's manifest signing key (None: ``NATLINK_SIGNING_KEY``).
     """
     chosen = choose_hmac_implementation(hmac_implementation)
     ds = load(resolve(dataset_config), DatasetConfig)
     material = keys.resolve(key)
+    signer = signing.load_signer(signing_key)
     spark = spark or spark_for(f"natlink-tokenise-{ds.name}", environment)
-    return tokenise_configured(spark, ds, material, data_dir=data_dir, out_dir=out, project=project, run_id=run_id, hmac_implementation=chosen)
+    return tokenise_configured(spark, ds, material, data_dir=data_dir, out_dir=out, project=project, run_id=run_id,
+                               hmac_implementation=chosen, signer=signer)
 
 
 @_named_failures
-def tokenise_delivery(spark, ds: DatasetConfig, key: keys.KeyMaterial, *, data_dir: str, out: Path, run_id: str | None = None) -> TokenManifest:
+def tokenise_delivery(
+    spark, ds: DatasetConfig, key: keys.KeyMaterial, *, data_dir: str, out: Path, run_id: str | None = None,
+    signer: signing.ManifestSigner | str | None = None,
+) -> TokenManifest:
     """Onboard and tokenise one dataset into a linkage folder: ``out/tokens/<name>`` (Delta) and its
-    manifest, which carries the onboarding counts; the quarantine rows go to
-    ``out/tables/quarantine`` (replaced on rerun). The layout the demo, tests and benchmarks use."""
+    signed manifest (``signer``; None: ``NATLINK_SIGNING_KEY``), which carries the onboarding counts;
+    the quarantine rows go to ``out/tables/quarantine`` (replaced on rerun). The layout the demo,
+    tests and benchmarks use."""
     return tokenise_configured(
         spark, ds, key, data_dir=data_dir, out_dir=out / "tokens", run_id=run_id,
-        quarantine_table=out / "tables" / "quarantine",
+        quarantine_table=out / "tables" / "quarantine", signer=signer,
     )
 
 
 @_named_failures
-def rekey(manifest: str | Path, project: str, project_key: str, out: str | Path, *, environment: str | Path | None = "conf/environments/local.yaml"):
-    """Turn a token table into project-specific pseudonyms (no plaintext needed)."""
+def rekey(
+    manifest: str | Path, project: str, project_key: str, out: str | Path, *,
+    environment: str | Path | None = "conf/environments/local.yaml", signing_key: str | None = None,
+):
+    """Turn a token table into project-specific pseudonyms (no plaintext needed); the extract's
+    manifest is signed with the centre's key (``signing_key``; None: ``NATLINK_SIGNING_KEY``)."""
     key = keys.resolve(project_key)
-    return rekey_table(spark_for("natlink-rekey", environment), manifest, key, project=project, out_dir=out), key.fingerprint
+    signer = signing.load_signer(signing_key)
+    return rekey_table(spark_for("natlink-rekey", environment), manifest, key, project=project, out_dir=out, signer=signer), key.fingerprint
 
 
 # --- at the linkage centre ------------------------------------------------------------------
@@ -317,10 +365,23 @@ class _Stopwatch:
 def demo(cfg: DemoConfig, *, root: Path | None = None, progress: Progress = lambda _msg: None, spark=None) -> DemoResult:
     """The end-to-end demo: synthetic population -> standardise -> tokenise -> train -> link -> evaluate."""
     root = root or project_root()
+    out = _demo_output(cfg, root)
+    # The demo is provider and centre at once: it signs with its own key and trusts only that.
+    signer, trusted = signing.demo_signer(out / "keys", cfg.signing_key)
+    progress(f"manifests signed by key {signer.key_id}; trusted signers: {trusted}")
+    with signing.trusting(trusted):
+        return _demo(cfg, root, progress, spark, signer)
+
+
+def _demo_output(cfg: DemoConfig, root: Path) -> Path:
+    return (root / cfg.output_dir).resolve() if not Path(cfg.output_dir).is_absolute() else Path(cfg.output_dir)
+
+
+def _demo(cfg: DemoConfig, root: Path, progress: Progress, spark, signer: signing.ManifestSigner) -> DemoResult:
     started = time.perf_counter()
     step = _Stopwatch(progress)
     run_id = datetime.now(timezone.utc).strftime("demo-%Y%m%dT%H%M%SZ")
-    out = (root / cfg.output_dir).resolve() if not Path(cfg.output_dir).is_absolute() else Path(cfg.output_dir)
+    out = _demo_output(cfg, root)
     model_cfg = load(cfg.model, ModelConfig, base_dir=root)
     link_cfg = load(cfg.link, LinkConfig, base_dir=root)
     datasets = [load(p, DatasetConfig, base_dir=root) for p in cfg.datasets]
@@ -340,7 +401,7 @@ def demo(cfg: DemoConfig, *, root: Path | None = None, progress: Progress = lamb
     manifests = []
     for ds in datasets:
         step(f"tokenise:{ds.name}", f"standardising and tokenising {ds.name}")
-        manifests.append(tokenise_delivery(spark, ds, key, data_dir=str(out), out=out, run_id=run_id))
+        manifests.append(tokenise_delivery(spark, ds, key, data_dir=str(out), out=out, run_id=run_id, signer=signer))
 
     records = sum(int(m["rows"]) for m in manifests)
     step("train", f"training the Splink model on {records} records")

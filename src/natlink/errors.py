@@ -132,3 +132,30 @@ class HmacImplementationError(ConfigError):
 
 class JvmHmacUnavailableError(NatlinkError):
     """The JVM HMAC function was required, but natlink-jvm.jar is not loadable in the Spark session."""
+
+
+# --- keys, manifests and what may leave a provider (issue 15) ---------------------------------
+
+
+class KeyReferenceError(KeyMaterialError):
+    """A key *reference* (``env:NAME``, ``file:PATH``, a registered scheme) was expected and something
+    else was given, e.g. a raw key: refused without echoing it (its length and kind at most)."""
+
+
+class WeakKeyError(KeyMaterialError):
+    """Key material that is not random enough (text, repeated or patterned bytes, few distinct bytes),
+    or a labelled test key without the explicit test opt-in (``NATLINK_ALLOW_TEST_KEYS=1``)."""
+
+
+class ManifestSignatureError(NotTokenTableError):
+    """A token-table manifest is unsigned, edited after signing, signed by a key no trusted signer
+    holds, or signed by a signer not trusted for its dataset; or a manifest cannot be signed."""
+
+
+class TokenTableChangedError(NotTokenTableError):
+    """A token table's files are not those its signed manifest binds (edited, appended, rewritten)."""
+
+
+class IdentifierInEventColumnError(InputDataError):
+    """An event or kept column holds values that look like identifiers (NHS numbers, postcodes,
+    the record's own date of birth or names): refused before anything is written."""

@@ -9,6 +9,11 @@ the clusters of the same run in local mode.
 * Loopback only: master, workers, driver and executors bind 127.0.0.1; web UIs bind 127.0.0.1
   (``SPARK_LOCAL_IP``) on ports chosen at runtime, the application UI is off.
 * Every process started here is stopped by its id in the fixture's teardown, failure or not.
+* Secured as ``conf/environments/cluster.yaml`` says: the master, the workers and the application
+  get the settings it resolves to (``natlink.commands.spark_conf_for``: ``spark.authenticate`` with
+  a generated secret read through a key reference, ``spark.network.crypto.enabled``,
+  ``spark.io.encryption.enabled``) in one 0600 properties file, never on a command line.
+* The link job verifies the token tables' signed manifests against the suite's trusted signers.
 
 Skip with ``pytest --skip-cluster`` or ``NATLINK_SKIP_CLUSTER=1``.
 """
@@ -42,8 +47,10 @@ from natlink.linkage import train
 from natlink.synth import generate as synth
 from natlink.synth import tables as synth_tables
 from natlink.config import DatasetConfig, LinkConfig, ModelConfig, project_root
-from natlink.commands import tokenise_delivery
-from natlink.spark.session import DELTA_CONF
+from natlink.commands import spark_conf_for, tokenise_delivery
+from natlink.config import EnvironmentConfig
+from natlink.spark.session import CLUSTER_SECURITY, DELTA_CONF
+from natlink.tokens import signing
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 
@@ -102,11 +109,26 @@ def _stop(proc: subprocess.Popen, grace: float = 20.0) -> None:
         proc.wait(timeout=grace)
 
 
+def _security_properties(tmp: Path) -> Path:
+    """conf/environments/cluster.yaml resolved (its secret from a fresh key file) as a 0600
+    properties file, for the master, the workers and spark-submit alike."""
+    secret_ref = keys.create_key_file(tmp / "spark-auth.key")
+    env = cfgmod.load(ROOT / "conf" / "environments" / "cluster.yaml", EnvironmentConfig).model_copy(update={"auth_secret": secret_ref})
+    conf = spark_conf_for(env)
+    assert {k: conf[k] for k in CLUSTER_SECURITY} == dict.fromkeys(CLUSTER_SECURITY, "true") and conf["spark.authenticate.secret"]
+    path = tmp / "spark-security.properties"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.writelines(f"{k} {v}\n" for k, v in sorted(conf.items()))
+    return path
+
+
 class StandaloneCluster:
     """A master and two one-core workers on loopback; ``stop()`` ends every process by pid."""
 
     def __init__(self, tmp: Path, workers: int = 2) -> None:
         self.tmp = tmp
+        self.properties = _security_properties(tmp)
         self.env = _clean_env(tmp)
         self.port, self.webui = _free_port(), _free_port()
         self.url = f"spark://{LOOPBACK}:{self.port}"
@@ -126,12 +148,12 @@ class StandaloneCluster:
     def start(self) -> "StandaloneCluster":
         """Launch the master and the workers; :meth:`wait_ready` waits for their registration."""
         (self.tmp / "local").mkdir(parents=True, exist_ok=True)
-        self._start("master", "org.apache.spark.deploy.master.Master",
+        self._start("master", "org.apache.spark.deploy.master.Master", "--properties-file", str(self.properties),
                     "--host", LOOPBACK, "--port", str(self.port), "--webui-port", str(self.webui))
         for i in range(self.n_workers):
             work = self.tmp / f"worker{i}"
             work.mkdir()
-            self._start(f"worker{i}", "org.apache.spark.deploy.worker.Worker", self.url,
+            self._start(f"worker{i}", "org.apache.spark.deploy.worker.Worker", self.url, "--properties-file", str(self.properties),
                         "--host", LOOPBACK, "--port", str(_free_port()), "--webui-port", str(_free_port()),
                         "--cores", "1", "--memory", "1g", "--work-dir", str(work))
         return self
@@ -209,6 +231,7 @@ def _submit(cluster: StandaloneCluster, artefacts: dict[str, Path], script: Path
         str(_spark_home() / "bin" / "spark-submit"),
         "--master", cluster.url,
         "--deploy-mode", "client",
+        "--properties-file", str(cluster.properties),  # authentication, network and I/O encryption
         "--py-files", str(artefacts["zip"]),
         "--archives", f"{artefacts['env']}#environment",
         # As docs/cluster.md: Splink's jar, natlink's JVM functions (the zip also carries them as
@@ -221,8 +244,10 @@ def _submit(cluster: StandaloneCluster, artefacts: dict[str, Path], script: Path
         cmd += ["--conf", f"{key}={value}"]
     cmd += [str(script), *args]
     out, err = cluster.tmp / f"{name}.out", cluster.tmp / f"{name}.err"
+    # The link job reads signed manifests: it trusts the suite's signers (tests/conftest.py).
+    env = {**cluster.env, signing.TRUSTED_SIGNERS_ENV: os.environ[signing.TRUSTED_SIGNERS_ENV]}
     with open(out, "wb") as fo, open(err, "wb") as fe:
-        proc = subprocess.Popen(cmd, env=cluster.env, cwd=cluster.tmp, stdout=fo, stderr=fe,
+        proc = subprocess.Popen(cmd, env=env, cwd=cluster.tmp, stdout=fo, stderr=fe,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     cluster.procs.append((name, proc, err))  # stopped with the cluster if the test fails first
 
@@ -314,6 +339,15 @@ def test_link_on_standalone_cluster_equals_local(spark, artefacts, cluster, inpu
         assert e["pyspark"].endswith("pyspark.zip/pyspark/__init__.py"), e  # the cluster's Spark
     with tarfile.open(artefacts["env"]) as tar:
         assert not [n for n in tar.getnames() if "site-packages/natlink" in n], "natlink travels in the zip only"
+
+    # 1b. Secured: the daemons authenticate every connection, and nothing warned that the I/O
+    # encryption keys travel in clear (what Spark says when network encryption is off).
+    for name in ("master", "worker0", "worker1"):
+        assert "authentication enabled" in (cluster.tmp / f"{name}.log").read_text(errors="replace"), name
+    assert "visible on the wire" not in (cluster.tmp / "link.err").read_text(errors="replace") + out
+    secret = (cluster.tmp / "spark-auth.key").read_text().strip()
+    logs = [(cluster.tmp / f).read_text(errors="replace") for f in ("link.err", "master.log", "worker0.log", "worker1.log")]
+    assert not [log for log in [*logs, out] if secret in log]  # Spark redacts it wherever it lists properties
 
     # 2. The link job's output equals the local run's.
     on_cluster = json.loads([l for l in out.splitlines() if l.startswith("{")][-1])

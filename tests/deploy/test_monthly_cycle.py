@@ -89,6 +89,19 @@ def test_dry_run_prints_the_exact_commands_and_runs_none(tmp_path):
     assert _snapshot(data) == before and not (data / "tokens").exists()
 
 
+def test_a_raw_key_in_place_of_its_reference_is_refused_unseen(tmp_path):
+    import secrets
+
+    data = tmp_path / "natlink"
+    (data / "deliveries" / RUN_ID / "raw" / "gp").mkdir(parents=True)
+    raw = secrets.token_hex(32)  # a random stand-in for a key pasted where its reference belongs
+    env = {**os.environ, "NATLINK_DATA": str(data), "NATLINK_MODEL": str(tmp_path / "m.json"), "NATLINK_KEY_REF": raw,
+           "NATLINK_DATASETS": "gp", "NATLINK_HOME": str(ROOT), "NATLINK_PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(SCRIPT), "--dry-run", RUN_ID], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 64 and "not a key reference" in done.stderr
+    assert raw[:10] not in done.stdout + done.stderr and "DRY-RUN" not in done.stdout
+
+
 def test_bad_run_id_is_refused(tmp_path):
     env = {**os.environ, "NATLINK_DATA": str(tmp_path), "NATLINK_MODEL": str(tmp_path / "m.json")}
     done = subprocess.run(["bash", str(SCRIPT), "--dry-run", "2026-13"], env=env, capture_output=True, text=True)

@@ -4,8 +4,9 @@
 
 ROOT/data/raw holds the planted plaintext (the only place it may be). Everything else this
 run writes goes under ROOT: token tables, quarantine, manifests, model, clusters, edges, Spark
-event logs, warehouse, checkpoints, a snapshot of spark.local.dir (shuffle/spill/broadcast
-files) taken before the session stops, log files, explain() text and the session's confs.
+event logs, warehouse, a copy of the checkpoint folder (natlink removes the folder itself when the
+job ends) and a snapshot of spark.local.dir (shuffle/spill/broadcast files), both taken before the
+session stops, log files, explain() text and the session's confs.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ def main(root: Path) -> None:
             "spark.sql.warehouse.dir": str(root / "warehouse"),
             "spark.driver.memory": "2g",
             "spark.sql.shuffle.partitions": "4",
+            # Keep every checkpoint until the end, so that the copy below holds all of them.
+            "spark.cleaner.referenceTracking.cleanCheckpoints": "false",
         },
         checkpoint_dir=root / "checkpoints",
     )
@@ -111,6 +114,8 @@ def main(root: Path) -> None:
     # spark.local.dir is deleted when the session stops: keep a copy of its shuffle/spill files.
     shutil.copytree(root / "local", root / "local_snapshot", dirs_exist_ok=True,
                     ignore_dangling_symlinks=True, copy_function=_copy_quiet)
+    # The checkpoint folder is removed when this process ends: scan a copy of it.
+    shutil.copytree(root / "checkpoints", root / "checkpoints_at_end", dirs_exist_ok=True, copy_function=_copy_quiet)
     tokens.unpersist()
     spark.stop()
 

@@ -173,7 +173,8 @@ def canary_run(spark, tmp_path_factory):
 def test_the_run_left_the_traces_we_scan(canary_run):
     root, written = canary_run
     names = {p.relative_to(root).parts[0] for p in written}
-    assert {"out", "eventlog", "logs", "checkpoints", "local_snapshot"} <= names, names
+    assert {"out", "eventlog", "logs", "checkpoints_at_end", "local_snapshot"} <= names, names
+    assert not (root / "checkpoints").exists()  # private, and removed when the job ended
     assert any(p.stat().st_size > 10_000 for p in (root / "eventlog").rglob("*") if p.is_file())
     assert (root / "logs" / "natlink.log").read_text().count("fingerprint") >= 1
     assert "clusters=" in (root / "logs" / "stdout.txt").read_text()

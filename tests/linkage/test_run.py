@@ -29,6 +29,7 @@ from natlink.synth.population import population as synthetic_population
 from natlink.config import DatasetConfig, LinkConfig, ModelConfig, project_root
 from natlink.errors import BlockingBudgetError, FingerprintMismatchError
 from natlink.commands import tokenise_delivery
+from natlink.tokens import signing
 from natlink.tokens.manifest import TokenManifest
 
 # Obviously fake key, for tests only.
@@ -39,10 +40,11 @@ LINK = LinkConfig(threshold_match_probability=0.9, engine="spark")
 
 
 def _write_tokens(df, path: Path, template: TokenManifest) -> TokenManifest:
-    """A derived token table (a later delivery) with a manifest like the provider's."""
+    """A derived token table (a later delivery) with a manifest like the provider's, signed with the
+    suite's provider key (NATLINK_SIGNING_KEY, tests/conftest.py)."""
     written = delta.write(df, str(path), mode="overwrite", partition_by=(C.REGION,))
     data = {**template.data, "table": str(path), "rows": written.rows, "delta_version": written.version}
-    return TokenManifest(data).save(path.parent / f"{path.name}.manifest.json")
+    return TokenManifest(data).save(path.parent / f"{path.name}.manifest.json", signer=signing.load_signer())
 
 
 @pytest.fixture(scope="module")
@@ -225,12 +227,19 @@ def test_killed_runs_rerun_without_loss_or_duplication(spark, world):
     assert sorted(r[0] for r in runs) == ["r1", "r2"]
 
 
-def test_mixed_key_fingerprints_are_refused(spark, world):
+def test_mixed_key_fingerprints_are_refused(spark, world, tmp_path, manifest_signer):
     t = world["tables"]
-    other = TokenManifest({**t["hes_v2"].data, "key_fingerprint": "0" * 32})
+
+    def signed(m: TokenManifest, fingerprint: str) -> TokenManifest:
+        # Signed by a trusted provider: tables honestly made under another key (an edited,
+        # unsigned fingerprint is refused earlier: tests/tokens/test_signing.py).
+        data = {**m.data, "key_fingerprint": fingerprint, "table": str(m.table_path)}
+        return TokenManifest(data).save(tmp_path / f"{m.dataset}-{fingerprint[:1]}.manifest.json", signer=manifest_signer)
+
+    other = signed(t["hes_v2"], "0" * 32)
     with pytest.raises(FingerprintMismatchError, match="different keys"):
         linkrun.run(spark, manifests=[t["gp"], other], model_path=world["model"], link_cfg=LINK, tables=world["base"] / "D", run_id="x")
-    wrong = [TokenManifest({**m.data, "key_fingerprint": "1" * 32}, m.path) for m in (t["gp"], t["hes_v2"])]
+    wrong = [signed(m, "1" * 32) for m in (t["gp"], t["hes_v2"])]
     with pytest.raises(FingerprintMismatchError, match="trained on data under key fingerprint"):
         linkrun.run(spark, manifests=wrong, model_path=world["model"], link_cfg=LINK, tables=world["base"] / "D", run_id="x")
 

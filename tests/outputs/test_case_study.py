@@ -149,12 +149,14 @@ def test_condition_codes_and_age_band_are_kept_but_never_the_date_of_birth(study
     assert summary["unlinked_by_dataset"]["prescriptions"]["multimorbid"] == 0
 
 
-def test_missing_age_band_is_a_named_error(study, tmp_path):
+def test_missing_age_band_is_a_named_error(study, tmp_path, manifest_signer):
+    from natlink.tokens.manifest import TokenManifest
+
     out, _demo, _job, _argv = study
     manifest = json.loads((out / "tokens" / "gp.manifest.json").read_text())
     manifest.pop("age_band")
     manifest["table"] = str(out / "tokens" / "gp")
     path = tmp_path / "gp.manifest.json"
-    path.write_text(json.dumps(manifest))
+    TokenManifest(manifest).save(path, signer=manifest_signer)  # a provider that configured no age band
     with pytest.raises(cs.CaseStudyInputError, match=r"\['gp'\].*age band"):
         cs.run(_spark(), tables=out / "tables", manifests=[path])

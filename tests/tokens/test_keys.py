@@ -131,3 +131,81 @@ def test_unknown_scheme_and_custom_provider():
         keys.register_provider("fake-kms", FakeKms())
     with pytest.raises(KeyMaterialError, match="fetch"):
         keys.register_provider("nothing", object())
+
+
+# --- issue 15: raw keys are refused unseen; weak keys are refused; test keys need the opt-in --------
+
+
+def _canaries() -> dict[str, str]:
+    """Random key material in the forms someone might paste for --key (fresh per run, never a real key)."""
+    import secrets
+
+    raw = secrets.token_bytes(32)
+    return {
+        "hex": raw.hex(),
+        "base64": "base64:" + base64.b64encode(raw).decode(),
+        "passphrase": "canary " + secrets.token_hex(12) + " horse battery",
+        "env-of-hex": "env:" + secrets.token_hex(32),
+    }
+
+
+def assert_never_shown(canary: str, text: str) -> None:
+    body = canary.split(":", 1)[-1]
+    assert body not in text
+    windows = {body[i:i + 10] for i in range(0, max(1, len(body) - 9))}
+    assert not [w for w in windows if w in text], "part of the key was shown"
+
+
+@pytest.mark.parametrize("kind", ["hex", "base64", "passphrase", "env-of-hex"])
+def test_a_raw_key_is_refused_without_being_echoed(kind, caplog):
+    import traceback
+
+    from natlink.errors import KeyReferenceError
+
+    canary = _canaries()[kind]
+    with caplog.at_level(logging.DEBUG), pytest.raises(KeyReferenceError) as err:
+        keys.resolve(canary)
+    shown = "\n".join([str(err.value), repr(err.value), *traceback.format_exception(err.value), caplog.text])
+    assert_never_shown(canary, shown)
+    assert f"{len(canary)} characters" in str(err.value) and "not shown" in str(err.value)
+    assert not keys.is_reference(canary) and keys.is_reference("env:NATLINK_KEY") and keys.is_reference("file:/etc/k.key")
+
+
+@pytest.mark.parametrize(
+    ("secret", "reason"),
+    [
+        (b"correct horse battery staple 123", "it is text"),  # a passphrase padded to 32 bytes
+        (b"0123456789abcdef0123456789abcdef", "it is text"),  # hex text used as the key bytes
+        (bytes(32), "distinct byte values"),  # all zero
+        (bytes([0x0B]) * 32, "distinct byte values"),  # RFC 4231's test key, repeated
+        (bytes(range(200, 232)), "pattern"),  # a counter
+        (bytes.fromhex("deadbeef00c0ffee11aa22bb33cc44dd55ee66ff778899aa0f1e2d3c4b5a6978")[:16] * 2, "period of 16"),
+    ],
+)
+def test_weak_key_material_is_refused_naming_the_reference_not_the_key(monkeypatch, secret, reason):
+    from natlink.errors import WeakKeyError
+
+    monkeypatch.setenv("NATLINK_TEST_WEAK", secret.hex())
+    with pytest.raises(WeakKeyError, match=reason) as err:
+        keys.resolve("env:NATLINK_TEST_WEAK")
+    assert "env:NATLINK_TEST_WEAK" in str(err.value) and secret.hex() not in str(err.value)
+
+
+def test_random_keys_pass_and_labelled_test_keys_need_the_opt_in(monkeypatch, tmp_path):
+    import secrets
+
+    from natlink.errors import WeakKeyError
+
+    for _ in range(200):  # random keys never trip the checks
+        keys.check_key_strength(secrets.token_bytes(32), "random")
+    monkeypatch.setenv("NATLINK_TEST_HEX", SECRET.hex())
+    assert keys.resolve("env:NATLINK_TEST_HEX").fingerprint == GOLDEN_FINGERPRINT  # conftest's opt-in
+    monkeypatch.delenv(keys.ALLOW_TEST_KEYS_ENV)
+    with pytest.raises(WeakKeyError, match="labelled test key is accepted only in tests"):
+        keys.resolve("env:NATLINK_TEST_HEX")
+    monkeypatch.setenv(keys.ALLOW_TEST_KEYS_ENV, "1")
+    monkeypatch.setenv("NATLINK_TEST_TEXT", b"other-text-key-not-labelled-0000".hex())
+    with pytest.raises(WeakKeyError, match="it is text"):  # the opt-in covers labelled keys only
+        keys.resolve("env:NATLINK_TEST_TEXT")
+    ref = keys.create_key_file(tmp_path / "strong.key")
+    assert keys.resolve(ref).key_id == ref and len(keys.resolve_secret_text(ref)) == 64

@@ -9,7 +9,7 @@ from pyspark.sql import functions as F
 
 from natlink.store import delta
 from natlink.tokens import encode
-from natlink.errors import FingerprintMismatchError, NotTokenTableError, QuarantineReasonError
+from natlink.errors import FingerprintMismatchError, NotTokenTableError, QuarantineReasonError, TokenTableChangedError
 from natlink.store import quarantine as Q
 from natlink.tokens.keys import KeyMaterial
 from natlink.tokens.manifest import TokenManifest
@@ -115,20 +115,24 @@ def test_fingerprint_mismatch_is_refused(spark, outputs):
         read_token_tables(spark, [gp], expected_fingerprint=OTHER.fingerprint)
 
 
-def test_what_is_not_a_token_table_is_refused(spark, outputs, tmp_path):
+def test_what_is_not_a_token_table_is_refused(spark, outputs, tmp_path, manifest_signer):
     out, gp, _, _ = outputs
-    # A plaintext table dressed up with a copied manifest.
+    # A plaintext table put where a signed manifest's table was: its files are not the signed ones.
     plain = clean(spark).where(F.col("record_id").isin("1", "2")).drop("event_date")
-    first = delta.write(plain, str(tmp_path / "gp"), mode="overwrite")
-    forged = TokenManifest({**gp.data, "delta_version": first.version}).save(tmp_path / "gp.manifest.json")
+    delta.write(plain, str(tmp_path / "gp"), mode="overwrite")
+    copied = TokenManifest(dict(gp.data)).save(tmp_path / "gp.manifest.json")
+    with pytest.raises(TokenTableChangedError, match="not those .*gp.manifest.json was signed for"):
+        read_token_tables(spark, [copied])
+    # Even signed by a trusted signer (a provider's mistake), the reader still refuses plaintext.
+    forged = TokenManifest(dict(gp.data)).save(tmp_path / "gp.manifest.json", signer=manifest_signer)
     with pytest.raises(NotTokenTableError, match="plaintext identifier columns"):
         read_token_tables(spark, [forged])
     # Plaintext values inside token-named columns.
     renamed = plain.select("dataset", "record_id", "region", F.lit(None).cast("string").alias("event_date"),
                            *[F.col("given_name").alias(c) for c in gp.token_purposes],
                            *[F.array(F.lit(1)).alias(c) for c in gp.blooms])
-    second = delta.write(renamed, str(tmp_path / "gp"), mode="overwrite")
-    forged = TokenManifest({**gp.data, "delta_version": second.version}).save(tmp_path / "gp.manifest.json")
+    delta.write(renamed, str(tmp_path / "gp"), mode="overwrite")
+    forged = TokenManifest({**gp.data, "delta_version": 1}).save(tmp_path / "gp.manifest.json", signer=manifest_signer)
     with pytest.raises(NotTokenTableError, match="not 64-hex-digit tokens"):
         read_token_tables(spark, [forged])
     # A table without a manifest, a manifest of another kind, a row count that disagrees.
@@ -137,8 +141,9 @@ def test_what_is_not_a_token_table_is_refused(spark, outputs, tmp_path):
         read_token_tables(spark, [tmp_path / "bare"])
     with pytest.raises(NotTokenTableError, match="kind"):
         read_token_tables(spark, [{**gp.data, "kind": "something-else"}])
+    miscounted = TokenManifest({**gp.data, "table": str(gp.table_path), "rows": 3}).save(tmp_path / "n.manifest.json", signer=manifest_signer)
     with pytest.raises(NotTokenTableError, match="manifest records 3"):
-        read_token_tables(spark, [{**gp.data, "table": str(gp.table_path), "rows": 3}])
+        read_token_tables(spark, [miscounted])
 
 
 def test_rekeyed_project_extracts_cannot_be_joined(spark, outputs, tmp_path):

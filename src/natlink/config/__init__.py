@@ -2,7 +2,8 @@
 
 One module per file kind: :mod:`~natlink.config.environment`, :mod:`~natlink.config.datasets`,
 :mod:`~natlink.config.model`, :mod:`~natlink.config.link`, :mod:`~natlink.config.demo`,
-:mod:`~natlink.config.synth`, :mod:`~natlink.config.case_study`; :func:`load` reads any of them.
+:mod:`~natlink.config.synth`, :mod:`~natlink.config.case_study`, :mod:`~natlink.config.providers`
+(the trusted manifest signers); :func:`load` reads any of them.
 """
 
 from natlink.config.base import Frozen, load, project_root

@@ -268,6 +268,13 @@ class DatasetConfig(Frozen):
             raise ValueError(f"event column names {clash} clash with natlink's own output columns")
         if self.record_id in self.event_columns.values():
             raise ValueError("the record id column cannot also be an event column")
+        # An identifier's source column carried as an event column would put plaintext in the token table.
+        identifying = {source: canonical for canonical, source in self.columns.items()}
+        leaks = sorted(f"{out} <- {src} (mapped as {identifying[src]})" for out, src in self.event_columns.items() if src in identifying)
+        if leaks:
+            raise ValueError(f"event columns read identifier source columns: {leaks}; identifiers are never carried as events")
+        if self.record_id in identifying:
+            raise ValueError(f"the record id column is mapped as {identifying[self.record_id]}: a record id must not be an identifier")
         return self
 
     @property

@@ -12,6 +12,8 @@ class DemoConfig(Frozen):
     seed: int = 42
     output_dir: str = "output/demo"
     key: str | None = None  # key reference; None -> a random demo key file under output_dir
+    # manifest signing key reference; None -> NATLINK_SIGNING_KEY, else a random one under output_dir/keys
+    signing_key: str | None = None
     environment: str = "conf/environments/local.yaml"
     model: str = "conf/model.yaml"
     link: str = "conf/link.yaml"

@@ -3,11 +3,17 @@
 A :class:`Scratch` belongs to the job that made it (a link run, an evaluation, a benchmark): what
 it writes is deleted by :meth:`Scratch.release` (or on leaving a ``with`` block), and releasing
 one job's scratch never touches another's. Frames read from it are valid until then.
+
+Scratch folders hold key-derived values: on local paths each is mode 0700, inside the private
+checkpoint folder (:func:`natlink.spark.session.ensure_checkpoint_dir`), which is itself removed
+when the job's process ends, so a job that never released its scratch leaves nothing behind either.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import uuid
 from pathlib import Path
 from urllib.parse import urlparse
@@ -47,6 +53,7 @@ class Scratch:
         """
         path = self._new_path(label)
         df.write.mode("error").parquet(path)
+        _make_private(path)
         return self.spark.read.parquet(path)
 
     def from_arrow(self, table, label: str = "stage") -> DataFrame:
@@ -64,7 +71,8 @@ class Scratch:
             return self.materialise(self.spark.createDataFrame(table), label)
         path = self._new_path(label)
         local = Path(urlparse(path).path)
-        local.mkdir(parents=True)
+        local.mkdir(mode=0o700, parents=True)
+        _make_private(path)
         parts = max(1, min(self.spark.sparkContext.defaultParallelism, table.num_rows // 50_000 + 1))
         step = -(-table.num_rows // parts) if table.num_rows else 0
         for i in range(parts):
@@ -77,3 +85,10 @@ class Scratch:
             parsed = urlparse(self.paths.pop())
             if parsed.scheme in ("", "file"):
                 shutil.rmtree(parsed.path, ignore_errors=True)
+
+
+def _make_private(path: str) -> None:
+    """Mode 0700 for a local scratch folder (Hadoop creates folders by the process umask)."""
+    parsed = urlparse(path)
+    if parsed.scheme in ("", "file") and os.path.isdir(parsed.path):
+        os.chmod(parsed.path, stat.S_IRWXU)

@@ -9,16 +9,31 @@
 * Under ``spark-submit`` (a cluster): the master and confs come from spark-submit (Delta's jars
   and confs included, docs/cluster.md); we only add what natlink needs and does not override
   what the submitter set.
+
+Checkpoint directory (:func:`ensure_checkpoint_dir`): Splink's checkpoints and natlink's scratch
+Parquet (:mod:`natlink.spark.scratch`) hold key-derived values, so the folders natlink creates for
+them are private (mode 0700) and the application's own checkpoint folder is removed when the
+job's Python process ends (or at once with :func:`release_checkpoint_dir`); Spark also cleans
+each checkpoint once nothing references it (``spark.cleaner.referenceTracking.cleanCheckpoints``).
+
+Cluster security (``conf/environments/cluster.yaml``, docs/cluster.md): ``spark.authenticate``
+with a secret from a key reference, ``spark.network.crypto.enabled`` (RPC and shuffle traffic
+encrypted: without it Spark warns that the I/O encryption keys "will be visible on the wire") and
+``spark.io.encryption.enabled`` (shuffle and spill files encrypted).
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
+import stat
 import sys
 import tempfile
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlparse
 
 from natlink.errors import DeltaTableError
 
@@ -41,6 +56,8 @@ LOCAL_DEFAULTS: dict[str, str] = {
     # Shuffle and spill files may hold key-derived intermediate values: encrypt them.
     "spark.io.encryption.enabled": "true",
     "spark.sql.legacy.timeParserPolicy": "CORRECTED",
+    # Checkpoints hold key-derived values too: delete each once nothing references it.
+    "spark.cleaner.referenceTracking.cleanCheckpoints": "true",
 }
 
 # Delta Lake through delta-spark: its SQL extension (MERGE, OPTIMIZE, VACUUM, ...) and catalog.
@@ -62,6 +79,14 @@ ALWAYS: dict[str, str] = {
     "spark.sql.session.timeZone": "UTC",
     "spark.io.encryption.enabled": "true",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.cleaner.referenceTracking.cleanCheckpoints": "true",
+}
+# What a cluster must set on top (conf/environments/cluster.yaml; a standalone cluster also needs
+# spark.authenticate.secret, from the environment's auth_secret key reference).
+CLUSTER_SECURITY: dict[str, str] = {
+    "spark.authenticate": "true",
+    "spark.network.crypto.enabled": "true",
+    "spark.io.encryption.enabled": "true",
 }
 
 
@@ -204,18 +229,87 @@ def quiet_py4j() -> None:
             logger.setLevel(logging.INFO)
 
 
+def _private_dir(path: Path) -> bool:
+    """Create ``path`` (and missing parents) with mode 0700; True when this call created it."""
+    if path.exists():
+        return False
+    path.mkdir(mode=0o700, parents=True)
+    os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask
+    return True
+
+
+def _remove_dir(uri: str, spark=None) -> None:
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        shutil.rmtree(parsed.path, ignore_errors=True)
+        return
+    try:  # another file system: through Hadoop, while the JVM is up
+        jvm = spark._jvm
+        hpath = jvm.org.apache.hadoop.fs.Path(uri)
+        hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(hpath, True)
+    except Exception:  # noqa: BLE001 - best effort at exit: the store's lifecycle rules are the backstop
+        log.warning("checkpoint folder %s was not removed (JVM gone or no access)", uri)
+
+
+_CLEANUP: dict[str, tuple] = {}  # checkpoint folder -> (created root or None, session): removed at exit
+
+
+def _cleanup_at_exit() -> None:
+    for uri, (root, spark) in list(_CLEANUP.items()):
+        _remove_dir(uri, spark)
+        if root is not None:
+            try:
+                root.rmdir()  # only when nothing else was left in it
+            except OSError:
+                pass
+    _CLEANUP.clear()
+
+
+atexit.register(_cleanup_at_exit)
+
+
 def ensure_checkpoint_dir(spark, checkpoint_dir=None) -> str:
-    """Set the checkpoint directory (``checkpoint_dir``, else a private default when none is set) and return it."""
+    """Set the checkpoint directory (``checkpoint_dir``, else a private default when none is set) and return it.
+
+    A folder created here is mode 0700. Spark checkpoints into a new subfolder of it per call,
+    which is made private too (on local paths) and removed when the Python process ends
+    (:func:`release_checkpoint_dir` removes it at once), together with the folder if created here.
+    """
     jsc = spark.sparkContext._jsc
+    created: Path | None = None
     if checkpoint_dir is not None:
-        Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
-        spark.sparkContext.setCheckpointDir(str(checkpoint_dir))
+        target = Path(checkpoint_dir)
+        created = target if _private_dir(target) else None
     elif jsc.sc().getCheckpointDir().isEmpty():
         # Splink breaks lineage with checkpoints; give it somewhere private by default.
-        default = Path(tempfile.gettempdir()) / f"natlink-checkpoints-{os.getpid()}"
-        default.mkdir(parents=True, exist_ok=True)
-        spark.sparkContext.setCheckpointDir(str(default))
-    return jsc.sc().getCheckpointDir().get()
+        target = Path(tempfile.mkdtemp(prefix=f"natlink-checkpoints-{os.getpid()}-"))  # mode 0700
+        created = target
+    else:
+        return jsc.sc().getCheckpointDir().get()
+    spark.sparkContext.setCheckpointDir(str(target))
+    current = jsc.sc().getCheckpointDir().get()
+    local = urlparse(current)
+    if local.scheme in ("", "file") and os.path.isdir(local.path):
+        os.chmod(local.path, stat.S_IRWXU)
+    _CLEANUP[current] = (created, spark)
+    return current
+
+
+def release_checkpoint_dir(spark) -> None:
+    """Remove this session's current checkpoint folder now (what the end of the process does).
+
+    For the end of a job: later checkpoints of the session need :func:`ensure_checkpoint_dir` again.
+    """
+    current = spark.sparkContext._jsc.sc().getCheckpointDir()
+    if current.isEmpty():
+        return
+    root, _session = _CLEANUP.pop(current.get(), (None, spark))
+    _remove_dir(current.get(), spark)
+    if root is not None:
+        try:
+            root.rmdir()
+        except OSError:
+            pass
 
 
 def local_dir(spark) -> str | None:

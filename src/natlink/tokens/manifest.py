@@ -7,6 +7,12 @@ purposes, and the natlink version. The linkage centre reads token tables only th
 manifests (:mod:`natlink.tokens.reader`). A manifest is written atomically (a reader never sees
 half of one) and validated when loaded; one that is not a natlink token-table manifest is refused
 with :class:`~natlink.errors.NotTokenTableError`.
+
+Manifests are authenticated (:mod:`natlink.tokens.signing`): :meth:`TokenManifest.save` with a
+``signer`` binds the token table's current content (``table_content``) and signs the whole, and
+:func:`as_manifest`, the way every reader takes a manifest, refuses one that is unsigned, edited or
+signed by a key no trusted signer holds (:class:`~natlink.errors.ManifestSignatureError`, naming
+the file). :meth:`TokenManifest.load` only parses and validates the structure.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from natlink.errors import NotTokenTableError
+from natlink.tokens import signing
 from natlink.tokens.encode import SCHEMA_VERSION
 
 __all__ = [
@@ -86,13 +93,26 @@ class TokenManifest:
         except KeyError:
             return default
 
-    def save(self, path: str | Path) -> "TokenManifest":
+    @property
+    def table_content(self) -> dict[str, Any] | None:
+        """The signed digest of the token table (version, files, bytes, sha256); None when unsigned."""
+        found = self.data.get(signing.TABLE_CONTENT_FIELD)
+        return dict(found) if isinstance(found, Mapping) else None
+
+    def save(self, path: str | Path, *, signer: "signing.ManifestSigner | None" = None, spark=None) -> "TokenManifest":
+        """Write the manifest to ``path`` atomically; with ``signer``, sealed to its table and signed first.
+
+        Without a signer the data is written as it is (a stale signature then fails verification).
+        """
         path = Path(path)
+        data = dict(self.data)
+        if signer is not None:
+            data = signing.seal(data, signer, table=TokenManifest(data, path).table_path, spark=spark)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(dict(self.data), indent=2, sort_keys=True), encoding="utf-8")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
         tmp.replace(path)  # atomic: a reader never sees half a manifest
-        return TokenManifest(self.data, path)
+        return TokenManifest(data, path)
 
     @classmethod
     def load(cls, path: str | Path) -> "TokenManifest":
@@ -125,22 +145,25 @@ def manifest_path(out_dir: str | Path, dataset: str) -> Path:
     return Path(out_dir) / f"{dataset}.manifest.json"
 
 
-def as_manifest(item: TokenManifest | Mapping[str, Any] | str | Path) -> TokenManifest:
-    """A validated manifest from a manifest object, a mapping, a manifest path or a table folder."""
+def as_manifest(item: TokenManifest | Mapping[str, Any] | str | Path, *, trusted=None) -> TokenManifest:
+    """A validated, signature-verified manifest from a manifest object, a mapping, a manifest path or
+    a table folder. ``trusted``: the registry of trusted signers (default: :func:`natlink.tokens.signing.trusted_signers`)."""
     if isinstance(item, TokenManifest):
-        item.validate()
-        return item
-    if isinstance(item, Mapping):
+        manifest = item
+    elif isinstance(item, Mapping):
         manifest = TokenManifest(dict(item), None)
-        manifest.validate()
-        return manifest
-    path = Path(item)
-    if path.is_dir():
-        sibling = path.with_name(path.name + ".manifest.json")
-        if not sibling.is_file():
-            raise NotTokenTableError(f"{path}: a table without a manifest ({sibling.name}) is not accepted")
-        path = sibling
-    return TokenManifest.load(path)
+    else:
+        path = Path(item)
+        if path.is_dir():
+            sibling = path.with_name(path.name + ".manifest.json")
+            if not sibling.is_file():
+                raise NotTokenTableError(f"{path}: a table without a manifest ({sibling.name}) is not accepted")
+            path = sibling
+        manifest = TokenManifest.load(path)
+    manifest.validate()
+    where = str(manifest.path) if manifest.path else f"manifest of {manifest.data.get('dataset', '?')!r} (not from a file)"
+    signing.verify(manifest.data, where=where, trusted=trusted)
+    return manifest
 
 
 def delivery_summary(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,13 @@ is the guarded union beneath it. They accept only token tables with manifests, a
 and (:class:`~natlink.errors.NotTokenTableError`) anything that is not a token table: plaintext
 identifier columns, undeclared columns, values that are not tokens, row counts that differ from
 the manifest. Named errors, before any linkage work.
+
+Manifests are trusted only when signed by a trusted signer (:func:`natlink.tokens.manifest.as_manifest`,
+:mod:`natlink.tokens.signing`; :class:`~natlink.errors.ManifestSignatureError`), and a table only
+when its files are those its manifest binds (:func:`natlink.store.snapshot.content_digest`;
+:class:`~natlink.errors.TokenTableChangedError`). The value check reads every row, once
+(:func:`natlink.tokens.plaintext.scan_token_table`): every token is 64 hex digits, no kept text
+column holds NHS numbers or postcodes.
 """
 
 from __future__ import annotations
@@ -17,19 +24,17 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from natlink import columns as C
-from natlink.errors import FingerprintMismatchError, InputDataError, NotTokenTableError
-from natlink.store import delta, files
+from natlink.errors import DeltaTableError, FingerprintMismatchError, InputDataError, NotTokenTableError, TokenTableChangedError
+from natlink.store import delta, files, snapshot
 from natlink.tokens.manifest import TokenManifest, as_manifest
+from natlink.tokens.plaintext import scan_token_table
 
-__all__ = ["as_manifests", "load_tokens", "read_token_tables", "with_unique_id"]
-
-_TOKEN_PATTERN = "^[0-9a-f]{64}$"
-_VALUE_CHECK_ROWS = 10_000
+__all__ = ["as_manifests", "check_table_content", "load_tokens", "read_token_tables", "signed_version", "with_unique_id"]
 
 
-def as_manifests(manifests: Sequence[Any]) -> list[TokenManifest]:
-    """Manifests from manifest objects, mappings or manifest file paths."""
-    return [as_manifest(m) for m in manifests]
+def as_manifests(manifests: Sequence[Any], *, trusted=None) -> list[TokenManifest]:
+    """Verified manifests from manifest objects, mappings or manifest file paths."""
+    return [as_manifest(m, trusted=trusted) for m in manifests]
 
 
 def with_unique_id(tokens: DataFrame) -> DataFrame:
@@ -37,14 +42,14 @@ def with_unique_id(tokens: DataFrame) -> DataFrame:
     return tokens.withColumn(C.UNIQUE_ID, F.concat_ws(":", F.col(C.DATASET), F.col(C.RECORD_ID)))
 
 
-def load_tokens(spark, manifests: Sequence[Any]) -> tuple[DataFrame, str]:
+def load_tokens(spark, manifests: Sequence[Any], *, trusted=None) -> tuple[DataFrame, str]:
     """Union of token tables (manifests, paths or mappings) with Splink's unique id, and their key fingerprint.
 
-    Refused unless every input is a token table with a valid manifest and all were made under
-    one key (:func:`read_token_tables`).
+    Refused unless every input is a token table with a valid, signed manifest and all were made
+    under one key (:func:`read_token_tables`).
     """
-    items = as_manifests(manifests)
-    union = read_token_tables(spark, items)
+    items = as_manifests(manifests, trusted=trusted)
+    union = read_token_tables(spark, items, trusted=trusted)
     plain = sorted(set(union.columns) & set(C.IDENTIFIERS))
     if plain:
         raise InputDataError(f"inputs hold plaintext identifier columns {plain}; link takes token tables only")
@@ -72,19 +77,26 @@ def _check_columns(m: TokenManifest, df: DataFrame) -> None:
         raise NotTokenTableError(f"{where}: columns {wrong} have the wrong type for tokens / Bloom filters")
 
 
-def _check_values(m: TokenManifest, df: DataFrame) -> None:
-    """On a bounded sample: every token is 64 lowercase hex digits (plaintext is not)."""
-    tokens = list(m.token_purposes)
-    if not tokens:
-        return
-    bad = F.lit(0)
-    for c in tokens:
-        bad = bad + F.when(F.col(c).isNotNull() & ~F.col(c).rlike(_TOKEN_PATTERN), 1).otherwise(0)
-    row = df.limit(_VALUE_CHECK_ROWS).agg(F.sum(bad).alias("bad")).first()
-    if row["bad"]:
-        raise NotTokenTableError(
-            f"token table {m.table_path} (dataset {m.dataset!r}): {row['bad']} values in token columns are not "
-            "64-hex-digit tokens in the first rows checked; refused"
+def signed_version(m: TokenManifest) -> int | None:
+    """The Delta version of the token table a manifest describes (and signs): a later write to the
+    table does not change what an earlier manifest, or a link run that read it, meant."""
+    content = m.table_content or {}
+    return content.get("version", m.data.get("delta_version"))
+
+
+def check_table_content(m: TokenManifest, spark=None) -> None:
+    """Refuse a token table whose files at its signed version are not those its manifest binds."""
+    signed = m.table_content or {}
+    try:
+        now = snapshot.content_digest(m.table_path, spark, version=signed_version(m))
+    except DeltaTableError as exc:
+        raise TokenTableChangedError(f"token table {m.table_path} (dataset {m.dataset!r}): {exc}; refused") from None
+    if (signed.get("version"), signed.get("sha256")) != (now.version, now.sha256):
+        manifest = m.path or f"the manifest of {m.dataset!r}"
+        raise TokenTableChangedError(
+            f"token table {m.table_path} (dataset {m.dataset!r}): its files (Delta version {now.version}, {now.files} files, "
+            f"{now.bytes} bytes) are not those {manifest} was signed for (version {signed.get('version')}, "
+            f"{signed.get('files')} files, {signed.get('bytes')} bytes): the table was changed after signing; refused"
         )
 
 
@@ -93,9 +105,12 @@ def read_token_tables(
     manifests: Iterable[TokenManifest | Mapping[str, Any] | str | Path],
     *,
     expected_fingerprint: str | None = None,
+    trusted=None,
 ) -> DataFrame:
-    """Union of token tables, refusing mixed keys/projects and anything that is not a token table."""
-    items = [as_manifest(m) for m in manifests]
+    """Union of token tables, refusing unsigned or forged manifests, edited tables, mixed
+    keys/projects and anything that is not a token table. ``trusted``: the registry of trusted
+    signers (default: :func:`natlink.tokens.signing.trusted_signers`)."""
+    items = [as_manifest(m, trusted=trusted) for m in manifests]
     if not items:
         raise NotTokenTableError("read_token_tables: no token tables given")
     keys = {(m.key_fingerprint, m.project) for m in items}
@@ -116,15 +131,16 @@ def read_token_tables(
     for m in items:
         if not delta.exists(m.table_path):
             raise NotTokenTableError(f"token table {m.table_path} (dataset {m.dataset!r}) is not a Delta table")
-        version = m.data.get("delta_version")  # the version the manifest describes, not whatever came later
+        version = signed_version(m)  # the version the manifest describes, not whatever came later
         what = f"token table {m.table_path} (dataset {m.dataset!r}, version {version})"
         files.check_files(spark, m.table_path, version, what=what, remedy="re-tokenise the dataset at its provider")
+        check_table_content(m, spark)  # the bytes of that version are those the manifest was signed for
         df = delta.read(spark, str(m.table_path), version=version)
         counted = int(df.count())  # answered from the Delta log's file statistics
         if counted != m.rows:
             raise NotTokenTableError(f"{what}: {counted} rows, but its manifest records {m.rows}; refused")
         _check_columns(m, df)
-        _check_values(m, df)
+        scan_token_table(df, tokens=list(m.token_purposes), kept=m.keep, where=f"token table {m.table_path} (dataset {m.dataset!r})")
         frames.append(df)
     union = frames[0]
     for frame in frames[1:]:

@@ -24,6 +24,7 @@ from natlink.errors import NotTokenTableError, ReconciliationError, SchemaError
 from natlink.store import delta
 from natlink.tokens.encode import BLOOM_PREFIX
 from natlink.tokens.hmac_sha256 import PadColumns, key_frame
+from natlink.tokens import signing
 from natlink.tokens.keys import KeyMaterial
 from natlink.tokens.manifest import TokenManifest, as_manifest, manifest_path
 from natlink.tokens.reader import read_token_tables
@@ -81,12 +82,16 @@ def rekey_table(
     project: str,
     out_dir: str | Path,
     hmac_implementation: str | None = None,
+    signer: signing.ManifestSigner | str | None = None,
 ) -> TokenManifest:
     """Write a project extract of one token table: project pseudonyms, no Bloom filters.
 
-    ``hmac_implementation``: "auto", "jvm" or "native"; None reads ``NATLINK_HMAC``."""
+    ``hmac_implementation``: "auto", "jvm" or "native"; None reads ``NATLINK_HMAC``. ``signer``: the
+    linkage centre's own manifest signing key (a signer or key reference; None: ``NATLINK_SIGNING_KEY``):
+    the extract's manifest is signed by the centre, whose public key the projects trust."""
     import natlink
 
+    signer = signing.load_signer(signer)
     m = as_manifest(source)
     if m.project:
         raise NotTokenTableError(f"{m.dataset}: already a project extract (project {m.project!r}); re-key the source table")
@@ -98,7 +103,7 @@ def rekey_table(
         raise ReconciliationError(f"rekey {m.dataset}: {m.rows} rows in, {written.rows} written")
     kept = [c for c in m.keep]
     data = {
-        **{k: v for k, v in m.data.items() if k not in ("quarantine_table",)},
+        **{k: v for k, v in m.data.items() if k not in ("quarantine_table", signing.SIGNATURE_FIELD, signing.TABLE_CONTENT_FIELD)},
         "natlink_version": natlink.__version__,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "key_id": project_key.key_id,
@@ -110,6 +115,6 @@ def rekey_table(
         "delta_version": written.version,
         "columns": {"keep": kept, "tokens": m.token_purposes, "blooms": {}},
     }
-    manifest = TokenManifest(data).save(manifest_path(out_dir, m.dataset))
+    manifest = TokenManifest(data).save(manifest_path(out_dir, m.dataset), signer=signer, spark=spark)
     log.info("re-keyed %s for project %s: %d rows", m.dataset, project, written.rows)
     return manifest

@@ -30,11 +30,12 @@ from pyspark.sql import functions as F
 from natlink import columns as C
 from natlink.store import delta
 from natlink.store import quarantine as Q
-from natlink.tokens import encode
+from natlink.tokens import encode, signing
 from natlink.errors import NatlinkError, ReconciliationError, SchemaError
 from natlink.tokens.delivery import identify_delivery
 from natlink.tokens.keys import KeyMaterial
 from natlink.tokens.manifest import MANIFEST_KIND, MANIFEST_VERSION, TokenManifest, delivery_summary, manifest_path, summary_line
+from natlink.tokens.plaintext import check_kept_columns
 
 __all__ = [
     "tokenise_configured",
@@ -95,12 +96,14 @@ def tokenise_frame(
     project: str | None = None,
     hmac_implementation: str | None = None,
 ) -> tuple[DataFrame, DataFrame, DataFrame]:
-    """(tokens, quarantine rows, reason counts) of a standardised frame; lazy, no Spark job."""
+    """(tokens, quarantine rows, reason counts) of a standardised frame; lazy, but for one Spark job that
+    refuses kept columns holding identifiers (:func:`natlink.tokens.plaintext.check_kept_columns`)."""
     missing = [c for c in BOOKKEEPING if c not in clean.columns]
     if missing:
         raise SchemaError(f"tokenise: the standardised frame lacks {missing}; present: {sorted(clean.columns)}")
     keep = [*BOOKKEEPING, *event_columns]
     encode.check_standardised_input(clean, keep, specs, blooms)
+    check_kept_columns(clean, keep)
     marked = _mark(clean)
     tokens = encode.tokenise(
         marked.where(F.col(_REASON).isNull()), key, keep=keep, specs=specs, blooms=blooms, project=project,
@@ -128,8 +131,12 @@ def tokenise_dataset(
     project: str | None = None,
     run_id: str | None = None,
     quarantine_table: str | Path | None = None,
+    signer: signing.ManifestSigner | str | None = None,
 ) -> TokenManifest:
-    """Write ``out_dir/<dataset>`` (Delta, by region), its quarantine rows and its manifest.
+    """Write ``out_dir/<dataset>`` (Delta, by region), its quarantine rows and its signed manifest.
+
+    ``signer``: the manifest signing key (a signer or key reference; None: ``NATLINK_SIGNING_KEY``),
+    resolved before any Spark work (:func:`natlink.tokens.signing.load_signer`).
 
     Quarantine rows go to the one quarantine table (:mod:`natlink.store.quarantine`; default
     ``out_dir/quarantine``) as stage ``tokenise`` of ``run_id`` (default: a new run id), replacing
@@ -138,6 +145,7 @@ def tokenise_dataset(
     """
     import natlink
 
+    signer = signing.load_signer(signer)
     _check_jvm_casing(spark)
     out_dir = Path(out_dir)
     run_id = run_id or new_run_id()
@@ -185,7 +193,7 @@ def tokenise_dataset(
         },
         "token_columns": encode.token_columns(specs),
     }
-    manifest = TokenManifest(data).save(manifest_path(out_dir, dataset))
+    manifest = TokenManifest(data).save(manifest_path(out_dir, dataset), signer=signer, spark=spark)
     log.info(
         "tokenised %s: %d rows in, %d out, quarantined %s; key fingerprint %s",
         dataset, rows_in, rows_out, quarantined, key.fingerprint,
@@ -209,6 +217,7 @@ def tokenise_configured(
     run_id: str | None = None,
     quarantine_table: str | Path | None = None,
     hmac_implementation: str | None = None,
+    signer: signing.ManifestSigner | str | None = None,
 ) -> TokenManifest:
     """Onboard and tokenise one configured dataset (``conf/datasets/NAME.yaml``).
 
@@ -220,6 +229,7 @@ def tokenise_configured(
     """
     from natlink.provider import onboard as onboarding
 
+    signer = signing.load_signer(signer)  # the final manifest is signed again below
     delivery = identify_delivery(spark, ds, data_dir=data_dir, key=key, project=project)
     run_id = run_id or delivery.default_run_id
     previous = _previous_manifest(out_dir, ds.name)
@@ -247,6 +257,7 @@ def tokenise_configured(
             project=project,
             run_id=run_id,
             quarantine_table=table,
+            signer=signer,
         )
     finally:
         onboarded.unpersist()
@@ -260,7 +271,7 @@ def tokenise_configured(
         raise ReconciliationError(f"tokenise {ds.name}: {summary_line(data)}")
     if ds.age_band is not None:  # how the kept age band was derived: readers check providers agree
         data["age_band"] = ds.age_band.model_dump(mode="json")
-    return TokenManifest(data).save(manifest.path)
+    return TokenManifest(data).save(manifest.path, signer=signer, spark=spark)
 
 
 def _previous_manifest(out_dir: str | Path, dataset: str) -> TokenManifest | None:
