@@ -29,10 +29,13 @@ from .public import Block
 MAX_COND_VALUES = 40  # a decoded feature with at most this many public values can condition others
 MAX_CELLS = 2000
 SIGNATURE_K = 8  # a value's signature: the counts of its K most common finer values
+# Used only where no conditioning cells are known: with sex x age cells it added noise (given names
+# 99.8% -> 97.8% at 100k); without (family names) it lifted the Soundex level from 50% to 82%.
+SIGNATURE_ONLY_UNCONDITIONED = True
 PUBLIC_FD_SHARE = 0.99  # a feature determines another when it does for this share of public mass
 DATA_FD_SHARE = 0.9  # ...and for this share of the table's records
 SMOOTHING = 0.05
-UNLISTED_EXPECTED = float(__import__("os").environ.get("ATK_UNL", "0.05"))  # expected records of a value that is not in any public list
+UNLISTED_EXPECTED = 0.05  # expected records of a value that is not in any public list
 
 
 @dataclass
@@ -166,18 +169,10 @@ def assign(counts: np.ndarray, expected: np.ndarray) -> np.ndarray:
 
     counts: tokens x cells; expected: candidates x cells (expected counts for the whole group).
     """
-    e = np.maximum(expected, 1e-9)
-    cost = e.sum(axis=1)[None, :] - counts @ np.log(e).T
     group_cells = counts.sum(axis=0)
     share = (group_cells + 1e-9) / (group_cells.sum() + 1e-9 * len(group_cells))
     unlisted = UNLISTED_EXPECTED * share
-    cost_unlisted = unlisted.sum() - counts @ np.log(np.maximum(unlisted, 1e-12))
-    full = np.hstack([cost, np.repeat(cost_unlisted[:, None], counts.shape[0], axis=1)])
-    rows, cols = linear_sum_assignment(full)
-    out = np.full(counts.shape[0], -1)
-    real = cols < expected.shape[0]
-    out[rows[real]] = cols[real]
-    return out
+    return _assign_cost(_poisson(counts, expected), _poisson(counts, unlisted[None, :])[:, 0])
 
 
 def _dedupe(columns: list[str], decoded: Decoded) -> list[str]:
@@ -315,6 +310,7 @@ def align_column(
         n_group = float(totals.loc[tok_ids].sum())
         cost = np.zeros((len(tok_ids), len(values)))
         cost_unlisted = np.zeros(len(tok_ids))
+        conditioned = False
         for v, sub, cc in zip(views, subs, cell_counts):
             if sub is None:
                 continue
@@ -333,9 +329,10 @@ def align_column(
             p = (1 - SMOOTHING) * p_cell + SMOOTHING * p_marg[:, None]
             group_cells = c.sum(axis=0)
             cost += _poisson(c, p * group_cells[None, :])
+            conditioned |= len(cells) > 1
             share = (group_cells + 1e-9) / (group_cells.sum() + 1e-9 * len(group_cells))
             cost_unlisted += UNLISTED_EXPECTED * share.sum() - c @ np.log(UNLISTED_EXPECTED * share)
-        if sigs is not None:
+        if sigs is not None and not (conditioned and SIGNATURE_ONLY_UNCONDITIONED):
             s = sigs.reindex(index=tok_ids, fill_value=0.0).to_numpy()
             mass = subs[0].groupby([feature, dfeat])["w"].sum()
             top = mass.groupby(level=0, group_keys=False).nlargest(SIGNATURE_K)

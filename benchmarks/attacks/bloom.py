@@ -116,8 +116,12 @@ def learn(names: list[str], filters: sparse.csr_matrix) -> dict[str, np.ndarray]
     a = sparse.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(names), len(vocab)))
     dense = filters.toarray() > 0
     n_b = np.asarray(a.sum(axis=0)).ravel()
-    freq = (a.T @ dense.astype(np.float32)) / np.maximum(n_b, 1)[:, None]
-    learnt = {b: np.flatnonzero(freq[i] >= LEARN_SHARE) for b, i in index.items() if n_b[i] >= 2}
+    with_b = a.T @ dense.astype(np.float32)
+    freq = with_b / np.maximum(n_b, 1)[:, None]
+    # ...and rarely set without it (else it belongs to a bigram that usually comes along, e.g. _S with SM).
+    without = (dense.sum(axis=0)[None, :] - with_b) / np.maximum(len(names) - n_b, 1)[:, None]
+    keep = (freq >= LEARN_SHARE) & (without <= 1 - LEARN_SHARE)
+    learnt = {b: np.flatnonzero(keep[i]) for b, i in index.items() if n_b[i] >= 2}
     # Second pass: a bigram in one name only gets what that name's filter leaves unexplained,
     # when it is that name's only unknown bigram.
     for r, n in enumerate(names):

@@ -43,6 +43,11 @@ class Block:
         return [c for c in self.table.columns if c != "w"]
 
 
+def read_table(name: str) -> list[dict[str, str]]:
+    """Rows of one of the published tables (``natlink/data/NAME``)."""
+    return _csv(name)
+
+
 def _csv(name: str) -> list[dict[str, str]]:
     with open(DATA / name, encoding="utf-8", newline="") as fh:
         return list(csv.DictReader(fh))
