@@ -357,7 +357,6 @@ def align_column(
 def frequency_attack(table: AttackTable, blocks: list[Block], mapping: dict[str, str] | None = None) -> Decoded:
     """Decode every exported column that maps to a public feature."""
     mapping = mapping if mapping is not None else map_columns(table, blocks)
-    features = _features(blocks)
     decoded = Decoded()
     for c in table.plain:
         if c in mapping:
