@@ -23,12 +23,12 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .align import Decoded
+from .align import Decoded, align_column
 from .inputs import AttackTable
 from .public import Block, vocabulary
 
 AGREEMENT = 0.8  # mean Jaccard of a group's filters with their majority for a column to count as exact
-LEARN_SHARE = 0.7  # a position belongs to a bigram when set in this share of the filters that have it
+LEARN_MARGIN = 0.3  # a position belongs to a bigram when set this much more often with it than without
 ACCEPT_DICE = 0.75
 TRAIN_DICE = 0.9  # a decoded group joins the training pairs of the next round at this Dice
 ROUNDS = 3
@@ -104,8 +104,13 @@ def exact_column(table: AttackTable, m: sparse.csr_matrix, candidates: list[str]
     return best, best_agree
 
 
-def learn(names: list[str], filters: sparse.csr_matrix) -> dict[str, np.ndarray]:
-    """Bigram -> the positions it sets, from (name, denoised filter) pairs."""
+def learn(names: list[str], filters: sparse.csr_matrix, per_bigram: int | None = None) -> dict[str, np.ndarray]:
+    """Bigram -> the positions it sets, from (name, denoised filter) pairs, some of them wrong.
+
+    A bigram's positions are the ``per_bigram`` (default: estimated from filter sizes) positions
+    most over-represented in the filters of names that contain it against those that do not,
+    each by at least ``LEARN_MARGIN``: robust to a share of wrongly labelled pairs.
+    """
     vocab = sorted({b for n in names for b in bigrams(n)})
     index = {b: i for i, b in enumerate(vocab)}
     rows, cols = [], []
@@ -115,13 +120,20 @@ def learn(names: list[str], filters: sparse.csr_matrix) -> dict[str, np.ndarray]
             cols.append(index[b])
     a = sparse.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(names), len(vocab)))
     dense = filters.toarray() > 0
+    if per_bigram is None:
+        per_bigram = max(1, round(dense.sum() / max(len(rows), 1) * 1.05))
     n_b = np.asarray(a.sum(axis=0)).ravel()
-    with_b = a.T @ dense.astype(np.float32)
+    with_b = np.asarray(a.T @ dense.astype(np.float32))
     freq = with_b / np.maximum(n_b, 1)[:, None]
-    # ...and rarely set without it (else it belongs to a bigram that usually comes along, e.g. _S with SM).
     without = (dense.sum(axis=0)[None, :] - with_b) / np.maximum(len(names) - n_b, 1)[:, None]
-    keep = (freq >= LEARN_SHARE) & (without <= 1 - LEARN_SHARE)
-    learnt = {b: np.flatnonzero(keep[i]) for b, i in index.items() if n_b[i] >= 2}
+    lift = freq - without
+    top = np.argsort(-lift, axis=1)[:, :per_bigram]
+    learnt = {}
+    for b, i in index.items():
+        if n_b[i] >= 2:
+            chosen = top[i][lift[i, top[i]] >= LEARN_MARGIN]
+            if len(chosen):
+                learnt[b] = np.sort(chosen)
     # Second pass: a bigram in one name only gets what that name's filter leaves unexplained,
     # when it is that name's only unknown bigram.
     for r, n in enumerate(names):
@@ -180,12 +192,14 @@ def bloom_attack(table: AttackTable, decoded: Decoded, blocks: list[Block], mapp
         n = len(codes)
         values = np.full(n, None, dtype=object)
         dice = np.zeros(n)
-        if feature is None or exact is None or exact not in decoded.values:
+        if feature is None:
             results.append(BloomResult(column, feature, exact, agreement, 0, values, dice))
             continue
+        # No exact column: the filters themselves are aligned by frequency, as tokens (attack a).
+        labels = decoded.values[exact] if exact in decoded.values else align_column(table, column, feature, blocks, decoded, mapping)
         # Training pairs: denoised groups (2+ members) whose exact token was decoded; then, for a
         # few rounds, also the groups the previous round decoded confidently (self-training).
-        known = pd.Series(decoded.values[exact])[codes >= 0].groupby(codes[codes >= 0]).first()
+        known = pd.Series(labels)[codes >= 0].groupby(codes[codes >= 0]).first()
         train = {g: v for g, v in known.items() if v is not None and size[g] >= 2}
         names = vocabulary(blocks, feature).index.astype(str).tolist()
         for _ in range(ROUNDS):
@@ -197,6 +211,8 @@ def bloom_attack(table: AttackTable, decoded: Decoded, blocks: list[Block], mapp
         group_value = np.array([names[i] if s >= ACCEPT_DICE else None for i, s in zip(best, score)] + [None], dtype=object)
         idx = np.where(codes >= 0, codes, len(group_value) - 1)
         values = group_value[idx]
+        if exact is None:  # the filters' own frequency alignment where the decode is not sure
+            values = np.where(pd.notna(values.astype(object)), values, labels)
         dice = np.append(score, 0.0)[idx]
         results.append(BloomResult(column, feature, exact, agreement, len(learnt), values, dice))
     return results
@@ -206,9 +222,10 @@ def with_bloom(decoded: Decoded, results: list[BloomResult]) -> Decoded:
     """The frequency decode, with each Bloom-decoded value put in for its field where there is one."""
     out = Decoded(dict(decoded.feature), dict(decoded.values))
     for r in results:
-        if r.exact_column is None or r.feature is None:
+        if r.feature is None:
             continue
-        base = decoded.values.get(r.exact_column, np.full(len(r.values), None, dtype=object))
-        out.values[r.exact_column] = np.where(pd.notna(r.values.astype(object)), r.values, base)
-        out.feature[r.exact_column] = r.feature
+        column = r.exact_column or r.column  # no exact column: the filter column carries the field
+        base = decoded.values.get(column, np.full(len(r.values), None, dtype=object))
+        out.values[column] = np.where(pd.notna(r.values.astype(object)), r.values, base)
+        out.feature[column] = r.feature
     return out
