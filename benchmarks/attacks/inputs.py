@@ -1,0 +1,85 @@
+"""What the attacker holds: one token table (or project extract) and its manifest, as plain data.
+
+The columns are discovered, not assumed: token-like columns (the manifest's ``tokens`` and any
+other text column whose values look like digests), Bloom-filter-like columns (the manifest's
+``blooms`` and any array column), and plaintext columns carried over (the manifest's ``keep``,
+less the record id, which is an id and not an attribute). A new encoding that renames columns or
+adds new ones is attacked the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+# Columns that identify a row but say nothing about a person: never treated as an attribute.
+ID_COLUMNS = ("record_id", "person_id", "dataset", "unique_id")
+
+
+@dataclass
+class AttackTable:
+    """A token table as the attacker sees it: the rows (pandas) and the manifest (dict)."""
+
+    name: str
+    manifest: dict[str, Any]
+    rows: pd.DataFrame
+    tokens: list[str] = field(default_factory=list)
+    blooms: list[str] = field(default_factory=list)
+    plain: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def codes(self, column: str) -> np.ndarray:
+        """Integer code per row of a column's value (-1 for NULL), first-seen order."""
+        values = self.rows[column]
+        if self.is_bloom(column):
+            values = values.map(lambda a: None if a is None else ",".join(map(str, a)))
+        codes, _ = pd.factorize(values, use_na_sentinel=True)
+        return codes.astype(np.int64)
+
+    def is_bloom(self, column: str) -> bool:
+        return column in self.blooms
+
+
+def _looks_like_digest(values: pd.Series) -> bool:
+    sample = values.dropna().astype(str).head(200)
+    return len(sample) > 0 and bool(sample.str.fullmatch(r"[0-9a-fA-F]{32,}").all())
+
+
+def classify(manifest: dict[str, Any], rows: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
+    """(token columns, Bloom filter columns, plaintext columns) of a table."""
+    columns = manifest.get("columns", {})
+    blooms = [c for c in rows.columns if c in columns.get("blooms", {})]
+    tokens = [c for c in rows.columns if c in columns.get("tokens", {})]
+    for c in rows.columns:
+        if c in tokens or c in blooms or c in ID_COLUMNS:
+            continue
+        first = rows[c].dropna().head(1)
+        if len(first) and isinstance(first.iloc[0], (list, np.ndarray)):
+            blooms.append(c)
+        elif rows[c].dtype == object and _looks_like_digest(rows[c]):
+            tokens.append(c)
+    plain = [c for c in rows.columns if c not in tokens and c not in blooms and c not in ID_COLUMNS]
+    return tokens, blooms, plain
+
+
+def load(spark, manifest_path: str | Path) -> AttackTable:
+    """Read a token table through its manifest (Delta, via natlink's store) into pandas."""
+    from natlink.store import delta
+
+    manifest_path = Path(manifest_path)
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    table = manifest_path.parent / manifest["table"]
+    rows = delta.read(spark, str(table)).toPandas()
+    return from_rows(manifest.get("dataset", table.name), manifest, rows)
+
+
+def from_rows(name: str, manifest: dict[str, Any], rows: pd.DataFrame) -> AttackTable:
+    tokens, blooms, plain = classify(manifest, rows)
+    return AttackTable(name, manifest, rows.reset_index(drop=True), tokens, blooms, plain)

@@ -1,0 +1,169 @@
+"""natlink's own privacy attack suite: one table of what an attacker recovers from a token table.
+
+    python benchmarks/attacks/run.py                          # 100,000 persons (the baseline)
+    python benchmarks/attacks/run.py --persons 5000 --out /tmp/attacks.md
+
+Builds (once, cached under benchmarks/data/) a synthetic population, the gp token table and two
+project extracts (:mod:`attacks.prepare`), then runs attacks a-d against them with only what the
+attacker holds (the token table and manifest, the public tables in ``natlink/data``, two project
+extracts, manifests' fingerprints). The synthetic plaintext is read only by :mod:`attacks.score`.
+The threat model, the attacks and the measures are described in ``docs/threat_model.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # benchmarks/: _common and the attacks package
+sys.path.insert(0, str(HERE.parents[1] / "src"))
+
+from attacks import align, bloom, crossproject, inputs, keyguess, public, score  # noqa: E402
+from attacks.prepare import FAKE_PROJECT_KEYS, prepare  # noqa: E402
+
+# The targets the new encoding must meet (issue 15).
+TARGET_FIELD = 0.02
+TARGET_REIDENTIFIED = 0.001
+FIELDS = ("given_name", "family_name", "sex", "year_of_birth", "date_of_birth", "postcode_area", "postcode_district")
+
+
+@dataclass
+class Report:
+    persons: int
+    records: int = 0
+    frequency: dict[str, float] = field(default_factory=dict)
+    with_bloom: dict[str, float] = field(default_factory=dict)
+    bloom_notes: list[str] = field(default_factory=list)
+    cross: dict[str, float] = field(default_factory=dict)
+    keys: list[keyguess.Guess] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    mapping: dict[str, str] = field(default_factory=dict)
+
+
+def family_tail_share(table: inputs.AttackTable, mapping: dict[str, str]) -> float:
+    """The attacker's estimate of the share of family names outside the published list: the share
+    of records outside the list's length of most common family-name tokens."""
+    columns = [c for c in table.tokens if mapping.get(c) == "family_name"]
+    if not columns:
+        return 0.4
+    counts = table.rows[columns[0]].value_counts().to_numpy()
+    listed = len(public.vocabulary([public.family_block_listed()], "family_name"))
+    return float(np.clip(1 - counts[:listed].sum() / max(counts.sum(), 1), 0.05, 0.8))
+
+
+def attack_table(spark, table: inputs.AttackTable, root: Path | None, report: Report) -> None:
+    """Attacks a and b on one token table; scored against the truth under ``root``."""
+    t = time.perf_counter()
+    provisional = align.map_columns(table, [public.family_block_listed(), public.postcode_block()])
+    blocks = public.knowledge(spark, table.manifest, family_tail_share=family_tail_share(table, provisional))
+    mapping = align.map_columns(table, blocks)
+    report.mapping = mapping
+    decoded = align.frequency_attack(table, blocks, mapping)
+    report.seconds["a: frequency alignment"] = time.perf_counter() - t
+    t = time.perf_counter()
+    results = bloom.bloom_attack(table, decoded, blocks, mapping)
+    boosted = bloom.with_bloom(decoded, results)
+    report.seconds["b: Bloom denoise + decode"] = time.perf_counter() - t
+    for r in results:
+        report.bloom_notes.append(
+            f"{r.column}: grouped by {r.exact_column} (agreement {r.agreement:.2f}), {r.learnt_bigrams} bigrams learnt"
+        )
+    if root is not None:
+        truth = score.truth_frame(root, table)
+        report.frequency = score.score(decoded, truth)
+        report.with_bloom = score.score(boosted, truth)
+
+
+def attack_projects(spark, root: Path, report: Report) -> None:
+    t = time.perf_counter()
+    a = inputs.load(spark, root / "projects" / "alpha" / "gp.manifest.json")
+    b = inputs.load(spark, root / "projects" / "beta" / "gp.manifest.json")
+    partner = score.partner_rows(a, b, score.project_ids(spark, root, FAKE_PROJECT_KEYS), "alpha", "beta")
+    report.cross = crossproject.cross_project(a, b, partner)
+    report.seconds["c: cross-project joins"] = time.perf_counter() - t
+
+
+def attack_keys(manifests: dict[str, str], report: Report) -> None:
+    t = time.perf_counter()
+    report.keys = keyguess.key_attack(manifests)
+    report.seconds["d: key guessing"] = time.perf_counter() - t
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}%" if x >= 0.001 or x == 0 else f"{100 * x:.3f}%"
+
+
+def rows(report: Report) -> list[list[str]]:
+    out = []
+    for f in FIELDS:
+        k = f"recovered:{f}"
+        out.append(["a+b", f"{f} recovered", pct(report.frequency.get(k, 0)), pct(report.with_bloom.get(k, 0)), f"< {pct(TARGET_FIELD)}" if "name" in f else ""])
+    for k in ("reidentified:name+band+region", "reidentified:name+yob+area", "reidentified:any"):
+        out.append(["a+b", k.replace(":", " "), pct(report.frequency.get(k, 0)), pct(report.with_bloom.get(k, 0)), f"< {pct(TARGET_REIDENTIFIED)}"])
+    for k, v in report.cross.items():
+        if k != "chance":
+            out.append(["c", f"extracts joined: {k}", pct(v), "", f"chance {pct(report.cross['chance'])}"])
+    for g in report.keys:
+        result = f"found in {g.seconds:.2f} s" if g.found else "not found"
+        out.append(["d", g.target, result, f"{g.tried} guesses", "not found" if g.target.startswith("manifest") else ""])
+    return out
+
+
+HEADERS = ["attack", "measure", "frequency only", "with Bloom decode", "target"]
+
+
+def markdown(report: Report, command: str, load: str) -> str:
+    lines = [
+        f"# Attack suite baseline: {report.persons:,} persons, {report.records:,} gp records",
+        "",
+        f"Command: `{command}`  ",
+        f"Date: {dt.date.today().isoformat()}; load average during the run (1/5/15 min): {load}  ",
+        "Definitions: docs/threat_model.md. Columns c and d: the value is in 'frequency only'.",
+        "",
+        "| " + " | ".join(HEADERS) + " |",
+        "|" + "---|" * len(HEADERS),
+    ]
+    lines += ["| " + " | ".join(r) + " |" for r in rows(report)]
+    lines += ["", "Bloom filters: " + "; ".join(report.bloom_notes), ""]
+    lines += ["Seconds per attack: " + ", ".join(f"{k} {v:.0f}" for k, v in report.seconds.items()), ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> Report:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--persons", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", type=Path, help="also write the table as Markdown here")
+    args = parser.parse_args(argv)
+
+    from _common import DATA, load_avg, print_table, spark_session
+
+    spark = spark_session(memory="4g", conf={"spark.sql.shuffle.partitions": "8"})
+    prepared = prepare(spark, DATA / f"attack_p{args.persons}_s{args.seed}", args.persons, args.seed)
+    report = Report(args.persons)
+    table = inputs.load(spark, prepared.manifest)
+    report.records = len(table)
+    attack_table(spark, table, prepared.root, report)
+    attack_projects(spark, prepared.root, report)
+    attack_keys({"gp": table.manifest["key_fingerprint"]}, report)
+    load = load_avg()
+    print_table(HEADERS, rows(report))
+    print("; ".join(report.bloom_notes))
+    print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in report.seconds.items()) + f"; load {load}")
+    if args.out:
+        command = "python benchmarks/attacks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        args.out.write_text(markdown(report, command.strip(), load), encoding="utf-8")
+    return report
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    main()

@@ -1,0 +1,150 @@
+"""Scoring only: the truth (synthetic plaintext) is read here and nowhere else in the suite.
+
+A *field is recovered* for a record when the attacker's guess equals the record's own normalised
+plaintext value (the value its tokens were computed from; a record with a typo counts as
+recovered only if the typo is guessed). Shares are over all records of the table.
+
+A record is *re-identified* by a combination of quasi-identifiers when every part of the
+attacker's guess is correct AND the record's true combination belongs to exactly one person
+among the table's records (so the guess points at one person). Combinations scored:
+
+* ``name+yob+area``: given name, family name, year of birth, postcode area;
+* ``name+band+region``: given name, family name, age band, region (the last two are plaintext today);
+* ``any``: either.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .align import Decoded
+from .inputs import AttackTable
+
+# Quasi-identifier -> (decoded feature, how to derive the QI from that feature's value), in order of preference.
+SOURCES = {
+    "given_name": [("given_name", lambda s: s)],
+    "family_name": [("family_name", lambda s: s)],
+    "sex": [("sex", lambda s: s)],
+    "year_of_birth": [("dob_year", lambda s: s), ("dob", lambda s: s[:4])],
+    "date_of_birth": [("dob", lambda s: s)],
+    "postcode_area": [
+        ("postcode_area", lambda s: s),
+        ("postcode_district", lambda s: s.rstrip("0123456789")),
+        ("postcode_sector", lambda s: s.split(" ")[0].rstrip("0123456789")),
+    ],
+    "postcode_district": [("postcode_district", lambda s: s), ("postcode_sector", lambda s: s.split(" ")[0])],
+    "age_band": [("age_band", lambda s: s)],
+    "region": [("region", lambda s: s)],
+}
+QUASI_IDENTIFIERS = tuple(SOURCES)
+COMBINATIONS = {
+    "name+yob+area": ("given_name", "family_name", "year_of_birth", "postcode_area"),
+    "name+band+region": ("given_name", "family_name", "age_band", "region"),
+}
+
+
+def truth_frame(prepared_root: Path, table: AttackTable) -> pd.DataFrame:
+    """The plaintext quasi-identifiers of each row of ``table`` (same order), plus the true person id."""
+    import pyarrow.dataset as ds
+
+    plain = pd.read_parquet(prepared_root / "plain" / "gp")
+    persons = ds.dataset(prepared_root / "truth", format="parquet", partitioning="hive").to_table().to_pandas()
+    persons = persons[persons["dataset"] == "gp"][["record_id", "true_person_id"]]
+    t = table.rows[["record_id", *[c for c in ("age_band", "region") if c in table.rows]]].merge(
+        plain, on="record_id", how="left"
+    ).merge(persons, on="record_id", how="left")
+    dob = pd.to_datetime(t["date_of_birth"])
+    out = pd.DataFrame(
+        {
+            "record_id": t["record_id"],
+            "true_person_id": t["true_person_id"],
+            "given_name": t["given_name"],
+            "family_name": t["family_name"],
+            "sex": t["sex"],
+            "year_of_birth": dob.dt.year.astype("Int64").astype(str).where(dob.notna()),
+            "date_of_birth": dob.dt.strftime("%Y-%m-%d").where(dob.notna()),
+            "postcode_area": t["postcode"].str.extract(r"^([A-Z]+)")[0],
+            "postcode_district": t["postcode"].str.split(" ").str[0].where(t["postcode"].str.contains(" ", na=False)),
+            "age_band": t.get("age_band"),
+            "region": t.get("region"),
+        }
+    )
+    assert len(out) == len(table), "truth join changed the row count"
+    return out
+
+
+def guesses(decoded: Decoded) -> pd.DataFrame:
+    """The attacker's guess of each quasi-identifier per row (None where it has none)."""
+    n = len(next(iter(decoded.values.values()))) if decoded.values else 0
+    by_feature: dict[str, list[np.ndarray]] = {}
+    for column, feature in decoded.feature.items():
+        by_feature.setdefault(feature, []).append(decoded.values[column])
+    out = {}
+    for qi, sources in SOURCES.items():
+        guess = np.full(n, None, dtype=object)
+        for feature, derive in sources:
+            for values in by_feature.get(feature, []):
+                fill = np.array([derive(str(v)) if v is not None else None for v in values], dtype=object)
+                guess = np.where(pd.isna(guess.astype(object)) & pd.notna(fill), fill, guess)
+        out[qi] = guess
+    return pd.DataFrame(out)
+
+
+def correct(guess: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {qi: (guess[qi].notna() & truth[qi].notna() & (guess[qi].astype(str) == truth[qi].astype(str))).to_numpy() for qi in QUASI_IDENTIFIERS}
+    )
+
+
+def unique_combination(truth: pd.DataFrame, parts: tuple[str, ...]) -> np.ndarray:
+    """True where the record's true combination belongs to exactly one person among the records."""
+    key = truth[list(parts)].astype(str).agg("|".join, axis=1)
+    complete = truth[list(parts)].notna().all(axis=1)
+    persons = pd.DataFrame({"k": key, "p": truth["true_person_id"]}).groupby("k")["p"].nunique()
+    return (complete & key.map(persons).eq(1)).to_numpy()
+
+
+def score(decoded: Decoded, truth: pd.DataFrame) -> dict[str, float]:
+    """Share of records recovered per quasi-identifier and re-identified per combination."""
+    ok = correct(guesses(decoded), truth)
+    out = {f"recovered:{qi}": float(ok[qi].mean()) for qi in QUASI_IDENTIFIERS}
+    any_ = np.zeros(len(truth), dtype=bool)
+    for name, parts in COMBINATIONS.items():
+        hit = ok[list(parts)].all(axis=1).to_numpy() & unique_combination(truth, parts)
+        out[f"reidentified:{name}"] = float(hit.mean())
+        any_ |= hit
+    out["reidentified:any"] = float(any_.mean())
+    return out
+
+
+def project_ids(spark, prepared_root: Path, project_keys: dict[str, bytes]) -> pd.DataFrame:
+    """Scorer's map: source record id -> its pseudonymised record id in each project extract."""
+    from pyspark.sql import functions as F
+
+    from natlink.tokens.keys import KeyMaterial
+    from natlink.tokens.rekey import rekey
+
+    cached = prepared_root / "plain" / "project_ids.parquet"
+    if cached.exists():
+        return pd.read_parquet(cached)
+    plain = spark.read.parquet(str(prepared_root / "plain" / "gp")).select(
+        F.col("record_id"), F.col("record_id").alias("source_record_id")
+    )
+    out = None
+    for project, secret in project_keys.items():
+        ids = rekey(plain, {}, KeyMaterial(f"fake-{project}-key", secret), project=project, ids=("record_id",), keep=["source_record_id"])
+        frame = ids.toPandas().rename(columns={"record_id": project})
+        out = frame if out is None else out.merge(frame, on="source_record_id", how="inner")
+    out.to_parquet(cached)
+    return out
+
+
+def partner_rows(a: AttackTable, b: AttackTable, ids: pd.DataFrame, project_a: str, project_b: str) -> np.ndarray:
+    """For each row of extract ``a``, the row of extract ``b`` holding the same source record (-1: none)."""
+    b_row = pd.Series(np.arange(len(b)), index=b.rows["record_id"].to_numpy())
+    a_to_b = ids.set_index(project_a)[project_b]
+    partner = a.rows["record_id"].map(a_to_b).map(b_row)
+    return partner.fillna(-1).astype(np.int64).to_numpy()
