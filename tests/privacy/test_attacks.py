@@ -136,6 +136,7 @@ def report(spark, prepared):
     return rep
 
 
+@pytest.mark.slow  # builds and tokenises 3,000 persons (~8 min under load): make test-slow
 def test_columns_are_discovered_from_the_manifest_and_schema(spark, prepared, report):
     # Every identifier-derived token maps to a public feature except the NHS number and the full
     # postcode (no public distribution); plaintext region and age band map too.
@@ -146,6 +147,7 @@ def test_columns_are_discovered_from_the_manifest_and_schema(spark, prepared, re
     assert any("bf_family_name: grouped by tk_family_name" in n for n in report.bloom_notes)
 
 
+@pytest.mark.slow
 def test_baseline_frequency_alignment_recovers_fields(report):
     # BASELINE (today's deterministic tokens). TARGET: each name field < 0.02.
     assert report.frequency["recovered:given_name"] > 0.5
@@ -154,12 +156,14 @@ def test_baseline_frequency_alignment_recovers_fields(report):
     assert report.frequency["reidentified:name+band+region"] > 0.05
 
 
+@pytest.mark.slow
 def test_baseline_bloom_decode_adds_to_frequency_alignment(report):
     # BASELINE: grouping by the exact token cancels the filters' per-record noise. TARGET: < 0.02.
     assert report.with_bloom["recovered:given_name"] > report.frequency["recovered:given_name"]
     assert report.with_bloom["recovered:given_name"] > 0.8
 
 
+@pytest.mark.slow
 def test_baseline_two_project_extracts_join(spark, prepared):
     a = inputs.load(spark, prepared.project_manifest("alpha"))
     b = inputs.load(spark, prepared.project_manifest("beta"))
@@ -172,6 +176,7 @@ def test_baseline_two_project_extracts_join(spark, prepared):
     assert joined["all"] >= joined["profile"]
 
 
+@pytest.mark.slow
 def test_baseline_key_from_a_text_key_fingerprint_and_not_a_random_one(prepared):
     import json
 
