@@ -28,7 +28,7 @@ from urllib.parse import unquote, urlparse
 
 from natlink.errors import DeltaTableError
 
-__all__ = ["TableDigest", "content_digest"]
+__all__ = ["DIGEST_ALGORITHM", "TableDigest", "content_digest", "current_version"]
 
 DIGEST_ALGORITHM = "sha256(path,size,deletion_vector,sha256(bytes))/v1"
 
@@ -62,6 +62,21 @@ def _sha256_file(path: str) -> tuple[str, int, str]:
     return path, size, digest.hexdigest()
 
 
+def _snapshot(spark, uri: str):
+    jvm = spark._jvm
+    none = jvm.scala.Option.empty()
+    log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, uri)
+    return log, log.update(False, none, none)
+
+
+def current_version(path: str | os.PathLike, spark=None) -> int:
+    """The table's current Delta version, from its log alone (no data file is read)."""
+    from pyspark.sql import SparkSession
+
+    spark = spark or SparkSession.getActiveSession()
+    return int(_snapshot(spark, _uri(path))[1].version())
+
+
 def content_digest(path: str | os.PathLike, spark=None) -> TableDigest:
     """The current snapshot of the Delta table at ``path``: version, files, bytes and digest."""
     from pyspark.sql import DataFrame, SparkSession
@@ -73,10 +88,7 @@ def content_digest(path: str | os.PathLike, spark=None) -> TableDigest:
     uri = _uri(path)
     if spark is None or not delta.exists(uri, spark):
         raise DeltaTableError(f"no Delta table at {uri} (no _delta_log with a commit)")
-    jvm = spark._jvm
-    none = jvm.scala.Option.empty()
-    log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, uri)
-    snapshot = log.update(False, none, none)
+    log, snapshot = _snapshot(spark, uri)
     root = log.dataPath().toString().rstrip("/")
     adds = DataFrame(snapshot.allFiles().toDF(), spark).select(
         "path", "size", F.to_json("deletionVector").alias("dv")
