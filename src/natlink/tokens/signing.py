@@ -12,7 +12,9 @@ snapshot (version, files, bytes, SHA-256 over every file's log entry and bytes:
 :func:`natlink.store.snapshot.content_digest`), so the signature binds the table's content too.
 Then the canonical JSON of everything but ``signature`` (sorted keys, no whitespace, ASCII),
 prefixed by a fixed context label, is signed; ``signature`` records the algorithm, the public key
-id and the signature (base64). Who signs:
+id and the signature (base64), and ``table_value``, the signer's own signature over the table's
+location and digest, so that re-signing its own manifest for the same table at the same Delta
+version reuses the digest instead of reading every byte again (verifiers ignore it). Who signs:
 
 * ``natlink tokenise`` (a provider): the provider's signing key, a key reference like the token key
   (``--signing-key``, else the ``NATLINK_SIGNING_KEY`` environment variable). The final content is
