@@ -1,6 +1,8 @@
 """Cost of the centre's checks on a token table, and of the provider's kept-column check.
 
-    python benchmarks/bench_reader_checks.py [--rows 4000000] [--cores 2]
+    python benchmarks/bench_reader_checks.py [--rows 4000000] [--cores 2] [--reuse]
+
+``--reuse`` keeps the table of an earlier run of the same size (it takes minutes to write).
 
 A token table shaped like natlink's (``--rows`` records, bench_tokenise's default size: dataset,
 record id, region, an event date and a code, the 18 ``tk_*`` token columns as 64 hex digits and the
@@ -76,6 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=4_000_000)
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--reuse", action="store_true", help="reuse (and keep) the table written by an earlier run")
     args = parser.parse_args()
     from pyspark.sql import functions as F
 
@@ -89,11 +92,14 @@ def main() -> None:
     spark = spark_session(cores=args.cores, memory="4g")
     signer = bench_signing()
     work = DATA / f"_reader_checks_{args.rows}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    t_write = time.perf_counter()
-    written = delta.write(token_table(spark, args.rows), str(work / "gp"), mode="overwrite", partition_by=("region",))
-    write_s = round(time.perf_counter() - t_write, 1)
+    if args.reuse and delta.exists(work / "gp", spark):
+        written, write_s = delta.WriteResult(delta.BACKEND, delta.history(work / "gp", limit=1, spark=spark)[0]["version"], 0, delta.row_count(work / "gp", spark), True), "reused"
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        t_write = time.perf_counter()
+        written = delta.write(token_table(spark, args.rows), str(work / "gp"), mode="overwrite", partition_by=("region",))
+        write_s = round(time.perf_counter() - t_write, 1)
     keep = ["dataset", "record_id", "region", "event_date", "code"]
     data = {
         "kind": MANIFEST_KIND, "manifest_version": 1, "schema_version": SCHEMA_VERSION, "dataset": "gp",
@@ -127,7 +133,8 @@ def main() -> None:
     print(f"rows={written.rows:,} parquet={size_mb:.0f} MB files={snapshot.content_digest(work / 'gp', spark).files} "
           f"cores={args.cores} load(1/5/15m) before {load0}, after {load_avg()}")
     spark.stop()
-    shutil.rmtree(work, ignore_errors=True)
+    if not args.reuse:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ snapshot (version, files, bytes, SHA-256 over every file's log entry and bytes:
 :func:`natlink.store.snapshot.content_digest`), so the signature binds the table's content too.
 Then the canonical JSON of everything but ``signature`` (sorted keys, no whitespace, ASCII),
 prefixed by a fixed context label, is signed; ``signature`` records the algorithm, the public key
-id and the signature (base64). Who signs:
+id and the signature (base64), and ``table_value``, the signer's own signature over the table's
+location and digest, so that re-signing its own manifest for the same table at the same Delta
+version reuses the digest instead of reading every byte again (verifiers ignore it). Who signs:
 
 * ``natlink tokenise`` (a provider): the provider's signing key, a key reference like the token key
   (``--signing-key``, else the ``NATLINK_SIGNING_KEY`` environment variable). The final content is
@@ -83,6 +85,7 @@ SIGNING_KEY_ENV = "NATLINK_SIGNING_KEY"
 TRUSTED_SIGNERS_ENV = "NATLINK_TRUSTED_SIGNERS"
 DEFAULT_REGISTRY = Path("conf") / "providers.yaml"
 _CONTEXT = b"natlink/manifest-signature/v1\n"  # what is signed is never mistaken for other data
+_TABLE_CONTEXT = b"natlink/table-seal/v1\n"  # the signer's own note of a digest it computed (see seal)
 _TRUSTED: contextvars.ContextVar[TrustedSigners | None] = contextvars.ContextVar("natlink_trusted_signers", default=None)
 _REGISTRY_SOURCE: contextvars.ContextVar[str | None] = contextvars.ContextVar("natlink_trusted_source", default=None)
 
@@ -116,7 +119,12 @@ class ManifestSigner:
         return self._reference
 
     def sign(self, payload: bytes) -> str:
+        """A manifest signature (base64) over ``payload`` after the manifest context label."""
         return base64.b64encode(self._private.sign(_CONTEXT + payload)).decode("ascii")
+
+    def sign_raw(self, message: bytes) -> bytes:
+        """A signature over ``message`` as given (it carries its own context label)."""
+        return self._private.sign(message)
 
     def __repr__(self) -> str:
         return f"ManifestSigner(reference={self._reference!r}, key_id={self.key_id})"
@@ -175,16 +183,41 @@ def seal(data: Mapping[str, Any], signer: ManifestSigner, *, table: str | Path, 
     from natlink.store import snapshot
 
     content = {k: v for k, v in data.items() if k not in (SIGNATURE_FIELD, TABLE_CONTENT_FIELD)}
-    digest = snapshot.content_digest(table, spark)
+    previous = data.get(TABLE_CONTENT_FIELD)
+    if _sealed_by(table, data, signer) and previous.get("algorithm") == snapshot.DIGEST_ALGORITHM and previous.get("version") == snapshot.current_version(table, spark):
+        # Re-signing what this signer sealed (tokenise adds the onboarding counts): the table is at
+        # the version whose bytes it hashed moments ago, so the digest is not read again.
+        digest = dict(previous)
+    else:
+        digest = snapshot.content_digest(table, spark).as_dict()
     recorded = content.get("delta_version")
-    if recorded is not None and int(recorded) != digest.version:
+    if recorded is not None and int(recorded) != digest["version"]:
         raise ManifestSignatureError(
-            f"manifest of {content.get('dataset', '?')!r}: its table {table} is at Delta version {digest.version}, "
+            f"manifest of {content.get('dataset', '?')!r}: its table {table} is at Delta version {digest['version']}, "
             f"the manifest records {recorded}: the table changed after it was written; not signed"
         )
-    content[TABLE_CONTENT_FIELD] = digest.as_dict()
+    content[TABLE_CONTENT_FIELD] = digest
     value = signer.sign(canonical_json(content))
-    return {**content, SIGNATURE_FIELD: {"algorithm": ALGORITHM, "key_id": signer.key_id, "value": value}}
+    table_value = base64.b64encode(signer.sign_raw(_table_seal(table, content))).decode("ascii")
+    return {**content, SIGNATURE_FIELD: {"algorithm": ALGORITHM, "key_id": signer.key_id, "value": value, "table_value": table_value}}
+
+
+def _table_seal(table: str | Path, data: Mapping[str, Any]) -> bytes:
+    location = table if "://" in str(table) else str(Path(table).resolve())
+    return _TABLE_CONTEXT + canonical_json({"location": str(location), TABLE_CONTENT_FIELD: data.get(TABLE_CONTENT_FIELD)})
+
+
+def _sealed_by(table: str | Path, data: Mapping[str, Any], signer: ManifestSigner) -> bool:
+    """True when ``signer`` itself computed ``data``'s digest for the table at ``table`` (``signature.table_value``)."""
+    signature = data.get(SIGNATURE_FIELD)
+    if not isinstance(signature, Mapping) or signature.get("key_id") != signer.key_id or not isinstance(data.get(TABLE_CONTENT_FIELD), Mapping):
+        return False
+    public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(signer.public_key[len(PUBLIC_KEY_PREFIX):]))
+    try:
+        public.verify(base64.b64decode(str(signature.get("table_value", "")), validate=True), _table_seal(table, data))
+    except (InvalidSignature, binascii.Error, ValueError):
+        return False
+    return True
 
 
 # --- the centre's side: which signers are trusted, and verification ------------------------------
