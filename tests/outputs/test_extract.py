@@ -34,7 +34,9 @@ def linked(spark, tmp_path_factory):
     base = tmp_path_factory.mktemp("extract")
     (base / "src").mkdir()
     rows = ["rid,forename,surname,dob,postcode,code"]
-    rows += [f"e{i:03d},NAME{i % 7},FAMILY{i % 11},19{50 + i % 40}-01-0{1 + i % 9},LS{1 + i % 9} 4AP,I{i % 5}0" for i in range(N)]
+    letters = "ABCDEFGHIJK"  # names are letters only (a digit in a name is invalid_characters)
+    rows += [f"e{i:03d},NAME{letters[i % 7]},FAMILY{letters[i % 11]},19{50 + i % 40}-01-0{1 + i % 9},LS{1 + i % 9} 4AP,I{i % 5}0"
+             for i in range(N)]
     (base / "src" / "d.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     cfg = DatasetConfig.model_validate({
         "name": "gp", "source": {"path": str(base / "src"), "format": "csv"}, "record_id": "rid",
