@@ -1,0 +1,211 @@
+"""What the linkage centre can learn from a block-salted table, measured against the truth.
+
+* :func:`block_sizes`: per rule, the share of rows in blocks of 1, 2-5 and more than 5 rows, and
+  the largest blocks.
+* :func:`suite_attack`: the project's attack suite (``benchmarks/attacks`` on the attacks branch,
+  imported read-only when present) run on each rule's slice of the gp rows: frequency alignment of
+  every exported column against the public tables. A field counts as recovered for a record when
+  any slice recovers it.
+* :func:`equivalence_classes`: the strongest cross-rule attack we found. With one record key shared
+  by the rules, records that certainly share a value of field f can be chained: same block of a
+  rule containing f, or equal salted f-token inside any block. Connected components of that graph
+  are pseudo-tokens of f, whose global sizes are then aligned like today's tokens.
+* :func:`size_alignment`: block keys are deterministic, so their sizes follow the joint
+  distribution of the rule's fields; blocks are ranked by size and matched to the ranked public
+  joint distribution (and, as an upper bound, to the true one).
+* :func:`class_guess`: what a frequency class column gives an attacker who knows the exact
+  distribution: guess the commonest value of the record's class.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .salted import BLOCK_KEY, RULE, SaltedSpec
+
+ATTACKS_HOME = Path("/work/wt-i15-attacks/benchmarks")
+
+
+def block_sizes(salted: pd.DataFrame, spec: SaltedSpec) -> list[dict]:
+    out = []
+    for i in range(len(spec.rules)):
+        part = salted[salted[RULE] == i]
+        sizes = part.groupby(BLOCK_KEY, sort=False).size()
+        per_row = part[BLOCK_KEY].map(sizes).to_numpy()
+        n = max(len(per_row), 1)
+        top = sizes.sort_values(ascending=False).head(3).tolist()
+        out.append({
+            "rule": spec.rule_name(i), "rows": len(part), "blocks": len(sizes),
+            "in_1": float((per_row == 1).sum() / n), "in_2_5": float(((per_row >= 2) & (per_row <= 5)).sum() / n),
+            "in_gt5": float((per_row > 5).sum() / n), "largest": top,
+        })
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# The attack suite, read-only
+
+
+def attack_suite():
+    """The attack suite's modules (align, inputs, public, score), or None when it is not there."""
+    if not (ATTACKS_HOME / "attacks" / "align.py").exists():
+        return None
+    if str(ATTACKS_HOME) not in sys.path:
+        sys.path.append(str(ATTACKS_HOME))
+    try:
+        return {m: importlib.import_module(f"attacks.{m}") for m in ("align", "inputs", "public", "score")}
+    except Exception:  # noqa: BLE001 - an incompatible suite: fall back to our own measures
+        return None
+
+
+def _attack_rows(suite, spark, root: Path, rows: pd.DataFrame, blocks=None) -> tuple[pd.DataFrame, list]:
+    """Run frequency alignment on ``rows`` (record_id + token columns); per-row correctness of each QI."""
+    tokens = [c for c in rows.columns if c.startswith("tk_") or c == BLOCK_KEY]
+    manifest = {"dataset": "gp", "columns": {"tokens": {c: c for c in tokens}}}
+    table = suite["inputs"].from_rows("gp", manifest, rows.reset_index(drop=True))
+    align, public = suite["align"], suite["public"]
+    if blocks is None:
+        blocks = public.knowledge(spark, manifest, family_tail_share=0.4)
+    mapping = align.map_columns(table, blocks)
+    decoded = align.frequency_attack(table, blocks, mapping)
+    truth = suite["score"].truth_frame(root, table)
+    ok = suite["score"].correct(suite["score"].guesses(decoded), truth)
+    ok.insert(0, "record_id", table.rows["record_id"].to_numpy())
+    return ok, blocks
+
+
+def suite_attack(spark, root: Path, salted_gp: pd.DataFrame, spec: SaltedSpec, fields=("given_name", "family_name", "year_of_birth", "postcode_district")) -> dict:
+    """Share of gp records whose field is recovered from any rule slice, per field; None without the suite."""
+    suite = attack_suite()
+    if suite is None:
+        return {}
+    n = salted_gp["record_id"].nunique()
+    hits: dict[str, set] = {f: set() for f in fields}
+    blocks = None
+    per_rule = {}
+    for i in range(len(spec.rules)):
+        rows = salted_gp[salted_gp[RULE] == i].drop(columns=[RULE, "dataset", "record_index", "unique_id"], errors="ignore")
+        ok, blocks = _attack_rows(suite, spark, root, rows, blocks)
+        per_rule[spec.rule_name(i)] = {f: float(ok[f].sum() / n) for f in fields}
+        for f in fields:
+            hits[f] |= set(ok.loc[ok[f], "record_id"])
+    return {"any_rule": {f: len(hits[f]) / n for f in fields}, "per_rule": per_rule}
+
+
+def suite_attack_today(spark, root: Path, today_gp: pd.DataFrame) -> dict:
+    """The same alignment on today's gp token table (record_id + tk_*), for the side-by-side."""
+    suite = attack_suite()
+    if suite is None:
+        return {}
+    ok, _ = _attack_rows(suite, spark, root, today_gp)
+    return {c: float(ok[c].mean()) for c in ok.columns if c != "record_id"}
+
+
+# ------------------------------------------------------------------------------------------
+# Cross-rule equivalence classes
+
+
+def equivalence_classes(salted: pd.DataFrame, spec: SaltedSpec, field: str, n_records: int) -> np.ndarray:
+    """Per record index: a component id of records proven to share ``field`` (singletons otherwise)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    column = f"tk_{field}"
+    src, dst = [], []
+    for i, rule in enumerate(spec.rules):
+        part = salted[salted[RULE] == i]
+        keys = [BLOCK_KEY] if field in rule else [BLOCK_KEY, column]
+        part = part.dropna(subset=keys)
+        first = part.groupby(keys, sort=False)["record_index"].transform("first").to_numpy()
+        idx = part["record_index"].to_numpy()
+        keep = first != idx
+        src.append(first[keep])
+        dst.append(idx[keep])
+    s, d = np.concatenate(src), np.concatenate(dst)
+    graph = coo_matrix((np.ones(len(s), dtype=np.int8), (s, d)), shape=(n_records, n_records))
+    _, labels = connected_components(graph, directed=False)
+    return labels
+
+
+def equivalence_attack(spark, root: Path, salted: pd.DataFrame, records: pd.DataFrame, spec: SaltedSpec, fields=("family_name", "given_name")) -> dict:
+    """Align the reconstructed classes of each field (gp records) with the public tables via the suite."""
+    suite = attack_suite()
+    out = {}
+    n = len(records)
+    gp = records["dataset"].to_numpy() == "gp"
+    for f in fields:
+        labels = equivalence_classes(salted, spec, f, n)
+        sizes = np.bincount(labels)
+        row_sizes = sizes[labels]
+        out[f"{f}:records_in_class_gt5"] = float((row_sizes[gp] > 5).mean())
+        out[f"{f}:largest_class"] = int(sizes.max())
+        if suite is not None:
+            rows = pd.DataFrame({"record_id": records.loc[gp, "record_id"].to_numpy(), f"tk_{f}": labels[gp].astype(np.int64)})
+            ok, _ = _attack_rows(suite, spark, root, rows)
+            out[f"{f}:recovered"] = float(ok[f].mean())
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Block sizes against joint distributions
+
+
+def size_alignment(block_of_row: pd.Series, truth_key: pd.Series, reference: pd.Series) -> float:
+    """Share of rows whose block is matched to its true value when blocks (ranked by size) are
+    paired with ``reference`` values ranked by expected mass (ties broken arbitrarily)."""
+    sizes = block_of_row.value_counts()
+    ref = reference.sort_values(ascending=False)
+    k = min(len(sizes), len(ref))
+    guess = pd.Series(ref.index[:k], index=sizes.index[:k])
+    guessed = block_of_row.map(guess)
+    return float((guessed.astype(object) == truth_key.astype(object)).mean())
+
+
+def class_guess(values: pd.Series, classes: pd.Series | None) -> float:
+    """Share of records an attacker knowing the exact distribution gets right: the commonest value
+    overall (no class), or the commonest value of each record's class."""
+    v = values.dropna()
+    if classes is None:
+        return float(v.value_counts().iloc[0] / len(values))
+    c = classes.loc[v.index]
+    best = pd.DataFrame({"v": v, "c": c}).groupby(["c", "v"]).size().groupby(level=0).max().sum()
+    return float(best / len(values))
+
+
+def classes_table(values: pd.Series, classes: pd.Series) -> list[dict]:
+    """Per class: records, distinct values, share of its commonest value."""
+    df = pd.DataFrame({"v": values, "c": classes}).dropna()
+    out = []
+    for k, g in df.groupby("c"):
+        counts = g["v"].value_counts()
+        out.append({"class": int(k), "records": len(g), "values": len(counts), "top_share_in_class": float(counts.iloc[0] / len(g))})
+    return out
+
+
+def joint_reference(public_mod, spark, first: str, second: str) -> pd.Series:
+    """Public expected mass of (first, second) pairs, from the suite's blocks (independent blocks multiplied)."""
+    blocks = public_mod.knowledge(spark, {}, family_tail_share=0.4)
+    by_feature = {}
+    for b in blocks:
+        for f in b.features:
+            by_feature.setdefault(f, b)
+    b1, b2 = by_feature[first], by_feature[second]
+    if b1 is b2:
+        return b1.table.groupby([first, second])["w"].sum()
+    m1 = b1.table.groupby(first)["w"].sum()
+    m2 = b2.table.groupby(second)["w"].sum()
+    # Outer product, pruned to the heavy cells (the ranking only matters at the top).
+    m1 = m1.sort_values(ascending=False).head(3000)
+    m2 = m2.sort_values(ascending=False).head(3000)
+    joint = pd.Series(np.outer(m1.to_numpy(), m2.to_numpy()).ravel(), index=pd.MultiIndex.from_product([m1.index, m2.index]))
+    return joint.sort_values(ascending=False).head(2_000_000)
+
+
+def truth_keys(plain: pd.DataFrame, fields: Sequence[str]) -> pd.Series:
+    return pd.Series(list(zip(*[plain[f].astype(object) for f in fields])), index=plain.index)
