@@ -1,7 +1,8 @@
 """Issue 15: today's encoding vs the block-salted prototype, accuracy, cost and leakage in ONE table.
 
     python benchmarks/bench_frequency_hiding.py                       # 100k persons (~185k records)
-    python benchmarks/bench_frequency_hiding.py --persons 2000 --no-attacks
+    python benchmarks/bench_frequency_hiding.py --persons 2000
+    python benchmarks/bench_frequency_hiding.py --persons 2000 --suite     # + the attack suite (slow)
 
 For one synthetic population (gp + hes, cached under benchmarks/data/fh_p<N>_s<seed>):
 * today: natlink's tokens and model (conf/model.yaml, TF as configured; and TF off), trained and
@@ -114,7 +115,23 @@ def run_today(run: Run, tf: bool) -> dict:
         out = {"engine": res.engine, "edges": res.n_edges, "comparisons": sum(res.comparisons_per_rule)}
     m = run.pairwise(clusters)
     out.update(precision=m.precision, recall=m.recall, f1=m.f1, train_s=train_s, predict_cluster_s=predict_s)
-    return out
+    return out, trained
+
+
+def run_salted_with(run: Run, pdf, records, trained: dict) -> dict:
+    """The salted table scored with parameters trained today's way (TF off): isolates the encoding
+    from the training. Scores of a pair are today's, so F1 should equal today's (TF off)."""
+    import fh_encodings.linking as linking
+    import pyarrow as pa
+
+    settings = linking.salted_settings(trained)
+    keep = ["unique_id", "rule", "bk", *[c for c in pdf.columns if c.startswith("tk_")]]
+    linked = linking.predict_and_cluster(pa.Table.from_pandas(pdf[keep], preserve_index=False), settings, run.link_cfg.threshold_match_probability, len(records))
+    m = run.pairwise(records.assign(person_id=linked.cluster))
+    return {
+        "engine": "duckdb (salted)", "edges": linked.edges, "comparisons": linking.comparisons(pdf),
+        "precision": m.precision, "recall": m.recall, "f1": m.f1, "train_s": 0.0, "predict_cluster_s": sum(linked.timings.values()),
+    }
 
 
 def encode_today_s(run: Run) -> float:
@@ -130,7 +147,7 @@ def encode_today_s(run: Run) -> float:
     return time.perf_counter() - t
 
 
-def salted_tables(run: Run, spec, record_key: str = "shared"):
+def salted_tables(run: Run, spec, record_key: str = "shared", tag: str = ""):
     """Provider side: the salted rows of each dataset (written as parquet), timed; then read compacted."""
     import fh_encodings.salted as salted
 
@@ -138,9 +155,9 @@ def salted_tables(run: Run, spec, record_key: str = "shared"):
     t = time.perf_counter()
     for name in run.datasets:
         plain = run.spark.read.parquet(str(run.pop.plain(name)))
-        salted.encode(plain, run.key, spec, record_key=record_key).write.mode("overwrite").parquet(str(run.pop.root / f"salted_{record_key}" / name))
+        salted.encode(plain, run.key, spec, record_key=record_key).write.mode("overwrite").parquet(str(run.pop.root / f"salted_{record_key}{tag}" / name))
     encode_s = time.perf_counter() - t
-    rows = run.spark.read.parquet(*[str(run.pop.root / f"salted_{record_key}" / n) for n in run.datasets])
+    rows = run.spark.read.parquet(*[str(run.pop.root / f"salted_{record_key}{tag}" / n) for n in run.datasets])
     stored = rows.count()
     cols = [c for c in rows.columns if c.startswith("tk_") or c == salted.BLOCK_KEY]
     # The centre compares by equality only: 64-bit hashes of the tokens (as natlink's engines do).
@@ -220,54 +237,88 @@ def run_salted(run: Run, spec, pdf, records, provider_tables, classes_pd, classe
     }
 
 
-def leakage(run: Run, spec, pdf, records, classes_pd, classes_for, attacks: bool) -> dict:
-    import fh_encodings.leakage as lk
+QI = {"tk_given_name": "given_name", "tk_family_name": "family_name", "tk_dob_year": "dob_year", "tk_dob": "dob", "tk_postcode_district": "postcode_district"}
+COMBINATION = ("given_name", "family_name", "dob_year", "postcode_district")
+
+
+def gp_truth(run: Run, records, plain):
+    """Plaintext quasi-identifiers of every gp record (scoring only), with the true person."""
     import pandas as pd
+
+    C = run.C
+    gp = plain[plain[C.DATASET] == "gp"].merge(run.truth, on=[C.DATASET, C.RECORD_ID], how="left")
+    dob = pd.to_datetime(gp[C.DATE_OF_BIRTH])
+    return pd.DataFrame({
+        "record_id": gp[C.RECORD_ID].to_numpy(), "true_person_id": gp[C.TRUE_PERSON_ID].to_numpy(),
+        "given_name": gp[C.GIVEN_NAME].to_numpy(), "family_name": gp[C.FAMILY_NAME].to_numpy(),
+        "dob_year": dob.dt.year.astype("Int64").astype(str).where(dob.notna()).to_numpy(),
+        "dob": dob.dt.strftime("%Y-%m-%d").where(dob.notna()).to_numpy(),
+        "postcode_district": gp[C.POSTCODE].str.split(" ").str[0].where(gp[C.POSTCODE].str.contains(" ", na=False)).to_numpy(),
+    })
+
+
+def leakage(run: Run, spec, pdf, records, classes_pd, classes_for, suite: bool) -> dict:
+    import fh_encodings.leakage as lk
+    import numpy as np
+    import pandas as pd
+
+    from natlink.linkage.engine import compact_columns
 
     C = run.C
     out: dict = {"blocks": lk.block_sizes(pdf, spec)}
     plain = pd.concat([run.spark.read.parquet(str(run.pop.plain(n))).toPandas() for n in run.datasets], ignore_index=True)
     plain = records.merge(plain, on=[C.DATASET, C.RECORD_ID], how="left")
-    # Block sizes vs joint distributions: ranked sizes matched to the ranked true joint counts (an upper bound).
+    truth = gp_truth(run, records, plain)
+    # 1. Rank alignment of every name/date/place column, today's table vs the salted slices.
+    today_gp = run.tokens.where(run.F.col(C.DATASET) == "gp")
+    today = to_pandas(today_gp.select(C.RECORD_ID, *compact_columns(today_gp, list(QI))))
+    today = truth[["record_id"]].merge(today, on="record_id", how="left")
+    ok_today = {qi: lk.rank_attack(today[col], truth[qi], truth[qi].value_counts()) for col, qi in QI.items()}
+    ok_salted = lk.rank_attack_slices(pdf[pdf[C.DATASET] == "gp"], truth, spec, QI)
+    out["rank_today"] = {qi: float(v.mean()) for qi, v in ok_today.items()}
+    out["rank_salted"] = {qi: float(v.mean()) for qi, v in ok_salted.items()}
+    out["reid_today"] = lk.reidentified(ok_today, truth, COMBINATION)
+    out["reid_salted"] = lk.reidentified(ok_salted, truth, COMBINATION)
+    out["best_constant"] = {qi: float(truth[qi].value_counts().iloc[0] / len(truth)) for qi in QI.values()}
+    # 2. Cross-rule equivalence classes (shared record key), then rank alignment of the classes.
+    gp_idx = records.index[records[C.DATASET] == "gp"].to_numpy()
+    pos = pd.Series(np.arange(len(truth)), index=truth["record_id"].to_numpy())
+    order = pos.reindex(records.loc[gp_idx, C.RECORD_ID].to_numpy()).to_numpy()
+    ok_eq = dict(ok_salted)
+    for f in ("family_name", "given_name", "dob_year", "postcode_district"):
+        labels = lk.equivalence_classes(pdf, spec, f, len(records))
+        gp_labels = pd.Series(labels[gp_idx]).iloc[np.argsort(order)].reset_index(drop=True)
+        sizes = np.bincount(labels)
+        out[f"eq_gt5:{f}"] = float((sizes[labels[gp_idx]] > 5).mean())
+        out[f"eq_largest:{f}"] = int(sizes.max())
+        hit = lk.rank_attack(gp_labels, truth[f], truth[f].value_counts())
+        out[f"eq_recovered:{f}"] = float(hit.mean())
+        ok_eq[f] = ok_eq[f] | hit
+    out["reid_salted_eq"] = lk.reidentified(ok_eq, truth, COMBINATION)
+    # 3. Block sizes vs the joint distribution of the rule's fields (true joint: an upper bound).
     plain["dob_year"] = pd.to_datetime(plain[C.DATE_OF_BIRTH]).dt.year
-    rows_fy = pdf[pdf["rule"] == spec.rules.index(("family_name", "dob_year"))] if ("family_name", "dob_year") in spec.rules else None
-    if rows_fy is not None:
-        key = lk.truth_keys(plain.loc[rows_fy["record_index"].to_numpy()].reset_index(drop=True), [C.FAMILY_NAME, "dob_year"])
-        blocks_ = rows_fy["bk"].reset_index(drop=True)
-        true_mass = key.value_counts()
-        out["size_align_family_year_oracle"] = lk.size_alignment(blocks_, key, true_mass)
-        suite = lk.attack_suite()
-        if suite is not None:
-            ref = lk.joint_reference(suite["public"], run.spark, "family_name", "dob_year")
-            ref.index = [(a, int(b)) for a, b in ref.index]
-            out["size_align_family_year_public"] = lk.size_alignment(blocks_, key, ref)
-    if ("given_name", "family_name") in spec.rules:
-        rows_n = pdf[pdf["rule"] == spec.rules.index(("given_name", "family_name"))]
-        key = lk.truth_keys(plain.loc[rows_n["record_index"].to_numpy()].reset_index(drop=True), [C.GIVEN_NAME, C.FAMILY_NAME])
-        out["size_align_names_oracle"] = lk.size_alignment(rows_n["bk"].reset_index(drop=True), key, key.value_counts())
+    for rule, name in ((("family_name", "dob_year"), "family_year"), (("given_name", "family_name"), "names")):
+        if rule in spec.rules:
+            rows = pdf[pdf["rule"] == spec.rules.index(rule)]
+            key = lk.truth_keys(plain.loc[rows["record_index"].to_numpy()].reset_index(drop=True), list(rule))
+            out[f"size_align:{name}"] = lk.size_alignment(rows["bk"].reset_index(drop=True), key, key.value_counts())
+    # 4. Frequency classes: the best guess per class for an attacker knowing the exact distribution.
     for col in classes_for:
         field = col[3:]
-        vals = plain[field]
         cls = records.merge(classes_pd, on=[C.DATASET, C.RECORD_ID], how="left")["fc_" + field]
-        out[f"class_guess_none:{field}"] = lk.class_guess(vals, None)
-        out[f"class_guess:{field}"] = lk.class_guess(vals, cls)
-        out[f"classes:{field}"] = lk.classes_table(vals, cls)
-    if attacks:
+        out[f"class_guess_none:{field}"] = lk.class_guess(plain[field], None)
+        out[f"class_guess:{field}"] = lk.class_guess(plain[field], cls)
+        out[f"classes:{field}"] = lk.classes_table(plain[field], cls)
+    # 5. The attack suite itself (slow: its assignment grows with distinct tokens), on request.
+    if suite:
         gp = pdf[pdf[C.DATASET] == "gp"]
-        extra = run.tokens.where(run.F.col(C.DATASET) == "gp").select(C.RECORD_ID, *[c for c in ("region", "age_band") if c in run.tokens.columns]).toPandas()
+        extra = to_pandas(today_gp.select(C.RECORD_ID, *[c for c in ("region", "age_band") if c in today_gp.columns]))
         t = time.perf_counter()
         out["suite_salted"] = lk.suite_attack(run.spark, run.pop.root, gp.merge(extra, on=C.RECORD_ID, how="left"), spec)
-        out["suite_salted_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        out["equivalence"] = lk.equivalence_attack(run.spark, run.pop.root, pdf, records, spec)
-        out["equivalence_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        today_gp = run.tokens.where(run.F.col(C.DATASET) == "gp")
-        from natlink.linkage.engine import compact_columns
-
         tk = [c for c in today_gp.columns if c.startswith("tk_")]
-        out["suite_today"] = lk.suite_attack_today(run.spark, run.pop.root, to_pandas(today_gp.select(C.RECORD_ID, *[c for c in ("region", "age_band") if c in today_gp.columns], *compact_columns(today_gp, tk))))
-        out["suite_today_s"] = time.perf_counter() - t
+        cols = [C.RECORD_ID, *[c for c in ("region", "age_band") if c in today_gp.columns]]
+        out["suite_today"] = lk.suite_attack_today(run.spark, run.pop.root, to_pandas(today_gp.select(*cols, *compact_columns(today_gp, tk))))
+        out["suite_s"] = time.perf_counter() - t
     return out
 
 
@@ -275,7 +326,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--persons", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--no-attacks", action="store_true", help="skip the attack-suite alignments (slow)")
+    parser.add_argument("--suite", action="store_true", help="also run the attack suite's alignment (slow: small populations only)")
+    parser.add_argument("--drop-rule", nargs="*", default=["given_name+family_name"], help="also run the salted encoding without these rules (fields joined by +)")
     parser.add_argument("--json", type=Path, help="also write every measure as JSON here")
     args = parser.parse_args(argv)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -288,15 +340,16 @@ def main(argv=None) -> None:
     spec = salted.SaltedSpec.from_model(run.model)
     print(f"[fh] population ready: {run.n} records ({run.prepare_s:.0f} s)", file=sys.stderr, flush=True)
     results = {}
-    results["today (TF on)"] = run_today(run, tf=True)
+    results["today (TF on)"], _ = run_today(run, tf=True)
     print(f"[fh] today TF on: {results['today (TF on)']}", file=sys.stderr, flush=True)
-    results["today (TF off)"] = run_today(run, tf=False)
+    results["today (TF off)"], trained_off = run_today(run, tf=False)
     print(f"[fh] today TF off: {results['today (TF off)']}", file=sys.stderr, flush=True)
     today_encode = encode_today_s(run)
     pdf, encode_s, stored = salted_tables(run, spec)
     records = attach_records(run, pdf)
     classes_for = ("tk_given_name", "tk_family_name")
     provider_tables, classes_pd = provider_inputs(run, classes_for)
+    results["salted, today's params"] = run_salted_with(run, pdf, records, trained_off)
     results["salted, no TF"] = run_salted(run, spec, pdf, records, provider_tables, classes_pd, ())
     print(f"[fh] salted no TF: {results['salted, no TF']}", file=sys.stderr, flush=True)
     results["salted, 4 freq. classes"] = run_salted(run, spec, pdf, records, provider_tables, classes_pd, classes_for)
@@ -304,14 +357,27 @@ def main(argv=None) -> None:
     for k in results:
         results[k]["encode_s"] = today_encode if k.startswith("today") else encode_s
         results[k]["exported_rows"] = run.n if k.startswith("today") else stored
-    leak = leakage(run, spec, pdf, records, classes_pd, classes_for, attacks=not args.no_attacks)
+        results[k]["table"] = "all rules"
+    leaks = {"all rules": leakage(run, spec, pdf, records, classes_pd, classes_for, suite=args.suite)}
+    print("[fh] leakage (all rules) done", file=sys.stderr, flush=True)
+    for dropped in args.drop_rule:
+        fewer = salted.SaltedSpec(rules=tuple(r for r in spec.rules if "+".join(r) != dropped), fields=spec.fields)
+        if len(fewer.rules) == len(spec.rules):
+            raise SystemExit(f"--drop-rule {dropped}: no such rule; rules: {[ '+'.join(r) for r in spec.rules]}")
+        pdf_f, encode_f, stored_f = salted_tables(run, fewer, tag="_without_" + dropped.replace("+", "_"))
+        attach_records(run, pdf_f)
+        name = f"salted, no TF, without {dropped}"
+        results[name] = run_salted(run, fewer, pdf_f, records, provider_tables, classes_pd, ())
+        results[name].update(encode_s=encode_f, exported_rows=stored_f, table=f"without {dropped}")
+        leaks[f"without {dropped}"] = leakage(run, fewer, pdf_f, records, classes_pd, (), suite=False)
+        print(f"[fh] {name}: {results[name]}", file=sys.stderr, flush=True)
     load_end = load_avg()
     if args.json:
-        args.json.write_text(json.dumps({"persons": args.persons, "records": run.n, "results": results, "leakage": leak, "load": [load_start, load_end]}, indent=1, default=str))
-    print_report(run, results, leak, spec, load_start, load_end)
+        args.json.write_text(json.dumps({"persons": args.persons, "records": run.n, "results": results, "leakage": leaks, "load": [load_start, load_end]}, indent=1, default=str))
+    print_report(run, results, leaks, load_start, load_end)
 
 
-def print_report(run, results, leak, spec, load_start, load_end) -> None:
+def print_report(run, results, leaks, load_start, load_end) -> None:
     names = list(results)
     base = results["today (TF on)"]
     rows = []
@@ -328,24 +394,35 @@ def print_report(run, results, leak, spec, load_start, load_end) -> None:
     row("pairs scored", lambda k, r: r["comparisons"])
     row("edges (record pairs >= threshold)", lambda k, r: r["edges"])
     row("encode at providers s", lambda k, r: f"{r['encode_s']:.1f}")
-    row("u at providers s", lambda k, r: f"{r.get('u_provider_s', 0):.1f}" if "u_provider_s" in r else "(in train)")
+    row("u at providers s", lambda k, r: f"{r['u_provider_s']:.1f}" if "u_provider_s" in r else "")
     row("train s", lambda k, r: f"{r['train_s']:.1f}")
     row("predict+cluster s", lambda k, r: f"{r['predict_cluster_s']:.1f}")
     row("train+link s / today's", lambda k, r: f"{(r['train_s'] + r['predict_cluster_s'] + r.get('u_provider_s', 0)) / (base['train_s'] + base['predict_cluster_s']):.2f}")
-    suite_t, suite_s = leak.get("suite_today", {}), leak.get("suite_salted", {}).get("any_rule", {})
-    for qi in ("given_name", "family_name", "year_of_birth", "postcode_district"):
-        row(f"attack suite: {qi} recovered (gp)", lambda k, r, qi=qi: pct(suite_t.get(qi)) if k.startswith("today") else pct(suite_s.get(qi)))
-    eq = leak.get("equivalence", {})
-    for f in ("family_name", "given_name"):
-        row(f"cross-rule classes: {f} recovered", lambda k, r, f=f: "" if k.startswith("today") else pct(eq.get(f"{f}:recovered")))
-        row(f"cross-rule classes: {f} records in class > 5", lambda k, r, f=f: "" if k.startswith("today") else pct(eq.get(f"{f}:records_in_class_gt5")))
-    row("block sizes -> family+year (true joint, bound)", lambda k, r: "" if k.startswith("today") else pct(leak.get("size_align_family_year_oracle")))
-    row("block sizes -> family+year (public joint)", lambda k, r: "" if k.startswith("today") else pct(leak.get("size_align_family_year_public")))
-    row("block sizes -> given+family (true joint, bound)", lambda k, r: "" if k.startswith("today") else pct(leak.get("size_align_names_oracle")))
+    today_col = lambda k: k.startswith("today")  # noqa: E731
+    L = lambda k: leaks[results[k]["table"]]  # noqa: E731
+    for qi in ("given_name", "family_name", "dob_year", "dob", "postcode_district"):
+        row(f"rank alignment: {qi} recovered (gp)", lambda k, r, qi=qi: pct(L(k)["rank_today" if today_col(k) else "rank_salted"][qi]))
+    row("re-identified: given+family+yob+district unique", lambda k, r: pct(L(k)["reid_today" if today_col(k) else "reid_salted"]))
+    if "suite_today" in leaks["all rules"]:
+        for qi in ("given_name", "family_name", "year_of_birth", "postcode_district"):
+            row(f"attack suite: {qi} recovered (gp)", lambda k, r, qi=qi: pct(L(k).get("suite_today", {}).get(qi)) if today_col(k) else pct(L(k).get("suite_salted", {}).get("any_rule", {}).get(qi)))
+    for f in ("family_name", "given_name", "dob_year", "postcode_district"):
+        row(f"cross-rule classes: {f} recovered", lambda k, r, f=f: "" if today_col(k) else pct(L(k)[f"eq_recovered:{f}"]))
+        row(f"cross-rule classes: {f}, records in class > 5", lambda k, r, f=f: "" if today_col(k) else pct(L(k)[f"eq_gt5:{f}"]))
+    row("re-identified, with cross-rule classes", lambda k, r: "" if today_col(k) else pct(L(k)["reid_salted_eq"]))
+    row("block sizes -> family+year (true joint)", lambda k, r: "" if today_col(k) else pct(L(k).get("size_align:family_year")))
+    row("block sizes -> given+family (true joint)", lambda k, r: "" if today_col(k) else pct(L(k).get("size_align:names")))
     for f in ("given_name", "family_name"):
-        row(f"best guess of {f}, exact distribution known", lambda k, r, f=f: pct(leak.get(f"class_guess:{f}")) if "classes" in k else pct(leak.get(f"class_guess_none:{f}")))
-    for b in leak["blocks"]:
-        row(f"rule {b['rule']}: rows in blocks 1 / 2-5 / >5; largest", lambda k, r, b=b: "" if k.startswith("today") else f"{pct(b['in_1'])} / {pct(b['in_2_5'])} / {pct(b['in_gt5'])}; {b['largest']}")
+        row(f"best guess of {f} from its class (exact dist.)", lambda k, r, f=f: pct(leaks["all rules"].get(f"class_guess:{f}")) if "classes" in k else pct(leaks["all rules"].get(f"class_guess_none:{f}")))
+    for i, b in enumerate(leaks["all rules"]["blocks"]):
+        def blocks_of(k, r, rule=b["rule"]):
+            found = [x for x in L(k)["blocks"] if x["rule"] == rule] if not today_col(k) else []
+            if not found:
+                return ""
+            x = found[0]
+            return f"{pct(x['in_1'])} / {pct(x['in_2_5'])} / {pct(x['in_gt5'])}; {x['largest']}"
+
+        row(f"rule {b['rule']}: rows in blocks 1 / 2-5 / >5; largest", blocks_of)
     print(f"frequency hiding: persons={run.pop.persons} records={run.n} seed={run.pop.seed} load(1/5/15) start {load_start} end {load_end}")
     print_table(["measure", *names], rows)
 

@@ -34,11 +34,11 @@ FIELDS = ("nhs_number", "given_name", "given_initial", "family_name", "dob", "do
 
 def _plain(spark):
     rows = [
-        # a and b: one person in two datasets; c: same family name, other year and given name;
+        # a and b: one person in two datasets; c: same family name and postcode, other year and initial;
         # d: a's name with day and month swapped, no NHS number and no postcode.
         ("gp", "a", "9434765919", "JOHN", "SMITH", dt.date(1980, 3, 4), "M", "AB1 2CD"),
         ("hes", "b", "9434765919", "JOHN", "SMITH", dt.date(1980, 3, 4), "M", "AB1 2CD"),
-        ("gp", "c", "9434765870", "JANE", "SMITH", dt.date(1990, 5, 6), "F", "AB1 2CD"),
+        ("gp", "c", "9434765870", "MARY", "SMITH", dt.date(1990, 5, 6), "F", "AB1 2CD"),
         ("gp", "d", None, "JOHN", "SMITH", dt.date(1980, 4, 3), "M", None),
     ]
     schema = "dataset string, record_id string, nhs_number string, given_name string, family_name string, date_of_birth date, sex string, postcode string"
