@@ -134,17 +134,26 @@ def run_salted_with(run: Run, pdf, records, trained: dict) -> dict:
     }
 
 
-def encode_today_s(run: Run) -> float:
-    """Seconds to make today's tokens + Bloom filters from the providers' normalised values (to parquet)."""
+def encode_today_s(run: Run) -> dict[str, float]:
+    """Seconds to make today's tokens, with and without Bloom filters, from the providers' normalised
+    values (to parquet). Measured once per population and cached beside it (``encode_today.json``)."""
     from natlink.tokens import encode
 
     C = run.C
-    t = time.perf_counter()
-    for name in run.datasets:
-        plain = run.spark.read.parquet(str(run.pop.plain(name)))
-        out = encode.tokenise(plain, run.key, keep=[C.DATASET, C.RECORD_ID, C.REGION])
-        out.write.mode("overwrite").parquet(str(run.pop.root / "bench_today" / name))
-    return time.perf_counter() - t
+    cache = run.pop.root / "encode_today.json"
+    if cache.exists():
+        return {**json.loads(cache.read_text()), "cached": True}
+    out = {}
+    for label, blooms in (("tokens+bloom", encode.BLOOM_SPECS), ("tokens", ())):
+        t = time.perf_counter()
+        for name in run.datasets:
+            plain = run.spark.read.parquet(str(run.pop.plain(name)))
+            tokens = encode.tokenise(plain, run.key, keep=[C.DATASET, C.RECORD_ID, C.REGION], blooms=blooms)
+            tokens.write.mode("overwrite").parquet(str(run.pop.root / "bench_today" / name))
+        out[label] = time.perf_counter() - t
+    out["load"] = load_avg()
+    cache.write_text(json.dumps(out))
+    return out
 
 
 def salted_tables(run: Run, spec, record_key: str = "shared", tag: str = ""):
@@ -203,6 +212,9 @@ def provider_inputs(run: Run, classes_for: tuple[str, ...]):
     return tables, pd.concat(classes, ignore_index=True)
 
 
+CLUSTERS: dict = {}  # id of a salted frame -> cluster per record of its last link (for the leakage measures)
+
+
 def run_salted(run: Run, spec, pdf, records, provider_tables, classes_pd, classes_for: tuple[str, ...]) -> dict:
     import fh_encodings.linking as linking
     import fh_encodings.provider as provider
@@ -230,6 +242,7 @@ def run_salted(run: Run, spec, pdf, records, provider_tables, classes_pd, classe
     linked = linking.predict_and_cluster(table, trained, run.link_cfg.threshold_match_probability, len(records))
     clusters = records.assign(person_id=linked.cluster)
     m = run.pairwise(clusters)
+    CLUSTERS[id(pdf)] = linked.cluster
     return {
         "engine": "duckdb (salted)", "edges": linked.edges, "comparisons": linking.comparisons(pdf),
         "precision": m.precision, "recall": m.recall, "f1": m.f1, "u_provider_s": u_s, "train_s": train_s,
@@ -257,7 +270,7 @@ def gp_truth(run: Run, records, plain):
     })
 
 
-def leakage(run: Run, spec, pdf, records, classes_pd, classes_for, suite: bool) -> dict:
+def leakage(run: Run, spec, pdf, records, classes_pd, classes_for, suite: bool, linked=None) -> dict:
     import fh_encodings.leakage as lk
     import numpy as np
     import pandas as pd
@@ -280,21 +293,31 @@ def leakage(run: Run, spec, pdf, records, classes_pd, classes_for, suite: bool) 
     out["reid_today"] = lk.reidentified(ok_today, truth, COMBINATION)
     out["reid_salted"] = lk.reidentified(ok_salted, truth, COMBINATION)
     out["best_constant"] = {qi: float(truth[qi].value_counts().iloc[0] / len(truth)) for qi in QI.values()}
-    # 2. Cross-rule equivalence classes (shared record key), then rank alignment of the classes.
+    # 2. Cross-rule equivalence classes, then rank alignment of the classes: with one record key
+    # shared by the rules; and with per-rule record pseudonyms, where the centre can join a
+    # record's rows only when the link output names it (a record in a cluster of 2 or more).
     gp_idx = records.index[records[C.DATASET] == "gp"].to_numpy()
-    pos = pd.Series(np.arange(len(truth)), index=truth["record_id"].to_numpy())
-    order = pos.reindex(records.loc[gp_idx, C.RECORD_ID].to_numpy()).to_numpy()
-    ok_eq = dict(ok_salted)
-    for f in ("family_name", "given_name", "dob_year", "postcode_district"):
-        labels = lk.equivalence_classes(pdf, spec, f, len(records))
-        gp_labels = pd.Series(labels[gp_idx]).iloc[np.argsort(order)].reset_index(drop=True)
-        sizes = np.bincount(labels)
-        out[f"eq_gt5:{f}"] = float((sizes[labels[gp_idx]] > 5).mean())
-        out[f"eq_largest:{f}"] = int(sizes.max())
-        hit = lk.rank_attack(gp_labels, truth[f], truth[f].value_counts())
-        out[f"eq_recovered:{f}"] = float(hit.mean())
-        ok_eq[f] = ok_eq[f] | hit
-    out["reid_salted_eq"] = lk.reidentified(ok_eq, truth, COMBINATION)
+    is_gp = np.zeros(len(records), dtype=bool)
+    is_gp[gp_idx] = True
+    values = plain.assign(
+        dob_year=pd.to_datetime(plain[C.DATE_OF_BIRTH]).dt.year.astype("Int64").astype(str).where(plain[C.DATE_OF_BIRTH].notna()),
+        postcode_district=plain[C.POSTCODE].str.split(" ").str[0].where(plain[C.POSTCODE].str.contains(" ", na=False)),
+    )
+    scenarios = {"eq": None}
+    if linked is not None:
+        scenarios["eqp"] = np.bincount(linked)[linked] > 1
+    for tag, joinable in scenarios.items():
+        ok_eq = dict(ok_salted)
+        for f in ("family_name", "given_name", "dob_year", "postcode_district"):
+            labels = lk.equivalence_classes(pdf, spec, f, len(records), joinable)
+            owner = lk.node_records(pdf, len(records), joinable)
+            sizes = np.bincount(labels)
+            used = (owner >= 0) & is_gp[np.maximum(owner, 0)]
+            out[f"{tag}_gt5:{f}"] = float((sizes[labels[used]] > 5).mean())
+            hit = lk.class_attack(labels, owner, values[f], is_gp)[gp_idx]
+            out[f"{tag}_recovered:{f}"] = float(hit.mean())
+            ok_eq[f] = ok_eq[f] | hit
+        out[f"reid_salted_{tag}"] = lk.reidentified(ok_eq, truth, COMBINATION)
     # 3. Block sizes vs the joint distribution of the rule's fields (true joint: an upper bound).
     plain["dob_year"] = pd.to_datetime(plain[C.DATE_OF_BIRTH]).dt.year
     for rule, name in ((("family_name", "dob_year"), "family_year"), (("given_name", "family_name"), "names")):
@@ -355,10 +378,11 @@ def main(argv=None) -> None:
     results["salted, 4 freq. classes"] = run_salted(run, spec, pdf, records, provider_tables, classes_pd, classes_for)
     print(f"[fh] salted classes: {results['salted, 4 freq. classes']}", file=sys.stderr, flush=True)
     for k in results:
-        results[k]["encode_s"] = today_encode if k.startswith("today") else encode_s
+        results[k]["encode_s"] = today_encode["tokens"] if k.startswith("today") else encode_s
+        results[k]["encode_bloom_s"] = today_encode["tokens+bloom"] if k.startswith("today") else None
         results[k]["exported_rows"] = run.n if k.startswith("today") else stored
         results[k]["table"] = "all rules"
-    leaks = {"all rules": leakage(run, spec, pdf, records, classes_pd, classes_for, suite=args.suite)}
+    leaks = {"all rules": leakage(run, spec, pdf, records, classes_pd, classes_for, suite=args.suite, linked=CLUSTERS.get(id(pdf)))}
     print("[fh] leakage (all rules) done", file=sys.stderr, flush=True)
     for dropped in args.drop_rule:
         fewer = salted.SaltedSpec(rules=tuple(r for r in spec.rules if "+".join(r) != dropped), fields=spec.fields)
@@ -369,12 +393,14 @@ def main(argv=None) -> None:
         name = f"salted, no TF, without {dropped}"
         results[name] = run_salted(run, fewer, pdf_f, records, provider_tables, classes_pd, ())
         results[name].update(encode_s=encode_f, exported_rows=stored_f, table=f"without {dropped}")
-        leaks[f"without {dropped}"] = leakage(run, fewer, pdf_f, records, classes_pd, (), suite=False)
+        leaks[f"without {dropped}"] = leakage(run, fewer, pdf_f, records, classes_pd, (), suite=False, linked=CLUSTERS.get(id(pdf_f)))
         print(f"[fh] {name}: {results[name]}", file=sys.stderr, flush=True)
     load_end = load_avg()
     if args.json:
         args.json.write_text(json.dumps({"persons": args.persons, "records": run.n, "results": results, "leakage": leaks, "load": [load_start, load_end]}, indent=1, default=str))
     print_report(run, results, leaks, load_start, load_end)
+    if today_encode.get("cached"):
+        print(f"(today's encode times measured by an earlier run on this population, load then {today_encode['load']})")
 
 
 def print_report(run, results, leaks, load_start, load_end) -> None:
@@ -393,7 +419,8 @@ def print_report(run, results, leaks, load_start, load_end) -> None:
     row("F1 - today (TF on)", lambda k, r: f"{r['f1'] - base['f1']:+.4f}")
     row("pairs scored", lambda k, r: r["comparisons"])
     row("edges (record pairs >= threshold)", lambda k, r: r["edges"])
-    row("encode at providers s", lambda k, r: f"{r['encode_s']:.1f}")
+    row("encode at providers s (today: tokens, no Bloom)", lambda k, r: f"{r['encode_s']:.1f}")
+    row("encode at providers s (today: + Bloom filters)", lambda k, r: f"{r['encode_bloom_s']:.1f}" if r.get("encode_bloom_s") else "")
     row("u at providers s", lambda k, r: f"{r['u_provider_s']:.1f}" if "u_provider_s" in r else "")
     row("train s", lambda k, r: f"{r['train_s']:.1f}")
     row("predict+cluster s", lambda k, r: f"{r['predict_cluster_s']:.1f}")
@@ -406,10 +433,11 @@ def print_report(run, results, leaks, load_start, load_end) -> None:
     if "suite_today" in leaks["all rules"]:
         for qi in ("given_name", "family_name", "year_of_birth", "postcode_district"):
             row(f"attack suite: {qi} recovered (gp)", lambda k, r, qi=qi: pct(L(k).get("suite_today", {}).get(qi)) if today_col(k) else pct(L(k).get("suite_salted", {}).get("any_rule", {}).get(qi)))
-    for f in ("family_name", "given_name", "dob_year", "postcode_district"):
-        row(f"cross-rule classes: {f} recovered", lambda k, r, f=f: "" if today_col(k) else pct(L(k)[f"eq_recovered:{f}"]))
-        row(f"cross-rule classes: {f}, records in class > 5", lambda k, r, f=f: "" if today_col(k) else pct(L(k)[f"eq_gt5:{f}"]))
-    row("re-identified, with cross-rule classes", lambda k, r: "" if today_col(k) else pct(L(k)["reid_salted_eq"]))
+    for tag, what in (("eq", "shared record key"), ("eqp", "per-rule pseudonyms")):
+        for f in ("family_name", "given_name", "dob_year", "postcode_district"):
+            row(f"cross-rule classes ({what}): {f} recovered", lambda k, r, f=f, tag=tag: "" if today_col(k) else pct(L(k).get(f"{tag}_recovered:{f}")))
+            row(f"cross-rule classes ({what}): {f}, in class > 5", lambda k, r, f=f, tag=tag: "" if today_col(k) else pct(L(k).get(f"{tag}_gt5:{f}")))
+        row(f"re-identified, + cross-rule classes ({what})", lambda k, r, tag=tag: "" if today_col(k) else pct(L(k).get(f"reid_salted_{tag}")))
     row("block sizes -> family+year (true joint)", lambda k, r: "" if today_col(k) else pct(L(k).get("size_align:family_year")))
     row("block sizes -> given+family (true joint)", lambda k, r: "" if today_col(k) else pct(L(k).get("size_align:names")))
     for f in ("given_name", "family_name"):

@@ -160,26 +160,54 @@ def reidentified(ok: dict[str, np.ndarray], truth: pd.DataFrame, parts: Sequence
 # Cross-rule equivalence classes
 
 
-def equivalence_classes(salted: pd.DataFrame, spec: SaltedSpec, field: str, n_records: int) -> np.ndarray:
-    """Per record index: a component id of records proven to share ``field`` (singletons otherwise)."""
+def equivalence_classes(salted: pd.DataFrame, spec: SaltedSpec, field: str, n_records: int, joinable: np.ndarray | None = None) -> np.ndarray:
+    """Per node: a component id of nodes proven to share ``field`` (singletons otherwise).
+
+    A node is a record (all its rows carry one record key: ``joinable`` None or True for it), or,
+    for a record whose rows the centre cannot join across rules (``joinable`` False: per-rule
+    pseudonyms and no link output), one node per row, numbered ``n_records + row position``."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     column = f"tk_{field}"
+    idx_all = salted["record_index"].to_numpy()
+    node_all = idx_all if joinable is None else np.where(joinable[idx_all], idx_all, n_records + np.arange(len(salted)))
+    nodes = n_records if joinable is None else n_records + len(salted)
     src, dst = [], []
     for i, rule in enumerate(spec.rules):
-        part = salted[salted[RULE] == i]
+        mask = (salted[RULE] == i).to_numpy()
+        part = salted[mask].assign(_node=node_all[mask])
         keys = [BLOCK_KEY] if field in rule else [BLOCK_KEY, column]
         part = part.dropna(subset=keys)
-        first = part.groupby(keys, sort=False)["record_index"].transform("first").to_numpy()
-        idx = part["record_index"].to_numpy()
-        keep = first != idx
+        first = part.groupby(keys, sort=False)["_node"].transform("first").to_numpy()
+        node = part["_node"].to_numpy()
+        keep = first != node
         src.append(first[keep])
-        dst.append(idx[keep])
+        dst.append(node[keep])
     s, d = np.concatenate(src), np.concatenate(dst)
-    graph = coo_matrix((np.ones(len(s), dtype=np.int8), (s, d)), shape=(n_records, n_records))
+    graph = coo_matrix((np.ones(len(s), dtype=np.int8), (s, d)), shape=(nodes, nodes))
     _, labels = connected_components(graph, directed=False)
     return labels
+
+
+def node_records(salted: pd.DataFrame, n_records: int, joinable: np.ndarray | None) -> np.ndarray:
+    """Record index of every node of :func:`equivalence_classes` (-1: a node no row uses)."""
+    if joinable is None:
+        return np.arange(n_records)
+    idx = salted["record_index"].to_numpy()
+    out = np.concatenate([np.where(joinable, np.arange(n_records), -1), np.where(joinable[idx], -1, idx)])
+    return out
+
+
+def class_attack(labels: np.ndarray, owner: np.ndarray, truth_of_record: pd.Series, target: np.ndarray) -> np.ndarray:
+    """Rank-align class labels of the nodes of ``target`` records; per record: any node right."""
+    keep = (owner >= 0) & target[np.maximum(owner, 0)]
+    lab, rec = labels[keep], owner[keep]
+    truth = truth_of_record.iloc[rec].reset_index(drop=True)
+    hit = rank_attack(pd.Series(lab), truth, truth.value_counts())
+    out = np.zeros(len(truth_of_record), dtype=bool)
+    out[rec[hit]] = True
+    return out
 
 
 def equivalence_attack(spark, root: Path, salted: pd.DataFrame, records: pd.DataFrame, spec: SaltedSpec, fields=("family_name", "given_name")) -> dict:
