@@ -2,14 +2,19 @@
 
 * :func:`block_sizes`: per rule, the share of rows in blocks of 1, 2-5 and more than 5 rows, and
   the largest blocks.
+* :func:`rank_attack` / :func:`rank_attack_slices`: frequency alignment that scales to 100k+
+  records: token groups ranked by size paired with values ranked by their exact frequency among
+  the attacked records (an upper bound for rank alignment; ties broken at random). Run on today's
+  tokens and on each rule's slice of the salted table (a field counts as recovered when any slice
+  recovers it); :func:`reidentified` scores unique combinations.
 * :func:`suite_attack`: the project's attack suite (``benchmarks/attacks`` on the attacks branch,
-  imported read-only when present) run on each rule's slice of the gp rows: frequency alignment of
-  every exported column against the public tables. A field counts as recovered for a record when
-  any slice recovers it.
-* :func:`equivalence_classes`: the strongest cross-rule attack we found. With one record key shared
-  by the rules, records that certainly share a value of field f can be chained: same block of a
-  rule containing f, or equal salted f-token inside any block. Connected components of that graph
-  are pseudo-tokens of f, whose global sizes are then aligned like today's tokens.
+  imported read-only when present), the same per slice; its one-to-one assignment grows with the
+  number of distinct tokens, so it is run on small populations only.
+* :func:`equivalence_classes` + :func:`class_attack`: the strongest cross-rule attack we found.
+  Records that certainly share a value of field f are chained: same block of a rule containing f,
+  or equal salted f-token inside any block, joined across rules through the record key. Connected
+  components are pseudo-tokens of f, whose sizes are then rank-aligned like today's tokens. With
+  per-rule record pseudonyms only records the link output names can be joined across rules.
 * :func:`size_alignment`: block keys are deterministic, so their sizes follow the joint
   distribution of the rule's fields; blocks are ranked by size and matched to the ranked public
   joint distribution (and, as an upper bound, to the true one).
@@ -210,25 +215,6 @@ def class_attack(labels: np.ndarray, owner: np.ndarray, truth_of_record: pd.Seri
     return out
 
 
-def equivalence_attack(spark, root: Path, salted: pd.DataFrame, records: pd.DataFrame, spec: SaltedSpec, fields=("family_name", "given_name")) -> dict:
-    """Align the reconstructed classes of each field (gp records) with the public tables via the suite."""
-    suite = attack_suite()
-    out = {}
-    n = len(records)
-    gp = records["dataset"].to_numpy() == "gp"
-    for f in fields:
-        labels = equivalence_classes(salted, spec, f, n)
-        sizes = np.bincount(labels)
-        row_sizes = sizes[labels]
-        out[f"{f}:records_in_class_gt5"] = float((row_sizes[gp] > 5).mean())
-        out[f"{f}:largest_class"] = int(sizes.max())
-        if suite is not None:
-            rows = pd.DataFrame({"record_id": records.loc[gp, "record_id"].to_numpy(), f"tk_{f}": labels[gp].astype(np.int64)})
-            ok, _ = _attack_rows(suite, spark, root, rows)
-            out[f"{f}:recovered"] = float(ok[f].mean())
-    return out
-
-
 # ------------------------------------------------------------------------------------------
 # Block sizes against joint distributions
 
@@ -263,25 +249,6 @@ def classes_table(values: pd.Series, classes: pd.Series) -> list[dict]:
         counts = g["v"].value_counts()
         out.append({"class": int(k), "records": len(g), "values": len(counts), "top_share_in_class": float(counts.iloc[0] / len(g))})
     return out
-
-
-def joint_reference(public_mod, spark, first: str, second: str) -> pd.Series:
-    """Public expected mass of (first, second) pairs, from the suite's blocks (independent blocks multiplied)."""
-    blocks = public_mod.knowledge(spark, {}, family_tail_share=0.4)
-    by_feature = {}
-    for b in blocks:
-        for f in b.features:
-            by_feature.setdefault(f, b)
-    b1, b2 = by_feature[first], by_feature[second]
-    if b1 is b2:
-        return b1.table.groupby([first, second])["w"].sum()
-    m1 = b1.table.groupby(first)["w"].sum()
-    m2 = b2.table.groupby(second)["w"].sum()
-    # Outer product, pruned to the heavy cells (the ranking only matters at the top).
-    m1 = m1.sort_values(ascending=False).head(3000)
-    m2 = m2.sort_values(ascending=False).head(3000)
-    joint = pd.Series(np.outer(m1.to_numpy(), m2.to_numpy()).ravel(), index=pd.MultiIndex.from_product([m1.index, m2.index]))
-    return joint.sort_values(ascending=False).head(2_000_000)
 
 
 def truth_keys(plain: pd.DataFrame, fields: Sequence[str]) -> pd.Series:

@@ -42,7 +42,6 @@ class Population:
 
 def prepare(spark, out: Path, persons: int, seed: int = 42) -> Population:
     """Synthesise ``persons`` (gp + hes), tokenise today's way, keep the normalised plaintext (cached)."""
-    from pyspark.sql import functions as F
 
     from natlink import columns as C
     from natlink import config as cfgmod

@@ -25,10 +25,6 @@ import pyarrow as pa
 CLASS_CUTS = (0.0002, 0.001, 0.005)
 
 
-def frequency_class_prefix() -> str:
-    return "fc_"
-
-
 def frequency_classes(values: pd.Series, cuts: Sequence[float] = CLASS_CUTS) -> pd.Series:
     """Class per row of ``values`` (NULL stays NULL) from the value's share among non-null values."""
     share = values.map(values.value_counts(normalize=True))

@@ -51,12 +51,14 @@ class SaltedSpec:
     @classmethod
     def from_model(cls, cfg) -> "SaltedSpec":
         """Rules and compared fields of a :class:`natlink.config.ModelConfig` (``tk_`` stripped)."""
-        from natlink.linkage.settings import splink_settings
-
-        strip = lambda c: c[len(C.TOKEN_PREFIX):]  # noqa: E731
-        rules = tuple(tuple(strip(c) for c in rule) for rule in cfg.blocking_rules_for_prediction)
         import re
 
+        from natlink.linkage.settings import splink_settings
+
+        def strip(column: str) -> str:
+            return column[len(C.TOKEN_PREFIX):]
+
+        rules = tuple(tuple(strip(c) for c in rule) for rule in cfg.blocking_rules_for_prediction)
         text = str(splink_settings(cfg)["comparisons"])
         used = dict.fromkeys(strip(c) for c in re.findall(r"\b(tk_[a-z0-9_]+?)_[lr]\b", text))
         unknown = [f for r in rules for f in r if f not in SPECS] + [f for f in used if f not in SPECS]
