@@ -101,6 +101,7 @@ def test_frequency_classes_and_lambda_by_hand(fh):
 
 
 def test_equivalence_classes_chain_blocks_through_the_shared_record_key(fh):
+    import numpy as np
     import pandas as pd
 
     spec = fh["salted"].SaltedSpec(rules=RULES, fields=FIELDS)
@@ -114,3 +115,10 @@ def test_equivalence_classes_chain_blocks_through_the_shared_record_key(fh):
     })
     labels = fh["leakage"].equivalence_classes(salted, spec, "family_name", 5)
     assert labels[0] == labels[1] == labels[2] and len({labels[0], labels[3], labels[4]}) == 3
+    # Per-rule pseudonyms and record 1 not in any link: its two rows are separate nodes (5 + row
+    # position 1 and 2), so the chain breaks: {0, row 1} and {2, row 2}.
+    joinable = np.array([True, False, True, True, True])
+    split = fh["leakage"].equivalence_classes(salted, spec, "family_name", 5, joinable)
+    assert split[0] == split[5 + 1] and split[2] == split[5 + 2] and split[0] != split[2]
+    owner = fh["leakage"].node_records(salted, 5, joinable)
+    assert owner.tolist() == [0, -1, 2, 3, 4, -1, 1, 1, -1, -1, -1]
