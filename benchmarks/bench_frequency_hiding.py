@@ -1,18 +1,21 @@
 """Issue 15: today's encoding vs the block-salted prototype, accuracy, cost and leakage in ONE table.
 
     python benchmarks/bench_frequency_hiding.py                       # 100k persons (~185k records)
-    python benchmarks/bench_frequency_hiding.py --persons 2000
-    python benchmarks/bench_frequency_hiding.py --persons 2000 --suite     # + the attack suite (slow)
+    python benchmarks/bench_frequency_hiding.py --persons 2000 --suite --drop-rule  # + the attack suite (slow)
 
 For one synthetic population (gp + hes, cached under benchmarks/data/fh_p<N>_s<seed>):
 * today: natlink's tokens and model (conf/model.yaml, TF as configured; and TF off), trained and
   linked with natlink's own train/link (in process up to 1M records);
 * salted: the block-salted encoding (benchmarks/encodings/salted.py) made from the providers'
-  normalised values, u from provider aggregates, lambda and m trained at the centre, linked on block
-  keys with Splink on DuckDB; without TF, and with 4 provider-computed frequency classes on names;
+  normalised values; scored with today's parameters (the encoding alone), and trained the new way
+  (u from provider aggregates, lambda and m at the centre) without TF and with 4 provider-computed
+  frequency classes on names; linked on block keys with Splink on DuckDB; and again without each
+  ``--drop-rule`` rule (default: given_name+family_name);
 then pairwise precision / recall / F1 against the truth (natlink.outputs.evaluate.pairwise), scored
-pairs, time, and leakage: block sizes per rule, frequency alignment by the attack suite (per rule
-slice, any rule counts), cross-rule equivalence classes, block-size alignment, frequency classes.
+pairs, time, and leakage (benchmarks/encodings/leakage.py): rank alignment of today's tokens and of
+every salted rule slice, unique combinations, cross-rule equivalence classes (shared record key, and
+per-rule pseudonyms joined only through links), block sizes per rule and their alignment with the
+true joint distribution, frequency classes; with ``--suite`` the attack suite as well.
 Rows are measures, columns are variants. Load average is printed with the table.
 """
 

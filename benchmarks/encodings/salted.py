@@ -96,11 +96,12 @@ def encode(plain: DataFrame, key: KeyMaterial, spec: SaltedSpec, *, record_key: 
         raise ValueError(f"record_key must be 'shared' or 'per_rule', not {record_key!r}")
     wanted = purposes(spec, record_key)
     pads = PadColumns(wanted, hmac_implementation)
-    joined = plain.crossJoin(F.broadcast(key_frame(plain.sparkSession, key, wanted)))
+    keys = key_frame(plain.sparkSession, key, wanted)
+    joined = plain.crossJoin(F.broadcast(keys))
     needed = list(dict.fromkeys([f for r in spec.rules for f in r] + list(spec.fields)))
     # Stage 1: inner tokens (fixed length) of every field a rule or a comparison reads.
     inner = {f: f"__fh_inner_{f}" for f in needed}
-    pad_cols = [c for c in joined.columns if c.startswith("__natlink_pad_")]
+    pad_cols = keys.columns  # the padded subkeys travel as columns, never as literals
     stage = joined.select(
         C.DATASET, C.RECORD_ID, *pad_cols,
         *[pads.hmac(f"fh/inner/{SPECS[f].purpose}", SPECS[f].value()).alias(inner[f]) for f in needed],
