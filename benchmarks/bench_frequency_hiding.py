@@ -273,7 +273,7 @@ def gp_truth(run: Run, records, plain):
     })
 
 
-def leakage(run: Run, spec, pdf, records, classes_pd, classes_for, suite: bool, linked=None) -> dict:
+def leakage(run: Run, spec, pdf, records, classes_pd, classes_for, suite: bool, linked=None, suite_chains: bool = False) -> dict:
     import fh_encodings.leakage as lk
     import numpy as np
     import pandas as pd
@@ -320,6 +320,11 @@ def leakage(run: Run, spec, pdf, records, classes_pd, classes_for, suite: bool, 
             hit = lk.class_attack(labels, owner, values[f], is_gp)[gp_idx]
             out[f"{tag}_recovered:{f}"] = float(hit.mean())
             ok_eq[f] = ok_eq[f] | hit
+            if suite_chains and tag == "eq" and f == "family_name":
+                extra = to_pandas(today_gp.select(C.RECORD_ID, *[c for c in ("region", "age_band") if c in today_gp.columns]))
+                t = time.perf_counter()
+                out["suite_chains:family_name"] = lk.suite_on_classes(run.spark, run.pop.root, records.loc[gp_idx, C.RECORD_ID].to_numpy(), labels[gp_idx], sizes, extra, f)
+                out["suite_chains_s"] = time.perf_counter() - t
         out[f"reid_salted_{tag}"] = lk.reidentified(ok_eq, truth, COMBINATION)
     # 3. Block sizes vs the joint distribution of the rule's fields (true joint: an upper bound).
     plain["dob_year"] = pd.to_datetime(plain[C.DATE_OF_BIRTH]).dt.year
@@ -353,6 +358,7 @@ def main(argv=None) -> None:
     parser.add_argument("--persons", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--suite", action="store_true", help="also run the attack suite's alignment (slow: small populations only)")
+    parser.add_argument("--suite-chains", action="store_true", help="run the attack suite on the family-name chains (classes of 6+ records)")
     parser.add_argument("--drop-rule", nargs="*", default=["given_name+family_name"], help="also run the salted encoding without these rules (fields joined by +)")
     parser.add_argument("--json", type=Path, help="also write every measure as JSON here")
     args = parser.parse_args(argv)
@@ -385,7 +391,7 @@ def main(argv=None) -> None:
         results[k]["encode_bloom_s"] = today_encode["tokens+bloom"] if k.startswith("today") else None
         results[k]["exported_rows"] = run.n if k.startswith("today") else stored
         results[k]["table"] = "all rules"
-    leaks = {"all rules": leakage(run, spec, pdf, records, classes_pd, classes_for, suite=args.suite, linked=CLUSTERS.get(id(pdf)))}
+    leaks = {"all rules": leakage(run, spec, pdf, records, classes_pd, classes_for, suite=args.suite, linked=CLUSTERS.get(id(pdf)), suite_chains=args.suite_chains)}
     print("[fh] leakage (all rules) done", file=sys.stderr, flush=True)
     for dropped in args.drop_rule:
         fewer = salted.SaltedSpec(rules=tuple(r for r in spec.rules if "+".join(r) != dropped), fields=spec.fields)
@@ -396,7 +402,7 @@ def main(argv=None) -> None:
         name = f"salted, no TF, without {dropped}"
         results[name] = run_salted(run, fewer, pdf_f, records, provider_tables, classes_pd, ())
         results[name].update(encode_s=encode_f, exported_rows=stored_f, table=f"without {dropped}")
-        leaks[f"without {dropped}"] = leakage(run, fewer, pdf_f, records, classes_pd, (), suite=False, linked=CLUSTERS.get(id(pdf_f)))
+        leaks[f"without {dropped}"] = leakage(run, fewer, pdf_f, records, classes_pd, (), suite=False, linked=CLUSTERS.get(id(pdf_f)), suite_chains=args.suite_chains)
         print(f"[fh] {name}: {results[name]}", file=sys.stderr, flush=True)
     load_end = load_avg()
     if args.json:
@@ -440,6 +446,8 @@ def print_report(run, results, leaks, load_start, load_end) -> None:
         for f in ("family_name", "given_name", "dob_year", "postcode_district"):
             row(f"cross-rule classes ({what}): {f} recovered", lambda k, r, f=f, tag=tag: "" if today_col(k) else pct(L(k).get(f"{tag}_recovered:{f}")))
             row(f"cross-rule classes ({what}): {f}, in class > 5", lambda k, r, f=f, tag=tag: "" if today_col(k) else pct(L(k).get(f"{tag}_gt5:{f}")))
+        if tag == "eq":
+            row("attack suite on those family chains (6+ records)", lambda k, r: "" if today_col(k) else pct(L(k).get("suite_chains:family_name")))
         row(f"re-identified, + cross-rule classes ({what})", lambda k, r, tag=tag: "" if today_col(k) else pct(L(k).get(f"reid_salted_{tag}")))
     row("block sizes -> family+year (true joint)", lambda k, r: "" if today_col(k) else pct(L(k).get("size_align:family_year")))
     row("block sizes -> given+family (true joint)", lambda k, r: "" if today_col(k) else pct(L(k).get("size_align:names")))

@@ -103,6 +103,18 @@ def suite_attack(spark, root: Path, salted_gp: pd.DataFrame, spec: SaltedSpec, f
     return {"any_rule": {f: len(hits[f]) / n for f in fields}, "per_rule": per_rule}
 
 
+def suite_on_classes(spark, root: Path, record_ids: np.ndarray, labels: np.ndarray, sizes: np.ndarray, extra: pd.DataFrame, field: str, min_size: int = 6) -> float | None:
+    """The suite's alignment of cross-rule classes of ``field`` (those of at least ``min_size``
+    records; smaller ones are NULL, which keeps its assignment tractable): share recovered."""
+    suite = attack_suite()
+    if suite is None:
+        return None
+    big = sizes[labels] >= min_size
+    rows = pd.DataFrame({"record_id": record_ids, f"tk_{field}": pd.array(np.where(big, labels, None), dtype="Int64")})
+    ok, _ = _attack_rows(suite, spark, root, rows.merge(extra, on="record_id", how="left"))
+    return float(ok[field].mean())
+
+
 def suite_attack_today(spark, root: Path, today_gp: pd.DataFrame) -> dict:
     """The same alignment on today's gp token table (record_id + tk_*), for the side-by-side."""
     suite = attack_suite()
