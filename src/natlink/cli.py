@@ -119,6 +119,9 @@ def tokenise(
         None, help="run id (default: derived from the delivery, so rerunning it replaces its own quarantine rows); "
         "reusing one for a different delivery is refused"),
     signing_key: str | None = SIGNING_KEY_OPTION,
+    model: Path | None = typer.Option(
+        None, help="a model with 'encoding: salted' (e.g. conf/model_salted.yaml): block-salted tokens for its rules, "
+        "which hide value frequencies from the linkage centre; default: one token per field and value"),
     verbose: bool = VERBOSE_OPTION,
 ) -> None:
     """At a data provider: standardise and tokenise one dataset into a token table + signed manifest."""
@@ -127,7 +130,7 @@ def tokenise(
     manifest = _call(
         verbose, f"natlink tokenise {dataset}",
         lambda: commands.tokenise(dataset, key, out, data_dir=data_dir, environment=environment, project=project,
-                                  run_id=run_id, signing_key=signing_key),
+                                  run_id=run_id, signing_key=signing_key, model_config=model),
     )
     err.print(manifest.summary_line())
     err.print(f"run {manifest['run_id']}; key fingerprint {manifest.key_fingerprint}")

@@ -38,7 +38,10 @@ from natlink.tokens import keys, signing
 from natlink.tokens.hmac_sha256 import choose_hmac_implementation
 from natlink.tokens.manifest import TokenManifest
 from natlink.tokens.rekey import rekey_table
-from natlink.tokens.tokenise import tokenise_configured
+from natlink.linkage.salted_training import provider_u
+from natlink.linkage.settings import splink_settings
+from natlink.tokens.salted import SaltedScheme
+from natlink.tokens.tokenise import SaltedEncoding, tokenise_configured
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +136,13 @@ def tokenise(
     hmac_implementation: str | None = None,
     spark=None,
     signing_key: str | None = None,
+    model_config: str | Path | None = None,
 ) -> TokenManifest:
     """Standardise and tokenise one dataset into ``out/<dataset>`` (Delta) and its signed manifest.
+
+    ``model_config``: a model with ``encoding: salted`` (e.g. ``conf/model_salted.yaml``) makes
+    block-salted tokens for its rules and ships the provider's u aggregates; None (or a
+    deterministic model): one token per field and value.
 
     The HMAC implementation is decided here, once: ``hmac_implementation`` ("auto" | "jvm" |
     "native"), else the ``NATLINK_HMAC`` environment variable, else "auto". ``signing_key``: the
@@ -144,15 +152,25 @@ def tokenise(
     ds = load(resolve(dataset_config), DatasetConfig)
     material = keys.resolve(key)
     signer = signing.load_signer(signing_key)
+    encoding = salted_encoding(load(resolve(model_config), ModelConfig)) if model_config is not None else None
     spark = spark or spark_for(f"natlink-tokenise-{ds.name}", environment)
     return tokenise_configured(spark, ds, material, data_dir=data_dir, out_dir=out, project=project, run_id=run_id,
-                               hmac_implementation=chosen, signer=signer)
+                               hmac_implementation=chosen, signer=signer, encoding=encoding)
+
+
+def salted_encoding(cfg: ModelConfig) -> SaltedEncoding | None:
+    """The block-salted encoding a provider tokenises with for model ``cfg`` (None: deterministic)."""
+    if cfg.encoding != "salted":
+        return None
+    settings = splink_settings(cfg)
+    aggregates = functools.partial(provider_u, settings=settings, max_pairs=cfg.training.u_max_pairs, seed=cfg.training.seed)
+    return SaltedEncoding(SaltedScheme.from_model(cfg), aggregates)
 
 
 @_named_failures
 def tokenise_delivery(
     spark, ds: DatasetConfig, key: keys.KeyMaterial, *, data_dir: str, out: Path, run_id: str | None = None,
-    signer: signing.ManifestSigner | str | None = None,
+    signer: signing.ManifestSigner | str | None = None, model: ModelConfig | None = None,
 ) -> TokenManifest:
     """Onboard and tokenise one dataset into a linkage folder: ``out/tokens/<name>`` (Delta) and its
     signed manifest (``signer``; None: ``NATLINK_SIGNING_KEY``), which carries the onboarding counts;
@@ -160,7 +178,7 @@ def tokenise_delivery(
     tests and benchmarks use."""
     return tokenise_configured(
         spark, ds, key, data_dir=data_dir, out_dir=out / "tokens", run_id=run_id,
-        quarantine_table=out / "tables" / "quarantine", signer=signer,
+        quarantine_table=out / "tables" / "quarantine", signer=signer, encoding=salted_encoding(model) if model else None,
     )
 
 

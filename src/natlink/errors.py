@@ -159,3 +159,8 @@ class TokenTableChangedError(NotTokenTableError):
 class IdentifierInEventColumnError(InputDataError):
     """An event or kept column holds values that look like identifiers (NHS numbers, postcodes,
     the record's own date of birth or names): refused before anything is written."""
+
+
+class EncodingMismatchError(ModelError):
+    """A model and token tables disagree on the block-salted encoding (rules, fields), or token
+    tables of different encodings are linked together: re-tokenise, or use the model they were made for."""

@@ -65,9 +65,23 @@ class TrainingSpec(Frozen):
 class ModelConfig(Frozen):
     name: str
     link_type: Literal["dedupe_only", "link_only", "link_and_dedupe"] = "dedupe_only"
+    # deterministic: one token per field and value (natlink.tokens.encode). salted: comparison
+    # tokens salted by the block of each prediction rule, so value frequencies are hidden from the
+    # linkage centre (natlink.tokens.salted); the providers then tokenise with this model (its rules
+    # and compared fields are part of the encoding) and ship u-probabilities with their manifests.
+    encoding: Literal["deterministic", "salted"] = "deterministic"
     comparisons: list[ComparisonSpec]
     blocking_rules_for_prediction: list[str | list[str]]
     training: TrainingSpec
+
+    def model_post_init(self, __context: Any) -> None:
+        if self.encoding == "salted":
+            tf = [lv.exact for c in self.comparisons for lv in c.levels if lv.tf_adjustment]
+            if tf:
+                raise ValueError(f"encoding salted: term-frequency adjustments ({tf}) need global value frequencies, which salted tokens hide; remove tf_adjustment")
+            dice = [c.name for c in self.comparisons for lv in c.levels if lv.dice]
+            if dice:
+                raise ValueError(f"encoding salted: comparisons {dice} use Bloom filters, which salted tables do not carry")
 
     @property
     def tf_columns(self) -> list[str]:

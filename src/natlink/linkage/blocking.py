@@ -27,11 +27,24 @@ _EQ = re.compile(r"^\s*l\.`?([A-Za-z_][A-Za-z0-9_]*)`?\s*=\s*r\.`?([A-Za-z_][A-Z
 
 @dataclass(frozen=True)
 class Rule:
+    """Columns that must agree; ``columns`` maps a model column to the column this rule's pairs
+    read it from (block-salted tables: ``tk_x`` -> ``tk_x__r<i>``; empty: the column itself)."""
+
     keys: tuple[str, ...]
+    columns: tuple[tuple[str, str], ...] = ()
 
     @property
     def sql(self) -> str:
         return " AND ".join(f"l.{k} = r.{k}" for k in self.keys)
+
+    def column(self, name: str) -> str:
+        return dict(self.columns).get(name, name)
+
+
+def physical_columns(rules: Sequence[Rule], columns: Sequence[str]) -> list[str]:
+    """The table columns ``rules`` read for the model ``columns`` (and their own keys)."""
+    mapped = [r.column(c) for r in rules for c in columns] if rules else list(columns)
+    return list(dict.fromkeys([*mapped, *[k for r in rules for k in r.keys]]))
 
 
 def parse_rule(rule: str | dict[str, Any] | Sequence[str]) -> Rule:
@@ -56,8 +69,17 @@ def parse_rule(rule: str | dict[str, Any] | Sequence[str]) -> Rule:
     return Rule(keys)
 
 
-def rules_from_settings(settings: dict[str, Any]) -> list[Rule]:
-    return [parse_rule(r) for r in settings.get("blocking_rules_to_generate_predictions", [])]
+def rules_from_settings(settings: dict[str, Any], scheme: Any = None) -> list[Rule]:
+    """The model's prediction rules; with a block-salted ``scheme``
+    (:class:`natlink.tokens.salted.SaltedScheme`), rule ``i`` blocks on its block key and reads
+    the model's columns from its own salted columns. Pairs agreeing on an earlier rule's block
+    key are that rule's, so each pair is still produced once, by the first rule that meets it."""
+    rules = [parse_rule(r) for r in settings.get("blocking_rules_to_generate_predictions", [])]
+    if scheme is None:
+        return rules
+    if [tuple(k[len(C.TOKEN_PREFIX):] for k in r.keys) for r in rules] != [tuple(r) for r in scheme.rules]:
+        raise ConfigError("the model's prediction rules are not those of the salted token tables")
+    return [Rule((scheme.block_column(i),), tuple(scheme.rule_columns(i).items())) for i in range(len(rules))]
 
 
 def agree(rule: Rule, left: str = "l", right: str = "r") -> Column:
@@ -99,7 +121,7 @@ def candidate_pairs(records: DataFrame, rules: Sequence[Rule], columns: Sequence
     ``records`` must hold ``node_id`` (unique, ordered like the unique id) and ``columns``.
     """
     keep = [NODE, *dict.fromkeys(columns)]
-    base = records.select(*keep)
+    base = records.select(*physical_columns(rules, keep))
     parts = []
     for i, rule in enumerate(rules):
         left, right = base.alias("l"), base.alias("r")
@@ -108,8 +130,8 @@ def candidate_pairs(records: DataFrame, rules: Sequence[Rule], columns: Sequence
             pairs = pairs.where(~F.coalesce(agree(earlier), F.lit(False)))
         parts.append(
             pairs.select(
-                *[F.col(f"l.{c}").alias(f"{c}_l") for c in keep],
-                *[F.col(f"r.{c}").alias(f"{c}_r") for c in keep],
+                *[F.col(f"l.{rule.column(c)}").alias(f"{c}_l") for c in keep],
+                *[F.col(f"r.{rule.column(c)}").alias(f"{c}_r") for c in keep],
                 F.lit(i).alias("match_key"),
             )
         )

@@ -68,8 +68,8 @@ def compact_columns(df: DataFrame, columns: list[str]) -> list["F.Column"]:
 
 
 def needed_columns(model: scoring.CompiledModel, rules: list[blocking.Rule]) -> list[str]:
-    """Token columns a link reads: the model's inputs and the blocking rules' keys."""
-    return list(dict.fromkeys([*model.columns, *[k for r in rules for k in r.keys]]))
+    """Token columns a link reads: the model's inputs (as each rule reads them) and the rules' keys."""
+    return blocking.physical_columns(rules, model.columns)
 
 
 def prepare_records(
@@ -109,8 +109,12 @@ def link(
     *,
     extra: Sequence[str] = (),
     n_records: int | None = None,
+    scheme: Any = None,
 ) -> LinkResult:
     """Score and cluster ``tokens`` (dataset, record_id, region, tk_*) with a trained model.
+
+    ``scheme``: the block-salted encoding of the tables (:class:`natlink.tokens.salted.SaltedScheme`,
+    checked against the model by :func:`natlink.linkage.salted_training.check_scheme`), or None.
 
     The engine comes from ``link_cfg`` (:func:`choose`); ``n_records`` saves a counting pass when
     the caller knows it (the manifests do). ``extra`` columns travel with the records. The result's
@@ -118,11 +122,16 @@ def link(
     """
     started = time.perf_counter()
     df = tokens if C.UNIQUE_ID in tokens.columns else with_unique_id(tokens)
-    check_input(df, settings)
     model = scoring.compile_model(settings)
     if model.link_type != "dedupe_only":
         raise ModelError(f"natlink links one union of token tables: link_type must be dedupe_only, not {model.link_type}")
-    rules = blocking.rules_from_settings(settings)
+    rules = blocking.rules_from_settings(settings, scheme)
+    if scheme is None:
+        check_input(df, settings)
+    else:
+        missing = sorted(set(needed_columns(model, rules)) - set(df.columns))
+        if missing:
+            raise ConfigError(f"the salted token tables lack columns {missing} that the model reads")
     if n_records is None and link_cfg.engine == "auto":
         n_records = df.count()
     if choose(link_cfg, n_records or 0) == "in_process":

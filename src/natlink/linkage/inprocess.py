@@ -97,17 +97,36 @@ class Engine:
             counts.append(int(self.con.execute(sql).fetchall()[0][0]))
         return counts
 
-    def predict(self, settings: dict[str, Any], threshold_match_weight: float, columns: Sequence[str]) -> pa.Table:
-        """Pairs at or above the threshold, scored by Splink's DuckDB backend with the trained model."""
+    def predict(
+        self, settings: dict[str, Any], threshold_match_weight: float, columns: Sequence[str], rules: Sequence[blocking.Rule] = ()
+    ) -> pa.Table:
+        """Pairs at or above the threshold, scored by Splink's DuckDB backend with the trained model.
+
+        With rules that map the model's columns (block-salted tables), each rule is predicted on
+        its own view (its block key, its salted columns under the model's names), excluding pairs
+        an earlier rule's block key already joined, exactly as on Spark.
+        """
+        if not any(r.columns for r in rules):
+            return self._predict_view(settings, threshold_match_weight, [f"{C.UNIQUE_ID}", *columns], None)
+        parts = []
+        for i, rule in enumerate(rules):
+            selected = [C.UNIQUE_ID, *[f"{rule.column(c)} AS {c}" for c in columns], *dict.fromkeys(k for r in rules[: i + 1] for k in r.keys)]
+            sql = rule.sql + "".join(f" AND NOT coalesce({earlier.sql}, false)" for earlier in rules[:i])
+            rule_settings = {**settings, "blocking_rules_to_generate_predictions": [sql]}
+            parts.append(self._predict_view(rule_settings, threshold_match_weight, selected, i))
+        return pa.concat_tables(parts)
+
+    def _predict_view(self, settings: dict[str, Any], threshold_match_weight: float, selected: Sequence[str], match_key: int | None) -> pa.Table:
         from splink import DuckDBAPI, Linker
 
         db = DuckDBAPI(connection=self.con)
-        self.con.execute(f"CREATE OR REPLACE VIEW natlink_inputs AS SELECT {C.UNIQUE_ID}, {', '.join(columns)} FROM {_RECORDS}")
+        self.con.execute(f"CREATE OR REPLACE VIEW natlink_inputs AS SELECT {', '.join(selected)} FROM {_RECORDS}")
         linker = Linker(db.register("natlink_inputs"), settings, log_level=logging.ERROR)
         pred = linker.inference.predict(threshold_match_weight=threshold_match_weight)
+        key = "p.match_key" if match_key is None else str(match_key)
         sql = (
             f"SELECT l.{NODE} AS {NODE}_l, r.{NODE} AS {NODE}_r, p.{C.UNIQUE_ID}_l, p.{C.UNIQUE_ID}_r, "
-            f"CAST(p.match_key AS INTEGER) AS match_key, CAST(p.match_weight AS DOUBLE) AS match_weight, "
+            f"CAST({key} AS INTEGER) AS match_key, CAST(p.match_weight AS DOUBLE) AS match_weight, "
             f"CAST(p.match_probability AS DOUBLE) AS match_probability "
             f"FROM {pred.physical_name} p JOIN {_RECORDS} l ON l.{C.UNIQUE_ID} = p.{C.UNIQUE_ID}_l "
             f"JOIN {_RECORDS} r ON r.{C.UNIQUE_ID} = p.{C.UNIQUE_ID}_r"
@@ -140,7 +159,7 @@ def score_and_cluster(
         counts = blocking.enforce_budget(rules, engine.count_comparisons(rules), max_comparisons_per_rule)
         timings["budget"] = time.perf_counter() - t
         t = time.perf_counter()
-        edges = engine.predict(settings, threshold_match_weight, columns)
+        edges = engine.predict(settings, threshold_match_weight, columns, rules)
         timings["predict"] = time.perf_counter() - t
     t = time.perf_counter()
     cluster = np.arange(records.num_rows, dtype=np.int64)

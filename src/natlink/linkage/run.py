@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from natlink import columns as C
 from natlink.config.link import LinkConfig
 from natlink.errors import FingerprintMismatchError, InputDataError, ReconciliationError
-from natlink.linkage import blocking, ids, incremental, model_store, run_identity, scoring
+from natlink.linkage import blocking, ids, incremental, model_store, run_identity, salted_training, scoring
 from natlink.linkage import engine as link
 from natlink.linkage.runs import OUTPUT_TABLES, RUNS_SCHEMA, completed_runs
 from natlink.linkage.settings import check_input
@@ -75,6 +75,7 @@ class _Inputs:
     n_records: int
     model_info: dict[str, Any]
     identity: run_identity.RunIdentity
+    scheme: Any = None  # the block-salted encoding of the tables, or None
 
 
 def run(
@@ -123,24 +124,31 @@ def _load_inputs(spark, loaded, identity: run_identity.RunIdentity, previous: di
             f"the previous run {previous[C.RUN_ID]} used key fingerprint {previous['key_fingerprint']}, "
             f"these inputs use {fingerprint}; re-key or start a new linkage"
         )
-    check_input(tokens, settings)
+    scheme = salted_training.check_scheme(loaded, settings)
+    if scheme is None:
+        check_input(tokens, settings)
     return _Inputs(
         manifests=loaded,
         tokens=tokens.withColumn(C.RECORD_HASH, _record_hash(tokens)),
         fingerprint=fingerprint,
         settings=settings,
         compiled=scoring.compile_model(settings),
-        rules=blocking.rules_from_settings(settings),
+        rules=blocking.rules_from_settings(settings, scheme),
         # Exact: read_token_tables refuses a table whose Delta row count differs from its manifest's.
         n_records=sum(int(m.rows) for m in loaded),
         model_info=identity.model,
         identity=identity,
+        scheme=scheme,
     )
 
 
 def _use_incremental(mode: str, inputs: _Inputs, history: list[dict[str, Any]], link_cfg: LinkConfig) -> bool:
     previous = history[-1] if history else None
     comparable = previous is not None and _same_model(previous, inputs.model_info)
+    if inputs.scheme is not None:
+        if mode == "incremental":
+            raise InputDataError("incremental mode does not yet read block-salted token tables; run with mode full (auto does)")
+        return False
     if mode == "incremental" and not comparable:
         raise InputDataError(
             "incremental mode needs a previous completed run with the same model and threshold; run with mode full"
@@ -169,7 +177,9 @@ def _link_run(spark, loaded, identity, link_cfg, tables, run_id, mode, history, 
         )
         engine, run_mode = "spark", "incremental"
     else:
-        linked = link.link(inputs.tokens, inputs.settings, link_cfg, scratch, extra=[C.RECORD_HASH], n_records=inputs.n_records)
+        linked = link.link(
+            inputs.tokens, inputs.settings, link_cfg, scratch, extra=[C.RECORD_HASH], n_records=inputs.n_records, scheme=inputs.scheme
+        )
         timings.update(linked.timings)
         clusters, edges, events, counts = _full(spark, linked, tables, previous, run_id, timings)
         engine, run_mode = linked.engine, "full"

@@ -92,7 +92,12 @@ def train_job(spark, *, manifests: list, cfg: ModelConfig, out_path: str | Path,
     """Train on the union of token tables (one key) and save the model with its sidecar."""
     loaded = as_manifests(manifests)
     tokens, fingerprint = load_tokens(spark, loaded)
-    trained = train(tokens, cfg)
+    if cfg.encoding == "salted":
+        from natlink.linkage.salted_training import train_salted
+
+        trained = train_salted(tokens, cfg, loaded)
+    else:
+        trained = train(tokens, cfg)
     manifest = {
         "datasets": {m["dataset"]: m.get("rows") for m in loaded},
         "tables": {m["dataset"]: m["table"] for m in loaded},

@@ -84,8 +84,11 @@ class Delivery:
         return True
 
 
-def identify_delivery(spark, ds: DatasetConfig, *, data_dir: str | None, key: KeyMaterial, project: str | None) -> Delivery:
-    """The identity of tokenising ``ds``'s source now (lists files; reads no data rows)."""
+def identify_delivery(
+    spark, ds: DatasetConfig, *, data_dir: str | None, key: KeyMaterial, project: str | None, encoding: str | None = None
+) -> Delivery:
+    """The identity of tokenising ``ds``'s source now (lists files; reads no data rows).
+    ``encoding``: the salted scheme's fingerprint, when tokens are block-salted."""
     import natlink
     from natlink.provider.sources import list_source_files
 
@@ -98,6 +101,8 @@ def identify_delivery(spark, ds: DatasetConfig, *, data_dir: str | None, key: Ke
         "schema_version": SCHEMA_VERSION,
         "natlink_version": natlink.__version__,
     }
+    if encoding is not None:  # absent for deterministic tokens: their run ids stay as they were
+        data["encoding"] = encoding
     if ds.source.format == "delta":
         if delta.exists(path):  # a missing source is onboarding's named error
             data["delta_version"] = delta.history(path, limit=1, spark=spark)[0]["version"]

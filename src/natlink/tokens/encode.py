@@ -291,6 +291,18 @@ def check_standardised_input(df: DataFrame, keep: Sequence[str], specs: Sequence
             raise SchemaError(f"tokenise: Bloom filter {b.column} needs column {b.source!r}; present: {sorted(present)}")
 
 
+def normalised(df: DataFrame) -> DataFrame:
+    """``df`` with its identifiers normalised (once) and the letters of names that the
+    :data:`TOKEN_SPECS` values read: the input every ``spec.value()`` expects."""
+    identifiers = [c for c in C.IDENTIFIERS if c in df.columns]
+    others = [c for c in df.columns if c not in identifiers]
+    # Normalise once (ICU reflect is non-deterministic to Spark, so this projection is
+    # materialised rather than inlined into every token that uses it).
+    stage1 = df.select(*[F.col(c) for c in others], *normalise_identifiers(df, identifiers))
+    # Letters of names (accents stripped) feed several phonetic codes: computed once, likewise.
+    return stage1.select("*", *[letters(F.col(n)).alias(_LETTERS + n) for n in _NAME_COLUMNS if n in identifiers])
+
+
 def tokenise(
     df: DataFrame,
     key: KeyMaterial,
@@ -317,17 +329,9 @@ def tokenise(
 
     record_key = "__natlink_record_key"
     has_record = C.RECORD_ID in df.columns and C.DATASET in df.columns
-    identifiers = [c for c in C.IDENTIFIERS if c in df.columns]
-    others = [c for c in df.columns if c not in identifiers]
-    # Stage 1: normalise once (ICU reflect is non-deterministic to Spark, so this projection is
-    # materialised rather than inlined into every token that uses it).
-    stage1 = df.select(
-        *[F.col(c) for c in others],
-        *normalise_identifiers(df, identifiers),
-        *([F.concat_ws("\u001f", F.col(C.DATASET), F.col(C.RECORD_ID)).alias(record_key)] if has_record else []),
-    )
-    # Letters of names (accents stripped) feed several phonetic codes: computed once, likewise.
-    stage1 = stage1.select("*", *[letters(F.col(n)).alias(_LETTERS + n) for n in _NAME_COLUMNS if n in identifiers])
+    stage1 = normalised(df)
+    if has_record:
+        stage1 = stage1.withColumn(record_key, F.concat_ws("\u001f", F.col(C.DATASET), F.col(C.RECORD_ID)))
     joined = stage1.crossJoin(F.broadcast(keys))
     token_cols = [pads.hmac(prefix + spec.purpose, spec.value()).alias(spec.column) for spec in specs]
     bloom_cols = [

@@ -24,6 +24,7 @@ from typing import Any, Mapping
 
 from natlink.errors import NotTokenTableError
 from natlink.tokens import signing
+from natlink.tokens import salted
 from natlink.tokens.encode import SCHEMA_VERSION
 
 __all__ = [
@@ -33,7 +34,7 @@ __all__ = [
 
 MANIFEST_KIND = "natlink-token-table"
 MANIFEST_VERSION = 1
-SUPPORTED_SCHEMAS = frozenset({SCHEMA_VERSION})
+SUPPORTED_SCHEMAS = frozenset({SCHEMA_VERSION, salted.SCHEMA_VERSION})
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,11 @@ class TokenManifest:
     @property
     def token_purposes(self) -> dict[str, str]:
         return dict(self.data["columns"]["tokens"])
+
+    @property
+    def scheme(self) -> "salted.SaltedScheme | None":
+        """The block-salted encoding's scheme (rules, compared fields), or None for deterministic tokens."""
+        return salted.SaltedScheme.from_manifest(self.data) if self.data.get("encoding") else None
 
     @property
     def blooms(self) -> dict[str, Any]:
@@ -139,6 +145,10 @@ class TokenManifest:
                 f"{where}: token schema {self.data['schema_version']!r} is not one this natlink reads "
                 f"({sorted(SUPPORTED_SCHEMAS)}); re-tokenise with this version"
             )
+        if (self.data["schema_version"] == salted.SCHEMA_VERSION) != bool(self.data.get("encoding")):
+            raise NotTokenTableError(f"{where}: token schema {self.data['schema_version']!r} and its 'encoding' entry disagree")
+        if self.data.get("encoding") and not isinstance(self.data.get("u"), Mapping):
+            raise NotTokenTableError(f"{where}: a salted token table's manifest must carry its provider's u aggregates ('u')")
 
 
 def manifest_path(out_dir: str | Path, dataset: str) -> Path:

@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from natlink import columns as C
-from natlink.errors import DeltaTableError, FingerprintMismatchError, InputDataError, NotTokenTableError, TokenTableChangedError
+from natlink.errors import DeltaTableError, EncodingMismatchError, FingerprintMismatchError, InputDataError, NotTokenTableError, TokenTableChangedError
 from natlink.store import delta, files, snapshot
 from natlink.tokens.manifest import TokenManifest, as_manifest
 from natlink.tokens.plaintext import scan_token_table
@@ -118,6 +118,10 @@ def read_token_tables(
         described = ", ".join(f"{m.dataset}: {m.key_fingerprint}" + (f" (project {m.project})" if m.project else "") for m in items)
         expected = f"; expected {expected_fingerprint}" if expected_fingerprint else ""
         raise FingerprintMismatchError(f"token tables were made under different keys or projects: {described}{expected}")
+    encodings = {(m.data.get("encoding") or {}).get("fingerprint") for m in items}
+    if len(encodings) > 1:
+        described = ", ".join(f"{m.dataset}: {(m.data.get('encoding') or {}).get('fingerprint') or 'deterministic'}" for m in items)
+        raise EncodingMismatchError(f"token tables were made with different encodings: {described}; re-tokenise them alike")
     names = [m.dataset for m in items]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:

@@ -22,7 +22,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -30,7 +31,7 @@ from pyspark.sql import functions as F
 from natlink import columns as C
 from natlink.store import delta
 from natlink.store import quarantine as Q
-from natlink.tokens import encode, signing
+from natlink.tokens import encode, salted, signing
 from natlink.errors import NatlinkError, ReconciliationError, SchemaError
 from natlink.tokens.delivery import identify_delivery
 from natlink.tokens.keys import KeyMaterial
@@ -38,6 +39,7 @@ from natlink.tokens.manifest import MANIFEST_KIND, MANIFEST_VERSION, TokenManife
 from natlink.tokens.plaintext import check_kept_columns
 
 __all__ = [
+    "SaltedEncoding",
     "tokenise_configured",
     "tokenise_dataset",
     "tokenise_frame",
@@ -95,6 +97,7 @@ def tokenise_frame(
     blooms: Sequence[encode.BloomSpec] = encode.BLOOM_SPECS,
     project: str | None = None,
     hmac_implementation: str | None = None,
+    scheme: salted.SaltedScheme | None = None,
 ) -> tuple[DataFrame, DataFrame, DataFrame]:
     """(tokens, quarantine rows, reason counts) of a standardised frame; lazy, but for one Spark job that
     refuses kept columns holding identifiers (:func:`natlink.tokens.plaintext.check_kept_columns`)."""
@@ -105,10 +108,13 @@ def tokenise_frame(
     encode.check_standardised_input(clean, keep, specs, blooms)
     check_kept_columns(clean, keep)
     marked = _mark(clean)
-    tokens = encode.tokenise(
-        marked.where(F.col(_REASON).isNull()), key, keep=keep, specs=specs, blooms=blooms, project=project,
-        hmac_implementation=hmac_implementation,
-    )
+    accepted = marked.where(F.col(_REASON).isNull())
+    if scheme is None:
+        tokens = encode.tokenise(
+            accepted, key, keep=keep, specs=specs, blooms=blooms, project=project, hmac_implementation=hmac_implementation,
+        )
+    else:
+        tokens = salted.encode(accepted, key, scheme, keep=keep, project=project, hmac_implementation=hmac_implementation)
     quarantine = marked.where(F.col(_REASON).isNotNull()).select(
         C.DATASET, C.RECORD_ID, F.col(_REASON).alias(C.REASON), F.lit(Q.TOKENISE).alias(C.STAGE)
     )
@@ -132,8 +138,12 @@ def tokenise_dataset(
     run_id: str | None = None,
     quarantine_table: str | Path | None = None,
     signer: signing.ManifestSigner | str | None = None,
+    encoding: SaltedEncoding | None = None,
 ) -> TokenManifest:
     """Write ``out_dir/<dataset>`` (Delta, by region), its quarantine rows and its signed manifest.
+
+    ``encoding``: the block-salted encoding (:mod:`natlink.tokens.salted`) with the provider's
+    aggregates; None: today's deterministic tokens and Bloom filters (``specs``, ``blooms``).
 
     ``signer``: the manifest signing key (a signer or key reference; None: ``NATLINK_SIGNING_KEY``),
     resolved before any Spark work (:func:`natlink.tokens.signing.load_signer`).
@@ -150,9 +160,10 @@ def tokenise_dataset(
     out_dir = Path(out_dir)
     run_id = run_id or new_run_id()
     onboarding_quarantined = Q.check_counts(upstream_quarantine or {}, Q.ONBOARDING)
+    scheme = encoding.scheme if encoding else None
     tokens, quarantine, counts = tokenise_frame(
         clean, key, event_columns=event_columns, specs=specs, blooms=blooms, project=project,
-        hmac_implementation=hmac_implementation,
+        hmac_implementation=hmac_implementation, scheme=scheme,
     )
     by_reason = {r[C.REASON]: int(r["rows"]) for r in counts.collect()}
     rows_in = sum(by_reason.values())
@@ -193,12 +204,33 @@ def tokenise_dataset(
         },
         "token_columns": encode.token_columns(specs),
     }
+    if encoding is not None:
+        accepted = _mark(clean).where(F.col(_REASON).isNull())
+        inner = salted.inner_tokens(accepted, key, encoding.scheme, project=project, hmac_implementation=hmac_implementation)
+        data.update({
+            "schema_version": salted.SCHEMA_VERSION,
+            "encoding": encoding.scheme.as_dict(),
+            "columns": {"keep": [*BOOKKEEPING, *event_columns], "tokens": encoding.scheme.column_purposes(), "blooms": {}},
+            "token_columns": encoding.scheme.columns,
+            # Rates per comparison level from the provider's own records: no value, token or count of one.
+            "u": encoding.aggregates(inner),
+        })
     manifest = TokenManifest(data).save(manifest_path(out_dir, dataset), signer=signer, spark=spark)
     log.info(
         "tokenised %s: %d rows in, %d out, quarantined %s; key fingerprint %s",
         dataset, rows_in, rows_out, quarantined, key.fingerprint,
     )
     return manifest
+
+
+@dataclass(frozen=True)
+class SaltedEncoding:
+    """The block-salted encoding of a model (:class:`natlink.tokens.salted.SaltedScheme`) and the
+    function that turns the provider's unexported per-field tokens into its shipped aggregates
+    (u-probabilities per comparison level: :func:`natlink.linkage.salted_training.provider_u`)."""
+
+    scheme: salted.SaltedScheme
+    aggregates: Callable[[DataFrame], dict[str, Any]]
 
 
 def new_run_id() -> str:
@@ -218,6 +250,7 @@ def tokenise_configured(
     quarantine_table: str | Path | None = None,
     hmac_implementation: str | None = None,
     signer: signing.ManifestSigner | str | None = None,
+    encoding: SaltedEncoding | None = None,
 ) -> TokenManifest:
     """Onboard and tokenise one configured dataset (``conf/datasets/NAME.yaml``).
 
@@ -230,7 +263,9 @@ def tokenise_configured(
     from natlink.provider import onboard as onboarding
 
     signer = signing.load_signer(signer)  # the final manifest is signed again below
-    delivery = identify_delivery(spark, ds, data_dir=data_dir, key=key, project=project)
+    delivery = identify_delivery(
+        spark, ds, data_dir=data_dir, key=key, project=project, encoding=encoding.scheme.fingerprint if encoding else None
+    )
     run_id = run_id or delivery.default_run_id
     previous = _previous_manifest(out_dir, ds.name)
     if delivery.refuse_if_reused(run_id, previous.data if previous else None, f"tokenise {ds.name}") and _complete(previous):
@@ -258,6 +293,7 @@ def tokenise_configured(
             run_id=run_id,
             quarantine_table=table,
             signer=signer,
+            encoding=encoding,
         )
     finally:
         onboarded.unpersist()
