@@ -46,7 +46,8 @@ __all__ = [
     "scan_token_table",
 ]
 
-TOKEN_PATTERN = "^[0-9a-f]{64}$"
+# 64 hex digits (deterministic tokens), 32 (salted block keys) or 16 (salted tokens): natlink.tokens.salted
+TOKEN_PATTERN = "^[0-9a-f]{16}([0-9a-f]{16}([0-9a-f]{32})?)?$"
 MIN_SHARE = 0.5  # share of comparable values that makes a column an identifier column (see above)
 _POSTCODE = r"^[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}$"
 _DOB_FORMS = ("yyyy-MM-dd", "dd/MM/yyyy", "d/M/yyyy", "dd-MM-yyyy", "dd.MM.yyyy", "yyyyMMdd", "ddMMyyyy", "MM/dd/yyyy", "M/d/yyyy")
@@ -165,7 +166,7 @@ def check_kept_columns(df: DataFrame, keep: Sequence[str], *, where: str = "toke
 
 def scan_token_table(df: DataFrame, *, tokens: Sequence[str], kept: Sequence[str], where: str) -> None:
     """The centre's check of a token table, over every row in one Spark job: every value of a token
-    column is a 64-hex-digit token, and no kept text column holds NHS numbers or postcodes."""
+    column is a hex token (64, 32 or 16 digits), and no kept text column holds NHS numbers or postcodes."""
     types = dict(df.dtypes)
     texts = [c for c in kept if types.get(c) == "string" and c not in (C.DATASET, C.REGION, C.AGE_BAND)]
     if not tokens and not texts:
@@ -176,7 +177,7 @@ def scan_token_table(df: DataFrame, *, tokens: Sequence[str], kept: Sequence[str
     row = df.agg(F.sum(bad).alias("__bad_tokens"), *[a for c in texts for a in _pattern_aggs(c)]).first()
     if row["__bad_tokens"]:
         raise NotTokenTableError(
-            f"{where}: {row['__bad_tokens']} values in token columns are not 64-hex-digit tokens; refused"
+            f"{where}: {row['__bad_tokens']} values in token columns are not hex tokens (64, 32 or 16 digits); refused"
         )
     problems = {c: _pattern_findings(c, row) for c in texts}
     problems = {c: found for c, found in problems.items() if found}
