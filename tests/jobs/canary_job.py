@@ -1,4 +1,5 @@
-"""Child process of test_canary.py: tokenise + link with event logs on, leaving every trace behind.
+"""Child process of test_canary.py: tokenise + link (deterministic and block-salted), report, discover,
+a project extract and error paths, with event logs on, leaving every trace behind.
 
     python canary_job.py ROOT
 
@@ -77,6 +78,33 @@ def main(root: Path) -> None:
     clusters = delta.read(spark, str(tables / "clusters"))
     edges = delta.read(spark, str(tables / "edges"))
 
+    # What data owners and researchers see: the report, discover (answered, refused), an extract.
+    import hashlib
+    import hmac
+
+    commands.report("canary-1", tables, model_path=path, out=root / "out" / "report.html", min_cell_count=1)
+    probe = hmac.new(key.subkey("field:nhs_number"), b"9990012345", hashlib.sha256).hexdigest()
+    found = commands.discover(tables, manifests, token_column="tk_nhs_number", token=probe)
+    log.info("discover found %s", found)
+    for column in ("tk_sex", "tk_given_name"):
+        try:
+            commands.discover(tables, manifests, token_column=column, token=probe)
+        except NatlinkError as error:
+            log.error("expected failure: %s", error)
+    commands.extract(project / "conf/projects/multimorbidity_example.yaml", tables, manifests, root / "out" / "extract")
+
+    # The block-salted encoding end to end: tokenise with its model, train, link.
+    salted_model = project / "conf" / "model_salted.yaml"
+    salted = [
+        commands.tokenise(project / f"conf/datasets/{name}.yaml", "env:NATLINK_CANARY_KEY", root / "out" / "salted",
+                          data_dir=str(root / "data"), spark=spark, model_config=salted_model)
+        for name in ("gp", "hes")
+    ]
+    salted_path = train.train_job(spark, manifests=salted, cfg=cfgmod.load(salted_model, cfgmod.ModelConfig),
+                                  out_path=root / "out" / "models" / "salted.json", overwrite=True)
+    linkrun.run(spark, manifests=salted, model_path=salted_path, link_cfg=link_cfg, tables=root / "out" / "salted_tables",
+                run_id="canary-salted", scratch=kept)
+
     # explain() of every frame that touched identifiers or tokens.
     from natlink.tokens import encode
     from natlink.provider import sources, standardise
@@ -98,6 +126,16 @@ def main(root: Path) -> None:
             keys.resolve(bad)
         except NatlinkError as error:
             log.error("expected failure: %s", error)
+    # A raw key where a reference is expected, and a link with a model of other rules.
+    for bad in (os.environ["NATLINK_CANARY_KEY"], "env:" + os.environ["NATLINK_CANARY_KEY"]):
+        try:
+            keys.resolve(bad)
+        except NatlinkError as error:
+            log.error("expected failure: %s", error)
+    try:
+        linkrun.run(spark, manifests=salted, model_path=path, link_cfg=link_cfg, tables=root / "out" / "refused_tables", run_id="canary-refused")
+    except NatlinkError as error:
+        log.error("expected failure: %s", error)
     other = keys.KeyMaterial("canary:other", b"test-key-not-secret-canary-other")
     try:
         model_store.load(path, key_fingerprint=other.fingerprint)

@@ -20,7 +20,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from natlink.tokens import encode, hmac_sha256
+import hashlib
+import hmac
+
+from natlink.config import ModelConfig, load, project_root
+from natlink.tokens import encode, hmac_sha256, salted
 from natlink.synth import generate as synth
 from natlink.tokens.keys import KeyMaterial
 
@@ -46,6 +50,14 @@ HES_ROWS = [
     f"HECANARY01,{CANARY['nhs']},QUILLIFERA,ZANTHROPUSK,05/06/1907,2,{CANARY['postcode']},2024-02-02",
     f"HECANARY02,999 001 2345,QUILIFERA,ZANTHROPUSK,06/05/1907,2,ZE9 9QX,2024-03-03",
 ]
+
+
+SALTED_MODEL = load(project_root() / "conf" / "model_salted.yaml", ModelConfig)
+# The canary's normalised values, as the salted encoder's inner tokens hash them.
+INNER = {
+    "nhs_number": ["9990012345"], "given_name": ["QUILLIFERA", "QUILIFERA"], "family_name": ["ZANTHROPUSK"],
+    "date_of_birth": ["1907-06-05", "1907-05-06"], "postcode": ["ZE9 9QX", "ZE99QX"],
+}
 
 
 def b64_forms(data: bytes) -> list[bytes]:
@@ -78,7 +90,13 @@ def secret_needles() -> dict[str, bytes]:
     key = KeyMaterial("canary", CANARY_KEY)
     purposes = {s.purpose for s in encode.TOKEN_SPECS}
     purposes |= {b.purpose for b in encode.BLOOM_SPECS} | {b.noise_purpose for b in encode.BLOOM_SPECS}
+    purposes |= set(salted.SaltedScheme.from_model(SALTED_MODEL).key_purposes())
     secrets = {"master": CANARY_KEY}
+    # A salted table's inner tokens are deterministic per value: they must never leave the provider.
+    for field, values in INNER.items():
+        for value in values:
+            purpose = f"salted:inner/field:{field}"
+            secrets[f"inner token {field} {value!r}"] = hmac.new(key.subkey(purpose), value.encode(), hashlib.sha256).hexdigest().encode()
     for p in sorted(purposes):
         sub = key.subkey(p)
         inner, outer = hmac_sha256.hmac_pads(sub)
@@ -87,6 +105,9 @@ def secret_needles() -> dict[str, bytes]:
         secrets[f"opad {p}"] = outer
     needles = {}
     for name, secret in secrets.items():
+        if name.startswith("inner token"):
+            needles[name] = secret
+            continue
         needles[f"raw {name}"] = secret
         needles[f"hex {name}"] = secret.hex().encode()
         needles[f"HEX {name}"] = secret.hex().upper().encode()
@@ -161,7 +182,9 @@ def canary_run(spark, tmp_path_factory):
     synth.generate(spark, data, persons=150, seed=5)
     plant(data / "raw" / "gp", GP_HEADER, GP_ROWS)
     plant(data / "raw" / "hes", HES_HEADER, HES_ROWS)
-    env = {**os.environ, "NATLINK_CANARY_KEY": CANARY_KEY.hex(), "NATLINK_SPARK_LOG_LEVEL": "INFO"}
+    (root / "tmp").mkdir()
+    # TMPDIR: the run's temporary files (Python's tempfile, DuckDB spill folders) land where the scan looks.
+    env = {**os.environ, "NATLINK_CANARY_KEY": CANARY_KEY.hex(), "NATLINK_SPARK_LOG_LEVEL": "INFO", "TMPDIR": str(root / "tmp")}
     job = Path(__file__).with_name("canary_job.py")
     with open(root / "logs" / "stdout.txt", "wb") as out, open(root / "logs" / "stderr.txt", "wb") as err:
         proc = subprocess.run([sys.executable, str(job), str(root)], env=env, stdout=out, stderr=err, timeout=2200)
@@ -181,6 +204,13 @@ def test_the_run_left_the_traces_we_scan(canary_run):
     assert "BroadcastNestedLoopJoin" in (root / "out" / "explain.txt").read_text()
     assert any(p.suffix == ".parquet" for p in (root / "out" / "tokens").rglob("*"))
     assert len(written) > 50
+    # The outputs people see, the salted run and the error paths all ran.
+    assert (root / "out" / "report.html").stat().st_size > 10_000
+    assert (root / "out" / "extract" / "multimorbidity_example" / "extract.json").is_file()
+    assert (root / "out" / "salted" / "gp.manifest.json").is_file() and (root / "out" / "salted_tables" / "clusters" / "_delta_log").is_dir()
+    log = (root / "logs" / "natlink.log").read_text()
+    assert "discover found" in log and log.count("expected failure") >= 7, log[-3000:]
+    assert "EncodingMismatchError" in log or "salted" in log
 
 
 def test_no_plaintext_canary_anywhere(canary_run):
