@@ -40,6 +40,7 @@ from natlink.tokens.manifest import TokenManifest
 from natlink.tokens.rekey import rekey_table
 from natlink.linkage.salted_training import provider_u
 from natlink.linkage.settings import splink_settings
+from natlink.tokens.reader import as_manifests
 from natlink.tokens.salted import SaltedScheme
 from natlink.tokens.tokenise import SaltedEncoding, tokenise_configured
 
@@ -257,8 +258,10 @@ def discover(
     population = disc.load_population(spark, list(manifests))
     cfg = load(link_config, LinkConfig)
     if by_token:
+        schemes = {m.scheme.fingerprint if m.scheme else None: m.scheme for m in as_manifests(list(manifests))}
         return disc.by_token(spark, tables=tables, population=population, column=token_column, value=token,
-                             allowed_columns=cfg.discover_columns, max_persons=cfg.discover_max_persons)
+                             allowed_columns=cfg.discover_columns, max_persons=cfg.discover_max_persons,
+                             scheme=next(iter(schemes.values())) if len(schemes) == 1 else None)
     settings, _meta = model_store.load(model_path)
     probe_df = disc.probe_frame(spark, json.loads(Path(probe).read_text(encoding="utf-8")))
     return [disc.by_probe(spark, tables=tables, population=population, probe=probe_df, settings=settings, threshold=cfg.threshold_match_probability)]

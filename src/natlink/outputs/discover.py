@@ -67,8 +67,13 @@ def by_token(
     allowed_columns: Sequence[str] = ("tk_nhs_number",),
     max_persons: int = 1,
     who: str | None = None,
+    scheme: Any = None,
 ) -> list[Discovery]:
     """The person holding a record whose ``column`` equals the token ``value``, with their datasets.
+
+    Block-salted tables (``scheme``: :class:`natlink.tokens.salted.SaltedScheme`) hold no
+    ``tk_nhs_number``: a lookup of a column that is a prediction rule on its own reads that rule's
+    block key, so the probe is the value's block key (``natlink.tokens.salted.block_probe``).
 
     Only ``allowed_columns`` may be looked up, and a token matching more than ``max_persons``
     persons is refused (:class:`~natlink.errors.DiscoveryRefusedError`, a count only): a lookup
@@ -78,9 +83,16 @@ def by_token(
     if column not in allowed_columns:
         _audit(spark, tables, who, "token", column, value, None, "refused: column not allowed")
         raise DiscoveryRefusedError(f"discover: {column!r} is not an allowed lookup column (allowed: {sorted(allowed_columns)})")
-    if column not in population.columns or not C.is_token(column):
+    physical = column
+    if scheme is not None:
+        field = column[len(C.TOKEN_PREFIX):]
+        alone = [i for i, rule in enumerate(scheme.rules) if rule == (field,)]
+        if not alone:
+            raise InputDataError(f"{column!r} is not a prediction rule on its own in the salted tables, so no block key answers it")
+        physical = scheme.block_column(alone[0])
+    if physical not in population.columns or not C.is_token(physical):
         raise InputDataError(f"{column!r} is not a token column of the population")
-    hits = population.where(F.col(column) == F.lit(value)).select(C.UNIQUE_ID)
+    hits = population.where(F.col(physical) == F.lit(value)).select(C.UNIQUE_ID)
     view = _view(spark, tables)
     persons = sorted({r[C.PERSON_ID] for r in _person_of(view, hits).collect()})
     if len(persons) > max_persons:

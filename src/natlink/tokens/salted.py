@@ -57,6 +57,7 @@ __all__ = [
     "ENCODING",
     "SCHEMA_VERSION",
     "SaltedScheme",
+    "block_probe",
     "encode",
     "inner_tokens",
 ]
@@ -238,3 +239,19 @@ def encode(
             salted = pads.hmac(f"{prefix}salted:salt/{_SPECS[f].purpose}", F.concat(block, inner))
             out.append(F.when(block.isNotNull() & inner.isNotNull(), F.substring(salted, 1, _TOKEN_HEX)).alias(scheme.salted_column(f, i)))
     return with_blocks.select(*[F.col(c) for c in keep], *out)
+
+
+def block_probe(key: KeyMaterial, scheme: SaltedScheme, column: str, value: str, *, project: str | None = None) -> str:
+    """The block key of ``value`` (already normalised, as tokenise normalises it) under the
+    prediction rule that is ``column`` alone: the probe ``natlink discover`` takes on salted
+    tables. Made by the key holder (a provider), never at the linkage centre."""
+    import hmac
+
+    field = column[len(C.TOKEN_PREFIX):] if C.is_token(column) else column
+    alone = [i for i, rule in enumerate(scheme.rules) if rule == (field,)]
+    if not alone:
+        raise EncodingSpecError(f"{column!r} is not a prediction rule on its own, so it has no block key")
+    prefix = f"project:{project}/" if project else ""
+    inner = hmac.new(key.subkey(f"{prefix}salted:inner/{_SPECS[field].purpose}"), value.encode("utf-8"), hashlib.sha256).hexdigest()
+    block = hmac.new(key.subkey(f"{prefix}salted:block/{scheme.rule_name(alone[0])}"), inner.encode(), hashlib.sha256).hexdigest()
+    return block[:_BLOCK_HEX]
