@@ -84,11 +84,12 @@ def main(root: Path) -> None:
 
     commands.report("canary-1", tables, model_path=path, out=root / "out" / "report.html", min_cell_count=1)
     probe = hmac.new(key.subkey("field:nhs_number"), b"9990012345", hashlib.sha256).hexdigest()
-    found = commands.discover(tables, manifests, token_column="tk_nhs_number", token=probe)
+    link_yaml = project / "conf" / "link.yaml"
+    found = commands.discover(tables, manifests, token_column="tk_nhs_number", token=probe, link_config=link_yaml)
     log.info("discover found %s", found)
     for column in ("tk_sex", "tk_given_name"):
         try:
-            commands.discover(tables, manifests, token_column=column, token=probe)
+            commands.discover(tables, manifests, token_column=column, token=probe, link_config=link_yaml)
         except NatlinkError as error:
             log.error("expected failure: %s", error)
     commands.extract(project / "conf/projects/multimorbidity_example.yaml", tables, manifests, root / "out" / "extract")
