@@ -21,6 +21,7 @@ quadratic in distinct tokens, so on salted tables it runs at small sizes (RESULT
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -152,6 +153,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--persons", type=int, default=53_908)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--reuse", action="store_true", help="reuse this benchmark's token tables and tokenise timings")
     args = parser.parse_args(argv)
 
     from natlink import columns as C
@@ -165,16 +167,27 @@ def main(argv=None) -> None:
     det_cfg = load(ROOT / "conf" / "model.yaml", ModelConfig)
     sal_cfg = load(ROOT / "conf" / "model_salted.yaml", ModelConfig)
     work = root / "bench_salted"
-    det_made, det_s, n = tokenise_all(spark, root, work / "det", None)
-    sal_made, sal_s, n_sal = tokenise_all(spark, root, work / "sal", sal_cfg)
+    saved = work / "tokenise.json"
+    if args.reuse and saved.is_file():  # the token tables of an earlier run of this benchmark, and its timings
+        from natlink.tokens.manifest import TokenManifest
+
+        times = json.loads(saved.read_text())
+        det_made = [TokenManifest.load(work / "det" / "tokens" / f"{d}.manifest.json") for d in DATASETS]
+        sal_made = [TokenManifest.load(work / "sal" / "tokens" / f"{d}.manifest.json") for d in DATASETS]
+        det_s, sal_s = times["det_s"], times["sal_s"]
+        n = n_sal = sum(int(m.rows) for m in det_made)
+    else:
+        det_made, det_s, n = tokenise_all(spark, root, work / "det", None)
+        sal_made, sal_s, n_sal = tokenise_all(spark, root, work / "sal", sal_cfg)
+        saved.write_text(json.dumps({"det_s": det_s, "sal_s": sal_s, "load": load_avg()}))
     assert n == n_sal, (n, n_sal)
     truth_pd = spark.read.parquet(str(root / "truth")).select(C.DATASET, C.RECORD_ID, C.TRUE_PERSON_ID).toPandas()
     det_clusters, det_info = train_and_link(spark, det_made, det_cfg, work / "det_model.json")
     sal_clusters, sal_info = train_and_link(spark, sal_made, sal_cfg, work / "sal_model.json")
     det_m, sal_m = metrics(spark, det_clusters, truth_pd), metrics(spark, sal_clusters, truth_pd)
     scheme = SaltedScheme.from_model(sal_cfg)
-    gp_det = delta.read(spark, str(work / "det" / "gp")).select(C.RECORD_ID, *FIELDS).toPandas()
-    gp_sal = delta.read(spark, str(work / "sal" / "gp")).select(C.RECORD_ID, *scheme.columns).toPandas()
+    gp_det = delta.read(spark, str(work / "det" / "tokens" / "gp")).select(C.RECORD_ID, *FIELDS).toPandas()
+    gp_sal = delta.read(spark, str(work / "sal" / "tokens" / "gp")).select(C.RECORD_ID, *scheme.columns).toPandas()
     leaks = leakage(spark, gp_det, gp_sal, scheme, gp_plaintext(spark, root), truth_pd)
     load_end = load_avg()
 
