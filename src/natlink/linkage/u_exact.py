@@ -10,7 +10,8 @@ inclusion-exclusion over the earlier equality levels turns into counts of groups
 
     pairs(level k) = sum over S, subsets of the earlier levels, of (-1)^|S| * pairs(k and all of S)
 
-Only aggregates run (group counts, then their sums; one Spark job); no row reaches the driver.
+Only aggregates run (one GROUPING SETS pass over the records, then sums of its group counts); no
+record reaches the driver.
 
 Levels computed: every ``col_l = col_r`` level up to the first level of another kind, and the
 ELSE level when every level before it was computed. Not computed (None, left to sampling): a level
@@ -27,7 +28,6 @@ linkage centre on a token union, or at a data provider on its own per-field toke
 from __future__ import annotations
 
 import re
-from decimal import Decimal
 from functools import reduce
 from itertools import combinations
 from typing import Any
@@ -79,28 +79,44 @@ def level_plan(comparison: dict[str, Any]) -> tuple[list[str] | None, list[str |
     return nulls, kinds
 
 
-def _pairs_frame(df: DataFrame, key: str, cols: tuple[str, ...], source: str | None) -> DataFrame:
-    """One row (key, ordered pairs of distinct records equal on every column of ``cols``)."""
-    present = df.where(reduce(lambda a, b: a & b, [F.col(c).isNotNull() for c in cols]))
+def _count_pairs(df: DataFrame, sets: dict[str, tuple[str, ...]], source: str | None) -> dict[str, int]:
+    """Ordered pairs of distinct records equal (and non-null) on every column of each set, in one
+    pass: one GROUPING SETS aggregate (each set's groups, told apart by ``grouping()`` flags), then
+    sum n (n - 1) per set; for link_only, n^2 - sum over sources of n_s^2 (pairs across sources)."""
+    columns = sorted({c for cols in sets.values() for c in cols})
+    extra = [source] if source else []
+    flags = [F.grouping(c).alias(f"g_{i}") for i, c in enumerate(columns)]
+    grouped = df.groupingSets([[*cols, *extra] for cols in sets.values()], *columns, *extra).agg(
+        F.count(F.lit(1)).cast(_WIDE).alias("n"), *flags
+    )
+    # A group whose in-set value is NULL is not agreement (SQL equality): drop it.
+    present = reduce(lambda a, b: a & b, [(F.col(f"g_{i}") == 1) | F.col(c).isNotNull() for i, c in enumerate(columns)])
+    if source:
+        present = present & F.col(source).isNotNull()
+    grouped = grouped.where(present)
+    keys = [f"g_{i}" for i in range(len(columns))]
     if source is None:
-        sizes = present.groupBy(*cols).agg(F.count(F.lit(1)).cast(_WIDE).alias("n"))
         pairs = F.sum(F.col("n") * (F.col("n") - 1))
     else:
-        # link_only: only pairs across different sources count: n^2 - sum over sources of n_s^2.
-        per_source = present.groupBy(*cols, source).agg(F.count(F.lit(1)).cast(_WIDE).alias("ns"))
-        sizes = per_source.groupBy(*cols).agg(F.sum("ns").alias("n"), F.sum(F.col("ns") * F.col("ns")).alias("sq"))
+        grouped = grouped.groupBy(*keys, *columns).agg(F.sum("n").alias("n"), F.sum(F.col("n") * F.col("n")).alias("sq"))
         pairs = F.sum(F.col("n") * F.col("n") - F.col("sq"))
-    return sizes.agg(pairs.cast(_WIDE).alias("pairs")).select(F.lit(key).alias("key"), F.coalesce("pairs", F.lit(0).cast(_WIDE)).alias("pairs"))
+    rows = grouped.groupBy(*keys).agg(pairs.cast(_WIDE).alias("pairs")).collect()  # one row per set
+    by_flags = {tuple(int(r[k]) for k in keys): int(r["pairs"] or 0) for r in rows}
+    return {key: by_flags.get(tuple(0 if c in cols else 1 for c in columns), 0) for key, cols in sets.items()}
 
 
-def _total_frame(df: DataFrame, key: str, source: str | None) -> DataFrame:
-    """One row (key, ordered pairs of distinct records): N (N - 1), or across sources for link_only."""
-    n = F.count(F.lit(1)).cast(_WIDE)
+def _count_totals(df: DataFrame, conditions: dict[str, Any], source: str | None) -> dict[str, int]:
+    """Ordered pairs of distinct records meeting each condition: N (N - 1), or across sources."""
+    n = {key: F.sum(F.when(cond, 1).otherwise(0)).cast(_WIDE).alias(f"n_{i}") for i, (key, cond) in enumerate(conditions.items())}
     if source is None:
-        return df.agg((n * (n - 1)).alias("pairs")).select(F.lit(key).alias("key"), "pairs")
-    per_source = df.groupBy(source).agg(n.alias("ns"))
-    total = F.sum("ns") * F.sum("ns") - F.sum(F.col("ns") * F.col("ns"))
-    return per_source.agg(total.cast(_WIDE).alias("pairs")).select(F.lit(key).alias("key"), F.coalesce("pairs", F.lit(0).cast(_WIDE)).alias("pairs"))
+        row = df.agg(*n.values()).first()
+        return {key: int(row[f"n_{i}"] or 0) * (int(row[f"n_{i}"] or 0) - 1) for i, key in enumerate(conditions)}
+    rows = df.where(F.col(source).isNotNull()).groupBy(source).agg(*n.values()).collect()  # one row per source
+    out = {}
+    for i, key in enumerate(conditions):
+        per_source = [int(r[f"n_{i}"] or 0) for r in rows]
+        out[key] = sum(per_source) ** 2 - sum(x * x for x in per_source)
+    return out
 
 
 def _computable(kinds: list[str | None]) -> list[int]:
@@ -130,8 +146,10 @@ def exact_u(df: DataFrame, settings: dict[str, Any]) -> dict[str, list[float | N
             raise SchemaError(f"exact u for link_only needs the source dataset column {source!r}; present: {sorted(df.columns)}")
 
     plans: dict[str, tuple[list[str], list[str | None], list[int]]] = {}
-    frames: list[DataFrame] = []
-    for comparison in settings.get("comparisons", []):
+    derived: list[Any] = []  # per comparison, its columns NULL wherever the comparison is NULL
+    sets: dict[str, tuple[str, ...]] = {}
+    conditions: dict[str, Any] = {}
+    for k, comparison in enumerate(settings.get("comparisons", [])):
         name = comparison["output_column_name"]
         nulls, kinds = level_plan(comparison)
         levels = _computable(kinds) if nulls is not None else []
@@ -141,20 +159,21 @@ def exact_u(df: DataFrame, settings: dict[str, Any]) -> dict[str, list[float | N
         missing = sorted(({kinds[i] for i in levels} | set(nulls or [])) - set(df.columns))
         if missing:
             raise SchemaError(f"exact u for comparison {name}: columns {missing} are absent; present: {sorted(df.columns)}")
-        base = df.where(reduce(lambda a, b: a & b, [F.col(c).isNotNull() for c in nulls])) if nulls else df
-        frames.append(_total_frame(base, f"{name}|", source))
-        wanted: set[tuple[str, ...]] = set()
+        cond = reduce(lambda a, b: a & b, [F.col(c).isNotNull() for c in nulls]) if nulls else F.lit(True)
+        conditions[name] = cond
+        used = {kinds[i] for i in levels}
+        derived += [F.when(cond, F.col(c)).alias(f"c{k}__{c}") for c in sorted(used)]
         for pos, i in enumerate(levels):
             earlier = levels[:pos]
             for size in range(len(earlier) + 1):
                 for subset in combinations(earlier, size):
-                    wanted.add(tuple(sorted({kinds[i], *(kinds[j] for j in subset)})))
-        frames.extend(_pairs_frame(base, f"{name}|{','.join(cols)}", cols, source) for cols in sorted(wanted))
+                    cols = tuple(sorted({kinds[i], *(kinds[j] for j in subset)}))
+                    sets[f"{name}|{','.join(cols)}"] = tuple(f"c{k}__{c}" for c in cols)
 
     counts: dict[str, int] = {}
-    if frames:
-        rows = reduce(DataFrame.unionByName, frames).collect()  # one small row per aggregate
-        counts = {r["key"]: int(r["pairs"] if isinstance(r["pairs"], Decimal) else (r["pairs"] or 0)) for r in rows}
+    if sets:
+        counts = _count_pairs(df.select(*derived, *([source] if source else [])), sets, source)
+        counts.update({f"{name}|": n for name, n in _count_totals(df, conditions, source).items()})
 
     out: dict[str, list[float | None]] = {}
     for name, (_nulls, kinds, levels) in plans.items():
