@@ -15,7 +15,10 @@ export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 
 .PHONY: setup demo test test-slow test-all package bench clean
 
+# Hands-off: nothing outside this folder is changed. The `natlink` command is in .venv/bin;
+# `source .venv/bin/activate` puts it on PATH for the shell (README: "Link your own data").
 setup: $(STAMP) $(JVM_JAR) $(DELTA_JARS)
+	@echo "natlink is installed: $(abspath $(VENV))/bin/natlink. Put it on PATH with: source $(VENV)/bin/activate"
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -20,13 +21,14 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(no_args_is_help=True, help="Make keys: token keys, manifest signing keys, Spark secrets.")
 app.add_typer(keys_app, name="keys")
-err = Console(stderr=True)
+# Messages are never wrapped at a width (a pipe or a log file has none): a line stays one line.
+err = Console(stderr=True, soft_wrap=True)
 R = TypeVar("R")
 
 ENV_OPTION = typer.Option(None, "--environment", "-e", help="environment YAML (conf/environments/*.yaml)")
 LOCAL_ENV_OPTION = typer.Option(Path("conf/environments/local.yaml"), "--environment", "-e", help="environment YAML")
 MANIFESTS_OPTION = typer.Option(..., "--manifest", "-m", help="token table manifest (repeat per dataset)")
-VERBOSE_OPTION = typer.Option(False, "--verbose", "-v")
+VERBOSE_OPTION = typer.Option(False, "--verbose", "-v", help="also show Spark's and Splink's warnings and natlink's progress log")
 SIGNING_KEY_OPTION = typer.Option(
     None, "--signing-key", help="reference of the manifest signing key (default: $NATLINK_SIGNING_KEY)"
 )
@@ -38,13 +40,28 @@ def _root() -> None:
 
 
 def _setup_logging(verbose: bool) -> None:
+    """natlink's own warnings always reach stderr; Spark's (log4j, from the JVM's start) and
+    Splink's only with ``--verbose``. ``NATLINK_SPARK_LOG_LEVEL`` overrides Spark's level."""
+    from natlink.spark.session import LOG_LEVEL_ENV
+
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("py4j", "splink"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    # Splink's warnings (e.g. "level not observed") are natlink's to report, by name (linkage.train).
+    logging.getLogger("splink").setLevel(logging.WARNING if verbose else logging.ERROR)
+    if verbose:
+        os.environ.setdefault(LOG_LEVEL_ENV, "WARN")
+    else:
+        os.environ.setdefault(LOG_LEVEL_ENV, "ERROR")
+
+
+def _out() -> Console:
+    """The console for results on stdout: a terminal's width, else wide enough for whole tables
+    (rich would wrap them at 80 columns in a pipe or a file)."""
+    return Console() if sys.stdout.isatty() else Console(width=1000)
 
 
 def _call(verbose: bool, status: str | None, command: Callable[[], R]) -> R:
@@ -70,10 +87,11 @@ def demo(
     """Synthesise, tokenise, train, link and evaluate on an embedded synthetic sample."""
     from natlink import commands
     from natlink.config import DemoConfig, load, project_root
+    from natlink.config.base import resolve
 
     def run():
         root = project_root()
-        cfg = load(config, DemoConfig, base_dir=root)
+        cfg = load(resolve(config), DemoConfig)
         overrides = {k: v for k, v in {"persons": persons, "output_dir": str(output) if output else None}.items() if v is not None}
         if overrides:
             cfg = cfg.model_copy(update=overrides)
@@ -100,7 +118,7 @@ def profile(
     from natlink.provider.profile import render
 
     report = _call(verbose, f"profiling {dataset_config}", lambda: commands.profile(dataset_config, data_dir=data_dir))
-    render(report, Console())
+    render(report, _out())
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report, indent=2), encoding="utf-8")
@@ -219,18 +237,32 @@ def extract(
 def discover(
     tables: Path = typer.Option(..., help="folder of the link run's Delta tables"),
     manifest: list[Path] = typer.Option(..., "--manifest", "-m", help="token table manifests of the population"),
-    probe: Path | None = typer.Option(None, help="JSON object of one person's tokens (tk_* columns)"),
-    token_column: str | None = typer.Option(None, help="look up one token column ..."),
+    probe: Path | None = typer.Option(
+        None, help="one person's tokens: a token-table manifest of one record, or a JSON object of tk_* columns "
+        "(see above for how a probe is made)"),
+    token_column: str | None = typer.Option(None, help="look up one token column (allow-listed in conf/link.yaml) ..."),
     token: str | None = typer.Option(None, help="... equal to this token"),
     model_path: Path | None = typer.Option(None, "--model", help="model JSON (needed with --probe)"),
-    config: Path = typer.Option(Path("conf/link.yaml"), help="link settings (threshold)"),
+    config: Path = typer.Option(Path("conf/link.yaml"), help="link settings (threshold, allowed lookup columns)"),
     environment: Path | None = ENV_OPTION,
+    verbose: bool = VERBOSE_OPTION,
 ) -> None:
-    """List the datasets (and record counts) that hold a person, from tokens only."""
+    """List the datasets (and record counts) that hold a person, from tokens only.
+
+    Either --token-column with --token (one token, e.g. of tk_nhs_number), or --probe with --model.
+    Arguments are checked before Spark starts.
+
+    How a probe is made: the centre holds no key and cannot make tokens. The provider that knows
+    the person writes their identifiers as a one-row CSV with the same columns as its extract and
+    runs `natlink tokenise --dataset <its dataset YAML> --key <the same key> --out probe/ --data-dir
+    <folder of the CSV>`; the centre passes --probe probe/<dataset>.manifest.json (the manifest is
+    signed and its key fingerprint must be the population's). A JSON object {"tk_nhs_number": "...",
+    ...} of that row's tk_* columns works too. Every lookup is audited in TABLES/discover_audit.
+    """
     from natlink import commands
 
     found = _call(
-        False, None,
+        verbose, None,
         lambda: commands.discover(
             tables, manifest, token_column=token_column, token=token, probe=probe, model_path=model_path,
             link_config=config, environment=environment,
@@ -246,20 +278,21 @@ def evaluate_cmd(
     truth: Path | None = typer.Option(None, help="truth table (Parquet: dataset, record_id, true_person_id); default: NHS-number pseudo-truth"),
     config: Path = typer.Option(Path("conf/link.yaml"), help="link settings (evaluation_thresholds)"),
     environment: Path | None = ENV_OPTION,
+    verbose: bool = VERBOSE_OPTION,
 ) -> None:
     """Pairwise and cluster-level precision, recall and F1 at several thresholds."""
     from rich.table import Table
 
     from natlink import commands
 
-    rows = _call(False, None, lambda: commands.evaluate(manifest, model_path, link_config=config, truth=truth, environment=environment))
+    rows = _call(verbose, None, lambda: commands.evaluate(manifest, model_path, link_config=config, truth=truth, environment=environment))
     table = Table(title="accuracy by threshold (" + ("truth" if truth else "NHS-number pseudo-truth") + ")")
     cols = ["threshold", "pair_precision", "pair_recall", "pair_f1", "cluster_precision", "cluster_recall", "cluster_f1"]
     for c in cols:
         table.add_column(c)
     for r in rows:
         table.add_row(*[f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c]) for c in cols])
-    Console().print(table)
+    _out().print(table)
 
 
 @app.command()
@@ -287,7 +320,7 @@ def report(
 def synth(
     persons: int = typer.Option(10_000, help="number of synthetic persons"),
     seed: int = typer.Option(42, help="random seed: the same seed gives byte-identical output"),
-    output: Path = typer.Option(Path("output/synth"), help="output folder"),
+    output: Path | None = typer.Option(None, help="output folder (default: output/synth in the project)"),
     config: Path = typer.Option(Path("conf/synth.yaml"), help="synth config (YAML)"),
     datasets: str | None = typer.Option(None, help="comma-separated subset of the configured datasets"),
     environment: Path = LOCAL_ENV_OPTION,

@@ -37,6 +37,7 @@ from natlink.synth import generate as synthesis
 from natlink.tokens import keys, signing
 from natlink.tokens.hmac_sha256 import choose_hmac_implementation
 from natlink.tokens.manifest import TokenManifest
+from natlink.tokens.reader import as_manifests
 from natlink.tokens.rekey import rekey_table
 from natlink.linkage.salted_training import provider_u
 from natlink.linkage.settings import splink_settings
@@ -86,6 +87,13 @@ def spark_conf_for(env: EnvironmentConfig) -> dict[str, str]:
     if env.auth_secret is not None:
         conf["spark.authenticate.secret"] = keys.resolve_secret_text(env.auth_secret)
     return conf
+
+
+def _require_files(paths: Paths, what: str, verb: str) -> None:
+    """Refuse missing input files by name before Spark starts (a JVM takes seconds to start)."""
+    absent = [str(p) for p in paths if not Path(p).is_file()]
+    if absent:
+        raise ConfigError(f"{verb}: {what} not found: {absent}")
 
 
 @dataclass(frozen=True)
@@ -201,7 +209,8 @@ def rekey(
 @_named_failures
 def train(manifests: Paths, model_config: str | Path, out: str | Path, *, overwrite: bool = False, environment: str | Path | None = None) -> Path:
     """Train a Splink model on token tables and save it with its sidecar."""
-    cfg = load(model_config, ModelConfig)
+    cfg = load(resolve(model_config), ModelConfig)
+    _require_files(manifests, "manifest file(s)", "train")
     return training.train_job(spark_for("natlink-train", environment), manifests=list(manifests), cfg=cfg, out_path=out, overwrite=overwrite)
 
 
@@ -217,7 +226,9 @@ def link(
     environment: str | Path | None = None,
 ) -> linkrun.RunSummary:
     """Link token tables into clusters, edges, person_index, id_events and runs (Delta)."""
-    cfg = load(link_config, LinkConfig)
+    cfg = load(resolve(link_config), LinkConfig)
+    _require_files(manifests, "manifest file(s)", "link")
+    _require_files([model_path], "model file", "link")
     spark = spark_for("natlink-link", environment)
     return linkrun.run(spark, manifests=list(manifests), model_path=model_path, link_cfg=cfg, tables=tables, run_id=run_id, mode=mode)
 
@@ -232,7 +243,7 @@ def evaluate(
     environment: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """Pairwise and cluster-level precision, recall and F1 at the configured thresholds."""
-    cfg = load(link_config, LinkConfig)
+    cfg = load(resolve(link_config), LinkConfig)
     spark = spark_for("natlink-evaluate", environment)
     truth_df = spark.read.parquet(str(truth)) if truth else None
     return evaluation.sweep_job(spark, manifests=list(manifests), model_path=model_path, link_cfg=cfg, truth=truth_df)
@@ -250,20 +261,36 @@ def discover(
     link_config: str | Path = "conf/link.yaml",
     environment: str | Path | None = None,
 ) -> list[Any]:
-    """The datasets (and record counts) that hold a person, found from tokens only."""
-    by_token = bool(token_column and token)
-    if not by_token and not (probe and model_path):
-        raise ConfigError("discover: give --token-column and --token, or --probe and --model")
+    """The datasets (and record counts) that hold a person, found from tokens only.
+
+    Every argument is checked before Spark starts: a lookup by one token (``token_column`` and
+    ``token``) or by a probe (``probe``, one person's tokens, with ``model_path``), never both; the
+    tables folder, manifests, probe and model must exist. A probe is a JSON object of ``tk_*``
+    columns, or the manifest of a one-record token table (:func:`natlink.outputs.discover.read_probe_file`).
+    """
+    by_token = token_column is not None or token is not None
+    if by_token and not (token_column and token):
+        raise ConfigError("discover: --token-column and --token go together (give both)")
+    if by_token == (probe is not None):
+        raise ConfigError("discover: give either --token-column and --token, or --probe with --model (not both)")
+    if probe is not None and model_path is None:
+        raise ConfigError("discover: --probe needs --model (the model scores the probe against the population)")
+    if not Path(tables).is_dir():
+        raise ConfigError(f"discover: no tables folder {tables} (the folder `natlink link --tables` wrote)")
+    _require_files(manifests, "manifest file(s)", "discover")
+    cfg = load(resolve(link_config), LinkConfig)
+    settings = model_store.load(model_path)[0] if model_path is not None else None
+    probe_tokens = disc.read_probe_file(probe) if probe is not None else None
+
     spark = spark_for("natlink-discover", environment)
     population = disc.load_population(spark, list(manifests))
-    cfg = load(link_config, LinkConfig)
     if by_token:
         schemes = {m.scheme.fingerprint if m.scheme else None: m.scheme for m in as_manifests(list(manifests))}
         return disc.by_token(spark, tables=tables, population=population, column=token_column, value=token,
                              allowed_columns=cfg.discover_columns, max_persons=cfg.discover_max_persons,
                              scheme=next(iter(schemes.values())) if len(schemes) == 1 else None)
-    settings, _meta = model_store.load(model_path)
-    probe_df = disc.probe_frame(spark, json.loads(Path(probe).read_text(encoding="utf-8")))
+    fingerprint = as_manifests(list(manifests))[0].key_fingerprint
+    probe_df = disc.probe_from(spark, probe_tokens, population_fingerprint=fingerprint)
     return [disc.by_probe(spark, tables=tables, population=population, probe=probe_df, settings=settings, threshold=cfg.threshold_match_probability)]
 
 
@@ -329,13 +356,15 @@ def case_study(
 def synth(
     persons: int,
     seed: int,
-    output: str | Path,
+    output: str | Path | None = None,
     *,
     config: str | Path = "conf/synth.yaml",
     datasets: Sequence[str] | None = None,
     environment: str | Path | None = "conf/environments/local.yaml",
 ):
-    """A synthetic population: raw datasets with realistic errors plus truth tables."""
+    """A synthetic population: raw datasets with realistic errors plus truth tables (``output``
+    None: ``output/synth`` under the project root)."""
+    output = project_root() / "output" / "synth" if output is None else output
     cfg = load_synth_config(resolve(config))
     spark = spark_for("natlink-synth", environment)
     return synthesis.generate(spark, output, persons=persons, seed=seed, config=cfg, datasets=list(datasets) if datasets else None)

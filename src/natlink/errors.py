@@ -44,6 +44,20 @@ class ModelError(NatlinkError):
     """A linkage model is missing, invalid or incompatible with the data."""
 
 
+class TrainingError(ModelError):
+    """Training cannot give a usable model from these data and this model config (says what to change)."""
+
+
+class UntrainedLevelError(TrainingError):
+    """A comparison level was left without m or u: it names the comparison and level, how many pairs
+    training looked at without seeing it, and what to change (more pairs, another EM blocking rule,
+    or ``training.allow_unobserved``)."""
+
+
+class EmptyTrainingRuleError(TrainingError):
+    """A training blocking rule (EM or deterministic) gives no record pairs in the training sample."""
+
+
 class BlockingBudgetError(NatlinkError):
     """A blocking rule would generate more comparisons than the configured budget."""
 

@@ -240,13 +240,18 @@ def test_quarantine_counts_match_the_quarantine_tables(spark, world):
 
 def test_model_parameters_are_the_model_files(world):
     _text, p, data = page(world, "r2")
-    settings, _meta = model_store.load(world["model"])
+    settings, meta = model_store.load(world["model"])
     params = model_store.parameter_table(settings)
     assert len(params) >= 8
+    sources = {(r["comparison"], r["level"]): r for r in meta["fit"]["parameters"]}
     for r in params:
         cells = p.cells("model", f"{r['comparison']}/{r['level']}")
         assert float(cells["m"]) == pytest.approx(r["m"], rel=1e-3, abs=1e-4)
         assert float(cells["u"]) == pytest.approx(r["u"], rel=1e-3, abs=1e-4)
+        # where each came from, as the sidecar records it
+        assert (cells["m_source"], cells["u_source"]) == (sources[(r["comparison"], r["level"])]["m_source"], sources[(r["comparison"], r["level"])]["u_source"])
+    assert p.cells("model", "nhs_number/exact tk_nhs_number")["u_source"] == "exact"
+    assert p.cells("model", "date_of_birth/day and month swapped")["u_source"] == "sampled"
     assert data["model"]["probability_two_random_records_match"] == settings["probability_two_random_records_match"]
     assert data["model"]["same_as_run"] is True
     # Splink's own match weights chart, one bar per non-null level plus the prior.

@@ -47,17 +47,23 @@ def load(path: str | Path, model: type[T], *, base_dir: str | Path | None = None
         raise ConfigError(f"{path}: {problems}") from None
 
 
+def _roots() -> list[Path]:
+    """Folders holding a ``conf/``: the current directory, then the package's source checkout."""
+    return [c for c in (Path.cwd(), Path(__file__).resolve().parents[3]) if (c / "conf").is_dir()]
+
+
 def project_root() -> Path:
     """The checkout holding ``conf/`` (cwd first, then the package's source checkout)."""
-    for candidate in (Path.cwd(), Path(__file__).resolve().parents[3]):
-        if (candidate / "conf").is_dir():
-            return candidate
-    return Path.cwd()
+    roots = _roots()
+    return roots[0] if roots else Path.cwd()
 
 
 def resolve(path: str | Path) -> Path:
-    """``path`` as given when it exists (absolute, or relative to the current directory), else under the project root."""
+    """``path`` as given when it exists (absolute, or relative to the current directory), else the
+    same relative path under the first project root where it exists (the defaults, ``conf/...``,
+    from any folder), else as given (so a "not found" error names what the user gave)."""
     given = Path(path)
     if given.is_absolute() or given.exists():
         return given
-    return project_root() / given
+    # A folder of the user's own with a conf/ (say conf/datasets/) need not copy every default.
+    return next((root / given for root in _roots() if (root / given).exists()), given)

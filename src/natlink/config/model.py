@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from natlink.config.base import Frozen
 from natlink.errors import ConfigError
@@ -33,18 +33,40 @@ class LevelSpec(Frozen):
         if (self.dice is None) != (self.min_similarity is None):
             raise ValueError("a 'dice' level needs 'min_similarity' (and only a dice level takes it)")
 
+    @property
+    def chart_label(self) -> str:
+        """The level's name in the model JSON, charts, sidecar and errors: ``label`` or one made from the level."""
+        if self.label:
+            return self.label
+        if self.exact is not None:
+            return f"exact {self.exact}"
+        if self.dice is not None:
+            return f"Dice {self.dice} >= {self.min_similarity}"
+        return str(self.sql)
+
+
+ELSE_LABEL = "all other comparisons"  # the level added after a comparison's own levels
+
 
 class ComparisonSpec(Frozen):
     name: str
     null_when: list[str] = Field(default_factory=list)  # columns whose NULL means "no information"
-    levels: list[LevelSpec]
+    levels: list[LevelSpec] = Field(min_length=1)
+
+    @property
+    def level_labels(self) -> list[str]:
+        """Labels of the levels that get m and u: the configured ones, then the ELSE level."""
+        return [lv.chart_label for lv in self.levels] + [ELSE_LABEL]
 
 
 class TrainingSpec(Frozen):
     seed: int = 42
-    u_max_pairs: float = 2e6
+    u_max_pairs: float = Field(2e6, gt=0)
+    # u of equality levels counted exactly from value frequencies over the whole population
+    # (natlink.linkage.u_exact); sampling (u_max_pairs) gives the other levels' u.
+    u_exact: bool = True
     deterministic_rules: list[str | list[str]] = Field(default_factory=list)
-    deterministic_recall: float = 0.8
+    deterministic_recall: float = Field(0.8, gt=0, le=1)
     em_blocking_rules: list[str | list[str]]
     # Training needs a sample, not the population: records beyond max_records are sampled
     # (seeded). Splink's estimates are ratios of pair counts, unbiased under record sampling.
@@ -52,7 +74,14 @@ class TrainingSpec(Frozen):
     # Which Splink backend estimates the parameters: "duckdb" trains on the driver over the
     # (bounded) sample; "spark" trains on the cluster. The model JSON is the same either way.
     backend: Literal["duckdb", "spark"] = "duckdb"
-    em_max_pairs: float | None = None
+    em_max_pairs: float | None = Field(None, gt=0)
+    # DuckDB's memory limit for the "duckdb" backend (a DuckDB size, e.g. "2GB"; None: DuckDB's
+    # default, 80% of RAM); beyond it DuckDB spills to a temporary folder.
+    duckdb_memory_limit: str | None = None
+    # Levels allowed to be seen 0 times in training (comparison name -> level labels). Their m (or
+    # u) is then the Jeffreys estimate 0.5 / (pairs + 1) over the pairs that could have shown it,
+    # recorded in the sidecar and the report. Any other level left untrained stops training.
+    allow_unobserved: dict[str, list[str]] = Field(default_factory=dict)
 
     @field_validator("em_blocking_rules")
     @classmethod
@@ -74,7 +103,21 @@ class ModelConfig(Frozen):
     blocking_rules_for_prediction: list[str | list[str]]
     training: TrainingSpec
 
-    def model_post_init(self, __context: Any) -> None:
+    @model_validator(mode="after")
+    def _known_names(self) -> "ModelConfig":
+        names = [c.name for c in self.comparisons]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"comparisons: names must be unique, repeated: {repeated}")
+        by_name = {c.name: c for c in self.comparisons}
+        for name, labels in self.training.allow_unobserved.items():
+            if name not in by_name:
+                raise ValueError(f"training.allow_unobserved.{name}: no comparison named {name!r}; comparisons: {names}")
+            unknown = [lb for lb in labels if lb not in by_name[name].level_labels]
+            if unknown:
+                raise ValueError(
+                    f"training.allow_unobserved.{name}: no level labelled {unknown}; its levels: {by_name[name].level_labels}"
+                )
         if self.encoding == "salted":
             tf = [lv.exact for c in self.comparisons for lv in c.levels if lv.tf_adjustment]
             if tf:
@@ -82,6 +125,7 @@ class ModelConfig(Frozen):
             dice = [c.name for c in self.comparisons for lv in c.levels if lv.dice]
             if dice:
                 raise ValueError(f"encoding salted: comparisons {dice} use Bloom filters, which salted tables do not carry")
+        return self
 
     @property
     def tf_columns(self) -> list[str]:

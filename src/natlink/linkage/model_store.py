@@ -15,7 +15,7 @@ from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
-from natlink.errors import FingerprintMismatchError, ModelError
+from natlink.errors import FingerprintMismatchError, ModelError, UntrainedLevelError
 from natlink.version import __version__
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,19 @@ def parameter_table(settings: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def untrained_levels(settings: dict[str, Any]) -> list[str]:
+    """``comparison / level (m, u)`` for every non-null level lacking m or u (Splink would use a default)."""
+    out = []
+    for comparison in settings.get("comparisons", []):
+        for level in comparison.get("comparison_levels", []):
+            if level.get("is_null_level"):
+                continue
+            missing = [p for p in ("m", "u") if level.get(f"{p}_probability") is None]
+            if missing:
+                out.append(f"{comparison['output_column_name']} / {level.get('label_for_charts')} ({', '.join(missing)})")
+    return out
+
+
 def settings_hash(settings: dict[str, Any]) -> str:
     canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
@@ -65,9 +78,13 @@ def save(
     training_manifest: dict[str, Any],
     overwrite: bool = False,
 ) -> Path:
-    """Write the model JSON and its sidecar; refuse to overwrite unless asked."""
+    """Write the model JSON and its sidecar; refuse to overwrite unless asked, and refuse a model
+    with an untrained level (:func:`natlink.linkage.train.train` never returns one)."""
     import splink
 
+    untrained = untrained_levels(model.settings)
+    if untrained:
+        raise UntrainedLevelError(f"model not saved to {path}: levels without m or u: {untrained}")
     path = Path(path)
     sidecar = path.with_name(path.stem + SIDECAR_SUFFIX)
     if path.exists() and not overwrite:

@@ -11,7 +11,7 @@ from typing import Any
 from pyspark.sql import DataFrame
 
 from natlink import columns as C
-from natlink.config.model import ComparisonSpec, LevelSpec, ModelConfig
+from natlink.config.model import ELSE_LABEL, ComparisonSpec, LevelSpec, ModelConfig
 from natlink.errors import SchemaError
 
 
@@ -26,7 +26,7 @@ def _level_dict(level: LevelSpec) -> dict[str, Any]:
     if level.exact is not None:
         out: dict[str, Any] = {
             "sql_condition": f"{level.exact}_l = {level.exact}_r",
-            "label_for_charts": level.label or f"exact {level.exact}",
+            "label_for_charts": level.chart_label,
         }
         if level.tf_adjustment:
             out["tf_adjustment_column"] = level.exact
@@ -37,9 +37,9 @@ def _level_dict(level: LevelSpec) -> dict[str, Any]:
 
         return {
             "sql_condition": f"{dice_sql(level.dice)} >= {level.min_similarity}",
-            "label_for_charts": level.label or f"Dice {level.dice} >= {level.min_similarity}",
+            "label_for_charts": level.chart_label,
         }
-    return {"sql_condition": level.sql, "label_for_charts": level.label or level.sql}
+    return {"sql_condition": level.sql, "label_for_charts": level.chart_label}
 
 
 def _comparison_dict(spec: ComparisonSpec) -> dict[str, Any]:
@@ -50,7 +50,7 @@ def _comparison_dict(spec: ComparisonSpec) -> dict[str, Any]:
         condition = " OR ".join(f"{c}_l IS NULL OR {c}_r IS NULL" for c in null_cols)
         levels.append({"sql_condition": condition, "label_for_charts": "null", "is_null_level": True})
     levels += [_level_dict(level) for level in spec.levels]
-    levels.append({"sql_condition": "ELSE", "label_for_charts": "all other comparisons"})
+    levels.append({"sql_condition": "ELSE", "label_for_charts": ELSE_LABEL})
     return {"output_column_name": spec.name, "comparison_levels": levels}
 
 

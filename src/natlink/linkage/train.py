@@ -1,30 +1,58 @@
-"""Training a Splink model on token tables: lambda, u and m, on a bounded sample."""
+"""Training a Splink model on token tables: lambda, u and m, on a bounded sample; never silently incomplete.
+
+1. u of equality levels is counted exactly over the whole population (:mod:`natlink.linkage.u_exact`)
+   and fixed; Splink samples random pairs (``u_max_pairs``) for the other levels.
+2. lambda from deterministic rules; m by EM over two or more blocking rules (``em_max_pairs`` caps
+   the pairs of each), on at most ``max_records`` records, in DuckDB under ``duckdb_memory_limit``.
+3. Every non-null level must then have m and u. One that training never saw stops it with
+   :class:`UntrainedLevelError` (which level, in how many pairs, what to change), unless the model
+   lists it in ``training.allow_unobserved``: then it gets the Jeffreys estimate 0.5 / (n + 1) for
+   a level seen 0 times in n pairs, recorded in the sidecar (``fit.floors``) and the report.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
+import shutil
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 
 from natlink import columns as C
-from natlink.config.model import ModelConfig
+from natlink.config.model import ModelConfig, TrainingSpec
+from natlink.errors import ConfigError, EmptyTrainingRuleError, UntrainedLevelError
+from natlink.linkage.blocking import count_comparisons, parse_rule
 from natlink.linkage.engine import compact_columns
 from natlink.linkage.model_store import TrainedModel, parameter_table, save
 from natlink.linkage.settings import check_input, required_columns, rule_sql, splink_settings
+from natlink.linkage.u_exact import exact_u
 from natlink.tokens.reader import as_manifests, load_tokens
 
+log = logging.getLogger(__name__)
 
-def make_linker(df: DataFrame, settings: dict[str, Any] | str | Path, backend: str = "spark"):
-    """A Splink Linker over one token DataFrame, on the Spark or (driver-side) DuckDB backend."""
+
+def make_linker(df: DataFrame, settings: dict[str, Any] | str | Path, backend: str = "spark", *,
+                memory_limit: str | None = None, temp_dir: str | Path | None = None):
+    """A Splink Linker over one token DataFrame, on the Spark or (driver-side) DuckDB backend.
+
+    DuckDB runs under ``memory_limit`` (e.g. "2GB"), spilling to ``temp_dir`` beyond it.
+    """
     from splink import Linker
 
     if backend == "duckdb":
+        import duckdb
         from splink import DuckDBAPI
 
-        db = DuckDBAPI()
+        config = {} if memory_limit is None else {"memory_limit": memory_limit}
+        if temp_dir is not None:
+            config["temp_directory"] = str(temp_dir)
+        db = DuckDBAPI(connection=duckdb.connect(":memory:", config=config))
         return Linker(db.register(df.toArrow()), settings, log_level=logging.WARNING)
     from splink.backends.spark import SparkAPI
 
@@ -34,16 +62,69 @@ def make_linker(df: DataFrame, settings: dict[str, Any] | str | Path, backend: s
     return Linker(db_api.register(df), settings, log_level=logging.WARNING)
 
 
+@dataclass
+class _Evidence:
+    """How many pairs training looked at, to say why a level is untrained and to size a floor."""
+
+    population_records: int
+    sample_records: int
+    u_pairs: int  # pairs Splink's u sampling looked at (at most u_max_pairs)
+    em_pairs: dict[str, int | None]  # EM rule SQL -> pairs (capped by em_max_pairs), None if not counted
+    em_columns: dict[str, set[str]]  # EM rule SQL -> the columns it blocks on
+    exact: dict[str, list[float | None]]  # exact u per comparison and level
+
+
 def train(df: DataFrame, cfg: ModelConfig) -> TrainedModel:
-    """Estimate lambda (deterministic rules), u (seeded random sampling) and m (EM, 2+ rules)."""
+    """Estimate lambda (deterministic rules), u (exact counts, then seeded sampling) and m (EM, 2+ rules)."""
     settings = splink_settings(cfg)
     check_input(df, settings)
     t = cfg.training
     timings: dict[str, float] = {}
+
     start = time.perf_counter()
-    df, sample_info = training_sample(df, settings, t.max_records, t.seed)
-    linker = make_linker(df, settings, backend=t.backend)
+    # Cached (memory, then disk) for the duration: exact u reads it once per column set.
+    population = model_frame(df, settings).persist(StorageLevel.MEMORY_AND_DISK)
+    exact = exact_u(population, settings) if t.u_exact else {}
+    timings["u_exact_seconds"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    sample, sample_info = training_sample(population, t.max_records, t.seed)
+    em_pairs, em_columns = _check_training_rules(sample, t, sample_info)
     timings["sample_seconds"] = time.perf_counter() - start
+
+    fixed_settings, exact_levels = _with_exact_u(settings, exact)
+    spill = Path(tempfile.mkdtemp(prefix="natlink-duckdb-")) if t.backend == "duckdb" else None
+    try:
+        linker = make_linker(sample, fixed_settings, backend=t.backend, memory_limit=t.duckdb_memory_limit, temp_dir=spill)
+        trained = _estimate(linker, t, timings, sampled_u_needed=_needs_sampling(fixed_settings))
+    finally:
+        if spill is not None:
+            shutil.rmtree(spill, ignore_errors=True)
+        sample.unpersist()
+        population.unpersist()
+
+    n = sample_info["sampled_records"]
+    evidence = _Evidence(sample_info["records"], n, int(min(t.u_max_pairs, n * (n - 1) // 2)), em_pairs, em_columns, exact)
+    trained, floors = complete_levels(trained, cfg, evidence)
+    sources = _sources(trained, exact_levels, floors)
+    return TrainedModel(
+        settings=trained,
+        diagnostics={
+            "timings": timings,
+            "backend": t.backend,
+            "sample": sample_info,
+            "em_blocking_rules": list(em_pairs),
+            "em_pairs": em_pairs,
+            "u_sampled_pairs": evidence.u_pairs,
+            "u_exact_levels": [f"{c}/{lv}" for c, lv in exact_levels],
+            "floors": floors,
+            "parameters": [dict(row, **sources.get((row["comparison"], row["level"]), {})) for row in parameter_table(trained)],
+        },
+    )
+
+
+def _estimate(linker, t: TrainingSpec, timings: dict[str, float], *, sampled_u_needed: bool) -> dict[str, Any]:
+    from splink.internals.exceptions import EMTrainingException
 
     start = time.perf_counter()
     if t.deterministic_rules:
@@ -53,39 +134,228 @@ def train(df: DataFrame, cfg: ModelConfig) -> TrainedModel:
     timings["lambda_seconds"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    linker.training.estimate_u_using_random_sampling(max_pairs=t.u_max_pairs, seed=t.seed)
+    if sampled_u_needed:
+        linker.training.estimate_u_using_random_sampling(max_pairs=t.u_max_pairs, seed=t.seed)
     timings["u_seconds"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    sessions = []
     for rule in t.em_blocking_rules:
-        session = linker.training.estimate_parameters_using_expectation_maximisation(rule_sql(rule), max_pairs=t.em_max_pairs)
-        sessions.append(rule_sql(rule))
-        del session
+        try:
+            linker.training.estimate_parameters_using_expectation_maximisation(rule_sql(rule), max_pairs=t.em_max_pairs)
+        except EMTrainingException:
+            raise EmptyTrainingRuleError(
+                f"training.em_blocking_rules: {rule_sql(rule)!r} gives no record pairs in the training sample: "
+                "remove it or block on columns these data fill"
+            ) from None
     timings["em_seconds"] = time.perf_counter() - start
+    return linker.misc.save_model_to_json()
 
-    trained = linker.misc.save_model_to_json()
-    return TrainedModel(
-        settings=trained,
-        diagnostics={
-            "timings": timings,
-            "backend": t.backend,
-            "sample": sample_info,
-            "em_blocking_rules": sessions,
-            "parameters": parameter_table(trained),
-        },
+
+def model_frame(df: DataFrame, settings: dict[str, Any]) -> DataFrame:
+    """unique_id and the model's columns, tokens compacted to 64-bit integers as for prediction."""
+    needed = sorted(required_columns(settings))
+    slim = df.select(C.UNIQUE_ID, *needed)
+    return slim.select(C.UNIQUE_ID, *compact_columns(slim, needed))
+
+
+def training_sample(df: DataFrame, max_records: int | None, seed: int) -> tuple[DataFrame, dict]:
+    """``df`` sampled (seeded) to at most ``max_records`` records, cached."""
+    total = df.count()
+    fraction = 1.0 if not max_records or total <= max_records else max_records / total
+    sample = (df if fraction >= 1.0 else df.sample(fraction=fraction, seed=seed)).cache()
+    info = {"records": total, "fraction": round(fraction, 6), "max_records": max_records, "sampled_records": sample.count()}
+    return sample, info
+
+
+def _rule_columns(rule: str | list[str]) -> set[str]:
+    try:
+        return set(parse_rule(rule).keys)
+    except ConfigError:
+        return set(re.findall(r"\b[lr]\.`?([A-Za-z_][A-Za-z0-9_]*)", rule_sql(rule)))
+
+
+def _check_training_rules(sample: DataFrame, t: TrainingSpec, info: dict) -> tuple[dict[str, int | None], dict[str, set[str]]]:
+    """Pairs per EM rule in the sample (capped by em_max_pairs); a rule with none is refused up front,
+    as are deterministic rules that all give none (lambda would be 0)."""
+    rules = [*t.em_blocking_rules, *t.deterministic_rules]
+    parsed: dict[int, Any] = {}
+    for i, rule in enumerate(rules):
+        try:
+            parsed[i] = parse_rule(rule)
+        except ConfigError:
+            pass  # raw SQL natlink cannot count: Splink reports it if it gives no pairs
+    counted = dict(zip(parsed, count_comparisons(sample, list(parsed.values()))))
+    n_em = len(t.em_blocking_rules)
+    em_pairs: dict[str, int | None] = {}
+    for i, rule in enumerate(t.em_blocking_rules):
+        pairs = counted.get(i)
+        if pairs == 0:
+            raise EmptyTrainingRuleError(
+                f"training.em_blocking_rules: {rule_sql(rule)!r} gives no record pairs among the "
+                f"{info['sampled_records']:,} training records (are its columns {sorted(_rule_columns(rule))} empty in "
+                "these data?): remove it, or block on columns these data fill"
+            )
+        em_pairs[rule_sql(rule)] = None if pairs is None else int(min(pairs, t.em_max_pairs or pairs))
+    deterministic = [counted.get(n_em + i) for i in range(len(t.deterministic_rules))]
+    if deterministic and all(p == 0 for p in deterministic):
+        raise EmptyTrainingRuleError(
+            f"training.deterministic_rules: {[rule_sql(r) for r in t.deterministic_rules]} give no record pairs among the "
+            f"{info['sampled_records']:,} training records, so lambda cannot be estimated: use rules on columns these data fill"
+        )
+    return em_pairs, {rule_sql(r): _rule_columns(r) for r in t.em_blocking_rules}
+
+
+def _with_exact_u(settings: dict[str, Any], exact: dict[str, list[float | None]]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Settings with each exactly counted u set and fixed (sampling and EM leave it alone).
+
+    A u counted as 0 (no pair of the population at that level) is not set: Splink cannot take it,
+    and the level is reported as never observed after training.
+    """
+    fixed: list[tuple[str, str]] = []
+    comparisons = []
+    for comparison in settings["comparisons"]:
+        us = exact.get(comparison["output_column_name"]) or [None] * len(comparison["comparison_levels"])
+        levels = []
+        for level, u in zip(comparison["comparison_levels"], us):
+            if u is not None and u > 0 and not level.get("is_null_level"):
+                level = dict(level, u_probability=u, fix_u_probability=True)
+                fixed.append((comparison["output_column_name"], level["label_for_charts"]))
+            levels.append(level)
+        comparisons.append(dict(comparison, comparison_levels=levels))
+    return dict(settings, comparisons=comparisons), fixed
+
+
+def _needs_sampling(settings: dict[str, Any]) -> bool:
+    return any(
+        not lv.get("is_null_level") and not lv.get("fix_u_probability")
+        for c in settings["comparisons"] for lv in c["comparison_levels"]
     )
 
 
-def training_sample(df: DataFrame, settings: dict[str, Any], max_records: int | None, seed: int) -> tuple[DataFrame, dict]:
-    """The model's columns (tokens compacted as for prediction), sampled to at most ``max_records``."""
-    needed = sorted(required_columns(settings))
-    slim = df.select(C.UNIQUE_ID, *needed)
-    slim = slim.select(C.UNIQUE_ID, *compact_columns(slim, needed))
-    total = slim.count()
-    fraction = 1.0 if not max_records or total <= max_records else max_records / total
-    sample = slim if fraction >= 1.0 else slim.sample(fraction=fraction, seed=seed)
-    return sample.cache(), {"records": total, "fraction": round(fraction, 6), "max_records": max_records}
+def _jeffreys(pairs: int) -> float:
+    """Posterior mean of a proportion seen 0 times in ``pairs`` trials under the Jeffreys prior Beta(1/2, 1/2)."""
+    return 0.5 / (pairs + 1)
+
+
+def complete_levels(trained: dict[str, Any], cfg: ModelConfig, ev: _Evidence) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Every non-null level with m and u, or :class:`UntrainedLevelError` naming each one that is not.
+
+    Levels listed in ``training.allow_unobserved`` that training saw 0 times get a floor (Jeffreys
+    estimate over the pairs that could have shown them); the comparison's other m (or u) values are
+    scaled so the level probabilities still sum to 1. Returns the completed settings and the floors.
+    """
+    allowed = cfg.training.allow_unobserved
+    problems: list[str] = []
+    floors: list[dict[str, Any]] = []
+    comparisons = []
+    for comparison in trained["comparisons"]:
+        name = comparison["output_column_name"]
+        columns = required_columns({"comparisons": [comparison]})
+        trained_by = [rule for rule, cols in ev.em_columns.items() if not cols & columns]
+        em_n = sum(ev.em_pairs.get(rule) or 0 for rule in trained_by)
+        levels = [dict(lv) for lv in comparison["comparison_levels"]]
+        for i, level in enumerate(levels):
+            if level.get("is_null_level"):
+                continue
+            label = level["label_for_charts"]
+            ok = label in allowed.get(name, [])
+            if level.get("m_probability") is None:
+                why, fix, n = _m_problem(name, sorted(columns), trained_by, em_n, ev, cfg.training)
+                if ok and n:
+                    floors.append(_floor(level, "m", name, label, n, why))
+                else:
+                    problems.append(f"{name} / {label}: m {why}; {fix}")
+            if level.get("u_probability") is None:
+                why, fix, n = _u_problem(name, i, ev, cfg.training)
+                if ok and n:
+                    floors.append(_floor(level, "u", name, label, n, why))
+                else:
+                    problems.append(f"{name} / {label}: u {why}; {fix}")
+        for param in ("m", "u"):
+            _rescale(levels, param, {f["level"] for f in floors if f["comparison"] == name and f["parameter"] == param})
+        comparisons.append(dict(comparison, comparison_levels=levels))
+    if problems:
+        raise UntrainedLevelError(
+            f"model {cfg.name}: {len(problems)} comparison level(s) left untrained (Splink would silently use a default):\n  - "
+            + "\n  - ".join(problems)
+        )
+    for f in floors:
+        log.warning("model %s: %s / %s %s set to %.3g (%s; training.allow_unobserved)", cfg.name, f["comparison"], f["level"],
+                    f["parameter"], f["value"], f["why"])
+    return dict(trained, comparisons=comparisons), floors
+
+
+def _m_problem(name: str, columns: list[str], trained_by: list[str], em_n: int, ev: _Evidence, t: TrainingSpec) -> tuple[str, str, int]:
+    if not trained_by:
+        return (
+            "was not estimated: every EM blocking rule uses its columns " + str(columns),
+            f"add a rule to training.em_blocking_rules that blocks on none of {columns}",
+            0,
+        )
+    more = []
+    if t.em_max_pairs and any(ev.em_pairs.get(r) == int(t.em_max_pairs) for r in trained_by):
+        more.append(f"raise training.em_max_pairs (now {t.em_max_pairs:.3g}: it capped these rules)")
+    if ev.sample_records < ev.population_records:
+        more.append(f"raise training.max_records (now {t.max_records:,} of {ev.population_records:,} records)")
+    more.append(f"add an EM blocking rule on columns other than {columns} whose pairs reach this level")
+    more.append(f"if true matches legitimately never fall in it, list it under training.allow_unobserved.{name}")
+    return (
+        f"was not observed in the {em_n:,} EM pairs of the rules that train it {trained_by}",
+        "; or ".join(more),
+        em_n,
+    )
+
+
+def _u_problem(name: str, index: int, ev: _Evidence, t: TrainingSpec) -> tuple[str, str, int]:
+    exact = (ev.exact.get(name) or [None] * (index + 1))[index]
+    if exact == 0:
+        pairs = ev.population_records * (ev.population_records - 1) // 2
+        return (
+            f"is 0: no two of the {ev.population_records:,} records are at this level (counted exactly over all {pairs:,} pairs)",
+            f"remove the level, or list it under training.allow_unobserved.{name}",
+            pairs,
+        )
+    return (
+        f"was not observed in the {ev.u_pairs:,} randomly sampled pairs",
+        f"raise training.u_max_pairs (now {t.u_max_pairs:.3g})"
+        + ("" if t.u_exact else "; or set training.u_exact: true (equality levels are then counted exactly)")
+        + f"; or list it under training.allow_unobserved.{name}",
+        ev.u_pairs,
+    )
+
+
+def _floor(level: dict[str, Any], param: str, name: str, label: str, pairs: int, why: str) -> dict[str, Any]:
+    value = _jeffreys(pairs)
+    level[f"{param}_probability"] = value
+    return {"comparison": name, "level": label, "parameter": param, "value": value, "pairs": pairs,
+            "estimate": "Jeffreys 0.5 / (pairs + 1)", "why": why}
+
+
+def _rescale(levels: list[dict[str, Any]], param: str, floored: set[str]) -> None:
+    if not floored:
+        return
+    key = f"{param}_probability"
+    mass = sum(lv[key] for lv in levels if lv.get("label_for_charts") in floored and not lv.get("is_null_level"))
+    for lv in levels:
+        if not lv.get("is_null_level") and lv.get("label_for_charts") not in floored and lv.get(key) is not None:
+            lv[key] = lv[key] * (1 - mass)
+
+
+def _sources(trained: dict[str, Any], exact_levels: list[tuple[str, str]], floors: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, str]]:
+    """Where each level's m and u came from: EM / sampled / exact / floor."""
+    exact = set(exact_levels)
+    floored = {(f["comparison"], f["level"], f["parameter"]) for f in floors}
+    out = {}
+    for c in trained["comparisons"]:
+        for lv in c["comparison_levels"]:
+            if lv.get("is_null_level"):
+                continue
+            key = (c["output_column_name"], lv["label_for_charts"])
+            out[key] = {
+                "m_source": "floor" if (*key, "m") in floored else "EM",
+                "u_source": "floor" if (*key, "u") in floored else ("exact" if key in exact else "sampled"),
+            }
+    return out
 
 
 def train_job(spark, *, manifests: list, cfg: ModelConfig, out_path: str | Path, overwrite: bool = False) -> Path:

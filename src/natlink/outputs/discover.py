@@ -232,6 +232,55 @@ def probe_frame(spark, tokens: dict[str, Any]) -> DataFrame:
     return spark.createDataFrame([tuple(tokens[n] for n in names)], schema)
 
 
+def read_probe_file(path: str | Path) -> dict[str, Any] | Path:
+    """A probe file, checked before any Spark work: one person's tokens as a JSON object of ``tk_*``
+    columns (returned as a dict), or the manifest of a token table of that one person (its path).
+
+    How a probe is made: the provider that holds the person's identifiers tokenises a one-row CSV
+    of them with ``natlink tokenise`` (same dataset config shape, same key as the population) and
+    sends the manifest and table; or writes the row's ``tk_*`` columns as a JSON object.
+    """
+    import json
+
+    from natlink.tokens.manifest import MANIFEST_KIND
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"discover: probe file {path} not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ConfigError(f"discover: probe file {path} is not JSON") from None
+    if isinstance(data, dict) and data.get("kind") == MANIFEST_KIND:
+        return path
+    tokens = {k: v for k, v in data.items() if C.is_token(k)} if isinstance(data, dict) else {}
+    if not tokens or not all(v is None or isinstance(v, str) for v in tokens.values()):
+        raise ConfigError(
+            f"discover: probe file {path} is neither a JSON object of token columns (tk_*: token or null) "
+            "nor a token-table manifest (natlink tokenise)"
+        )
+    return tokens
+
+
+def probe_from(spark, probe: dict[str, Any] | Path, *, population_fingerprint: str | None = None) -> DataFrame:
+    """The probe as a one-row frame: from :func:`read_probe_file`'s tokens, or from a one-record token
+    table (read through its signed manifest; refused under another key than the population's)."""
+    from natlink.errors import FingerprintMismatchError
+    from natlink.tokens.reader import load_tokens
+
+    if isinstance(probe, dict):
+        return probe_frame(spark, probe)
+    table, fingerprint = load_tokens(spark, [probe])
+    if population_fingerprint is not None and fingerprint != population_fingerprint:
+        raise FingerprintMismatchError(
+            f"discover: probe {probe} was tokenised under key fingerprint {fingerprint}, the population under {population_fingerprint}"
+        )
+    probe_row = table.select(*[c for c in table.columns if C.is_token(c)])  # the table's own token types
+    if probe_row.limit(2).count() != 1:
+        raise InputDataError(f"discover: probe {probe} must hold exactly one record (a probe is one person)")
+    return probe_row
+
+
 def load_population(spark, manifests: Sequence[dict[str, Any]]) -> DataFrame:
     from natlink.linkage.run import load_tokens
 

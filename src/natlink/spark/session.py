@@ -53,8 +53,14 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "spark.sql.adaptive.enabled": "true",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.session.timeZone": "UTC",
-    # Shuffle and spill files may hold key-derived intermediate values: encrypt them.
+    # Shuffle and spill files may hold key-derived intermediate values: encrypt them. I/O
+    # encryption keys travel by RPC, so RPC is authenticated and encrypted too (as on a cluster):
+    # in local mode Spark makes the authentication secret itself, and driver and executor share
+    # one JVM, so nothing crosses a network. Without it Spark warns at every start that the keys
+    # "will be visible on the wire". Measured: no cost (benchmarks/bench_local_rpc_encryption.py).
     "spark.io.encryption.enabled": "true",
+    "spark.authenticate": "true",
+    "spark.network.crypto.enabled": "true",
     "spark.sql.legacy.timeParserPolicy": "CORRECTED",
     # Checkpoints hold key-derived values too: delete each once nothing references it.
     "spark.cleaner.referenceTracking.cleanCheckpoints": "true",
@@ -210,12 +216,37 @@ def get_spark(
         log.info("SparkSession: local mode, master=%s", master or "local[*]")
     for key, value in (conf or {}).items():
         settings[key] = str(value)
+    if not under_spark_submit():
+        settings["spark.driver.extraJavaOptions"] = " ".join(filter(None, [settings.get("spark.driver.extraJavaOptions"), *log4j_options()]))
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(os.environ.get("NATLINK_SPARK_LOG_LEVEL", "WARN"))
+    spark.sparkContext.setLogLevel(spark_log_level())
     ensure_checkpoint_dir(spark, checkpoint_dir)
     return spark
+
+
+LOG_LEVEL_ENV = "NATLINK_SPARK_LOG_LEVEL"
+_LOG_LEVELS = ("ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")
+
+
+def spark_log_level() -> str:
+    """Spark's log level: ``$NATLINK_SPARK_LOG_LEVEL`` (the natlink command sets ERROR, or WARN with
+    ``--verbose``), else WARN."""
+    level = os.environ.get(LOG_LEVEL_ENV, "WARN").upper()
+    return level if level in _LOG_LEVELS else "WARN"
+
+
+def log4j_options() -> list[str]:
+    """Driver JVM options that apply natlink's log4j2 configuration from the JVM's first line on
+    (``setLogLevel`` comes too late for start-up warnings): the package's ``log4j2.properties``
+    at :func:`spark_log_level`. Empty when the file is not on disk (imported from a zip)."""
+    from importlib import resources
+
+    res = resources.files("natlink.data").joinpath("log4j2.properties")
+    if not isinstance(res, Path) or not res.is_file():
+        return []
+    return [f"-Dlog4j2.configurationFile={res.as_uri()}", f"-Dnatlink.spark.log.level={spark_log_level().lower()}"]
 
 
 def quiet_py4j() -> None:

@@ -243,10 +243,15 @@ def _model_section(model_path: str | Path | None, run: dict[str, Any], model_inf
     same = meta.get("settings_hash") == model_info.get("settings_hash")
     if not same:
         notes.append(f"the model file {Path(model_path).name} is not the model this run used (settings hash differs)")
+    # Where each m and u came from (EM, exact count, sampling, or a named floor): the sidecar's fit.
+    fit = meta.get("fit") or {}
+    sources = {(r.get("comparison"), r.get("level")): r for r in fit.get("parameters", [])}
     params = [
         {k: r[k] for k in ("comparison", "level", "m", "u", "match_weight")}
+        | {k: sources.get((r["comparison"], r["level"]), {}).get(k) for k in ("m_source", "u_source")}
         for r in model_store.parameter_table(settings)
     ]
+    floors = [{k: f.get(k) for k in ("comparison", "level", "parameter", "value", "estimate")} for f in fit.get("floors", [])]
     lam = settings.get("probability_two_random_records_match")
     return {
         "file": Path(model_path).name,
@@ -256,6 +261,7 @@ def _model_section(model_path: str | Path | None, run: dict[str, Any], model_inf
         "probability_two_random_records_match": lam,
         "prior_match_weight": math.log2(lam / (1 - lam)) if lam and 0 < lam < 1 else None,
         "parameters": params,
+        "floors": floors,
         "charts": _splink_model_charts(settings),
     }
 

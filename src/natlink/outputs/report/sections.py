@@ -110,12 +110,22 @@ def _model(m: dict[str, Any] | None, charts: dict[str, dict]) -> str:
         ("lambda", "Probability two random records match (\u03bb)", m["probability_two_random_records_match"]),
         ("prior_match_weight", "Prior match weight", m["prior_match_weight"]),
     ])
-    columns = [("comparison", "comparison"), ("level", "level"), ("m", "m"), ("u", "u"), ("match_weight", "match weight")]
+    columns = [("comparison", "comparison"), ("level", "level"), ("m", "m"), ("m_source", "m from"), ("u", "u"),
+               ("u_source", "u from"), ("match_weight", "match weight")]
+    floors = m.get("floors") or []
+    floor_note = "" if not floors else (
+        "<p>Levels training saw no pair in, given a value by name in the model (<code>training.allow_unobserved</code>), "
+        "not Splink's default:</p>"
+        + table([("comparison", "comparison"), ("level", "level"), ("parameter", "parameter"), ("value", "value"), ("estimate", "estimate")],
+                [dict(f, key=f'{f["comparison"]}/{f["level"]}/{f["parameter"]}') for f in floors], row_key="key", cls="floors")
+    )
     return section("model", (
         facts
         + "<h3>Match weights</h3>" + chart_div("match_weights")
         + "<h3>m and u probabilities</h3>" + chart_div("m_u")
+        + "<p>m from: EM, or a floor; u from: an exact count over the population, random sampling, or a floor.</p>"
         + table(columns, [dict(r, key=f'{r["comparison"]}/{r["level"]}') for r in m["parameters"]], row_key="key", cls="params")
+        + floor_note
     ))
 
 
