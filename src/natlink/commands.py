@@ -41,7 +41,6 @@ from natlink.tokens.reader import as_manifests
 from natlink.tokens.rekey import rekey_table
 from natlink.linkage.salted_training import provider_u
 from natlink.linkage.settings import splink_settings
-from natlink.tokens.reader import as_manifests
 from natlink.tokens.salted import SaltedScheme
 from natlink.tokens.tokenise import SaltedEncoding, tokenise_configured
 

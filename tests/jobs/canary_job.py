@@ -101,8 +101,15 @@ def main(root: Path) -> None:
                           data_dir=str(root / "data"), spark=spark, model_config=salted_model)
         for name in ("gp", "hes")
     ]
-    salted_path = train.train_job(spark, manifests=salted, cfg=cfgmod.load(salted_model, cfgmod.ModelConfig),
-                                  out_path=root / "out" / "models" / "salted.json", overwrite=True)
+    # 150 persons leave some levels unobserved inside the salted blocks: allowed, and floored, explicitly.
+    salted_cfg = cfgmod.load(salted_model, cfgmod.ModelConfig)
+    raw = salted_cfg.model_dump()
+    raw["training"]["allow_unobserved"] = {
+        c.name: [lv.label or f"exact {lv.exact}" if lv.exact else lv.label for lv in c.levels][1:] + ["all other comparisons"]
+        for c in salted_cfg.comparisons
+    }
+    salted_cfg = cfgmod.ModelConfig.model_validate(raw)
+    salted_path = train.train_job(spark, manifests=salted, cfg=salted_cfg, out_path=root / "out" / "models" / "salted.json", overwrite=True)
     linkrun.run(spark, manifests=salted, model_path=salted_path, link_cfg=link_cfg, tables=root / "out" / "salted_tables",
                 run_id="canary-salted", scratch=kept)
 

@@ -150,6 +150,10 @@ def test_salted_tables_link_as_accurately_as_deterministic_ones(spark, salted_li
     assert not man["columns"]["blooms"] and "tk_family_name" not in man["columns"]["tokens"]
     # The provider shipped rates per level and a record count, nothing per value.
     assert set(man["u"]["levels"]) == {c.name for c in MODEL.comparisons} and man["u"]["records"] == man["rows"]
+    # Equality levels are counted exactly at the provider; only the swapped-date level (and the
+    # levels after it) needs random pairs.
+    assert man["u"]["methods"]["nhs_number"][1:] == ["exact", "exact"] and man["u"]["methods"]["family_name"][1] == "exact"
+    assert "sampled" in man["u"]["methods"]["date_of_birth"]
     det, _ = _f1(spark, s["det"], s["det_model"], "spark", s["truth"])
     f1 = {}
     edges = {}

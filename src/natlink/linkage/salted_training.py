@@ -35,6 +35,8 @@ from natlink.errors import ConfigError, EncodingMismatchError, ModelError
 from natlink.linkage.engine import compact_columns
 from natlink.linkage.model_store import TrainedModel, parameter_table
 from natlink.linkage.settings import rule_sql, splink_settings
+from natlink.linkage.completeness import TrainingEvidence, complete_levels
+from natlink.linkage.u_exact import exact_u
 from natlink.tokens.manifest import TokenManifest
 from natlink.tokens.salted import SaltedScheme
 
@@ -54,26 +56,39 @@ def provider_u(inner: DataFrame, settings: Mapping[str, Any], *, max_pairs: floa
     """u per comparison level from a provider's own records (``inner``: per-field tokens named as
     the model's columns, :func:`natlink.tokens.salted.inner_tokens`).
 
-    Random pairs of the provider's records scored by Splink (DuckDB, on the driver, tokens
-    compacted to 64-bit integers), records sampled to at most ``max_records`` first. The result
-    holds rates and a record count only.
+    Equality levels are counted exactly over all the provider's record pairs
+    (:func:`natlink.linkage.u_exact.exact_u`, aggregates only); any other level (e.g. day and month
+    swapped) from random pairs scored by Splink (DuckDB, on the driver, tokens compacted to 64-bit
+    integers, records sampled to at most ``max_records``). The result holds rates, the methods
+    and a record count: nothing per value.
     """
-    from splink import DuckDBAPI, Linker
-
     columns = [c for c in inner.columns if C.is_token(c)]
     slim = inner.select(F.concat_ws(":", C.DATASET, C.RECORD_ID).alias(C.UNIQUE_ID), *compact_columns(inner, columns))
     n = int(slim.count())
     if n < 2:
         raise ModelError(f"u at the provider needs two or more records, not {n}")
-    fraction = 1.0 if n <= max_records else max_records / n
-    table = (slim if fraction >= 1.0 else slim.sample(fraction=fraction, seed=seed)).toArrow()
     s = copy.deepcopy(dict(settings))
     s.update(unique_id_column_name=C.UNIQUE_ID, blocking_rules_to_generate_predictions=[], link_type="dedupe_only")
-    linker = Linker(DuckDBAPI().register(table), s, log_level=logging.ERROR)
-    linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
-    trained = linker.misc.save_model_to_json()
-    rates = {c["output_column_name"]: [lv.get("u_probability") for lv in c["comparison_levels"]] for c in trained["comparisons"]}
-    return {"records": n, "sampled_records": table.num_rows, "max_pairs": max_pairs, "method": "random pairs", "levels": rates}
+    exact = exact_u(slim, s)
+    sampled: dict[str, list[float | None]] = {}
+    sampled_pairs = 0
+    if any(u is None for c in s["comparisons"] for u, lv in zip(exact.get(c["output_column_name"], []), c["comparison_levels"]) if not lv.get("is_null_level")):
+        from splink import DuckDBAPI, Linker
+
+        fraction = 1.0 if n <= max_records else max_records / n
+        table = (slim if fraction >= 1.0 else slim.sample(fraction=fraction, seed=seed)).toArrow()
+        linker = Linker(DuckDBAPI().register(table), s, log_level=logging.ERROR)
+        linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
+        trained = linker.misc.save_model_to_json()
+        sampled = {c["output_column_name"]: [lv.get("u_probability") for lv in c["comparison_levels"]] for c in trained["comparisons"]}
+        sampled_pairs = int(min(max_pairs, table.num_rows * (table.num_rows - 1) // 2))
+    levels, methods = {}, {}
+    for c in s["comparisons"]:
+        name = c["output_column_name"]
+        e, r = exact.get(name) or [None] * len(c["comparison_levels"]), sampled.get(name) or [None] * len(c["comparison_levels"])
+        levels[name] = [x if x is not None else y for x, y in zip(e, r)]
+        methods[name] = ["exact" if x is not None else ("sampled" if y is not None else None) for x, y in zip(e, r)]
+    return {"records": n, "sampled_pairs": sampled_pairs, "levels": levels, "methods": methods}
 
 
 # --------------------------------------------------------------------------------------------
@@ -119,8 +134,9 @@ def pooled_u(manifests: Sequence[TokenManifest]) -> dict[str, list[float | None]
 
 
 def with_fixed_u(settings: Mapping[str, Any], u: Mapping[str, list[float | None]]) -> dict[str, Any]:
-    """``settings`` with every non-null level's u set from ``u`` and fixed; a level without a
-    rate is a named error (training must not leave a level untrained)."""
+    """``settings`` with every non-null level's u set from ``u`` and fixed. A level no provider
+    could rate, or rated 0 (no pair of any provider at that level), is left without u for
+    :func:`natlink.linkage.train.complete_levels` to refuse or floor (``training.allow_unobserved``)."""
     s = copy.deepcopy(dict(settings))
     for comp in s["comparisons"]:
         name = comp["output_column_name"]
@@ -128,14 +144,9 @@ def with_fixed_u(settings: Mapping[str, Any], u: Mapping[str, list[float | None]
         if rates is None or len(rates) != len(comp["comparison_levels"]):
             raise EncodingMismatchError(f"the providers' u aggregates have no rates for comparison {name!r} as this model defines it")
         for level, rate in zip(comp["comparison_levels"], rates):
-            if level.get("is_null_level"):
+            if level.get("is_null_level") or not rate:
                 continue
-            if rate is None:
-                raise ModelError(
-                    f"comparison {name!r}, level {level.get('label_for_charts')!r}: no provider observed it in its random pairs, "
-                    "so its u is unknown; raise training.u_max_pairs and re-tokenise"
-                )
-            level["u_probability"] = max(float(rate), 1e-12)
+            level["u_probability"] = float(rate)
             level["fix_u_probability"] = True
     return s
 
@@ -243,21 +254,27 @@ def train_salted(tokens: DataFrame, cfg: ModelConfig, manifests: Sequence[TokenM
         # session (inside the block they always agree); the block key does the blocking.
         sql = f"l.{BLOCK} = r.{BLOCK} AND " + rule_sql([C.token(f) for f in scheme.rules[i]])
         linker.training.estimate_parameters_using_expectation_maximisation(sql, max_pairs=t.em_max_pairs)
-        sessions.append({"rule": rule_sql(cols), "inside_prediction_rule": i})
+        sessions.append({"rule": rule_sql(cols), "inside_prediction_rule": i, "sql": sql})
     timings["em_seconds"] = time.perf_counter() - start
 
     trained = linker.misc.save_model_to_json()
     trained["blocking_rules_to_generate_predictions"] = settings["blocking_rules_to_generate_predictions"]
-    untrained = [
-        f"{c['output_column_name']}: {lv.get('label_for_charts')}"
-        for c in trained["comparisons"] for lv in c["comparison_levels"]
-        if not lv.get("is_null_level") and (lv.get("m_probability") is None or lv.get("u_probability") is None)
-    ]
-    if untrained:
-        raise ModelError(
-            f"model {cfg.name!r}: levels left untrained by EM inside the salted blocks: {untrained}; add an EM rule (training.em_blocking_rules) "
-            "inside a prediction rule that does not decide those comparisons, or raise training.max_records"
-        )
+    for comp in trained["comparisons"]:  # u comes from the providers; 0 and unknown rates stay unset
+        rates = u[comp["output_column_name"]]
+        for level, rate in zip(comp["comparison_levels"], rates):
+            level.pop("fix_u_probability", None)
+            if not level.get("is_null_level") and not rate:
+                level["u_probability"] = None
+    sampled_records = int(sample.count()) if fraction < 1.0 else n_records
+    evidence = TrainingEvidence(
+        population_records=n_records,
+        sample_records=sampled_records,
+        u_pairs=sum(int(m.data["u"].get("sampled_pairs") or 0) for m in manifests),
+        em_pairs={s["sql"]: None for s in sessions},
+        em_columns={s["sql"]: {BLOCK, *(C.token(f) for f in scheme.rules[s["inside_prediction_rule"]])} for s in sessions},
+        exact={name: [0.0 if r == 0 else None for r in rates] for name, rates in u.items()},
+    )
+    trained, floors = complete_levels(trained, cfg, evidence)
     return TrainedModel(
         settings=trained,
         diagnostics={
@@ -268,6 +285,7 @@ def train_salted(tokens: DataFrame, cfg: ModelConfig, manifests: Sequence[TokenM
             "lambda": lam,
             "u": {"pooled_from": {m.dataset: m.data["u"]["records"] for m in manifests}},
             "em_blocking_rules": sessions,
+            "floors": floors,
             "parameters": parameter_table(trained),
         },
     )
