@@ -18,6 +18,8 @@ project's allow-listed columns, and each extract's ``extract.json``. Each join u
   for one person, so joining on all shared columns is at least as good as joining on any subset of
   them (a finer label never separates a person from their counterpart, and leaves fewer ties):
   this is the best join by any combination of shared column values.
+  :func:`profile_by_columns` gives the same join restricted to chosen columns: what two projects
+  that shared only those columns would get (the values are the same, only fewer of them).
 
 Scored with the truth (which persons are the same: the linkage centre's id tables, read only by
 :mod:`attacks.score`) as the expected share of one extract's units (rows or persons) joined to
@@ -138,15 +140,31 @@ def shared_values(a: Extract, b: Extract, partner: np.ndarray, shared: dict[str,
     return Join(correct / max(total, 1), _rows_chance(a, b, partner, list(shared)), total, "rows")
 
 
+def shared_columns(a: Extract, b: Extract, only: list[str] | None = None) -> dict[str, list[str]]:
+    """Per dataset both extracts hold: the columns both hold (restricted to ``only`` when given)."""
+    datasets = [d for d in sorted(a.tables) if d in b.tables]
+    return {d: [c for c in a.columns(d) if c in b.columns(d) and (only is None or c in only)] for d in datasets}
+
+
+def _person_join(a: Extract, b: Extract, partner: np.ndarray, label_a: np.ndarray, label_b: np.ndarray) -> Join:
+    chance = float(np.mean(partner >= 0)) / max(len(b.persons), 1)
+    return Join(expected_correct(label_a, label_b, partner), chance, len(a.persons), "persons")
+
+
+def profile_by_columns(a: Extract, b: Extract, partner: np.ndarray, only: list[str]) -> Join:
+    """The profile join on the shared columns among ``only`` (none: the row counts per dataset)."""
+    shared = shared_columns(a, b, only)
+    return _person_join(a, b, partner, profiles(a, shared), profiles(b, shared))
+
+
 def cross_project(a: Extract, b: Extract, partner: np.ndarray) -> dict[str, Join]:
     """Join shares per method; ``partner[i]``: the index in ``b.persons`` of ``a.persons[i]`` (-1: none; scoring only)."""
-    datasets = [d for d in sorted(a.tables) if d in b.tables]
-    shared = {d: [c for c in a.columns(d) if c in b.columns(d)] for d in datasets}
+    shared = shared_columns(a, b)
+    datasets = list(shared)
     n_a, n_b = len(a.persons), len(b.persons)
-    per_person = float(np.mean(partner >= 0)) / max(n_b, 1)
 
     def persons(label_a: np.ndarray, label_b: np.ndarray) -> Join:
-        return Join(expected_correct(label_a, label_b, partner), per_person, n_a, "persons")
+        return _person_join(a, b, partner, label_a, label_b)
 
     def id_labels(t: Extract) -> np.ndarray:
         return pd.util.hash_array(np.asarray(t.persons, dtype=object)).astype(np.uint64)

@@ -35,6 +35,8 @@ from attacks.prepare import PROJECTS, prepare  # noqa: E402
 # The targets the new encoding must meet (issue 15).
 TARGET_FIELD = 0.02
 TARGET_REIDENTIFIED = 0.001
+# Attack c, the profile join on fewer of the shared columns: what projects sharing only these would get.
+COLUMN_SETS = (("age_band", "region"), ("age_band", "region", "ltc_codes"), ("age_band", "region", "diag_01"))
 FIELDS = ("given_name", "family_name", "sex", "year_of_birth", "date_of_birth", "postcode_area", "postcode_district")
 
 
@@ -91,6 +93,8 @@ def attack_projects(spark, prepared, report: Report) -> None:
     a, b = (inputs.load_extract(spark, prepared.extract(p)) for p in PROJECTS)
     partner = score.partner_persons(spark, prepared.tables, a, b)
     report.cross = crossproject.cross_project(a, b, partner)
+    for columns in COLUMN_SETS:
+        report.cross[f"profile on {', '.join(columns)} only"] = crossproject.profile_by_columns(a, b, partner, list(columns))
     report.seconds["c: cross-project joins"] = time.perf_counter() - t
 
 

@@ -168,6 +168,10 @@ def test_extract_joins_find_order_and_values_and_nothing_else():
     assert joined["person id"].share == 0.0
     assert joined["profile"].share == pytest.approx(53 / 200) and joined["row counts"].share == pytest.approx(3 / 200)
     assert joined["profile"].share >= joined["shared values, one row"].share
+    # Restricted to fewer columns: only the row counts tell persons apart without the codes.
+    only = {cols: crossproject.profile_by_columns(a, b, _partner(a, b, ids_a, ids_b), list(cols)).share
+            for cols in [(), ("age_band", "region"), ("ltc_codes",)]}
+    assert only == {(): pytest.approx(3 / 200), ("age_band", "region"): pytest.approx(3 / 200), ("ltc_codes",): pytest.approx(53 / 200)}
 
 
 def test_key_dictionary_turns_a_short_text_into_32_byte_keys():
