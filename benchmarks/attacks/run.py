@@ -116,7 +116,8 @@ def rows(report: Report) -> list[list[str]]:
     for k in ("reidentified:name+band+region", "reidentified:name+yob+area", "reidentified:any") if report.frequency else ():
         out.append(["a+b", k.replace(":", " "), pct(report.frequency.get(k, 0)), pct(report.with_bloom.get(k, 0)), f"< {pct(TARGET_REIDENTIFIED)}"])
     for k, j in report.cross.items():
-        out.append(["c", f"extracts joined: {k} ({j.unit})", pct(j.share), "", f"chance {pct(j.chance)}"])
+        out.append(["c", f"extracts joined: {k}", f"{pct(j.share)} ({j.hits:,.0f} of {j.units:,} {j.unit})", "",
+                    f"chance {pct(j.chance)} ({j.expected:,.1f} {j.unit})"])
     for g in report.keys:
         result = f"found in {g.seconds:.2f} s" if g.found else "not found"
         out.append(["d", g.target, result, f"{g.tried} guesses", "not found" if g.target.startswith("manifest") else ""])
