@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from pathlib import Path
-
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
