@@ -211,7 +211,7 @@ def bloom_columns(blooms: Sequence[BloomSpec] = BLOOM_SPECS) -> list[str]:
 
 
 def column_purposes(specs: Sequence[TokenSpec] = TOKEN_SPECS) -> dict[str, str]:
-    """Token column -> key purpose (recorded in manifests; re-keying keeps purposes apart)."""
+    """Token column -> key purpose (recorded in manifests; each purpose has its own subkey)."""
     return {spec.column: spec.purpose for spec in specs}
 
 
