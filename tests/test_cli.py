@@ -24,6 +24,10 @@ from natlink.errors import ConfigError, KeyReferenceError
 from natlink.tokens import keys, signing
 
 ROOT = project_root()
+# A key reference that resolves (obviously fake, labelled, tests only): where the key is good, a raw
+# key given to another option (the signing key) must be refused all the same.
+FAKE_KEY_ENV = "NATLINK_TEST_CLI_KEY"
+os.environ[FAKE_KEY_ENV] = b"test-key-not-secret-cli-00000000".hex()
 
 
 def _natlink(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -43,10 +47,10 @@ def canary(request) -> str:
     return raw.hex() if request.param == "hex" else "base64:" + __import__("base64").b64encode(raw).decode()
 
 
-def test_tokenise_and_rekey_refuse_a_raw_key_on_the_command_line_without_echoing_it(canary, tmp_path):
+def test_tokenise_refuses_a_raw_key_on_the_command_line_without_echoing_it(canary, tmp_path):
     runs = [
         _natlink("tokenise", "--dataset", "conf/datasets/gp.yaml", "--key", canary, "--out", str(tmp_path / "out"), "-v"),
-        _natlink("rekey", "--manifest", str(tmp_path / "gp.manifest.json"), "--project", "alpha", "--project-key", canary,
+        _natlink("tokenise", "--dataset", "conf/datasets/gp.yaml", "--key", f"env:{FAKE_KEY_ENV}", "--signing-key", canary,
                  "--out", str(tmp_path / "alpha"), "-v"),
     ]
     for done in runs:
@@ -57,10 +61,17 @@ def test_tokenise_and_rekey_refuse_a_raw_key_on_the_command_line_without_echoing
     assert not (tmp_path / "out").exists() and not (tmp_path / "alpha").exists()  # refused before any work
 
 
+def test_there_is_no_rekey_verb_projects_get_extracts():
+    # Research projects receive `natlink extract` (random per-project ids), never re-keyed tokens.
+    done = _natlink("rekey", "--help")
+    assert done.returncode == 2 and "No such command" in done.stderr
+    assert not hasattr(commands, "rekey") and hasattr(commands, "extract")
+
+
 def test_the_api_refuses_a_raw_key_without_echoing_it(canary, tmp_path, caplog):
     calls = [
         lambda: natlink.tokenise("conf/datasets/gp.yaml", canary, tmp_path / "out"),
-        lambda: commands.rekey(tmp_path / "gp.manifest.json", "alpha", canary, tmp_path / "alpha"),
+        lambda: commands.tokenise("conf/datasets/gp.yaml", f"env:{FAKE_KEY_ENV}", tmp_path / "alpha", signing_key=canary),
     ]
     for call in calls:
         with caplog.at_level(logging.DEBUG), pytest.raises(KeyReferenceError) as err:

@@ -1,10 +1,14 @@
-"""What the attacker holds: one token table (or project extract) and its manifest, as plain data.
+"""What the attacker holds: one token table and its manifest, or a project's research extract, as plain data.
 
 The columns are discovered, not assumed: token-like columns (the manifest's ``tokens`` and any
 other text column whose values look like digests), Bloom-filter-like columns (the manifest's
 ``blooms`` and any array column), and plaintext columns carried over (the manifest's ``keep``,
 less the record id, which is an id and not an attribute). A new encoding that renames columns or
 adds new ones is attacked the same way.
+
+A research extract (``natlink extract``: ``OUT/<project>/<dataset>`` Delta tables and
+``extract.json``) is read as it is delivered (:func:`load_extract`): per dataset, its rows in the
+order they are read, with the project's person id and its allow-listed columns.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 # Columns that identify a row but say nothing about a person: never treated as an attribute.
-ID_COLUMNS = ("record_id", "person_id", "dataset", "unique_id")
+ID_COLUMNS = ("record_id", "person_id", "dataset", "unique_id", "project_person_id")
+PROJECT_PERSON_ID = "project_person_id"
 
 
 @dataclass
@@ -83,3 +88,39 @@ def load(spark, manifest_path: str | Path) -> AttackTable:
 def from_rows(name: str, manifest: dict[str, Any], rows: pd.DataFrame) -> AttackTable:
     tokens, blooms, plain = classify(manifest, rows)
     return AttackTable(name, manifest, rows.reset_index(drop=True), tokens, blooms, plain)
+
+
+@dataclass
+class Extract:
+    """One project's research extract as the project (the attacker) receives it.
+
+    ``tables``: dataset -> rows in read order (``project_person_id`` and the allowed columns);
+    ``persons``: the project's person ids, in order of first appearance (datasets by name)."""
+
+    project: str
+    description: dict[str, Any]
+    tables: dict[str, pd.DataFrame]
+    persons: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        ids = [self.tables[d][PROJECT_PERSON_ID].to_numpy() for d in sorted(self.tables)]
+        self.persons = pd.unique(np.concatenate(ids)) if ids else np.array([], dtype=object)
+
+    def person_rows(self, dataset: str) -> np.ndarray:
+        """Per row of ``dataset``, the index of its person in :attr:`persons`."""
+        index = pd.Index(self.persons)
+        return index.get_indexer(self.tables[dataset][PROJECT_PERSON_ID].to_numpy()).astype(np.int64)
+
+    def columns(self, dataset: str) -> list[str]:
+        """The dataset's attribute columns (everything but the person id)."""
+        return [c for c in self.tables[dataset].columns if c != PROJECT_PERSON_ID]
+
+
+def load_extract(spark, folder: str | Path) -> Extract:
+    """Read ``OUT/<project>`` (``extract.json`` and one Delta table per dataset) into pandas, in read order."""
+    from natlink.store import delta
+
+    folder = Path(folder)
+    description = json.loads((folder / "extract.json").read_text(encoding="utf-8"))
+    tables = {d: delta.read(spark, str(folder / d)).toPandas() for d in sorted(description["datasets"])}
+    return Extract(description["project"], description, tables)

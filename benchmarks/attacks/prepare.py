@@ -1,10 +1,14 @@
-"""The attacked data: a synthetic population, the gp token table, two project extracts, the truth.
+"""The attacked data: a synthetic population, token tables, a link run, two project extracts, the truth.
 
-What the attacker gets (``AttackInputs``): the token table and its manifest, and two project
-extracts made by re-keying it for two projects. What only the scorer gets: ``plain/gp``, the
-standardised, normalised plaintext of the very records that were tokenised (the values the tokens
-were computed from), keyed by record id. Nothing here is an attack; it only builds data with
-natlink's own public verbs, the way a provider and a key custodian would.
+What the attacker gets: the gp token table and its manifest (attacks a, b, d), and the research
+extracts that ``natlink extract`` made from one link run of gp and hes for two projects
+(``projects/alpha.yaml`` and ``projects/beta.yaml`` beside this file; attack c). What only the
+scorer gets: ``plain/gp``, the standardised, normalised plaintext of the very records that were
+tokenised (the values the tokens were computed from), keyed by record id; the synthetic truth; and
+the linkage centre's map from its person ids to each project's random ids
+(``tables/projects/<project>/person_ids``). Nothing here is an attack; it only builds data with
+natlink's own verbs, the way providers, a key custodian and a linkage centre would. Manifests are
+signed with ``NATLINK_SIGNING_KEY`` (the benchmarks' or the tests' own key).
 
 Keys are obviously fake benchmark keys (never a deployment key).
 """
@@ -15,11 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 
-# Obviously fake keys, for attacking synthetic data only.
+# Obviously fake key, for attacking synthetic data only.
 FAKE_MASTER_KEY = b"attack-bench-key-not-secret-0001"
-FAKE_PROJECT_KEYS = {"alpha": b"attack-project-alpha-not-secret!", "beta": b"attack-project-beta-not-secret!!"}
 DATASET = "gp"
+DATASETS = ("gp", "hes")
+PROJECTS = ("alpha", "beta")
+RUN_ID = "attack-run"
 
 
 @dataclass(frozen=True)
@@ -30,18 +37,44 @@ class Prepared:
 
     @property
     def manifest(self) -> Path:
-        return self.root / "tokens" / f"{DATASET}.manifest.json"
+        return self.manifests[DATASET]
+
+    @property
+    def manifests(self) -> dict[str, Path]:
+        return {d: self.root / "tokens" / f"{d}.manifest.json" for d in DATASETS}
 
     @property
     def truth(self) -> Path:
         return self.root / "plain" / DATASET
 
-    def project_manifest(self, project: str) -> Path:
-        return self.root / "projects" / project / f"{DATASET}.manifest.json"
+    @property
+    def tables(self) -> Path:
+        return self.root / "tables"
+
+    def extract(self, project: str) -> Path:
+        return self.root / "extracts" / project
+
+
+def project_config(project: str):
+    from natlink.config import load
+    from natlink.config.project import ProjectConfig
+
+    return load(HERE / "projects" / f"{project}.yaml", ProjectConfig)
 
 
 def prepare(spark, out: Path, persons: int, seed: int = 42) -> Prepared:
-    """Synthesise ``persons``, tokenise the gp dataset, re-key it for two projects (cached on disk)."""
+    """Synthesise ``persons``; tokenise gp and hes; train and link; extract for two projects (cached on disk)."""
+    out = Path(out)
+    prepared = Prepared(out, persons, seed)
+    steps = [("_READY_tokens", _tokenise), ("_READY_linked", _link), ("_READY_extracts", _extract)]
+    for marker, step in steps:
+        if not (out / marker).exists():
+            step(spark, prepared)
+            (out / marker).write_text("ok")
+    return prepared
+
+
+def _tokenise(spark, prepared: Prepared) -> None:
     from natlink import columns as C
     from natlink import config as cfgmod
     from natlink.commands import tokenise_delivery
@@ -50,19 +83,15 @@ def prepare(spark, out: Path, persons: int, seed: int = 42) -> Prepared:
     from natlink.synth import generate as synth
     from natlink.tokens.keys import KeyMaterial
     from natlink.tokens.normalise import normalise_identifiers
-    from natlink.tokens.rekey import rekey_table
 
-    out = Path(out)
-    prepared = Prepared(out, persons, seed)
-    done = out / "_READY"
-    if done.exists():
-        return prepared
+    out = prepared.root
     key = KeyMaterial("fake-attack-bench-key", FAKE_MASTER_KEY)
-    synth.generate(spark, out, persons=persons, seed=seed, datasets=[DATASET])
-    ds = cfgmod.load(ROOT / "conf" / "datasets" / f"{DATASET}.yaml", DatasetConfig)
-    manifest = tokenise_delivery(spark, ds, key, data_dir=str(out), out=out)
+    synth.generate(spark, out, persons=prepared.persons, seed=prepared.seed, datasets=list(DATASETS))
+    configs = {d: cfgmod.load(ROOT / "conf" / "datasets" / f"{d}.yaml", DatasetConfig) for d in DATASETS}
+    for d in DATASETS:
+        tokenise_delivery(spark, configs[d], key, data_dir=str(out), out=out)
     # The scorer's truth: the same onboarding, identifiers normalised as tokenise normalises them.
-    onboarded = onboard(spark, ds, data_dir=str(out), run_id="attack-truth")
+    onboarded = onboard(spark, configs[DATASET], data_dir=str(out), run_id="attack-truth")
     try:
         clean = onboarded.clean
         identifiers = [c for c in C.IDENTIFIERS if c in clean.columns]
@@ -70,8 +99,27 @@ def prepare(spark, out: Path, persons: int, seed: int = 42) -> Prepared:
         plain.write.mode("overwrite").parquet(str(prepared.truth))
     finally:
         onboarded.unpersist()
-    for project, secret in FAKE_PROJECT_KEYS.items():
-        rekey_table(spark, manifest, KeyMaterial(f"fake-{project}-key", secret), project=project,
-                    out_dir=out / "projects" / project)
-    done.write_text("ok")
-    return prepared
+
+
+def _link(spark, prepared: Prepared) -> None:
+    import shutil
+
+    from natlink import config as cfgmod
+    from natlink.config import LinkConfig, ModelConfig
+    from natlink.linkage import run as linkrun
+    from natlink.linkage import train
+
+    manifests = list(prepared.manifests.values())
+    model = train.train_job(spark, manifests=manifests, cfg=cfgmod.load(ROOT / "conf" / "model.yaml", ModelConfig),
+                            out_path=prepared.root / "model.json", overwrite=True)
+    shutil.rmtree(prepared.tables, ignore_errors=True)  # a half-made run of an earlier attempt
+    link_cfg = cfgmod.load(ROOT / "conf" / "link.yaml", LinkConfig)
+    linkrun.run(spark, manifests=manifests, model_path=model, link_cfg=link_cfg, tables=prepared.tables, run_id=RUN_ID)
+
+
+def _extract(spark, prepared: Prepared) -> None:
+    from natlink.outputs.extract import write_extract
+
+    for project in PROJECTS:
+        write_extract(spark, project=project_config(project), tables=prepared.tables,
+                      manifests=list(prepared.manifests.values()), out=prepared.root / "extracts", run_id=RUN_ID)

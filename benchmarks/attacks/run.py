@@ -1,13 +1,16 @@
-"""natlink's own privacy attack suite: one table of what an attacker recovers from a token table.
+"""natlink's own privacy attack suite: one table of what an attacker recovers from natlink's outputs.
 
     python benchmarks/attacks/run.py                          # 100,000 persons (the baseline)
     python benchmarks/attacks/run.py --persons 5000 --out /tmp/attacks.md
+    python benchmarks/attacks/run.py --attacks c              # only the cross-project joins
 
-Builds (once, cached under benchmarks/data/) a synthetic population, the gp token table and two
-project extracts (:mod:`attacks.prepare`), then runs attacks a-d against them with only what the
-attacker holds (the token table and manifest, the public tables in ``natlink/data``, two project
-extracts, manifests' fingerprints). The synthetic plaintext is read only by :mod:`attacks.score`.
-The threat model, the attacks and the measures are described in ``docs/threat_model.md``.
+Builds (once, cached under benchmarks/data/) a synthetic population, the gp and hes token tables,
+a link run of both and two projects' research extracts made by ``natlink extract``
+(:mod:`attacks.prepare`), then runs attacks a-d against them with only what the attacker holds
+(the gp token table and manifest, the public tables in ``natlink/data``, the two extracts,
+manifests' fingerprints). The truth (synthetic plaintext, the centre's project id maps) is read
+only by :mod:`attacks.score`. The threat model, the attacks and the measures are described in
+``docs/threat_model.md``.
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ sys.path.insert(0, str(HERE.parent))  # benchmarks/: _common and the attacks pac
 sys.path.insert(0, str(HERE.parents[1] / "src"))
 
 from attacks import align, bloom, crossproject, inputs, keyguess, public, score  # noqa: E402
-from attacks.prepare import FAKE_PROJECT_KEYS, prepare  # noqa: E402
+from attacks.prepare import PROJECTS, prepare  # noqa: E402
 
 # The targets the new encoding must meet (issue 15).
 TARGET_FIELD = 0.02
 TARGET_REIDENTIFIED = 0.001
+# Attack c, the profile join on fewer of the shared columns: what projects sharing only these would get.
+COLUMN_SETS = (("age_band", "region"), ("age_band", "region", "ltc_codes"), ("age_band", "region", "diag_01"))
 FIELDS = ("given_name", "family_name", "sex", "year_of_birth", "date_of_birth", "postcode_area", "postcode_district")
 
 
@@ -42,7 +47,7 @@ class Report:
     frequency: dict[str, float] = field(default_factory=dict)
     with_bloom: dict[str, float] = field(default_factory=dict)
     bloom_notes: list[str] = field(default_factory=list)
-    cross: dict[str, float] = field(default_factory=dict)
+    cross: dict[str, crossproject.Join] = field(default_factory=dict)
     keys: list[keyguess.Guess] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     mapping: dict[str, str] = field(default_factory=dict)
@@ -82,12 +87,14 @@ def attack_table(spark, table: inputs.AttackTable, root: Path | None, report: Re
         report.with_bloom = score.score(boosted, truth)
 
 
-def attack_projects(spark, root: Path, report: Report) -> None:
+def attack_projects(spark, prepared, report: Report) -> None:
+    """Attack c on the two projects' extracts of one link run; scored with the centre's id maps."""
     t = time.perf_counter()
-    a = inputs.load(spark, root / "projects" / "alpha" / "gp.manifest.json")
-    b = inputs.load(spark, root / "projects" / "beta" / "gp.manifest.json")
-    partner = score.partner_rows(a, b, score.project_ids(spark, root, FAKE_PROJECT_KEYS), "alpha", "beta")
+    a, b = (inputs.load_extract(spark, prepared.extract(p)) for p in PROJECTS)
+    partner = score.partner_persons(spark, prepared.tables, a, b)
     report.cross = crossproject.cross_project(a, b, partner)
+    for columns in COLUMN_SETS:
+        report.cross[f"profile on {', '.join(columns)} only"] = crossproject.profile_by_columns(a, b, partner, list(columns))
     report.seconds["c: cross-project joins"] = time.perf_counter() - t
 
 
@@ -103,14 +110,14 @@ def pct(x: float) -> str:
 
 def rows(report: Report) -> list[list[str]]:
     out = []
-    for f in FIELDS:
+    for f in FIELDS if report.frequency else ():
         k = f"recovered:{f}"
         out.append(["a+b", f"{f} recovered", pct(report.frequency.get(k, 0)), pct(report.with_bloom.get(k, 0)), f"< {pct(TARGET_FIELD)}" if "name" in f else ""])
-    for k in ("reidentified:name+band+region", "reidentified:name+yob+area", "reidentified:any"):
+    for k in ("reidentified:name+band+region", "reidentified:name+yob+area", "reidentified:any") if report.frequency else ():
         out.append(["a+b", k.replace(":", " "), pct(report.frequency.get(k, 0)), pct(report.with_bloom.get(k, 0)), f"< {pct(TARGET_REIDENTIFIED)}"])
-    for k, v in report.cross.items():
-        if k != "chance":
-            out.append(["c", f"extracts joined: {k}", pct(v), "", f"chance {pct(report.cross['chance'])}"])
+    for k, j in report.cross.items():
+        out.append(["c", f"extracts joined: {k}", f"{pct(j.share)} ({j.hits:,.0f} of {j.units:,} {j.unit})", "",
+                    f"chance {pct(j.chance)} ({j.expected:,.1f} {j.unit})"])
     for g in report.keys:
         result = f"found in {g.seconds:.2f} s" if g.found else "not found"
         out.append(["d", g.target, result, f"{g.tried} guesses", "not found" if g.target.startswith("manifest") else ""])
@@ -132,7 +139,9 @@ def markdown(report: Report, command: str, load: str) -> str:
         "|" + "---|" * len(HEADERS),
     ]
     lines += ["| " + " | ".join(r) + " |" for r in rows(report)]
-    lines += ["", "Bloom filters: " + "; ".join(report.bloom_notes), ""]
+    if report.bloom_notes:
+        lines += ["", "Bloom filters: " + "; ".join(report.bloom_notes)]
+    lines += [""]
     lines += ["Seconds per attack: " + ", ".join(f"{k} {v:.0f}" for k, v in report.seconds.items()), ""]
     return "\n".join(lines)
 
@@ -142,19 +151,27 @@ def main(argv: list[str] | None = None) -> Report:
     parser.add_argument("--persons", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, help="also write the table as Markdown here")
+    parser.add_argument("--attacks", default="abcd", help="which attacks to run: any of a, c, d (a also runs b)")
     args = parser.parse_args(argv)
 
-    from _common import DATA, load_avg, print_table, spark_session
+    from _common import DATA, bench_signing, load_avg, print_table, spark_session
 
+    bench_signing()  # prepare signs the manifests it makes; the readers verify them
     spark = spark_session(memory="4g", conf={"spark.sql.shuffle.partitions": "8"})
+    t = time.perf_counter()
     prepared = prepare(spark, DATA / f"attack_p{args.persons}_s{args.seed}", args.persons, args.seed)
     report = Report(args.persons)
+    report.seconds["prepare (cached after the first run)"] = time.perf_counter() - t
+    started = load_avg()
     table = inputs.load(spark, prepared.manifest)
     report.records = len(table)
-    attack_table(spark, table, prepared.root, report)
-    attack_projects(spark, prepared.root, report)
-    attack_keys({"gp": table.manifest["key_fingerprint"]}, report)
-    load = load_avg()
+    if "a" in args.attacks:
+        attack_table(spark, table, prepared.root, report)
+    if "c" in args.attacks:
+        attack_projects(spark, prepared, report)
+    if "d" in args.attacks:
+        attack_keys({"gp": table.manifest["key_fingerprint"]}, report)
+    load = f"{started} at the start of the attacks, {load_avg()} at the end"
     print_table(HEADERS, rows(report))
     print("; ".join(report.bloom_notes))
     print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in report.seconds.items()) + f"; load {load}")

@@ -1,4 +1,4 @@
-"""Scoring only: the truth (synthetic plaintext) is read here and nowhere else in the suite.
+"""Scoring only: the truth (synthetic plaintext, the centre's project id maps) is read here and nowhere else in the suite.
 
 A *field is recovered* for a record when the attacker's guess equals the record's own normalised
 plaintext value (the value its tokens were computed from; a record with a typo counts as
@@ -11,6 +11,10 @@ among the table's records (so the guess points at one person). Combinations scor
 * ``name+yob+area``: given name, family name, year of birth, postcode area;
 * ``name+band+region``: given name, family name, age band, region (the last two are plaintext today);
 * ``any``: either.
+
+Two project extracts' persons are *the same* when the linkage centre gave both project ids to one
+of its person ids (:func:`partner_persons`): a cross-project join is scored against the linkage
+the extracts were made from.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .align import Decoded
-from .inputs import AttackTable
+from .inputs import PROJECT_PERSON_ID, AttackTable, Extract
 
 # Quasi-identifier -> (decoded feature, how to derive the QI from that feature's value), in order of preference.
 SOURCES = {
@@ -120,31 +124,19 @@ def score(decoded: Decoded, truth: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-def project_ids(spark, prepared_root: Path, project_keys: dict[str, bytes]) -> pd.DataFrame:
-    """Scorer's map: source record id -> its pseudonymised record id in each project extract."""
-    from pyspark.sql import functions as F
+def partner_persons(spark, tables: Path, a: Extract, b: Extract) -> np.ndarray:
+    """For each person of extract ``a`` (``a.persons``), the index in ``b.persons`` of the same person (-1: none).
 
-    from natlink.tokens.keys import KeyMaterial
-    from natlink.tokens.rekey import rekey
+    The truth is the linkage centre's own map from its person ids to each project's random ids
+    (``TABLES/projects/<project>/person_ids``, never part of an extract): two project ids are the
+    same person when they stand for the same centre person id."""
+    from natlink.store import delta
 
-    cached = prepared_root / "plain" / "project_ids.parquet"
-    if cached.exists():
-        return pd.read_parquet(cached)
-    plain = spark.read.parquet(str(prepared_root / "plain" / "gp")).select(
-        F.col("record_id"), F.col("record_id").alias("source_record_id")
-    )
-    out = None
-    for project, secret in project_keys.items():
-        ids = rekey(plain, {}, KeyMaterial(f"fake-{project}-key", secret), project=project, ids=("record_id",), keep=["source_record_id"])
-        frame = ids.toPandas().rename(columns={"record_id": project})
-        out = frame if out is None else out.merge(frame, on="source_record_id", how="inner")
-    out.to_parquet(cached)
-    return out
+    def centre_ids(project: str) -> pd.Series:
+        ids = delta.read(spark, str(Path(tables) / "projects" / project / "person_ids")).toPandas()
+        return ids.set_index(PROJECT_PERSON_ID)["person_id"]
 
-
-def partner_rows(a: AttackTable, b: AttackTable, ids: pd.DataFrame, project_a: str, project_b: str) -> np.ndarray:
-    """For each row of extract ``a``, the row of extract ``b`` holding the same source record (-1: none)."""
-    b_row = pd.Series(np.arange(len(b)), index=b.rows["record_id"].to_numpy())
-    a_to_b = ids.set_index(project_a)[project_b]
-    partner = a.rows["record_id"].map(a_to_b).map(b_row)
-    return partner.fillna(-1).astype(np.int64).to_numpy()
+    centre_a = pd.Series(a.persons).map(centre_ids(a.project))
+    b_index = pd.Series(np.arange(len(b.persons)), index=pd.Series(b.persons).map(centre_ids(b.project)).to_numpy())
+    assert b_index.index.is_unique, "a centre person has two ids in one project"
+    return centre_a.map(b_index).fillna(-1).astype(np.int64).to_numpy()

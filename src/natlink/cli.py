@@ -156,27 +156,6 @@ def tokenise(
 
 
 @app.command()
-def rekey(
-    manifest: Path = typer.Option(..., help="manifest of the token table to re-key"),
-    project: str = typer.Option(..., help="project name (part of every derived subkey)"),
-    project_key: str = typer.Option(..., help="reference of the project key"),
-    out: Path = typer.Option(..., help="output folder for the project extract"),
-    environment: Path = LOCAL_ENV_OPTION,
-    signing_key: str | None = SIGNING_KEY_OPTION,
-    verbose: bool = VERBOSE_OPTION,
-) -> None:
-    """Turn a token table into project-specific pseudonyms (no plaintext needed)."""
-    from natlink import commands
-
-    result, fingerprint = _call(
-        verbose, f"natlink rekey {manifest}",
-        lambda: commands.rekey(manifest, project, project_key, out, environment=environment, signing_key=signing_key),
-    )
-    err.print(f"{result.dataset}: {result.rows} rows re-keyed for project {project}; key fingerprint {fingerprint}")
-    print(result.path)
-
-
-@app.command()
 def train(
     manifest: list[Path] = MANIFESTS_OPTION,
     config: Path = typer.Option(Path("conf/model.yaml"), help="model settings (YAML)"),
@@ -371,7 +350,7 @@ def case_study_cmd(
 @keys_app.command("generate")
 def keys_generate(
     out: Path = typer.Option(..., "--out", help="key file to create (mode 0600; an existing file is never overwritten)"),
-    kind: str = typer.Option("token", help="token (token or project key, Spark secret) | signing (manifest signing key)"),
+    kind: str = typer.Option("token", help="token (token key, Spark secret) | signing (manifest signing key)"),
 ) -> None:
     """Write a new random 32-byte key to a file only its owner can read; print its public facts only."""
     from natlink import commands

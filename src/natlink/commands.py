@@ -38,7 +38,6 @@ from natlink.tokens import keys, signing
 from natlink.tokens.hmac_sha256 import choose_hmac_implementation
 from natlink.tokens.manifest import TokenManifest
 from natlink.tokens.reader import as_manifests
-from natlink.tokens.rekey import rekey_table
 from natlink.linkage.salted_training import provider_u
 from natlink.linkage.settings import splink_settings
 from natlink.tokens.salted import SaltedScheme
@@ -110,7 +109,7 @@ class GeneratedKey:
 def generate_key(path: str | Path, *, kind: str = "token") -> GeneratedKey:
     """A new random 32-byte key in ``path`` (mode 0600, never overwritten).
 
-    ``kind``: ``token`` (a token/project key or a Spark authentication secret; its fingerprint is
+    ``kind``: ``token`` (a token key or a Spark authentication secret; its fingerprint is
     returned) or ``signing`` (a manifest signing key; its public key, also written to ``path.pub``)."""
     if kind == "token":
         reference = keys.create_key_file(path)
@@ -188,18 +187,6 @@ def tokenise_delivery(
         spark, ds, key, data_dir=data_dir, out_dir=out / "tokens", run_id=run_id,
         quarantine_table=out / "tables" / "quarantine", signer=signer, encoding=salted_encoding(model) if model else None,
     )
-
-
-@_named_failures
-def rekey(
-    manifest: str | Path, project: str, project_key: str, out: str | Path, *,
-    environment: str | Path | None = "conf/environments/local.yaml", signing_key: str | None = None,
-):
-    """Turn a token table into project-specific pseudonyms (no plaintext needed); the extract's
-    manifest is signed with the centre's key (``signing_key``; None: ``NATLINK_SIGNING_KEY``)."""
-    key = keys.resolve(project_key)
-    signer = signing.load_signer(signing_key)
-    return rekey_table(spark_for("natlink-rekey", environment), manifest, key, project=project, out_dir=out, signer=signer), key.fingerprint
 
 
 # --- at the linkage centre ------------------------------------------------------------------

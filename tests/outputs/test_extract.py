@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import secrets
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,9 +18,10 @@ from natlink.config import DatasetConfig
 from natlink.config.project import ProjectConfig
 from natlink.errors import ConfigError
 from natlink.linkage.runs import RUNS_SCHEMA
-from natlink.outputs.extract import PROJECT_PERSON_ID, write_extract
+from natlink.outputs.extract import ID_PURPOSE, PROJECT_PERSON_ID, write_extract
 from natlink.store import delta
 from natlink.tokens import keys
+from natlink.tokens.keys import KeyMaterial
 from natlink.tokens.tokenise import tokenise_configured
 
 FAKE_KEY_HEX = b"test-key-not-secret-extract-0000".hex()  # obviously fake, tests only
@@ -94,6 +98,30 @@ def test_extract_holds_only_allowed_columns_and_random_project_ids(spark, linked
     described = json.loads((out / "alpha" / "extract.json").read_text())
     assert described["datasets"]["gp"] == {"columns": ["ltc_codes", "region"], "rows": N, "persons": N // 2}
     assert b.summary_line().startswith("extract beta from run r1: gp 60 rows / 30 persons")
+
+
+def test_new_ids_come_from_a_fresh_csprng_key_that_is_never_stored(spark, linked, monkeypatch):
+    # Not Spark's uuid() (Mersenne Twister seeded from java.util.Random): each extract call draws
+    # 32 bytes from the OS CSPRNG; a new person's id is HMAC(that key, centre person id) as a UUID4.
+    drawn = []
+    real = secrets.token_bytes
+    monkeypatch.setattr(secrets, "token_bytes", lambda n: drawn.append(real(n)) or drawn[-1])
+    out = linked["base"] / "extracts_keyed"
+    for name in ("zeta", "eta"):
+        write_extract(spark, project=_project(name), tables=linked["tables"], manifests=[linked["manifest"]], out=out)
+    assert [len(k) for k in drawn] == [32, 32] and drawn[0] != drawn[1]
+    subkey = KeyMaterial("test:one-off-key-as-drawn", drawn[0]).subkey(ID_PURPOSE)
+
+    def expected(person_id: str) -> str:
+        return str(uuid.UUID(hmac.new(subkey, person_id.encode(), hashlib.sha256).hexdigest()[:32], version=4))
+
+    hidden = delta.read(spark, str(linked["tables"] / "projects" / "zeta" / "person_ids")).collect()
+    assert len(hidden) == N // 2 and all(r[PROJECT_PERSON_ID] == expected(r[C.PERSON_ID]) for r in hidden)
+    # The key is in no file the call wrote (tables, extracts), as bytes or as hex.
+    for folder in (out, linked["tables"]):
+        for path in (f for f in folder.rglob("*") if f.is_file()):
+            data = path.read_bytes()
+            assert not any(k in data or k.hex().encode() in data for k in drawn), path
 
 
 def test_small_counts_are_withheld_from_the_description(spark, linked):

@@ -14,13 +14,11 @@ from natlink.store import quarantine as Q
 from natlink.tokens.keys import KeyMaterial
 from natlink.tokens.manifest import TokenManifest
 from natlink.tokens.reader import read_token_tables
-from natlink.tokens.rekey import rekey_table
 from natlink.tokens.tokenise import tokenise_dataset
 
 # Obviously fake test keys: never use outside tests.
 KEY = KeyMaterial("test:not-secret-a", b"test-key-not-secret-tokenise-aaa")
 OTHER = KeyMaterial("test:not-secret-b", b"test-key-not-secret-tokenise-bbb")
-PROJECT_KEY = KeyMaterial("test:not-secret-p", b"test-key-not-secret-project-ppp0")
 
 SCHEMA = (
     "dataset string, record_id string, region string, nhs_number string, given_name string, "
@@ -146,18 +144,17 @@ def test_what_is_not_a_token_table_is_refused(spark, outputs, tmp_path, manifest
         read_token_tables(spark, [miscounted])
 
 
-def test_rekeyed_project_extracts_cannot_be_joined(spark, outputs, tmp_path):
-    out, gp, _, _ = outputs
-    a = rekey_table(spark, gp, PROJECT_KEY, project="alpha", out_dir=tmp_path / "alpha")
-    b = rekey_table(spark, gp, PROJECT_KEY, project="beta", out_dir=tmp_path / "beta")
-    ta, tb = read_token_tables(spark, [a]), read_token_tables(spark, [b])
-    src = read_token_tables(spark, [gp])
-    values = lambda df: {v for r in df.drop("dataset", "region", "event_date").collect() for v in r if isinstance(v, str)}  # noqa: E731
-    assert ta.count() == tb.count() == 2
-    assert not (values(ta) & values(tb)) and not (values(ta) & values(src))
-    assert not any(c.startswith("bf_") for c in ta.columns)
-    assert a.project == "alpha" and a.key_fingerprint == PROJECT_KEY.fingerprint and a["source_key_fingerprint"] == KEY.fingerprint
-    with pytest.raises(FingerprintMismatchError, match="project"):
-        read_token_tables(spark, [a, b])
-    with pytest.raises(NotTokenTableError, match="already a project extract"):
-        rekey_table(spark, a, PROJECT_KEY, project="gamma", out_dir=tmp_path / "gamma")
+def test_token_tables_of_two_projects_share_no_token_and_are_not_read_together(spark, outputs, tmp_path):
+    # Tokenising for a project derives every subkey for it: the same records under the same key
+    # share no token with the project-less table or another project's, and the reader refuses to
+    # mix them (what the rekey test checked before `natlink rekey` was removed).
+    _, gp, _, _ = outputs
+    made = {p: tokenise_dataset(spark, clean(spark, "gp"), KEY, dataset="gp", out_dir=tmp_path / p, project=p) for p in ("alpha", "beta")}
+    tokens = lambda m: {v for r in read_token_tables(spark, [m]).select(*m.token_purposes).collect() for v in r if v}  # noqa: E731
+    alpha, beta, source = tokens(made["alpha"]), tokens(made["beta"]), tokens(gp)
+    assert len(alpha) > 10 and not (alpha & beta) and not (alpha & source)
+    assert made["alpha"].project == "alpha" and made["alpha"].key_fingerprint == KEY.fingerprint
+    with pytest.raises(FingerprintMismatchError, match="project alpha"):
+        read_token_tables(spark, [made["alpha"], made["beta"]])
+    with pytest.raises(FingerprintMismatchError, match="project beta"):
+        read_token_tables(spark, [gp, made["beta"]])

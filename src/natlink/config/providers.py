@@ -1,16 +1,15 @@
 """Trusted manifest signers (``conf/providers.yaml``): whose signed manifests the linkage centre accepts.
 
-Each entry names a signer (a data provider, or the linkage centre itself for the project extracts
-it re-keys), its Ed25519 public key as printed by ``natlink keys generate --kind signing``, and
-the datasets it may sign for (``"*"``: any)::
+Each entry names a signer (a data provider), its Ed25519 public key as printed by
+``natlink keys generate --kind signing``, and the datasets it may sign for (``"*"``: any)::
 
     signers:
       gp_practices:
         public_key: "ed25519:3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"
         datasets: [gp]
-      linkage_centre:                      # signs project extracts (natlink rekey)
+      acute_trusts:
         public_key: "ed25519:..."
-        datasets: ["*"]
+        datasets: [hes]
 
 Only public keys live here: the file may be world-readable, but whoever can edit it decides what
 the centre trusts, so it belongs with the centre's configuration, not with the deliveries.

@@ -122,7 +122,7 @@ def _load_inputs(spark, loaded, identity: run_identity.RunIdentity, previous: di
     if previous is not None and previous["key_fingerprint"] != fingerprint:
         raise FingerprintMismatchError(
             f"the previous run {previous[C.RUN_ID]} used key fingerprint {previous['key_fingerprint']}, "
-            f"these inputs use {fingerprint}; re-key or start a new linkage"
+            f"these inputs use {fingerprint}; tokenise them under that key or start a new linkage"
         )
     scheme = salted_training.check_scheme(loaded, settings)
     if scheme is None:

@@ -9,5 +9,4 @@ tokenise     the provider job: a standardised dataset to a token table, quaranti
 signing      Ed25519 signatures of manifests, bound to their table's content; trusted signers
 manifest     a token table's manifest (what, under which key, which columns, counts)
 reader       the linkage centre's guarded reader of token tables
-rekey        project-specific pseudonyms from stored tokens
 """

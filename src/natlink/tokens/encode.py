@@ -41,8 +41,8 @@ name *token* is visible to whoever holds a token table; the key prevents diction
 frequency alignment of very common values. Low-cardinality tokens (sex, month, day, initial) are
 likewise recognisable as a class by their counts, though not reversible without the key.
 
-Project re-keying (:mod:`natlink.tokens.rekey`) turns stored tokens into project-specific
-pseudonyms without plaintext.
+No token leaves the linkage centre: research projects receive extracts with random per-project
+person ids and allow-listed columns only (:mod:`natlink.outputs.extract`).
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ def bloom_columns(blooms: Sequence[BloomSpec] = BLOOM_SPECS) -> list[str]:
 
 
 def column_purposes(specs: Sequence[TokenSpec] = TOKEN_SPECS) -> dict[str, str]:
-    """Token column -> key purpose (recorded in manifests; re-keying keeps purposes apart)."""
+    """Token column -> key purpose (recorded in manifests; each purpose has its own subkey)."""
     return {spec.column: spec.purpose for spec in specs}
 
 

@@ -27,7 +27,7 @@ the key cannot be had; any other exception is wrapped into one that names only t
 
 Only references, never keys
 ---------------------------
-Wherever a reference is expected (``--key``, ``--project-key``, config), anything that is not one
+Wherever a reference is expected (``--key``, ``--signing-key``, config), anything that is not one
 (a raw hex or base64 key, a passphrase) is refused with :class:`~natlink.errors.KeyReferenceError`,
 whose message gives at most the length and kind of what was given, never any part of it.
 

@@ -20,8 +20,6 @@ version reuses the digest instead of reading every byte again (verifiers ignore 
   (``--signing-key``, else the ``NATLINK_SIGNING_KEY`` environment variable). The final content is
   signed: :func:`natlink.tokens.tokenise.tokenise_configured` signs again after adding the
   onboarding counts.
-* ``natlink rekey`` (the linkage centre, making a project extract): the centre's own signing key,
-  found the same way. A project that reads extracts trusts the centre's public key.
 * the demo: a signing key of its own under its output folder, and a registry trusting only it.
 
 Verifying (:func:`verify`, called by :func:`natlink.tokens.manifest.as_manifest`, which every reader

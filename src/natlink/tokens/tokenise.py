@@ -14,7 +14,8 @@ variable, else "auto" (:func:`natlink.tokens.hmac_sha256.choose_hmac_implementat
 
 The encodings themselves are :mod:`natlink.tokens.encode`; the manifest is
 :mod:`natlink.tokens.manifest`; the linkage centre reads token tables through
-:mod:`natlink.tokens.reader`, and re-keys them for projects with :mod:`natlink.tokens.rekey`.
+:mod:`natlink.tokens.reader`. Projects never receive tokens: their extracts
+(:mod:`natlink.outputs.extract`) hold random per-project person ids and allow-listed columns.
 """
 
 from __future__ import annotations
