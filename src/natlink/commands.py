@@ -89,7 +89,8 @@ def spark_conf_for(env: EnvironmentConfig) -> dict[str, str]:
 
 def _require_files(paths: Paths, what: str, verb: str) -> None:
     """Refuse missing input files by name before Spark starts (a JVM takes seconds to start)."""
-    absent = [str(p) for p in paths if not Path(p).is_file()]
+    # Manifests may also be given as loaded objects (the library's callers): only paths are checked.
+    absent = [str(p) for p in paths if isinstance(p, (str, Path)) and not Path(p).is_file()]
     if absent:
         raise ConfigError(f"{verb}: {what} not found: {absent}")
 
