@@ -201,7 +201,7 @@ def _full(spark, linked: link.LinkResult, tables: Path, previous, run_id: str, t
     assignment = ids.assign(linked.clusters.select(C.UNIQUE_ID, link.CLUSTER_NODE), prev_assign, run_id)
     clusters = linked.records.join(assignment.assigned, on=C.UNIQUE_ID, how="inner")
     timings["ids"] = time.perf_counter() - t
-    counts = {"comparisons_per_rule": linked.comparisons_per_rule, "edges": linked.n_edges}
+    counts = {"comparisons_per_rule": linked.comparisons_per_rule, "edges": linked.n_edges, "cannot_link": linked.cannot_link}
     return clusters, linked.edges, assignment.events, counts
 
 
