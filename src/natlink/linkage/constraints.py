@@ -252,6 +252,7 @@ def enforce(comps: DataFrame, edges: DataFrame, records: DataFrame, rules: Rules
     nodes = labelled.join(F.broadcast(bad_df), on=COMPONENT, how="inner").select(NODE, COMPONENT, CODE, NHS).toArrow().sort_by(NODE)
     node_df = spark.createDataFrame(nodes.select([NODE, COMPONENT]))
     bad_edges = edges.select(SRC, DST, WEIGHT).join(F.broadcast(node_df.withColumnRenamed(NODE, SRC)), on=SRC, how="inner")
+    # Counted before anything is collected: the driver takes only what it may split.
     per_component = bad_edges.groupBy(COMPONENT).agg(F.count(F.lit(1)).alias("n")).toArrow()
     refuse_if_too_large(rules, per_component.column("n").to_numpy())
     got = bad_edges.select(SRC, DST, WEIGHT).toArrow()
