@@ -121,13 +121,19 @@ def split_at_weakest_edges(
 
     def find(x: int) -> int:
         while parent[x] != x:
-            parent[x] = parent[parent[x]]
+            parent[x] = parent[parent[x]]  # path halving
             x = parent[x]
         return x
 
     dropped = 0
-    for u, v in zip(lo[order].tolist(), hi[order].tolist()):
-        x, y = find(u), find(v)
+    for x, y in zip(lo[order].tolist(), hi[order].tolist()):
+        # find(), inlined: the loop runs once per edge and a call costs as much as the rest.
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        while parent[y] != y:
+            parent[y] = parent[parent[y]]
+            y = parent[y]
         if x == y:
             continue
         if mask[x] & mask[y] or (token[x] is not None and token[y] is not None and token[x] != token[y]):

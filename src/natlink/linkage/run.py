@@ -55,10 +55,12 @@ class RunSummary:
         c = self.counts
         inputs = ", ".join(f"{d} {n}" for d, n in sorted((c.get("records_by_dataset") or {}).items()))
         events = ", ".join(f"{e} {n}" for e, n in sorted((c.get("id_events") or {}).items())) or "none"
+        split = c.get("cannot_link") or {}
+        cut = f"cannot-link: {split['components_split']} components split, {split['edges_dropped']} edges dropped; " if split else ""
         return (
             f"run {self.run_id} {self.status} ({self.mode}): {c.get('records')} records in ({inputs}) = "
             f"{c.get('clustered', c.get('records'))} clustered into {c.get('persons')} persons; {c.get('edges')} edges; "
-            f"person-id events: {events}"
+            f"{cut}person-id events: {events}"
         )
 
 
