@@ -275,7 +275,8 @@ def test_the_incremental_rerun_splits_what_a_delivery_chains(spark, tmp_path, gu
     tables = tmp_path / "tables"
     with Scratch(spark) as scratch:
         v1 = hashed(_tokens(spark, first))
-        edges = link.link(v1, settings, cfg.model_copy(update={"cannot_link": CannotLink(one_row_per_person=["registry"])}), scratch, n_records=len(first)).edges
+        first_cfg = cfg.model_copy(update={"engine": "in_process", "cannot_link": CannotLink(one_row_per_person=["registry"])})
+        edges = link.link(v1, settings, first_cfg, scratch, n_records=len(first)).edges
         clusters = v1.withColumn(C.PERSON_ID, F.create_map(*[F.lit(x) for kv in people.items() for x in kv])[F.col(C.RECORD_ID)])
         versions = {
             "clusters": delta.write(clusters.select(C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.REGION, C.RECORD_HASH, C.PERSON_ID), str(tables / "clusters"), mode="overwrite").version,

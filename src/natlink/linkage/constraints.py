@@ -41,7 +41,7 @@ from pyspark.sql import functions as F
 
 from natlink import columns as C
 from natlink.config.link import CannotLink
-from natlink.errors import ComponentTooLargeError, ConfigError
+from natlink.errors import ClusteringError, ComponentTooLargeError, ConfigError
 from natlink.linkage import clustering
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def split_at_weakest_edges(
     ends, inverse = np.unique(np.concatenate([src, dst]).astype(np.int64), return_inverse=True)
     at = np.searchsorted(nodes, ends)
     if len(ends) and (at.max() >= len(nodes) or (nodes[at] != ends).any()):
-        raise ValueError("every node of an edge needs its cannot-link attributes")
+        raise ClusteringError("cannot-link split: a record at the end of an edge has no dataset or NHS-token row")
     m = len(src)
     a, b = inverse[:m], inverse[m:]
     lo, hi = np.minimum(a, b), np.maximum(a, b)
