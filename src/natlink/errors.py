@@ -66,6 +66,10 @@ class ClusteringError(NatlinkError):
     """Connected components could not be computed as asked (no convergence within the round limit)."""
 
 
+class ComponentTooLargeError(ClusteringError):
+    """A component that breaks a cannot-link rule is too large to split on the driver (counts only, never ids)."""
+
+
 class ReconciliationError(NatlinkError):
     """Rows in != rows out + rows quarantined."""
 

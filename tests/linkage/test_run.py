@@ -278,6 +278,9 @@ def test_in_process_engine_gives_the_spark_engines_tables(spark, world):
     assert (r2.mode, r2.counts["engine"]) == ("full", "in_process")
     assert r2.counts["comparisons_per_rule"] == full.counts["comparisons_per_rule"]
     assert r2.counts["edges"] == full.counts["edges"] > 1000
+    # The cannot-link split (on by default: different NHS tokens) made the same cuts on both engines.
+    assert r2.counts["cannot_link"] == full.counts["cannot_link"]
+    assert set(full.counts["cannot_link"]) == {"components_split", "edges_dropped", "records_in_split_components", "persons_added"}
 
     def edges(where):
         rows = delta.read(spark, str(where / "edges")).select("unique_id_l", "unique_id_r", "match_key", "match_weight", "match_probability").collect()

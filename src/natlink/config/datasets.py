@@ -21,7 +21,7 @@ Minimal YAML (the schema of the walking skeleton, still accepted)::
 
 Keys added by onboarding (all optional): ``date_formats`` (several patterns, tried in order),
 ``nhs_number``, ``date_of_birth``, ``names``, ``max_length``, ``schema_checks``, ``quarantine``,
-``source.encoding``.
+``source.encoding``; and ``one_row_per_person`` (a linkage property: see :class:`DatasetConfig`).
 """
 
 from __future__ import annotations
@@ -213,6 +213,11 @@ class DatasetConfig(Frozen):
     date_formats: list[str] = Field(default_factory=list)  # several, tried in order
     event_columns: dict[str, str] = Field(default_factory=dict)  # output name -> source column (carried as text)
     region: str | None = None  # fixed region for single-region providers
+    # The extract holds at most one row per person (a death register, a census): two of its rows
+    # are never one person. The linkage centre enforces it as a cannot-link rule when its link
+    # config names the dataset (LinkConfig.cannot_link.one_row_per_person; LinkConfig.declaring).
+    # Off by default: most extracts (GP lists, hospital episodes) hold duplicates or many rows.
+    one_row_per_person: bool = False
     age_band: AgeBandRules | None = None  # derive and keep an age band (see AgeBandRules)
     nhs_number: NhsNumberRules = Field(default_factory=NhsNumberRules)
     date_of_birth: DateOfBirthRules = Field(default_factory=DateOfBirthRules)

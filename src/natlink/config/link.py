@@ -2,11 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Iterable, Literal
 
 from pydantic import Field
 
 from natlink.config.base import Frozen
+
+if TYPE_CHECKING:
+    from natlink.config.datasets import DatasetConfig
+
+
+class CannotLink(Frozen):
+    """Records that must never end in one cluster, and what happens to a component that holds some.
+
+    Clusters are connected components of the match edges, so one wrong edge joins two persons and,
+    as a population grows, chains of such edges join many (``benchmarks/bench_chaining.py``). A
+    component that breaks one of these rules is split at its weakest edges
+    (:mod:`natlink.linkage.constraints`): its edges are taken strongest first and an edge that would
+    join two parts breaking a rule is dropped. A component that breaks none comes out as before.
+    """
+
+    enabled: bool = True
+    # Two records with NHS-number tokens that are both present and different are two persons
+    # (standardise nulls numbers that fail the modulus 11 check, so a token is a valid number).
+    # Applies where the model reads tk_nhs_number (the engine holds it compacted to 64 bits).
+    nhs_number: bool = True
+    # Datasets that hold at most one row per person (``one_row_per_person: true`` in their
+    # conf/datasets file; LinkConfig.declaring adds those): two of their rows are two persons.
+    one_row_per_person: list[str] = Field(default_factory=list)
+    # A component that breaks a rule is split on the driver, strongest edge first: one with more
+    # edges than this is refused (natlink.errors.ComponentTooLargeError), never split partly or dropped.
+    max_component_edges: int = Field(2_000_000, ge=1)
 
 
 class LinkConfig(Frozen):
@@ -31,3 +57,13 @@ class LinkConfig(Frozen):
     # Every lookup, refused or not, is a row of TABLES/discover_audit.
     discover_columns: list[str] = Field(default_factory=lambda: ["tk_nhs_number"])
     discover_max_persons: int = Field(1, ge=1)
+    # Clusters that do not chain: cannot-link rules and splitting a component at its weakest edges.
+    cannot_link: CannotLink = Field(default_factory=CannotLink)
+
+    def declaring(self, datasets: Iterable["DatasetConfig"]) -> "LinkConfig":
+        """This config with every dataset of ``datasets`` that declares ``one_row_per_person`` added to
+        ``cannot_link.one_row_per_person`` (the linkage centre reads token tables, not dataset configs,
+        so where both are at hand this carries the dataset's declaration over)."""
+        names = list(self.cannot_link.one_row_per_person)
+        names += [d.name for d in datasets if d.one_row_per_person and d.name not in names]
+        return self.model_copy(update={"cannot_link": self.cannot_link.model_copy(update={"one_row_per_person": names})})

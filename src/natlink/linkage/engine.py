@@ -11,7 +11,9 @@ The Spark engine (one Spark plan per stage, lineage cut once):
 2. budget check: pairs per blocking rule from key-group sizes, refused above the budget;
 3. candidate pairs (:mod:`natlink.linkage.blocking`) scored with the model's own Splink SQL
    (:mod:`natlink.linkage.scoring`), kept at or above the threshold -> ``edges``;
-4. connected components (:mod:`natlink.linkage.clustering`) -> one cluster per person.
+4. connected components (:mod:`natlink.linkage.clustering`), a component that breaks a
+   cannot-link rule split at its weakest edges (:mod:`natlink.linkage.constraints`) -> one cluster
+   per person.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pyspark.sql import types as T
 
 from natlink.linkage import blocking
 from natlink.linkage import clustering
+from natlink.linkage import constraints
 from natlink.linkage import inprocess
 from natlink.linkage import scoring
 from natlink import columns as C
@@ -53,6 +56,7 @@ class LinkResult:
     timings: dict[str, float] = field(default_factory=dict)
     engine: str = "spark"
     n_edges: int = 0
+    cannot_link: dict[str, int] = field(default_factory=dict)  # constraints.SplitCounts: components split, edges dropped, ...
 
 
 def _compact(df: DataFrame, column: str) -> "F.Column":
@@ -159,10 +163,16 @@ def link_records(
 
     t = time.perf_counter()
     comps = clustering.components(edges, method=link_cfg.cluster_method, n_edges=n_edges)
+    split_started = time.perf_counter()
+    comps, split = constraints.enforce(comps, edges, records, constraints.Rules.of(link_cfg.cannot_link, records.columns))
+    timings["cannot_link"] = time.perf_counter() - split_started
     clusters = scratch.materialise(with_cluster_node(records.select(NODE, C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.REGION), comps), "clusters")
-    timings["cluster"] = time.perf_counter() - t
+    timings["cluster"] = time.perf_counter() - t - timings["cannot_link"]
     log.info("link (spark): comparisons per rule %s, timings %s", counts, timings)
-    return LinkResult(records=records, edges=edges, clusters=clusters, comparisons_per_rule=counts, timings=timings, engine="spark", n_edges=n_edges)
+    return LinkResult(
+        records=records, edges=edges, clusters=clusters, comparisons_per_rule=counts, timings=timings, engine="spark", n_edges=n_edges,
+        cannot_link=split.as_dict(),
+    )
 
 
 def with_cluster_node(records: DataFrame, comps: DataFrame) -> DataFrame:
@@ -199,6 +209,7 @@ def link_in_process(
         max_comparisons_per_rule=link_cfg.max_comparisons_per_rule,
         spill_parent=local_dir(spark),
         timings=timings,
+        cannot_link=link_cfg.cannot_link,
     )
     t = time.perf_counter()
     # One frame serves as records and clusters (the clusters' columns are a subset).
@@ -209,5 +220,5 @@ def link_in_process(
     log.info("link (in process): comparisons per rule %s, timings %s", linked.comparisons_per_rule, timings)
     return LinkResult(
         records=records, edges=edges, clusters=records, comparisons_per_rule=linked.comparisons_per_rule, timings=timings,
-        engine="in_process", n_edges=linked.edges.num_rows,
+        engine="in_process", n_edges=linked.edges.num_rows, cannot_link=linked.cannot_link,
     )

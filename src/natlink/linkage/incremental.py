@@ -1,7 +1,8 @@
 """The incremental monthly rerun: only new or changed records are compared with the population.
 
-Only the clusters that the delivery touches are re-clustered; everyone else keeps the previous
-run's person id untouched. :func:`tf_drift_ok` says when an incremental run is close enough to
+Only the clusters that the delivery touches are re-clustered (connected components, split where
+they break a cannot-link rule: :mod:`natlink.linkage.constraints`); everyone else keeps the
+previous run's person id untouched. :func:`tf_drift_ok` says when an incremental run is close enough to
 a full one under term-frequency adjustments (``mode: auto`` runs full otherwise).
 """
 
@@ -19,7 +20,7 @@ from pyspark.sql import functions as F
 
 from natlink import columns as C
 from natlink.config.link import LinkConfig
-from natlink.linkage import blocking, clustering, ids, scoring
+from natlink.linkage import blocking, clustering, constraints, ids, scoring
 from natlink.linkage import engine as link
 from natlink.spark.scratch import Scratch
 from natlink.store import delta
@@ -124,11 +125,12 @@ def link_incremental(spark, records, compiled, rules, link_cfg: LinkConfig, tabl
     affected_now = affected.where(F.col(link.NODE).isNotNull())
     ends = affected_now.select(C.UNIQUE_ID, link.NODE)
     sub_edges = (
-        all_edges.select("unique_id_l", "unique_id_r")
+        all_edges.select("unique_id_l", "unique_id_r", "match_weight")
         .join(ends.select(F.col(C.UNIQUE_ID).alias("unique_id_l"), F.col(link.NODE).alias(f"{link.NODE}_l")), on="unique_id_l", how="inner")
         .join(ends.select(F.col(C.UNIQUE_ID).alias("unique_id_r"), F.col(link.NODE).alias(f"{link.NODE}_r")), on="unique_id_r", how="inner")
     )
     comps = clustering.components(sub_edges, method=link_cfg.cluster_method)
+    comps, split = constraints.enforce(comps, sub_edges, records, constraints.Rules.of(link_cfg.cannot_link, records.columns))
     nodes = link.with_cluster_node(ends, comps)
     timings["cluster"] = time.perf_counter() - t
 
@@ -149,6 +151,7 @@ def link_incremental(spark, records, compiled, rules, link_cfg: LinkConfig, tabl
         "new_edges": n_new_edges,
         "affected_records": affected_now.count(),
         "edges": all_edges.count(),
+        "cannot_link": split.as_dict(),
     }
     return clusters, all_edges, assignment.events, counts
 

@@ -9,7 +9,8 @@ pseudonymous tokens the model reads, compacted to 64-bit integers, and nothing e
 * counts comparisons per blocking rule and applies the budget (as :func:`natlink.linkage.blocking.check_budget`);
 * predicts with the same trained model on Splink's DuckDB backend, in memory, at the same
   threshold; term frequencies come from the same population, as on Spark;
-* finds connected components with scipy (:func:`natlink.linkage.clustering.label_components`).
+* finds connected components with scipy (:func:`natlink.linkage.clustering.label_components`) and
+  splits those that break a cannot-link rule (:func:`natlink.linkage.constraints.split_components`).
 
 Results go back to Spark as DataFrames, so id mapping and the Delta writes do not change. Nothing
 is written outside the process except DuckDB's spill files, which go to a private temporary
@@ -23,13 +24,15 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
 from natlink.linkage import blocking
+from natlink.config.link import CannotLink
 from natlink.linkage import clustering
+from natlink.linkage import constraints
 from natlink import columns as C
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,7 @@ class Linked:
     edges: pa.Table  # EDGE_SCHEMA, node_id_l < node_id_r
     cluster_node: pa.Array  # per record (records' order): the smallest node id of its cluster
     comparisons_per_rule: list[int]
+    cannot_link: dict[str, int] = field(default_factory=dict)  # constraints.SplitCounts
 
 
 class Engine:
@@ -146,6 +150,7 @@ def score_and_cluster(
     max_comparisons_per_rule: float,
     spill_parent: str | None = None,
     timings: dict[str, float] | None = None,
+    cannot_link: CannotLink | None = None,
 ) -> Linked:
     """Budget, predict and cluster ``slim`` (unique_id + compacted columns + passengers) in process."""
     import time
@@ -163,8 +168,20 @@ def score_and_cluster(
         timings["predict"] = time.perf_counter() - t
     t = time.perf_counter()
     cluster = np.arange(records.num_rows, dtype=np.int64)
+    split = constraints.SplitCounts()
     if edges.num_rows:
-        nodes, component = clustering.label_components(edges.column(f"{NODE}_l").to_numpy(), edges.column(f"{NODE}_r").to_numpy())
+        src, dst = edges.column(f"{NODE}_l").to_numpy(), edges.column(f"{NODE}_r").to_numpy()
+        nodes, component = clustering.label_components(src, dst)
+        rules = constraints.Rules.of(cannot_link, records.column_names) if cannot_link is not None else None
+        if rules is not None:
+            s = time.perf_counter()
+            code, nhs, has_nhs = constraints.attributes(rules, records)  # rows are node ids 0..n-1
+            component, split = constraints.split_components(
+                rules, nodes, component, src, dst, edges.column("match_weight").to_numpy(), code[nodes], nhs[nodes], has_nhs[nodes]
+            )
+            timings["cannot_link"] = time.perf_counter() - s
         cluster[nodes] = component  # node ids are 0..n-1, so a node id is its row
-    timings["cluster"] = time.perf_counter() - t
-    return Linked(records=records, edges=edges, cluster_node=pa.array(cluster, pa.int64()), comparisons_per_rule=counts)
+    timings["cluster"] = time.perf_counter() - t - timings.get("cannot_link", 0.0)
+    return Linked(
+        records=records, edges=edges, cluster_node=pa.array(cluster, pa.int64()), comparisons_per_rule=counts, cannot_link=split.as_dict()
+    )

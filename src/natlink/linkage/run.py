@@ -55,10 +55,12 @@ class RunSummary:
         c = self.counts
         inputs = ", ".join(f"{d} {n}" for d, n in sorted((c.get("records_by_dataset") or {}).items()))
         events = ", ".join(f"{e} {n}" for e, n in sorted((c.get("id_events") or {}).items())) or "none"
+        split = c.get("cannot_link") or {}
+        cut = f"cannot-link: {split['components_split']} components split, {split['edges_dropped']} edges dropped; " if split else ""
         return (
             f"run {self.run_id} {self.status} ({self.mode}): {c.get('records')} records in ({inputs}) = "
             f"{c.get('clustered', c.get('records'))} clustered into {c.get('persons')} persons; {c.get('edges')} edges; "
-            f"person-id events: {events}"
+            f"{cut}person-id events: {events}"
         )
 
 
@@ -211,7 +213,7 @@ def _full(spark, linked: link.LinkResult, tables: Path, previous, run_id: str, t
     assignment = ids.assign(linked.clusters.select(C.UNIQUE_ID, link.CLUSTER_NODE), prev_assign, run_id)
     clusters = linked.records.join(assignment.assigned, on=C.UNIQUE_ID, how="inner")
     timings["ids"] = time.perf_counter() - t
-    counts = {"comparisons_per_rule": linked.comparisons_per_rule, "edges": linked.n_edges}
+    counts = {"comparisons_per_rule": linked.comparisons_per_rule, "edges": linked.n_edges, "cannot_link": linked.cannot_link}
     return clusters, linked.edges, assignment.events, counts
 
 

@@ -140,7 +140,10 @@ def sweep_job(spark, *, manifests: list, model_path, link_cfg: LinkConfig, truth
     thresholds = list(link_cfg.evaluation_thresholds)
     tokens, fingerprint = load_tokens(spark, manifests)
     settings, _meta = model_store.load(model_path, key_fingerprint=fingerprint)
-    lowest = link_cfg.model_copy(update={"threshold_match_probability": min(thresholds)})
+    # The sweep clusters the edges itself, at every threshold (plain connected components), so the
+    # link's own clustering, and its cannot-link split, would be work thrown away.
+    no_split = link_cfg.cannot_link.model_copy(update={"enabled": False})
+    lowest = link_cfg.model_copy(update={"threshold_match_probability": min(thresholds), "cannot_link": no_split})
     with Scratch(spark) as scratch:
         result = engine.link(tokens, settings, lowest, scratch)
         judge = truth if truth is not None else nhs_pseudo_truth(tokens)
