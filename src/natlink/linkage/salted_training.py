@@ -189,6 +189,13 @@ def _columns_of(rule_text: str) -> list[str]:
     return re.findall(r"\bl\.`?(tk_[a-z0-9_]+)`?", rule_text)
 
 
+def _block_pairs(long: DataFrame, rule: int, cap: float | None) -> int:
+    """Record pairs inside the blocks of ``rule`` (what an EM session there can see), capped like EM."""
+    sizes = long.where(F.col(RULE) == rule).groupBy(BLOCK).agg(F.count(F.lit(1)).cast("long").alias("n"))
+    pairs = int(sizes.agg(F.sum(F.col("n") * (F.col("n") - 1) / 2)).first()[0] or 0)
+    return int(min(pairs, cap)) if cap else pairs
+
+
 def long_frame(tokens: DataFrame, scheme: SaltedScheme, columns: Sequence[str]) -> DataFrame:
     """One row per (record, rule it is blocked by): ``unique_id#i``, the rule, its block key and
     the rule's salted tokens under the model's ``columns`` names, compacted to 64-bit integers."""
@@ -254,7 +261,7 @@ def train_salted(tokens: DataFrame, cfg: ModelConfig, manifests: Sequence[TokenM
         # session (inside the block they always agree); the block key does the blocking.
         sql = f"l.{BLOCK} = r.{BLOCK} AND " + rule_sql([C.token(f) for f in scheme.rules[i]])
         linker.training.estimate_parameters_using_expectation_maximisation(sql, max_pairs=t.em_max_pairs)
-        sessions.append({"rule": rule_sql(cols), "inside_prediction_rule": i, "sql": sql})
+        sessions.append({"rule": rule_sql(cols), "inside_prediction_rule": i, "sql": sql, "pairs": _block_pairs(long, i, t.em_max_pairs)})
     timings["em_seconds"] = time.perf_counter() - start
 
     trained = linker.misc.save_model_to_json()
@@ -270,7 +277,7 @@ def train_salted(tokens: DataFrame, cfg: ModelConfig, manifests: Sequence[TokenM
         population_records=n_records,
         sample_records=sampled_records,
         u_pairs=sum(int(m.data["u"].get("sampled_pairs") or 0) for m in manifests),
-        em_pairs={s["sql"]: None for s in sessions},
+        em_pairs={s["sql"]: s["pairs"] for s in sessions},
         em_columns={s["sql"]: {BLOCK, *(C.token(f) for f in scheme.rules[s["inside_prediction_rule"]])} for s in sessions},
         exact={name: [0.0 if r == 0 else None for r in rates] for name, rates in u.items()},
     )
