@@ -41,6 +41,13 @@ VARIANTS: dict[str, dict] = {
     "exact_u_unbounded": {"u_exact": True, "em_max_pairs": None, "duckdb_memory_limit": None},
     "defaults": {},
     "em_1e6_1GB": {"em_max_pairs": 1e6, "duckdb_memory_limit": "1GB"},
+    # The shipped EM rules give at most 8e5 pairs here. A rule a user might write gives far more:
+    # postcode district 7.5e6 pairs, family name 5.7e7 (not run unbounded: it would need many GB
+    # on a shared machine).
+    "district_unbounded": {"em_blocking_rules": [["tk_nhs_number"], ["tk_dob"], ["tk_postcode_district"]],
+                           "em_max_pairs": None, "duckdb_memory_limit": None},
+    "district_defaults": {"em_blocking_rules": [["tk_nhs_number"], ["tk_dob"], ["tk_postcode_district"]]},
+    "surname_defaults": {"em_blocking_rules": [["tk_nhs_number"], ["tk_dob"], ["tk_family_name"]]},
 }
 
 

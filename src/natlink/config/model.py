@@ -147,10 +147,12 @@ class TrainingSpec(Frozen):
     # Which Splink backend estimates the parameters: "duckdb" trains on the driver over the
     # (bounded) sample; "spark" trains on the cluster. The model JSON is the same either way.
     backend: Literal["duckdb", "spark"] = "duckdb"
-    em_max_pairs: float | None = Field(None, gt=0)
-    # DuckDB's memory limit for the "duckdb" backend (a DuckDB size, e.g. "2GB"; None: DuckDB's
-    # default, 80% of RAM); beyond it DuckDB spills to a temporary folder.
-    duckdb_memory_limit: str | None = None
+    # EM's memory is bounded by default: at most em_max_pairs pairs per EM session (Splink samples
+    # beyond it; None: no cap) and DuckDB under duckdb_memory_limit (a DuckDB size; None: DuckDB's
+    # default, 80% of RAM), spilling to a temporary folder beyond it. Measured at 100k + 100k
+    # records: benchmarks/bench_train_memory.py, docs/model.md (Memory).
+    em_max_pairs: float | None = Field(2e6, gt=0)
+    duckdb_memory_limit: str | None = "2GB"
     # Levels allowed to be seen 0 times in training (comparison name -> level labels). Their m (or
     # u) is then the Jeffreys estimate 0.5 / (pairs + 1) over the pairs that could have shown it,
     # recorded in the sidecar and the report. Any other level left untrained stops training.
