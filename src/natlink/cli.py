@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -42,7 +41,7 @@ def _root() -> None:
 def _setup_logging(verbose: bool) -> None:
     """natlink's own warnings always reach stderr; Spark's (log4j, from the JVM's start) and
     Splink's only with ``--verbose``. ``NATLINK_SPARK_LOG_LEVEL`` overrides Spark's level."""
-    from natlink.spark.session import LOG_LEVEL_ENV
+    from natlink import commands
 
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -52,10 +51,7 @@ def _setup_logging(verbose: bool) -> None:
     logging.getLogger("py4j").setLevel(logging.WARNING)
     # Splink's warnings (e.g. "level not observed") are natlink's to report, by name (linkage.train).
     logging.getLogger("splink").setLevel(logging.WARNING if verbose else logging.ERROR)
-    if verbose:
-        os.environ.setdefault(LOG_LEVEL_ENV, "WARN")
-    else:
-        os.environ.setdefault(LOG_LEVEL_ENV, "ERROR")
+    commands.spark_console(verbose)
 
 
 def _out() -> Console:
@@ -86,8 +82,7 @@ def demo(
 ) -> None:
     """Synthesise, tokenise, train, link and evaluate on an embedded synthetic sample."""
     from natlink import commands
-    from natlink.config import DemoConfig, load, project_root
-    from natlink.config.base import resolve
+    from natlink.config import DemoConfig, load, project_root, resolve
 
     def run():
         root = project_root()

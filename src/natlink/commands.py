@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -16,8 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
-from natlink.config import DatasetConfig, DemoConfig, EnvironmentConfig, LinkConfig, ModelConfig, load, load_dataset, project_root
-from natlink.config.base import resolve
+from natlink.config import DatasetConfig, DemoConfig, EnvironmentConfig, LinkConfig, ModelConfig, load, load_dataset, project_root, resolve
 from natlink.config.case_study import load_config as load_case_study_config
 from natlink.config.project import ProjectConfig
 from natlink.config.synth import load_synth_config
@@ -31,7 +31,7 @@ from natlink.outputs import evaluate as evaluation
 from natlink.outputs import extract as extracts
 from natlink.outputs import report as reporting
 from natlink.provider import profile as profiling
-from natlink.spark.session import get_spark
+from natlink.spark.session import LOG_LEVEL_ENV, get_spark
 from natlink.store import delta, files
 from natlink.synth import generate as synthesis
 from natlink.tokens import keys, signing
@@ -76,6 +76,12 @@ def spark_for(app: str, environment: str | Path | None = None, *, checkpoint_dir
         return get_spark(app, checkpoint_dir=checkpoint_dir)
     env = load(resolve(environment), EnvironmentConfig)
     return get_spark(app, master=env.master, conf=spark_conf_for(env), checkpoint_dir=checkpoint_dir or env.checkpoint_dir)
+
+
+def spark_console(verbose: bool) -> None:
+    """Spark's log level for the sessions this process starts: WARN when ``verbose``, else ERROR
+    (its warnings stay off the console), unless ``NATLINK_SPARK_LOG_LEVEL`` says otherwise."""
+    os.environ.setdefault(LOG_LEVEL_ENV, "WARN" if verbose else "ERROR")
 
 
 def spark_conf_for(env: EnvironmentConfig) -> dict[str, str]:

@@ -34,3 +34,30 @@ def test_only_allowed_person_level_tokens_are_looked_up_and_every_lookup_is_audi
     # The audit keeps a hash of the probe, never the token.
     stored = {str(v) for a in audit for v in a.values()}
     assert nhs not in stored and sex not in stored and all(len(a["probe_sha256"]) == 16 for a in audit)
+
+
+def test_a_probe_tokenised_from_one_row_finds_its_person(spark, small_linkage, tmp_path):
+    """How `natlink discover --help` says a probe is made: the provider tokenises a one-row CSV of
+    the person (same dataset config, same key) and the centre passes that table's manifest."""
+    import csv
+
+    from natlink import columns as C
+    from natlink import commands
+    from natlink.linkage.runs import completed_view
+
+    gp = small_linkage["ds"]["gp"]
+    part = sorted((small_linkage["base"] / "raw" / "gp").glob("*.csv"))[0]
+    with open(part, newline="", encoding="utf-8") as fh:
+        header, row = list(csv.reader(fh))[:2]  # the first synthetic record of the extract
+    (tmp_path / "raw" / "gp").mkdir(parents=True)
+    with open(tmp_path / "raw" / "gp" / "probe.csv", "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([header, row])
+    made = commands.tokenise_delivery(spark, gp, small_linkage["key"], data_dir=str(tmp_path), out=tmp_path / "probe")
+    assert discover.read_probe_file(made.path) == made.path and made.rows == 1
+
+    found = commands.discover(small_linkage["tables"], [m.path for m in small_linkage["manifests"].values()], probe=made.path,
+                              model_path=small_linkage["model"])
+    record = f"gp:{row[header.index(gp.record_id)]}"
+    clusters = completed_view(spark, small_linkage["tables"]).table("clusters")
+    person = clusters.where(F.col(C.UNIQUE_ID) == record).select(C.PERSON_ID).first()[0]
+    assert found[0].person_id == person and found[0].datasets.get("gp", 0) >= 1

@@ -6,7 +6,7 @@ One module per file kind: :mod:`~natlink.config.environment`, :mod:`~natlink.con
 (the trusted manifest signers); :func:`load` reads any of them.
 """
 
-from natlink.config.base import Frozen, load, project_root
+from natlink.config.base import Frozen, load, project_root, resolve
 from natlink.config.datasets import DatasetConfig, SourceSpec, load_dataset
 from natlink.config.demo import DemoConfig
 from natlink.config.environment import EnvironmentConfig
@@ -17,6 +17,7 @@ __all__ = [
     "Frozen",
     "load",
     "project_root",
+    "resolve",
     "DatasetConfig",
     "SourceSpec",
     "load_dataset",

@@ -7,7 +7,7 @@ that might be secrets (config holds key *references* only, e.g. ``env:NATLINK_KE
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -41,10 +41,59 @@ def load(path: str | Path, model: type[T], *, base_dir: str | Path | None = None
     try:
         return model.model_validate(raw)
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in err.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from None
+        raise ConfigError(f"{path}: " + "; ".join(describe_error(model, raw, e) for e in err.errors())) from None
+
+
+def describe_error(model: type[BaseModel], raw: Any, error: dict[str, Any]) -> str:
+    """One validation problem as ``key.path: what is wrong``: list items by index and, where the
+    item has a ``name``, by name; an unknown key with the keys allowed there. Never the value
+    (config holds key references, and a value given by mistake might be a secret)."""
+    loc = error["loc"]
+    where = _key_path(raw, loc)
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        owner = _model_at(model, loc[:-1])
+        if owner is not None:
+            msg = f"unknown key; allowed here: {', '.join(owner.model_fields)}"
+    return f"{where}: {msg}" if where else msg
+
+
+def _key_path(raw: Any, loc: tuple) -> str:
+    parts: list[str] = []
+    node = raw
+    for part in loc:
+        if isinstance(part, int):
+            item = node[part] if isinstance(node, list) and -len(node) <= part < len(node) else None
+            name = item.get("name") if isinstance(item, dict) else None
+            parts[-1:] = [f"{parts[-1] if parts else ''}[{part}]" + (f" ({name})" if isinstance(name, str) else "")]
+            node = item
+        else:
+            parts.append(str(part))
+            node = node.get(part) if isinstance(node, dict) else None
+    return ".".join(parts)
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The config model class that holds the mapping at ``loc`` (for the keys it allows)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
+            return None
+        current = _inner_model(current.model_fields[part].annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _inner_model(annotation: Any) -> Any:
+    """The BaseModel inside ``X``, ``X | None``, ``list[X]`` or ``dict[str, X]`` (else the annotation)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _inner_model(arg)
+        if isinstance(found, type) and issubclass(found, BaseModel):
+            return found
+    return annotation
 
 
 def _roots() -> list[Path]:

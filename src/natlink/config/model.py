@@ -1,13 +1,41 @@
-"""The linkage model's YAML (``conf/model*.yaml``): comparisons, levels, blocking and training rules."""
+"""The linkage model's YAML (``conf/model*.yaml``): comparisons, levels, blocking and training rules.
+
+Every key, its default and meaning: docs/model.md. Unknown keys are refused, naming the key and
+the keys allowed there (:func:`natlink.config.base.load`); every rule below names its key.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from natlink.config.base import Frozen
 from natlink.errors import ConfigError
+
+
+_TOKEN = re.compile(r"^tk_[a-z0-9_]+$")  # a keyed token column: the model never sees plaintext
+_BLOOM = re.compile(r"^bf_[a-z0-9_]+$")  # a Bloom filter column
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")  # becomes a Splink output column name
+_SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")  # a DuckDB memory size
+_RESERVED_LABELS = {"null"}
+ELSE_LABEL = "all other comparisons"  # the level added after a comparison's own levels
+
+
+def _check_rules(rules: list[str | list[str]]) -> list[str | list[str]]:
+    """A rule is a list of token columns that must agree, or Splink SQL comparing ``l.`` and ``r.``."""
+    for i, rule in enumerate(rules):
+        if isinstance(rule, str):
+            if "l." not in rule or "r." not in rule:
+                raise ValueError(f"rule [{i}] {rule!r}: SQL must compare the left (l.col) and right (r.col) records")
+        elif not rule:
+            raise ValueError(f"rule [{i}] is an empty list: name the token columns that must agree")
+        else:
+            bad = [c for c in rule if not _TOKEN.match(c)]
+            if bad:
+                raise ValueError(f"rule [{i}]: {bad} are not token columns (tk_...)")
+    return rules
 
 
 class LevelSpec(Frozen):
@@ -23,15 +51,40 @@ class LevelSpec(Frozen):
     @field_validator("sql")
     @classmethod
     def _sql_mentions_sides(cls, value: str | None) -> str | None:
-        if value is not None and "_l" not in value and "_r" not in value:
-            raise ValueError("a sql level must compare the left (_l) and right (_r) records")
+        if value is not None and not re.search(r"\b(tk|bf)_[a-z0-9_]+_[lr]\b", value):
+            raise ValueError("a sql level must compare token columns of the left (tk_..._l) and right (tk_..._r) records")
         return value
 
-    def model_post_init(self, __context: Any) -> None:
+    @field_validator("exact")
+    @classmethod
+    def _exact_token(cls, value: str | None) -> str | None:
+        if value is not None and not _TOKEN.match(value):
+            raise ValueError(f"{value!r} is not a token column (tk_...): the model compares tokens only")
+        return value
+
+    @field_validator("dice")
+    @classmethod
+    def _dice_bloom(cls, value: str | None) -> str | None:
+        if value is not None and not _BLOOM.match(value):
+            raise ValueError(f"{value!r} is not a Bloom filter column (bf_...)")
+        return value
+
+    @field_validator("label")
+    @classmethod
+    def _label(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or value in _RESERVED_LABELS or value == ELSE_LABEL):
+            raise ValueError(f"{value!r} cannot label a level (empty, or the name of a level natlink adds)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "LevelSpec":
         if sum(x is not None for x in (self.exact, self.sql, self.dice)) != 1:
             raise ValueError("a level needs exactly one of 'exact', 'sql' or 'dice'")
         if (self.dice is None) != (self.min_similarity is None):
             raise ValueError("a 'dice' level needs 'min_similarity' (and only a dice level takes it)")
+        if self.tf_adjustment and self.exact is None:
+            raise ValueError("tf_adjustment applies to an 'exact' level only")
+        return self
 
     @property
     def chart_label(self) -> str:
@@ -45,13 +98,33 @@ class LevelSpec(Frozen):
         return str(self.sql)
 
 
-ELSE_LABEL = "all other comparisons"  # the level added after a comparison's own levels
-
-
 class ComparisonSpec(Frozen):
     name: str
     null_when: list[str] = Field(default_factory=list)  # columns whose NULL means "no information"
     levels: list[LevelSpec] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"{value!r}: lower-case letters, digits and '_', starting with a letter")
+        return value
+
+    @field_validator("null_when")
+    @classmethod
+    def _null_tokens(cls, value: list[str]) -> list[str]:
+        bad = [c for c in value if not (_TOKEN.match(c) or _BLOOM.match(c))]
+        if bad:
+            raise ValueError(f"{bad} are not token or Bloom filter columns")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_labels(self) -> "ComparisonSpec":
+        labels = self.level_labels
+        twice = sorted({lb for lb in labels if labels.count(lb) > 1})
+        if twice:
+            raise ValueError(f"comparison {self.name}: level labels must be unique, repeated: {twice} (set 'label')")
+        return self
 
     @property
     def level_labels(self) -> list[str]:
@@ -70,14 +143,16 @@ class TrainingSpec(Frozen):
     em_blocking_rules: list[str | list[str]]
     # Training needs a sample, not the population: records beyond max_records are sampled
     # (seeded). Splink's estimates are ratios of pair counts, unbiased under record sampling.
-    max_records: int | None = 300_000
+    max_records: int | None = Field(300_000, ge=2)
     # Which Splink backend estimates the parameters: "duckdb" trains on the driver over the
     # (bounded) sample; "spark" trains on the cluster. The model JSON is the same either way.
     backend: Literal["duckdb", "spark"] = "duckdb"
-    em_max_pairs: float | None = Field(None, gt=0)
-    # DuckDB's memory limit for the "duckdb" backend (a DuckDB size, e.g. "2GB"; None: DuckDB's
-    # default, 80% of RAM); beyond it DuckDB spills to a temporary folder.
-    duckdb_memory_limit: str | None = None
+    # EM's memory is bounded by default: at most em_max_pairs pairs per EM session (Splink samples
+    # beyond it; None: no cap) and DuckDB under duckdb_memory_limit (a DuckDB size; None: DuckDB's
+    # default, 80% of RAM), spilling to a temporary folder beyond it. Measured at 100k + 100k
+    # records: benchmarks/bench_train_memory.py, docs/model.md (Memory).
+    em_max_pairs: float | None = Field(2e6, gt=0)
+    duckdb_memory_limit: str | None = "2GB"
     # Levels allowed to be seen 0 times in training (comparison name -> level labels). Their m (or
     # u) is then the Jeffreys estimate 0.5 / (pairs + 1) over the pairs that could have shown it,
     # recorded in the sidecar and the report. Any other level left untrained stops training.
@@ -88,6 +163,18 @@ class TrainingSpec(Frozen):
     def _two_or_more(cls, value: list) -> list:
         if len(value) < 2:
             raise ValueError("EM needs two or more blocking rules so every comparison is trained")
+        return _check_rules(value)
+
+    @field_validator("deterministic_rules")
+    @classmethod
+    def _rules(cls, value: list) -> list:
+        return _check_rules(value)
+
+    @field_validator("duckdb_memory_limit")
+    @classmethod
+    def _size(cls, value: str | None) -> str | None:
+        if value is not None and not _SIZE.match(value.strip()):
+            raise ValueError(f"{value!r} is not a size DuckDB takes, e.g. '2GB' or '1536MiB'")
         return value
 
 
@@ -99,9 +186,14 @@ class ModelConfig(Frozen):
     # linkage centre (natlink.tokens.salted); the providers then tokenise with this model (its rules
     # and compared fields are part of the encoding) and ship u-probabilities with their manifests.
     encoding: Literal["deterministic", "salted"] = "deterministic"
-    comparisons: list[ComparisonSpec]
-    blocking_rules_for_prediction: list[str | list[str]]
+    comparisons: list[ComparisonSpec] = Field(min_length=1)
+    blocking_rules_for_prediction: list[str | list[str]] = Field(min_length=1)
     training: TrainingSpec
+
+    @field_validator("blocking_rules_for_prediction")
+    @classmethod
+    def _rules(cls, value: list) -> list:
+        return _check_rules(value)
 
     @model_validator(mode="after")
     def _known_names(self) -> "ModelConfig":

@@ -70,25 +70,28 @@ def train(df: DataFrame, cfg: ModelConfig) -> TrainedModel:
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
-    # Cached (memory, then disk) for the duration: exact u reads it once per column set.
+    # Cached (memory, then disk) while training runs: exact u and the sample both read it.
     population = model_frame(df, settings).persist(StorageLevel.MEMORY_AND_DISK)
-    exact = exact_u(population, settings) if t.u_exact else {}
-    timings["u_exact_seconds"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    sample, sample_info = training_sample(population, t.max_records, t.seed)
-    em_pairs, em_columns = _check_training_rules(sample, t, sample_info)
-    timings["sample_seconds"] = time.perf_counter() - start
-
-    fixed_settings, exact_levels = _with_exact_u(settings, exact)
+    sample = None
+    # DuckDB's spill files hold (hashed) tokens: a private folder, removed when training ends.
     spill = Path(tempfile.mkdtemp(prefix="natlink-duckdb-")) if t.backend == "duckdb" else None
     try:
+        exact = exact_u(population, settings) if t.u_exact else {}
+        timings["u_exact_seconds"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        sample, sample_info = training_sample(population, t.max_records, t.seed)
+        em_pairs, em_columns = _check_training_rules(sample, t, sample_info)
+        timings["sample_seconds"] = time.perf_counter() - start
+
+        fixed_settings, exact_levels = _with_exact_u(settings, exact)
         linker = make_linker(sample, fixed_settings, backend=t.backend, memory_limit=t.duckdb_memory_limit, temp_dir=spill)
         trained = _estimate(linker, t, timings, sampled_u_needed=_needs_sampling(fixed_settings))
     finally:
         if spill is not None:
             shutil.rmtree(spill, ignore_errors=True)
-        sample.unpersist()
+        if sample is not None:
+            sample.unpersist()
         population.unpersist()
 
     n = sample_info["sampled_records"]
@@ -150,7 +153,9 @@ def training_sample(df: DataFrame, max_records: int | None, seed: int) -> tuple[
     """``df`` sampled (seeded) to at most ``max_records`` records, cached."""
     total = df.count()
     fraction = 1.0 if not max_records or total <= max_records else max_records / total
-    sample = (df if fraction >= 1.0 else df.sample(fraction=fraction, seed=seed)).cache()
+    sample = df if fraction >= 1.0 else df.sample(fraction=fraction, seed=seed)
+    if not sample.is_cached:
+        sample = sample.cache()
     info = {"records": total, "fraction": round(fraction, 6), "max_records": max_records, "sampled_records": sample.count()}
     return sample, info
 
