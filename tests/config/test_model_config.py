@@ -91,7 +91,7 @@ def _with(change) -> dict:
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    (lambda d: d.update(comparison=[]), r"comparison: unknown key; allowed here: name, link_type, comparisons"),
+    (lambda d: d.update(comparison=[]), r"comparison: unknown key; allowed here: name, link_type, encoding, comparisons"),
     (lambda d: d["training"].update(em_max_pair=1e6), r"training\.em_max_pair: unknown key; allowed here: seed, u_max_pairs, u_exact"),
     (lambda d: d["comparisons"][3]["levels"][0].update(tf_adjustmnt=True),
      r"comparisons\[3\] \(date_of_birth\)\.levels\[0\]\.tf_adjustmnt: unknown key; allowed here: exact, sql, dice"),
