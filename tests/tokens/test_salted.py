@@ -161,7 +161,10 @@ def test_salted_tables_link_as_accurately_as_deterministic_ones(spark, salted_li
         metrics, edges[engine] = _f1(spark, s["sal"], s["sal_model"], engine, s["truth"])
         f1[engine] = metrics.f1
     assert edges["spark"] == edges["in_process"] and f1["spark"] == pytest.approx(f1["in_process"], abs=1e-12)
-    assert f1["spark"] >= 0.98 and f1["spark"] >= det.f1 - 0.005, (f1, det)
+    # At 2,000 persons: salted 0.9919 vs deterministic 0.9983 once the NHS-number cannot-link rule
+    # (issue 18) splits deterministic clusters; it does not yet apply to salted tables (no plain
+    # tk_nhs_number column). At 100k records salted is +0.0012 (benchmarks/bench_salted.py).
+    assert f1["spark"] >= 0.99 and f1["spark"] >= det.f1 - 0.008, (f1, det)
 
 
 @pytest.mark.slow
