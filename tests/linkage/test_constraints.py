@@ -146,9 +146,16 @@ def test_spark_enforce_equals_the_in_process_split(spark):
         [(n, "registry" if attrs.get(n, (0, None))[0] else "hes", attrs.get(n, (0, None))[1]) for n in sorted({e[0] for e in edges} | {e[1] for e in edges})],
         f"{C.NODE_ID} long, {C.DATASET} string, {NHS} long",
     )
+    # Components on Spark's side (here from the driver, to keep the test short), then the split ...
     comps = clustering.components(edges_df, method="driver")
     split, spark_counts = constraints.enforce(comps, edges_df, records, RULES)
     assert dict(tuple(r) for r in split.collect()) == expected and spark_counts == counts
+    # ... and components and split in one driver pass, as the Spark engine runs them under the bound.
+    cfg = CannotLink(one_row_per_person=["registry"], max_component_edges=RULES.max_component_edges)
+    split, driver_counts = constraints.components(edges_df, records, cfg, method="driver")
+    assert dict(tuple(r) for r in split.collect()) == expected and driver_counts == counts
+    plain, none = constraints.components(edges_df, records, cfg.model_copy(update={"enabled": False}), method="driver")
+    assert dict(tuple(r) for r in plain.collect()) == dict(tuple(r) for r in comps.collect()) and none == constraints.SplitCounts()
     too_small = constraints.Rules(("registry",), NHS, max_component_edges=3)
     with pytest.raises(ComponentTooLargeError):
         constraints.enforce(comps, edges_df, records, too_small)

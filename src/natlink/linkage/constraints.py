@@ -16,11 +16,14 @@ together break a rule is dropped. A part never holds two NHS tokens, so a part's
 token and a bit set of its one-row-per-person datasets. The same edges give the same parts, so
 reruns give the same persons; each part is named by its smallest node id, as a component is.
 
-Where it runs: finding the components that break a rule is one aggregation (on Spark, or numpy in
-process). Only those components' records and edges go to the driver, where the split is a Python
-loop (about a second per million edges). A component with more than ``max_component_edges``
-edges is refused with :class:`~natlink.errors.ComponentTooLargeError`, as is a total over the
-driver's bound for connected components: never split partly, never dropped.
+Where it runs (:func:`components`): while connected components run on the driver (scipy), the
+same pass collects each record's dataset code and NHS token (about 20 bytes a record) and finds and
+splits the components that break a rule in numpy. When components run on Spark
+(:func:`enforce`), one aggregation finds the components that break a rule and only their records
+and edges go to the driver. Either way the split is a Python loop (a few seconds per million
+edges). A component with more than ``max_component_edges`` edges is refused with
+:class:`~natlink.errors.ComponentTooLargeError`, as is a total over the driver's bound for
+connected components: never split partly, never dropped.
 
 Counts (``LinkResult.cannot_link``, and the ``runs`` row's counts): components split, edges
 dropped, records in the split components, persons added by the splits.
@@ -229,6 +232,63 @@ def attributes(rules: Rules, table: pa.Table) -> tuple[np.ndarray, np.ndarray, n
     return code, nhs, has_nhs
 
 
+def components(
+    edges: DataFrame, records: DataFrame, cfg: CannotLink, *, method: str = "auto", n_edges: int | None = None,
+    driver_max_edges: int = clustering.DEFAULT_DRIVER_MAX_EDGES,
+) -> tuple[DataFrame, SplitCounts]:
+    """(node_id, component) as :func:`natlink.linkage.clustering.components`, with every component
+    that breaks a cannot-link rule of ``cfg`` split at its weakest edges.
+
+    ``edges``: node_id_l, node_id_r, match_weight; ``records``: node_id, dataset and the compacted
+    NHS token (at least every record of an edge). ``method`` as for connected components: on the
+    driver, components and split are one pass in numpy; on Spark, :func:`enforce` follows them.
+    """
+    rules = Rules.of(cfg, records.columns)
+    if rules is None:
+        return clustering.components(edges, method=method, driver_max_edges=driver_max_edges, n_edges=n_edges), SplitCounts()
+    if method == "auto":
+        n = edges.count() if n_edges is None else n_edges
+        method = "driver" if n <= driver_max_edges else "spark"
+    if method != "driver":
+        return enforce(clustering.components(edges, method=method), edges, records, rules)
+    spark = edges.sparkSession
+    table = edges.select(F.col(SRC).cast("long"), F.col(DST).cast("long"), F.col(WEIGHT).cast("double")).toArrow()
+    if table.num_rows == 0:
+        return spark.createDataFrame([], f"{NODE} long, {COMPONENT} long"), SplitCounts()
+    src, dst = table.column(SRC).to_numpy(), table.column(DST).to_numpy()
+    nodes, component = clustering.label_components(src, dst)
+    # Only records with an attribute: the others can break no rule (code 0, no token).
+    attrs = _attributes(records, rules).where((F.col(CODE) > 0) | F.col(NHS).isNotNull()).toArrow().sort_by(NODE)
+    code, nhs, has_nhs = _lookup(attrs, nodes)
+    component, counts = split_components(rules, nodes, component, src, dst, table.column(WEIGHT).to_numpy(), code, nhs, has_nhs)
+    return spark.createDataFrame(pa.table({NODE: pa.array(nodes, pa.int64()), COMPONENT: pa.array(component, pa.int64())})), counts
+
+
+def _lookup(attrs: pa.Table, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dataset code, NHS token, has a token) of each of ``nodes`` from ``attrs`` (node_id-sorted;
+    a node without a row has neither)."""
+    code, nhs, has_nhs = np.zeros(len(nodes), np.int64), np.zeros(len(nodes), np.int64), np.zeros(len(nodes), bool)
+    have = attrs.column(NODE).to_numpy()
+    if len(have):
+        at = np.minimum(np.searchsorted(have, nodes), len(have) - 1)
+        found = have[at] == nodes
+        rows = at[found]
+        code[found] = attrs.column(CODE).to_numpy()[rows]
+        has_nhs[found] = attrs.column(NHS).is_valid().to_numpy()[rows]
+        nhs[found] = pc.fill_null(attrs.column(NHS), 0).to_numpy()[rows]
+    return code, nhs, has_nhs
+
+
+def _attributes(records: DataFrame, rules: Rules) -> DataFrame:
+    """node_id, dataset code (0: none; k: the k-th one-row-per-person dataset), NHS token (long)."""
+    nhs = F.col(rules.nhs_column).cast("long") if rules.nhs_column else F.lit(None).cast("long")
+    if rules.datasets:
+        code = F.coalesce(F.array_position(F.array(*[F.lit(d) for d in rules.datasets]), F.col(C.DATASET)), F.lit(0))
+    else:
+        code = F.lit(0)
+    return records.select(NODE, code.cast("int").alias(CODE), nhs.alias(NHS))
+
+
 def enforce(comps: DataFrame, edges: DataFrame, records: DataFrame, rules: Rules | None) -> tuple[DataFrame, SplitCounts]:
     """Spark: ``comps`` (node_id, component) with every component that breaks a rule split.
 
@@ -239,9 +299,7 @@ def enforce(comps: DataFrame, edges: DataFrame, records: DataFrame, rules: Rules
     if rules is None:
         return comps, SplitCounts()
     spark = comps.sparkSession
-    nhs = F.col(rules.nhs_column).cast("long") if rules.nhs_column else F.lit(None).cast("long")
-    code = F.coalesce(F.array_position(F.array(*[F.lit(d) for d in rules.datasets]), F.col(C.DATASET)), F.lit(0)) if rules.datasets else F.lit(0)
-    labelled = comps.join(records.select(NODE, code.cast("int").alias(CODE), nhs.alias(NHS)), on=NODE, how="inner")
+    labelled = comps.join(_attributes(records, rules), on=NODE, how="inner")
     aggs, breaks = [F.count(F.lit(1)).alias("_records")], []
     for k in range(1, len(rules.datasets) + 1):
         aggs.append(F.sum((F.col(CODE) == k).cast("int")).alias(f"_d{k}"))
@@ -262,8 +320,8 @@ def enforce(comps: DataFrame, edges: DataFrame, records: DataFrame, rules: Rules
     per_component = bad_edges.groupBy(COMPONENT).agg(F.count(F.lit(1)).alias("n")).toArrow()
     refuse_if_too_large(rules, per_component.column("n").to_numpy())
     got = bad_edges.select(SRC, DST, WEIGHT).toArrow()
-    attrs = (nodes.column(CODE).to_numpy().astype(np.int64), pc.fill_null(nodes.column(NHS), 0).to_numpy().astype(np.int64), nodes.column(NHS).is_valid().to_numpy())
     node_ids = nodes.column(NODE).to_numpy()
+    attrs = _lookup(nodes, node_ids)
     ends, parts, dropped = split_at_weakest_edges(got.column(SRC).to_numpy(), got.column(DST).to_numpy(), got.column(WEIGHT).to_numpy(), node_ids, *attrs)
     counts = SplitCounts(bad.num_rows, dropped, nodes.num_rows, len(np.unique(parts)) - bad.num_rows)
     log.info("cannot-link: %s", counts)

@@ -162,12 +162,9 @@ def link_records(
     timings["predict"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    comps = clustering.components(edges, method=link_cfg.cluster_method, n_edges=n_edges)
-    split_started = time.perf_counter()
-    comps, split = constraints.enforce(comps, edges, records, constraints.Rules.of(link_cfg.cannot_link, records.columns))
-    timings["cannot_link"] = time.perf_counter() - split_started
+    comps, split = constraints.components(edges, records, link_cfg.cannot_link, method=link_cfg.cluster_method, n_edges=n_edges)
     clusters = scratch.materialise(with_cluster_node(records.select(NODE, C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.REGION), comps), "clusters")
-    timings["cluster"] = time.perf_counter() - t - timings["cannot_link"]
+    timings["cluster"] = time.perf_counter() - t
     log.info("link (spark): comparisons per rule %s, timings %s", counts, timings)
     return LinkResult(
         records=records, edges=edges, clusters=clusters, comparisons_per_rule=counts, timings=timings, engine="spark", n_edges=n_edges,

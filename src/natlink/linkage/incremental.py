@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 
 from natlink import columns as C
 from natlink.config.link import LinkConfig
-from natlink.linkage import blocking, clustering, constraints, ids, scoring
+from natlink.linkage import blocking, constraints, ids, scoring
 from natlink.linkage import engine as link
 from natlink.spark.scratch import Scratch
 from natlink.store import delta
@@ -129,8 +129,8 @@ def link_incremental(spark, records, compiled, rules, link_cfg: LinkConfig, tabl
         .join(ends.select(F.col(C.UNIQUE_ID).alias("unique_id_l"), F.col(link.NODE).alias(f"{link.NODE}_l")), on="unique_id_l", how="inner")
         .join(ends.select(F.col(C.UNIQUE_ID).alias("unique_id_r"), F.col(link.NODE).alias(f"{link.NODE}_r")), on="unique_id_r", how="inner")
     )
-    comps = clustering.components(sub_edges, method=link_cfg.cluster_method)
-    comps, split = constraints.enforce(comps, sub_edges, records, constraints.Rules.of(link_cfg.cannot_link, records.columns))
+    affected_records = records.join(ends.select(link.NODE), on=link.NODE, how="left_semi")
+    comps, split = constraints.components(sub_edges, affected_records, link_cfg.cannot_link, method=link_cfg.cluster_method)
     nodes = link.with_cluster_node(ends, comps)
     timings["cluster"] = time.perf_counter() - t
 
