@@ -105,6 +105,30 @@ def test_the_split_is_deterministic_whatever_the_edge_order_and_ignores_float_no
         assert _split(noisy, attrs) == (expected, counts)
 
 
+def test_the_split_at_a_higher_threshold_is_the_clusters_of_the_edges_within_the_lower_thresholds_persons():
+    # What the report's and the notebook's threshold sweeps rely on (natlink.outputs.evaluate.within_clusters):
+    # linking once at the lowest threshold and keeping the edges within its persons gives, at every
+    # higher threshold, exactly the persons the split would give there.
+    rng = random.Random(17)
+    edges = []
+    for base in range(0, 400, 8):  # 50 groups of 8 records, 14 random edges each
+        pairs = {tuple(sorted(rng.sample(range(base, base + 8), 2))) for _ in range(14)}
+        edges += [(a, b, round(rng.uniform(0, 10), 3)) for a, b in sorted(pairs)]
+    attrs = {n: (1 if rng.random() < 0.15 else 0, rng.choice([None, None, None, 1, 2])) for n in range(400)}
+    low, counts = _split(edges, attrs)
+    assert counts.components_split > 20 and counts.edges_dropped > 40  # the rules bite
+    for cut in (2.0, 5.0, 8.0):
+        above = [e for e in edges if e[2] >= cut]
+        direct, _ = _split(above, attrs)
+        within = [e for e in above if low[e[0]] == low[e[1]]]
+        src, dst = np.array([e[0] for e in within]), np.array([e[1] for e in within])
+        labelled, component = clustering.label_components(src, dst)
+        sweep = dict(zip(labelled.tolist(), component.tolist()))
+        # The same partition of the records at the edges' ends (labels are each part's smallest node).
+        ends = set(direct) | set(sweep)
+        assert {n: direct.get(n, n) for n in ends} == {n: sweep.get(n, n) for n in ends}, cut
+
+
 def test_a_conflicting_component_too_large_for_the_driver_is_refused_by_name():
     chain = [(i, i + 1, 1.0 + i % 3) for i in range(50)]
     small = constraints.Rules(datasets=(), nhs_column=NHS, max_component_edges=49)

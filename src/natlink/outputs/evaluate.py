@@ -106,6 +106,26 @@ def nhs_pseudo_truth(tokens: DataFrame) -> DataFrame:
     )
 
 
+def within_clusters(edges: DataFrame, labels: DataFrame, label: str) -> DataFrame:
+    """The ``edges`` (node_id_l, node_id_r, ...) whose two records share ``label`` in ``labels`` (node_id, label).
+
+    Clustering these at any threshold at or above the link's gives what the link's cannot-link
+    split would give there: the split takes edges strongest first and drops an edge only when the
+    stronger edges already joined its two sides to records it may not join, so every edge it
+    dropped (one between two of the link's clusters) is dropped at a higher threshold too, and an
+    edge within a cluster is kept or joins nothing new. Without cannot-link rules no edge at or
+    above the link's threshold crosses two clusters, so nothing is removed.
+    """
+    left = labels.select(F.col(C.NODE_ID).alias(f"{C.NODE_ID}_l"), F.col(label).alias("_label_l"))
+    right = labels.select(F.col(C.NODE_ID).alias(f"{C.NODE_ID}_r"), F.col(label).alias("_label_r"))
+    return (
+        edges.join(left, on=f"{C.NODE_ID}_l", how="inner")
+        .join(right, on=f"{C.NODE_ID}_r", how="inner")
+        .where(F.col("_label_l") == F.col("_label_r"))
+        .drop("_label_l", "_label_r")
+    )
+
+
 def threshold_sweep(records: DataFrame, edges: DataFrame, truth: DataFrame, thresholds: list[float]) -> list[dict]:
     """Pairwise and cluster-level metrics when clustering ``edges`` at each threshold.
 
@@ -140,12 +160,13 @@ def sweep_job(spark, *, manifests: list, model_path, link_cfg: LinkConfig, truth
     thresholds = list(link_cfg.evaluation_thresholds)
     tokens, fingerprint = load_tokens(spark, manifests)
     settings, _meta = model_store.load(model_path, key_fingerprint=fingerprint)
-    # The sweep clusters the edges itself, at every threshold (plain connected components), so the
-    # link's own clustering, and its cannot-link split, would be work thrown away.
-    no_split = link_cfg.cannot_link.model_copy(update={"enabled": False})
-    lowest = link_cfg.model_copy(update={"threshold_match_probability": min(thresholds), "cannot_link": no_split})
+    # Linked once at the lowest threshold, with the link's cannot-link rules; the clusters at every
+    # higher threshold come from the edges within those clusters (:func:`within_clusters`).
+    lowest = link_cfg.model_copy(update={"threshold_match_probability": min(thresholds)})
     with Scratch(spark) as scratch:
         result = engine.link(tokens, settings, lowest, scratch)
         judge = truth if truth is not None else nhs_pseudo_truth(tokens)
-        edges = result.edges.select(f"{engine.NODE}_l", f"{engine.NODE}_r", "match_probability")
+        edges = within_clusters(
+            result.edges.select(f"{engine.NODE}_l", f"{engine.NODE}_r", "match_probability"), result.clusters, engine.CLUSTER_NODE
+        )
         return threshold_sweep(result.records, edges, judge, thresholds)

@@ -382,15 +382,16 @@ def _accuracy_section(clusters: DataFrame, edges: DataFrame, truth: DataFrame, t
     below = [t for t in wanted if t < threshold]
     usable = [t for t in wanted if t >= threshold]
     # Node ids for the sweep's connected components: fixed once by a checkpoint (they are not deterministic).
-    records = clusters.select(C.UNIQUE_ID, C.DATASET, C.RECORD_ID).withColumn(NODE, F.monotonically_increasing_id()).localCheckpoint()
+    records = clusters.select(C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.PERSON_ID).withColumn(NODE, F.monotonically_increasing_id()).localCheckpoint()
     ids = records.select(C.UNIQUE_ID, NODE)
     scored = (
         edges.select("unique_id_l", "unique_id_r", "match_probability")
         .join(ids.select(F.col(C.UNIQUE_ID).alias("unique_id_l"), F.col(NODE).alias(f"{NODE}_l")), on="unique_id_l", how="inner")
         .join(ids.select(F.col(C.UNIQUE_ID).alias("unique_id_r"), F.col(NODE).alias(f"{NODE}_r")), on="unique_id_r", how="inner")
         .select(f"{NODE}_l", f"{NODE}_r", "match_probability")
-        .localCheckpoint()
     )
+    # Re-clustered as the run's cannot-link split would at each threshold: the edges within a person.
+    scored = evaluate.within_clusters(scored, records.select(NODE, C.PERSON_ID), C.PERSON_ID).localCheckpoint()
     sweep = evaluate.threshold_sweep(records.select(NODE, C.DATASET, C.RECORD_ID), scored, truth, usable) if usable else []
     return {"threshold_match_probability": threshold, "as_linked": as_linked, "sweep": sweep, "not_evaluable": below}
 
