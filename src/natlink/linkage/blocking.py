@@ -32,6 +32,12 @@ class Rule:
 
     keys: tuple[str, ...]
     columns: tuple[tuple[str, str], ...] = ()
+    blocks_on: tuple[str, ...] = ()  # the model columns a salted rule's block key stands for
+
+    @property
+    def model_keys(self) -> tuple[str, ...]:
+        """The model columns this rule's pairs agree on (its keys, or what its block key stands for)."""
+        return self.blocks_on or self.keys
 
     @property
     def sql(self) -> str:
@@ -79,7 +85,13 @@ def rules_from_settings(settings: dict[str, Any], scheme: Any = None) -> list[Ru
         return rules
     if [tuple(k[len(C.TOKEN_PREFIX):] for k in r.keys) for r in rules] != [tuple(r) for r in scheme.rules]:
         raise ConfigError("the model's prediction rules are not those of the salted token tables")
-    return [Rule((scheme.block_column(i),), tuple(scheme.rule_columns(i).items())) for i in range(len(rules))]
+    return [Rule((scheme.block_column(i),), tuple(scheme.rule_columns(i).items()), r.keys) for i, r in enumerate(rules)]
+
+
+def key_of(rules: Sequence[Rule], column: str) -> str | None:
+    """The table column whose equality is agreement on the model ``column`` alone, where a rule
+    blocks on it alone (deterministic tables: the column; block-salted: that rule's block key)."""
+    return next((r.keys[0] for r in rules if r.model_keys == (column,)), None)
 
 
 def agree(rule: Rule, left: str = "l", right: str = "r") -> Column:
@@ -148,10 +160,12 @@ def pairs_touching(records: DataFrame, arrivals: DataFrame, rules: Sequence[Rule
     and on no earlier rule, exactly as :func:`candidate_pairs` excludes them, so each pair
     appears once with the same ``match_key``; a pair of two arrivals is kept from the side of
     its smaller node id. Pairs come out ordered by node id (``_l`` the smaller) with ``c_l``/
-    ``c_r`` columns. The cost follows the arrivals and their key groups, not the population.
+    ``c_r`` columns (on block-salted tables, read from the pair's rule's own columns, as
+    :func:`candidate_pairs` reads them). The cost follows the arrivals and their key groups, not
+    the population.
     """
-    key_columns = [k for rule in rules for k in rule.keys]
-    keep = list(dict.fromkeys([NODE, *columns, *key_columns]))
+    wanted = list(dict.fromkeys([NODE, *columns]))
+    keep = physical_columns(rules, wanted)  # block-salted rules read their own columns
 
     def by_rule(df: DataFrame, side: str) -> DataFrame:
         tagged = [
@@ -178,11 +192,22 @@ def pairs_touching(records: DataFrame, arrivals: DataFrame, rules: Sequence[Rule
     a_first = a_node < b_node
     left = F.when(a_first, F.col("a")).otherwise(F.col("b"))
     right = F.when(a_first, F.col("b")).otherwise(F.col("a"))
-    return pairs.select(left.alias("_l"), right.alias("_r"), F.col("rule").alias("match_key")).select(
-        *[F.col(f"_l.{c}").alias(f"{c}_l") for c in keep],
-        *[F.col(f"_r.{c}").alias(f"{c}_r") for c in keep],
+    ordered = pairs.select(left.alias("_l"), right.alias("_r"), F.col("rule").alias("match_key"))
+    return ordered.select(
+        *[_by_rule_column(rules, f"_{side}", c).alias(f"{c}_{side}") for side in "lr" for c in wanted],
         "match_key",
     )
+
+
+def _by_rule_column(rules: Sequence[Rule], side: str, column: str) -> Column:
+    """The model ``column`` of a pair's ``side`` as its rule (``match_key``) reads it."""
+    names = [r.column(column) for r in rules]
+    if len(set(names)) == 1:
+        return F.col(f"{side}.{names[0]}")
+    picked = F.when(F.col("match_key") == 0, F.col(f"{side}.{names[0]}"))
+    for i, name in enumerate(names[1:], start=1):
+        picked = picked.when(F.col("match_key") == i, F.col(f"{side}.{name}"))
+    return picked
 
 
 def _all_present(rule: Rule) -> Column:

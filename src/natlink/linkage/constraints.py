@@ -45,7 +45,7 @@ from pyspark.sql import functions as F
 from natlink import columns as C
 from natlink.config.link import CannotLink
 from natlink.errors import ClusteringError, ComponentTooLargeError, ConfigError
-from natlink.linkage import clustering
+from natlink.linkage import blocking, clustering
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +67,16 @@ class Rules:
     driver_max_edges: int = clustering.DEFAULT_DRIVER_MAX_EDGES
 
     @classmethod
-    def of(cls, cfg: CannotLink, columns: Sequence[str]) -> "Rules | None":
-        """The rules of ``cfg`` that records with ``columns`` allow (None: nothing to enforce)."""
+    def of(cls, cfg: CannotLink, columns: Sequence[str], nhs_key: str | None = None) -> "Rules | None":
+        """The rules of ``cfg`` that records with ``columns`` allow (None: nothing to enforce).
+
+        ``nhs_key``: the column that is equal exactly when two records' NHS numbers are (block-salted
+        tables: the block key of the rule on the NHS number alone, :func:`nhs_key`); by default the
+        NHS-number token.
+        """
         if not cfg.enabled:
             return None
-        nhs = C.token(C.NHS_NUMBER)
+        nhs = nhs_key or C.token(C.NHS_NUMBER)
         nhs_column = nhs if cfg.nhs_number and nhs in columns else None
         if cfg.nhs_number and nhs_column is None:
             log.info("cannot-link: the records carry no %s, so the NHS-number rule does not apply", nhs)
@@ -81,6 +86,14 @@ class Rules:
         if not datasets and nhs_column is None:
             return None
         return cls(datasets, nhs_column, cfg.max_component_edges)
+
+
+def nhs_key(rules: Sequence[blocking.Rule]) -> str | None:
+    """The column of the records ``rules`` block that stands for the NHS number: its token, or on
+    block-salted tables the block key of the rule on the NHS number alone (equal exactly when the
+    NHS numbers are; the salted comparison tokens are equal only within a block). None: no rule
+    blocks on the NHS number alone, so :meth:`Rules.of` looks for the plain token."""
+    return blocking.key_of(rules, C.token(C.NHS_NUMBER))
 
 
 @dataclass(frozen=True)
@@ -234,16 +247,17 @@ def attributes(rules: Rules, table: pa.Table) -> tuple[np.ndarray, np.ndarray, n
 
 def components(
     edges: DataFrame, records: DataFrame, cfg: CannotLink, *, method: str = "auto", n_edges: int | None = None,
-    driver_max_edges: int = clustering.DEFAULT_DRIVER_MAX_EDGES,
+    driver_max_edges: int = clustering.DEFAULT_DRIVER_MAX_EDGES, nhs_key: str | None = None,
 ) -> tuple[DataFrame, SplitCounts]:
     """(node_id, component) as :func:`natlink.linkage.clustering.components`, with every component
     that breaks a cannot-link rule of ``cfg`` split at its weakest edges.
 
     ``edges``: node_id_l, node_id_r, match_weight; ``records``: node_id, dataset and the compacted
-    NHS token (at least every record of an edge). ``method`` as for connected components: on the
-    driver, components and split are one pass in numpy; on Spark, :func:`enforce` follows them.
+    NHS token (at least every record of an edge; ``nhs_key`` as for :meth:`Rules.of`). ``method`` as
+    for connected components: on the driver, components and split are one pass in numpy; on Spark,
+    :func:`enforce` follows them.
     """
-    rules = Rules.of(cfg, records.columns)
+    rules = Rules.of(cfg, records.columns, nhs_key)
     if rules is None:
         return clustering.components(edges, method=method, driver_max_edges=driver_max_edges, n_edges=n_edges), SplitCounts()
     if method == "auto":

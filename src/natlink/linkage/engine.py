@@ -162,7 +162,9 @@ def link_records(
     timings["predict"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    comps, split = constraints.components(edges, records, link_cfg.cannot_link, method=link_cfg.cluster_method, n_edges=n_edges)
+    comps, split = constraints.components(
+        edges, records, link_cfg.cannot_link, method=link_cfg.cluster_method, n_edges=n_edges, nhs_key=constraints.nhs_key(rules)
+    )
     clusters = scratch.materialise(with_cluster_node(records.select(NODE, C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.REGION), comps), "clusters")
     timings["cluster"] = time.perf_counter() - t
     log.info("link (spark): comparisons per rule %s, timings %s", counts, timings)

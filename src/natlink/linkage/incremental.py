@@ -130,7 +130,9 @@ def link_incremental(spark, records, compiled, rules, link_cfg: LinkConfig, tabl
         .join(ends.select(F.col(C.UNIQUE_ID).alias("unique_id_r"), F.col(link.NODE).alias(f"{link.NODE}_r")), on="unique_id_r", how="inner")
     )
     affected_records = records.join(ends.select(link.NODE), on=link.NODE, how="left_semi")
-    comps, split = constraints.components(sub_edges, affected_records, link_cfg.cannot_link, method=link_cfg.cluster_method)
+    comps, split = constraints.components(
+        sub_edges, affected_records, link_cfg.cannot_link, method=link_cfg.cluster_method, nhs_key=constraints.nhs_key(rules)
+    )
     nodes = link.with_cluster_node(ends, comps)
     timings["cluster"] = time.perf_counter() - t
 

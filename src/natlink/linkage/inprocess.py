@@ -172,11 +172,11 @@ def score_and_cluster(
     if edges.num_rows:
         src, dst = edges.column(f"{NODE}_l").to_numpy(), edges.column(f"{NODE}_r").to_numpy()
         nodes, component = clustering.label_components(src, dst)
-        rules = constraints.Rules.of(cannot_link, records.column_names) if cannot_link is not None else None
-        if rules is not None:
-            code, nhs, has_nhs = constraints.attributes(rules, records)  # rows are node ids 0..n-1
+        guard = constraints.Rules.of(cannot_link, records.column_names, constraints.nhs_key(rules)) if cannot_link is not None else None
+        if guard is not None:
+            code, nhs, has_nhs = constraints.attributes(guard, records)  # rows are node ids 0..n-1
             component, split = constraints.split_components(
-                rules, nodes, component, src, dst, edges.column("match_weight").to_numpy(), code[nodes], nhs[nodes], has_nhs[nodes]
+                guard, nodes, component, src, dst, edges.column("match_weight").to_numpy(), code[nodes], nhs[nodes], has_nhs[nodes]
             )
         cluster[nodes] = component  # node ids are 0..n-1, so a node id is its row
     timings["cluster"] = time.perf_counter() - t

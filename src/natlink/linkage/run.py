@@ -147,10 +147,6 @@ def _load_inputs(spark, loaded, identity: run_identity.RunIdentity, previous: di
 def _use_incremental(mode: str, inputs: _Inputs, history: list[dict[str, Any]], link_cfg: LinkConfig) -> bool:
     previous = history[-1] if history else None
     comparable = previous is not None and _same_model(previous, inputs.model_info)
-    if inputs.scheme is not None:
-        if mode == "incremental":
-            raise InputDataError("incremental mode does not yet read block-salted token tables; run with mode full (auto does)")
-        return False
     if mode == "incremental" and not comparable:
         raise InputDataError(
             "incremental mode needs a previous completed run with the same model and threshold; run with mode full"

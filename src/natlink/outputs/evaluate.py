@@ -13,10 +13,10 @@ from pyspark.sql import functions as F
 
 from natlink import columns as C
 from natlink.config.link import LinkConfig
-from natlink.errors import ReconciliationError
-from natlink.linkage import clustering, engine, model_store
+from natlink.errors import ConfigError, ReconciliationError
+from natlink.linkage import blocking, clustering, constraints, engine, model_store, salted_training
 from natlink.spark.scratch import Scratch
-from natlink.tokens.reader import load_tokens
+from natlink.tokens.reader import as_manifests, load_tokens
 
 
 @dataclass(frozen=True)
@@ -95,15 +95,18 @@ def cluster_level(clusters: DataFrame, truth: DataFrame, *, predicted: str = C.P
     return ClusterMetrics(precision, recall, f1, exact, n_pred, n_true)
 
 
-def nhs_pseudo_truth(tokens: DataFrame) -> DataFrame:
+def nhs_pseudo_truth(tokens: DataFrame, nhs_key: str | None = None) -> DataFrame:
     """Where no truth exists: records sharing an NHS number token are taken to be one person.
 
     Only records with an NHS number token are kept, so metrics against this pseudo-truth
-    describe that subset (and inherit its errors: wrong or shared NHS numbers).
+    describe that subset (and inherit its errors: wrong or shared NHS numbers). ``nhs_key``: the
+    column equal exactly when NHS numbers are (block-salted tables:
+    :func:`natlink.linkage.constraints.nhs_key`); by default the NHS-number token.
     """
-    return tokens.where(F.col(C.token(C.NHS_NUMBER)).isNotNull()).select(
-        C.DATASET, C.RECORD_ID, F.col(C.token(C.NHS_NUMBER)).alias(C.TRUE_PERSON_ID)
-    )
+    column = nhs_key or C.token(C.NHS_NUMBER)
+    if column not in tokens.columns:
+        raise ConfigError(f"no truth given and the token tables carry no {column} for NHS-number pseudo-truth")
+    return tokens.where(F.col(column).isNotNull()).select(C.DATASET, C.RECORD_ID, F.col(column).alias(C.TRUE_PERSON_ID))
 
 
 def within_clusters(edges: DataFrame, labels: DataFrame, label: str) -> DataFrame:
@@ -158,14 +161,17 @@ def sweep_job(spark, *, manifests: list, model_path, link_cfg: LinkConfig, truth
     agreement as pseudo-truth. Scores through the same engine dispatch as ``natlink link``.
     """
     thresholds = list(link_cfg.evaluation_thresholds)
-    tokens, fingerprint = load_tokens(spark, manifests)
+    loaded = as_manifests(manifests)
+    tokens, fingerprint = load_tokens(spark, loaded)
     settings, _meta = model_store.load(model_path, key_fingerprint=fingerprint)
+    scheme = salted_training.check_scheme(loaded, settings)
     # Linked once at the lowest threshold, with the link's cannot-link rules; the clusters at every
     # higher threshold come from the edges within those clusters (:func:`within_clusters`).
     lowest = link_cfg.model_copy(update={"threshold_match_probability": min(thresholds)})
     with Scratch(spark) as scratch:
-        result = engine.link(tokens, settings, lowest, scratch)
-        judge = truth if truth is not None else nhs_pseudo_truth(tokens)
+        result = engine.link(tokens, settings, lowest, scratch, scheme=scheme)
+        nhs_key = constraints.nhs_key(blocking.rules_from_settings(settings, scheme))
+        judge = truth if truth is not None else nhs_pseudo_truth(tokens, nhs_key)
         edges = within_clusters(
             result.edges.select(f"{engine.NODE}_l", f"{engine.NODE}_r", "match_probability"), result.clusters, engine.CLUSTER_NODE
         )
