@@ -37,6 +37,19 @@ def bench_signing():
     return signer
 
 
+def prepare_raw(spark, persons: int, seed: int = 42) -> Path:
+    """Synthesise `persons` people (raw files and truth, no tokens; cached on disk): for benchmarks
+    that tokenise themselves."""
+    from natlink.synth import generate as synth
+
+    out = DATA / f"p{persons}_s{seed}"
+    if (out / "_READY_signed").exists() or (out / "_READY_raw").exists():
+        return out
+    synth.generate(spark, out, persons=persons, seed=seed)
+    (out / "_READY_raw").write_text("ok")
+    return out
+
+
 def prepare_tokens(spark, persons: int, seed: int = 42) -> Path:
     """Synthesise `persons` people and tokenise gp + hes into Delta token tables (cached on disk),
     with manifests signed by :func:`bench_signing`'s key."""

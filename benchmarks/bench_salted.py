@@ -3,8 +3,8 @@
     python benchmarks/bench_salted.py                      # 53,908 persons: ~100k records (gp + hes)
     python benchmarks/bench_salted.py --persons 539084     # ~1M records
 
-For one synthetic population (``_common.prepare_tokens``: raw files + deterministic token tables,
-cached under benchmarks/data/), in one process, side by side:
+For one synthetic population (``_common.prepare_raw``: raw files and truth, cached under
+benchmarks/data/), in one process, side by side:
 * tokenise gp + hes both ways with ``natlink.commands.tokenise_delivery`` (deterministic: today's
   tokens and Bloom filters; salted: ``conf/model_salted.yaml``), records per second;
 * train each with its model (``natlink.linkage.train.train_job``) and link with the engine the
@@ -30,7 +30,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import ROOT, bench_signing, load_avg, prepare_tokens, print_table, spark_session  # noqa: E402
+from _common import ROOT, bench_signing, load_avg, prepare_raw, print_table, spark_session  # noqa: E402
 from bench_frequency_hiding import encodings_package  # noqa: E402
 
 DATASETS = ("gp", "hes")
@@ -83,7 +83,7 @@ def train_and_link(spark, manifests, cfg, model_path: Path):
     clusters = result.clusters.select(C.DATASET, C.RECORD_ID, F.col(C.CLUSTER_NODE).cast("string").alias(C.PERSON_ID)).toPandas()
     linked = time.perf_counter() - t
     info = {"train s": trained, "link s": linked, "edges": result.n_edges, "engine": result.engine,
-            "comparisons": sum(result.comparisons_per_rule)}
+            "comparisons": sum(result.comparisons_per_rule), "split": (result.cannot_link or {}).get("components_split", 0)}
     scratch.release()
     return clusters, info
 
@@ -163,7 +163,7 @@ def main(argv=None) -> None:
 
     load_start = load_avg()
     spark = spark_session(memory="8g", conf={"spark.sql.shuffle.partitions": "8"})
-    root = prepare_tokens(spark, args.persons, args.seed)
+    root = prepare_raw(spark, args.persons, args.seed)
     det_cfg = load(ROOT / "conf" / "model.yaml", ModelConfig)
     sal_cfg = load(ROOT / "conf" / "model_salted.yaml", ModelConfig)
     work = root / "bench_salted"
@@ -200,6 +200,7 @@ def main(argv=None) -> None:
         ["link s (" + det_info["engine"] + ")", f"{det_info['link s']:.1f}", f"{sal_info['link s']:.1f}"],
         ["pairs compared", det_info["comparisons"], sal_info["comparisons"]],
         ["edges >= 0.9", det_info["edges"], sal_info["edges"]],
+        ["components split by cannot-link", det_info["split"], sal_info["split"]],
     ]
     for k in ("precision", "recall", "F1", "cluster precision", "cluster recall"):
         rows.append([f"pairwise {k}" if "cluster" not in k else k, f"{det_m[k]:.4f}", f"{sal_m[k]:.4f}"])
