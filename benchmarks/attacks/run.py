@@ -3,10 +3,12 @@
     python benchmarks/attacks/run.py                          # 100,000 persons (the baseline)
     python benchmarks/attacks/run.py --persons 5000 --out /tmp/attacks.md
     python benchmarks/attacks/run.py --attacks c              # only the cross-project joins
+    python benchmarks/attacks/run.py --encoding salted        # the block-salted encoding (natlink.tokens.salted)
 
 Builds (once, cached under benchmarks/data/) a synthetic population, the gp and hes token tables,
 a link run of both and two projects' research extracts made by ``natlink extract``
-(:mod:`attacks.prepare`), then runs attacks a-d against them with only what the attacker holds
+(:mod:`attacks.prepare`; ``--encoding salted``: tokenised, trained and linked with
+``conf/model_salted.yaml``, cached in its own folder), then runs attacks a-d against them with only what the attacker holds
 (the gp token table and manifest, the public tables in ``natlink/data``, the two extracts,
 manifests' fingerprints). The truth (synthetic plaintext, the centre's project id maps) is read
 only by :mod:`attacks.score`. The threat model, the attacks and the measures are described in
@@ -30,7 +32,7 @@ sys.path.insert(0, str(HERE.parent))  # benchmarks/: _common and the attacks pac
 sys.path.insert(0, str(HERE.parents[1] / "src"))
 
 from attacks import align, bloom, crossproject, inputs, keyguess, public, score  # noqa: E402
-from attacks.prepare import PROJECTS, prepare  # noqa: E402
+from attacks.prepare import ENCODINGS, PROJECTS, prepare  # noqa: E402
 
 # The targets the new encoding must meet (issue 15).
 TARGET_FIELD = 0.02
@@ -43,6 +45,7 @@ FIELDS = ("given_name", "family_name", "sex", "year_of_birth", "date_of_birth", 
 @dataclass
 class Report:
     persons: int
+    encoding: str = "deterministic"
     records: int = 0
     frequency: dict[str, float] = field(default_factory=dict)
     with_bloom: dict[str, float] = field(default_factory=dict)
@@ -129,7 +132,7 @@ HEADERS = ["attack", "measure", "frequency only", "with Bloom decode", "target"]
 
 def markdown(report: Report, command: str, load: str) -> str:
     lines = [
-        f"# Attack suite baseline: {report.persons:,} persons, {report.records:,} gp records",
+        f"# Attack suite, {report.encoding} tokens: {report.persons:,} persons, {report.records:,} gp records",
         "",
         f"Command: `{command}`  ",
         f"Date: {dt.date.today().isoformat()}; load average during the run (1/5/15 min): {load}  ",
@@ -146,12 +149,20 @@ def markdown(report: Report, command: str, load: str) -> str:
     return "\n".join(lines)
 
 
+def cache_folder(encoding: str, persons: int, seed: int) -> str:
+    """benchmarks/data/<this>: one folder per encoding (the deterministic one keeps its old name)."""
+    tag = "" if encoding == "deterministic" else f"{encoding}_"
+    return f"attack_{tag}p{persons}_s{seed}"
+
+
 def main(argv: list[str] | None = None) -> Report:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--persons", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, help="also write the table as Markdown here")
     parser.add_argument("--attacks", default="abcd", help="which attacks to run: any of a, c, d (a also runs b)")
+    parser.add_argument("--encoding", default="deterministic", choices=sorted(ENCODINGS),
+                        help="the token encoding attacked (default: deterministic, the baseline)")
     args = parser.parse_args(argv)
 
     from _common import DATA, bench_signing, load_avg, print_table, spark_session
@@ -159,8 +170,8 @@ def main(argv: list[str] | None = None) -> Report:
     bench_signing()  # prepare signs the manifests it makes; the readers verify them
     spark = spark_session(memory="4g", conf={"spark.sql.shuffle.partitions": "8"})
     t = time.perf_counter()
-    prepared = prepare(spark, DATA / f"attack_p{args.persons}_s{args.seed}", args.persons, args.seed)
-    report = Report(args.persons)
+    prepared = prepare(spark, DATA / cache_folder(args.encoding, args.persons, args.seed), args.persons, args.seed, args.encoding)
+    report = Report(args.persons, args.encoding)
     report.seconds["prepare (cached after the first run)"] = time.perf_counter() - t
     started = load_avg()
     table = inputs.load(spark, prepared.manifest)

@@ -4,6 +4,12 @@ A *field is recovered* for a record when the attacker's guess equals the record'
 plaintext value (the value its tokens were computed from; a record with a typo counts as
 recovered only if the typo is guessed). Shares are over all records of the table.
 
+A field's guess comes from the first exported column (in the order of :data:`SOURCES`, then of
+decoding) that has one for the record. The *slices* of one column (block-salted tables have one
+``tk_<field>__r<i>`` per prediction rule ``i``) count as one column: the field is recovered when
+any slice gives it away (:func:`recovered`). With one column per feature (deterministic tokens)
+this is exactly the single guess of :func:`guesses`.
+
 A record is *re-identified* by a combination of quasi-identifiers when every part of the
 attacker's guess is correct AND the record's true combination belongs to exactly one person
 among the table's records (so the guess points at one person). Combinations scored:
@@ -19,6 +25,7 @@ the extracts were made from.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +104,38 @@ def guesses(decoded: Decoded) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+SLICE = re.compile(r"__r\d+$")
+
+
+def _derived(values: np.ndarray, derive) -> np.ndarray:
+    return np.array([derive(str(v)) if v is not None else None for v in values], dtype=object)
+
+
+def recovered(decoded: Decoded, truth: pd.DataFrame) -> pd.DataFrame:
+    """Per row and quasi-identifier: recovered, by the first column with a guess, any of its slices."""
+    n = len(truth)
+    by_feature: dict[str, dict[str, list[str]]] = {}
+    for column, feature in decoded.feature.items():
+        by_feature.setdefault(feature, {}).setdefault(SLICE.sub("", column), []).append(column)
+    out = {}
+    for qi, sources in SOURCES.items():
+        known = truth[qi].notna().to_numpy()
+        true = truth[qi].astype(str).to_numpy(dtype=object)
+        hit, decided = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+        for feature, derive in sources:
+            for columns in by_feature.get(feature, {}).values():
+                has, ok = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+                for c in columns:
+                    fill = _derived(decoded.values[c], derive)
+                    present = pd.notna(fill)
+                    has |= present
+                    ok |= present & known & (fill.astype(str) == true)
+                hit |= ~decided & ok
+                decided |= has
+        out[qi] = hit
+    return pd.DataFrame(out)
+
+
 def correct(guess: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {qi: (guess[qi].notna() & truth[qi].notna() & (guess[qi].astype(str) == truth[qi].astype(str))).to_numpy() for qi in QUASI_IDENTIFIERS}
@@ -113,7 +152,7 @@ def unique_combination(truth: pd.DataFrame, parts: tuple[str, ...]) -> np.ndarra
 
 def score(decoded: Decoded, truth: pd.DataFrame) -> dict[str, float]:
     """Share of records recovered per quasi-identifier and re-identified per combination."""
-    ok = correct(guesses(decoded), truth)
+    ok = recovered(decoded, truth)
     out = {f"recovered:{qi}": float(ok[qi].mean()) for qi in QUASI_IDENTIFIERS}
     any_ = np.zeros(len(truth), dtype=bool)
     for name, parts in COMBINATIONS.items():
