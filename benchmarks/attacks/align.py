@@ -93,6 +93,11 @@ def map_columns(table: AttackTable, blocks: list[Block]) -> dict[str, str]:
     """Exported column -> public feature; columns with no fitting feature are left out."""
     features = _features(blocks)
     mapping: dict[str, str] = {}
+    # A salted table's block keys: the rule's compound feature (attacks.public.rule_blocks).
+    for i, rule in enumerate((table.manifest.get("encoding") or {}).get("rules", [])):
+        column, feature = f"tk_block__r{i}", "+".join(rule)
+        if column in table.tokens and feature in features:
+            mapping[column] = feature
     for c in table.plain:
         values = set(table.rows[c].dropna().astype(str).unique())
         best = max(features, key=lambda f: len(values & set(features[f].table[f].dropna().astype(str))))
@@ -100,6 +105,8 @@ def map_columns(table: AttackTable, blocks: list[Block]) -> dict[str, str]:
         if values and overlap / len(values) >= 0.5:
             mapping[c] = best
     for c in table.tokens + table.blooms:
+        if c in mapping:
+            continue
         base = c.split("_", 1)[1] if c[:3] in ("tk_", "bf_") else c
         named = [f for f in features if f == base or (f in base and base.startswith(f))]
         if named:
