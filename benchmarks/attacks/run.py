@@ -18,7 +18,9 @@ only by :mod:`attacks.score`. The threat model, the attacks and the measures are
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
+import json
 import os
 import sys
 import time
@@ -160,6 +162,7 @@ def main(argv: list[str] | None = None) -> Report:
     parser.add_argument("--persons", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, help="also write the table as Markdown here")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here (for attacks/compare.py)")
     parser.add_argument("--attacks", default="abcd", help="which attacks to run: any of a, c, d (a also runs b)")
     parser.add_argument("--encoding", default="deterministic", choices=sorted(ENCODINGS),
                         help="the token encoding attacked (default: deterministic, the baseline)")
@@ -186,10 +189,18 @@ def main(argv: list[str] | None = None) -> Report:
     print_table(HEADERS, rows(report))
     print("; ".join(report.bloom_notes))
     print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in report.seconds.items()) + f"; load {load}")
+    command = ("python benchmarks/attacks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     if args.out:
-        command = "python benchmarks/attacks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        args.out.write_text(markdown(report, command.strip(), load), encoding="utf-8")
+        args.out.write_text(markdown(report, command, load), encoding="utf-8")
+    if args.json:
+        args.json.write_text(json.dumps(as_json(report, command, load), indent=1), encoding="utf-8")
     return report
+
+
+def as_json(report: Report, command: str, load: str) -> dict:
+    out = dataclasses.asdict(report)
+    out.update(command=command, load=load, date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    return out
 
 
 if __name__ == "__main__":
