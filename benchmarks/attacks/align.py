@@ -12,9 +12,10 @@
    each token's vector of counts is matched to each candidate's expected vector under a Poisson
    likelihood, and tokens are assigned to candidates by an optimal one-to-one assignment (Hungarian),
    with an "unlisted value" option for tokens that fit nothing (typos, unlisted names).
-4. A group with more than ``HUNGARIAN_MAX`` tokens (a block-salted table has about one token per
-   record in every column) is solved by *classes*: tokens with the same counts (per cell, and
-   signature) have the same costs, so a frequency attacker cannot tell them apart. Each class of
+4. A group with more than ``HUNGARIAN_MAX`` tokens or ``HUNGARIAN_MAX_ENTRIES`` costs (a
+   block-salted table has about one token per record in every column) is solved by *classes*:
+   tokens with the same counts (per cell, and signature) have the same costs, so a frequency
+   attacker cannot tell them apart. Each class of
    ``k`` tokens may take up to ``k`` distinct values, each value at most one token (as one-to-one
    as the Hungarian assignment; an unlimited "unlisted" otherwise): a transportation problem with
    the same optimum as the Hungarian assignment of the tokens, solved as a linear programme
@@ -51,6 +52,7 @@ DATA_FD_SHARE = 0.9  # ...and for this share of the table's records
 SMOOTHING = 0.05
 UNLISTED_EXPECTED = 0.05  # expected records of a value that is not in any public list
 HUNGARIAN_MAX = 2000  # tokens in a group above which tokens are assigned as count classes
+HUNGARIAN_MAX_ENTRIES = 4_000_000  # ...or this many costs, tokens x (candidates + tokens)
 MIN_DECODED = 0.5  # share of a column's rows a parent or conditioning column must have decoded
 
 
@@ -251,6 +253,17 @@ def _signatures(child: np.ndarray, tok: np.ndarray) -> pd.DataFrame:
     return counts.pivot(index="t", columns="k", values="n").reindex(columns=range(SIGNATURE_K)).fillna(0.0)
 
 
+def _expected_signatures(sub: pd.DataFrame, feature: str, child: str, values: np.ndarray, scale: float) -> np.ndarray:
+    """candidates x SIGNATURE_K: each candidate's K largest child masses (largest first), times ``scale``."""
+    mass = sub.groupby([feature, child])["w"].sum().rename("m").reset_index()
+    mass = mass.sort_values("m", ascending=False, kind="stable")
+    mass["k"] = mass.groupby(feature, sort=False).cumcount()
+    top = mass[mass["k"] < SIGNATURE_K]
+    e = np.zeros((len(values), SIGNATURE_K))
+    e[pd.Index(values).get_indexer(top[feature]), top["k"].to_numpy()] = top["m"].to_numpy() * scale
+    return e
+
+
 def _poisson(counts: np.ndarray, expected: np.ndarray) -> np.ndarray:
     """tokens x candidates: -log likelihood (without constants) of counts under expected counts."""
     e = np.maximum(expected, 1e-6)
@@ -380,7 +393,7 @@ def align_column(
         use_sig = sigs is not None and not (conditioned and SIGNATURE_ONLY_UNCONDITIONED)
         sig = sigs.reindex(index=tok_ids, fill_value=0.0).to_numpy() if use_sig else None
         size = None  # None: one row per token (Hungarian); else one row per class of equal tokens
-        if len(tok_ids) > HUNGARIAN_MAX:
+        if len(tok_ids) > HUNGARIAN_MAX or len(tok_ids) * (len(values) + len(tok_ids)) > HUNGARIAN_MAX_ENTRIES:
             parts = [m.to_numpy(dtype=float) for m in mats if m is not None] + ([sig] if use_sig else [])
             first, inverse, size = _classes(parts, len(tok_ids))
             mats = [None if m is None else m.iloc[first] for m in mats]
@@ -409,14 +422,8 @@ def align_column(
             cost_unlisted += UNLISTED_EXPECTED * share.sum() - c @ np.log(UNLISTED_EXPECTED * share)
         if use_sig:
             s = sig
-            mass = subs[0].groupby([feature, dfeat])["w"].sum()
-            top = mass.groupby(level=0, group_keys=False).nlargest(SIGNATURE_K)
             scale = n_group / max(candidates.sum(), 1e-300)
-            e = np.zeros((len(values), SIGNATURE_K))
-            pos = {val: i for i, val in enumerate(values)}
-            rank = top.groupby(level=0).cumcount().to_numpy()
-            for (val, _), m, k in zip(top.index, top.to_numpy(), rank):
-                e[pos[val], k] = m * scale
+            e = _expected_signatures(subs[0], feature, dfeat, values, scale)
             cost += _poisson(s, e)
             unl = np.zeros(SIGNATURE_K)
             unl[0] = UNLISTED_EXPECTED
