@@ -40,25 +40,32 @@ def _key(g: dict | None) -> str:
 def rows(before: dict, after: dict) -> list[list[str]]:
     out = []
     b_f, b_b, a_f = before["frequency"], before["with_bloom"], after["frequency"]
+    prior = after.get("prior") or before.get("prior") or {}
+
+    def ref(k: str) -> str:
+        return pct(prior[k]) if k in prior else ""
+
     for f in FIELDS:
         k = f"recovered:{f}"
         target = f"< {pct(TARGET_FIELD)}" if "name" in f else ""
-        out.append(["a+b", f"{f} recovered", pct(b_f.get(k, 0)), pct(b_b.get(k, 0)), pct(a_f.get(k, 0)), target])
+        out.append(["a+b", f"{f} recovered", pct(b_f.get(k, 0)), pct(b_b.get(k, 0)), pct(a_f.get(k, 0)), ref(k), target])
     for c in COMBINATIONS:
         k = f"reidentified:{c}"
-        out.append(["a+b", f"reidentified {c}", pct(b_f.get(k, 0)), pct(b_b.get(k, 0)), pct(a_f.get(k, 0)), f"< {pct(TARGET_REIDENTIFIED)}"])
+        out.append(["a+b", f"reidentified {c}", pct(b_f.get(k, 0)), pct(b_b.get(k, 0)), pct(a_f.get(k, 0)), ref(k),
+                    f"< {pct(TARGET_REIDENTIFIED)}"])
     for k in dict.fromkeys([*before["cross"], *after["cross"]]):
         chance = after["cross"].get(k) or before["cross"][k]
         out.append(["c", f"extracts joined: {k}", _join(before["cross"].get(k)), "", _join(after["cross"].get(k)),
-                    f"chance {pct(chance['chance'])}"])
+                    "", f"chance {pct(chance['chance'])}"])
     keys_b = {g["target"]: g for g in before["keys"]}
     keys_a = {g["target"]: g for g in after["keys"]}
     for k in dict.fromkeys([*keys_b, *keys_a]):
-        out.append(["d", k, _key(keys_b.get(k)), "", _key(keys_a.get(k)), "not found" if k.startswith("manifest") else ""])
+        out.append(["d", k, _key(keys_b.get(k)), "", _key(keys_a.get(k)), "", "not found" if k.startswith("manifest") else ""])
     return out
 
 
-HEADERS = ["attack", "measure", "before: deterministic, frequency only", "before: with Bloom decode", "after: salted", "target"]
+HEADERS = ["attack", "measure", "before: deterministic, frequency only", "before: with Bloom decode", "after: salted",
+           "no token at all", "target"]
 
 
 def markdown(before: dict, after: dict) -> str:
@@ -71,7 +78,8 @@ def markdown(before: dict, after: dict) -> str:
         f"(1/5/15 min) {after['load']}.  ",
         "Definitions: docs/threat_model.md. The salted tables carry no Bloom filter: their one column is "
         "the frequency alignment of every rule slice and block key, a field counting as recovered when "
-        "any of them gives it away.",
+        "any of them gives it away. 'No token at all': each record's commonest public value given its "
+        "plaintext age band and region (`run.prior_guess`), what any encoding leaves.",
         "",
         "| " + " | ".join(HEADERS) + " |",
         "|" + "---|" * len(HEADERS),

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # benchmarks/: _common and the attacks package
@@ -51,6 +52,7 @@ class Report:
     records: int = 0
     frequency: dict[str, float] = field(default_factory=dict)
     with_bloom: dict[str, float] = field(default_factory=dict)
+    prior: dict[str, float] = field(default_factory=dict)
     bloom_notes: list[str] = field(default_factory=list)
     cross: dict[str, crossproject.Join] = field(default_factory=dict)
     keys: list[keyguess.Guess] = field(default_factory=list)
@@ -67,6 +69,31 @@ def family_tail_share(table: inputs.AttackTable, mapping: dict[str, str]) -> flo
     counts = table.rows[columns[0]].value_counts().to_numpy()
     listed = len(public.vocabulary([public.family_block_listed()], "family_name"))
     return float(np.clip(1 - counts[:listed].sum() / max(counts.sum(), 1), 0.05, 0.8))
+
+
+PRIOR_FEATURES = ("given_name", "family_name", "sex", "dob_year", "dob", "postcode_district")
+
+
+def prior_guess(table: inputs.AttackTable, blocks: list, mapping: dict[str, str]) -> align.Decoded:
+    """No token at all, the reference any encoding is measured against: each record's commonest
+    public value of each field given the record's plaintext columns (age band, region)."""
+    plain = {mapping[c]: c for c in table.plain if c in mapping}
+    out = align.Decoded()
+    for feature in PRIOR_FEATURES:
+        block = next((b for b in blocks if feature in b.features), None)
+        if block is None:
+            continue
+        cond = [f for f in plain if f in block.features and f != feature]
+        best = block.table.groupby([*cond, feature])["w"].sum().reset_index().sort_values("w", ascending=False, kind="stable")
+        if cond:
+            best = best.drop_duplicates(cond)
+            lookup = dict(zip(best[cond].astype(str).agg("|".join, axis=1), best[feature]))
+            guess = table.rows[[plain[f] for f in cond]].astype(str).agg("|".join, axis=1).map(lookup)
+        else:
+            guess = pd.Series(best[feature].iloc[0], index=table.rows.index)
+        out.feature[f"prior:{feature}"] = feature
+        out.values[f"prior:{feature}"] = np.where(guess.notna(), guess.astype(object), None)
+    return out
 
 
 def attack_table(spark, table: inputs.AttackTable, root: Path | None, report: Report) -> None:
@@ -90,6 +117,7 @@ def attack_table(spark, table: inputs.AttackTable, root: Path | None, report: Re
         truth = score.truth_frame(root, table)
         report.frequency = score.score(decoded, truth)
         report.with_bloom = score.score(boosted, truth)
+        report.prior = score.score(prior_guess(table, blocks, mapping), truth)
 
 
 def attack_projects(spark, prepared, report: Report) -> None:
