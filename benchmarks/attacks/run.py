@@ -214,7 +214,8 @@ def main(argv: list[str] | None = None) -> Report:
     if "d" in args.attacks:
         attack_keys({"gp": table.manifest["key_fingerprint"]}, report)
     load = f"{started} at the start of the attacks, {load_avg()} at the end"
-    print_table(HEADERS, rows(report))
+    if rows(report):  # none with --attacks "" (prepare only)
+        print_table(HEADERS, rows(report))
     print("; ".join(report.bloom_notes))
     print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in report.seconds.items()) + f"; load {load}")
     command = ("python benchmarks/attacks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
