@@ -239,6 +239,8 @@ def encodings_child(args) -> dict:
         order = ("deterministic", "salted") if r % 2 == 0 else ("salted", "deterministic")
         for name in (*order, "read"):
             runs[name].append(once(frames[name]))
+            print(f"bench_tokenise: {name} run {r + 1}: {runs[name][-1][0]:.1f} s wall, {runs[name][-1][1]:.1f} CPU-s",
+                  file=sys.stderr, flush=True)
     out = {
         "records": n, "input": str(path), "hmac": hmac_sha256.choose_hmac_implementation(None),
         "jvm_hmac": hmac_sha256.hmac_uses_jvm(), "models": {"deterministic": str(det_path.relative_to(ROOT)),
@@ -317,19 +319,20 @@ def main(argv=None) -> None:
     work = Path(tempfile.mkdtemp(prefix="natlink-bench-tok-"))
     src = args.input or str(work / "values")
     load0 = os.getloadavg()
+    print(f"bench_tokenise: child results under {work}", file=sys.stderr, flush=True)
     results, enc = {}, None
-    for io in ("true", "false") if args.hmac else ():
-        res = work / f"result-{io}.json"
-        subprocess.run([sys.executable, __file__, "--rows", str(args.rows), "--repeats", str(args.repeats),
-                        "--input", src, "--io-encryption", io, "--result", str(res)], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        results[io] = json.loads(res.read_text())
     if args.encodings:
         res = work / "result-encodings.json"
         subprocess.run([sys.executable, __file__, "--encodings-child", "--records", str(args.records), "--seed", str(args.seed),
                         "--repeats", str(args.repeats), "--result", str(res), *([] if args.provider_u else ["--no-provider-u"])],
                        check=True, stdout=subprocess.DEVNULL)
         enc = json.loads(res.read_text())
+    for io in ("true", "false") if args.hmac else ():
+        res = work / f"result-{io}.json"
+        subprocess.run([sys.executable, __file__, "--rows", str(args.rows), "--repeats", str(args.repeats),
+                        "--input", src, "--io-encryption", io, "--result", str(res)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        results[io] = json.loads(res.read_text())
     if args.hmac:
         py_wall, py_cpu, py_n = python_loop(src, 1_000_000)
         ssl1, ssl2 = openssl(1, 3), openssl(2, 3)
