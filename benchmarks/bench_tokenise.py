@@ -1,8 +1,25 @@
 """Tokenise throughput: natlink (JVM function, native Spark HMAC, Arrow batches) against Python and openssl.
 
-    python benchmarks/bench_tokenise.py [--rows 4000000] [--repeats 3]
+    python benchmarks/bench_tokenise.py [--rows 4000000] [--records 1000000] [--repeats 3]
+                                        [--no-encodings] [--no-hmac] [--no-provider-u]
 
-One run over the same values (``--rows`` distinct 16-character strings, written once to Parquet):
+Encodings (issue 15; ``--no-encodings`` skips them): the two encodings side by side, in one Spark
+session (local[2]) of their own, over the same ``--records`` standardised gp + hes records (made
+once with ``natlink.synth.generate`` and ``natlink.provider.onboard``: bookkeeping and identifier
+columns, cached as Parquet under benchmarks/data/tokenise_std_n<records>_s<seed>/):
+* deterministic: ``natlink.tokens.encode.tokenise`` as ``natlink.tokens.tokenise`` calls it
+  (``TOKEN_SPECS`` and the configured ``BLOOM_SPECS``: 18 tk_* and 2 bf_* columns);
+* salted: ``natlink.tokens.salted.encode`` with ``SaltedScheme.from_model`` of the model with
+  ``encoding: salted`` (found among conf/model*.yaml by its encoding; 44 columns for 4 rules);
+each read from the Parquet, normalised and encoded into Spark's ``noop`` sink (the same for both;
+no Delta write, no quarantine marking), with the same HMAC implementation (``NATLINK_HMAC`` /
+auto). After a warm-up on a sample, the two alternate ``--repeats`` times (order swapped every
+repeat, a read-only pass after each pair); medians. tokens/s = token columns per record x
+records / s. The salted provider's u aggregates (``salted.inner_tokens`` +
+``natlink.linkage.salted_training.provider_u``) are a separate step, timed once on its own row.
+
+HMAC rows (``--no-hmac`` skips them), over the same values (``--rows`` distinct 16-character
+strings, written once to Parquet):
 * natlink JVM: natlink's Java UDF ``natlink.HmacSha256Hex`` (natlink-jvm.jar; SHA-256 pad states
   cached per thread and cloned per value) with broadcast pads, the default of
   ``natlink.tokens.hmac_sha256.hmac_sha256_hex`` when the jar is loadable, local[2];
@@ -14,10 +31,11 @@ One run over the same values (``--rows`` distinct 16-character strings, written 
 * ``openssl speed -hmac sha256 -bytes 16``: the hardware limit. A single openssl process reports
   operations per *user CPU second*, so twice that is the 2-core limit; ``-multi 2`` children
   report per elapsed second, so on a shared machine that figure is bounded by the load.
-Spark figures are net of reading the input (a read-only pass is timed and subtracted). Because the
-machine is shared, every figure is given twice: wall clock, and per CPU-second of the processes
-doing the work (JVM + Python workers, from /proc; openssl reports user CPU time itself) scaled to
-2 cores, which is what 2 dedicated cores would do. The cost of ``spark.io.encryption.enabled`` is
+HMAC Spark figures are best of ``--repeats`` and net of reading the input (a read-only pass is
+timed and subtracted); encoding figures include the read. Because the machine is shared, every
+figure is given twice: wall clock, and per CPU-second of the processes doing the work (JVM +
+Python workers, from /proc; openssl reports user CPU time itself) scaled to 2 cores, which is
+what 2 dedicated cores would do. The cost of ``spark.io.encryption.enabled`` is
 measured on a shuffle of the token column (JVM HMAC when the jar is loadable), in a second Spark
 session with it off. Prints one table.
 """
