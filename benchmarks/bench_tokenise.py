@@ -245,6 +245,8 @@ def encodings_child(args) -> dict:
         "deterministic": encode.tokenise(df, key, keep=keep),  # TOKEN_SPECS and BLOOM_SPECS, as tokenise_frame
         "salted": salted.encode(df, key, scheme, keep=keep),
     }
+    if args.bloom_split:  # the deterministic tokens alone: what the Bloom filters cost
+        frames["deterministic, no Bloom filters"] = encode.tokenise(df, key, keep=keep, blooms=())
     me = os.getpid()  # the whole tree: driver, JVM, Python workers
 
     def once(frame) -> tuple[float, float]:
@@ -258,7 +260,7 @@ def encodings_child(args) -> dict:
     runs: dict[str, list[tuple[float, float]]] = {k: [] for k in frames}
     for r in range(args.repeats):  # alternate: A B read, then B A read, ...
         order = ("deterministic", "salted") if r % 2 == 0 else ("salted", "deterministic")
-        for name in (*order, "read"):
+        for name in (*order, *[k for k in frames if k not in (*order, "read")], "read"):
             runs[name].append(once(frames[name]))
             print(f"bench_tokenise: {name} run {r + 1}: {runs[name][-1][0]:.1f} s wall, {runs[name][-1][1]:.1f} CPU-s",
                   file=sys.stderr, flush=True)
@@ -266,7 +268,7 @@ def encodings_child(args) -> dict:
         "records": n, "input": str(path), "hmac": hmac_sha256.choose_hmac_implementation(None),
         "jvm_hmac": hmac_sha256.hmac_uses_jvm(), "models": {"deterministic": str(det_path.relative_to(ROOT)),
                                                             "salted": str(sal_path.relative_to(ROOT))},
-        "columns": {"deterministic": len(frames["deterministic"].columns) - len(keep), "salted": len(scheme.columns)},
+        "columns": {k: len(scheme.columns) if k == "salted" else len(f.columns) - len(keep) for k, f in frames.items() if k != "read"},
         "median": {k: [statistics.median(w for w, _ in v), statistics.median(c for _, c in v)] for k, v in runs.items()},
         # salted over deterministic records/s, per alternation (the two runs of one repeat are adjacent)
         "ratio": [statistics.median(d[i] / s[i] for d, s in zip(runs["deterministic"], runs["salted"])) for i in (0, 1)],
@@ -326,6 +328,8 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--provider-u", action=argparse.BooleanOptionalAction, default=True,
                         help="time the salted provider's u aggregates (a separate step) once")
+    parser.add_argument("--bloom-split", action="store_true",
+                        help="also time the deterministic tokens without Bloom filters (alternated with the others)")
     parser.add_argument("--io-encryption", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--encodings-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--result", default=None, help=argparse.SUPPRESS)
@@ -345,7 +349,8 @@ def main(argv=None) -> None:
     if args.encodings:
         res = work / "result-encodings.json"
         subprocess.run([sys.executable, __file__, "--encodings-child", "--records", str(args.records), "--seed", str(args.seed),
-                        "--repeats", str(args.repeats), "--result", str(res), *([] if args.provider_u else ["--no-provider-u"])],
+                        "--repeats", str(args.repeats), "--result", str(res), *([] if args.provider_u else ["--no-provider-u"]),
+                        *(["--bloom-split"] if args.bloom_split else [])],
                        check=True, stdout=subprocess.DEVNULL)
         enc = json.loads(res.read_text())
     for io in ("true", "false") if args.hmac else ():
@@ -392,7 +397,10 @@ def main(argv=None) -> None:
               f"(tk_* + bf_*); salted = salted.encode for {enc['models']['salted']}, {cols['salted']} columns; "
               f"salted/deterministic records/s {enc['ratio'][0]:.2f}x wall, {enc['ratio'][1]:.2f}x CPU")
         for name, label in (("deterministic", f"deterministic encode.tokenise ({enc['models']['deterministic']})"),
-                            ("salted", f"salted salted.encode ({enc['models']['salted']})")):
+                            ("salted", f"salted salted.encode ({enc['models']['salted']})"),
+                            ("deterministic, no Bloom filters", "  deterministic, tk_* only (--bloom-split)")):
+            if name not in m:
+                continue
             wall, cpu = m[name]
             table.append((f"{label}, local[2]", cols[name] * r / wall, 2 * cols[name] * r / cpu, r / wall, 2 * r / cpu))
         table.append(("  (read of the standardised Parquet alone)", None, None, r / m["read"][0], 2 * r / m["read"][1]))
