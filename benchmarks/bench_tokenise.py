@@ -198,7 +198,7 @@ def standardised(spark, records: int, seed: int) -> Path:
     from natlink.provider.onboard import onboard
     from natlink.synth import generate as synth
 
-    persons = -(-records * 100 // 182)  # about 1.85 gp + hes records per synthetic person
+    persons = -(-records * 100 // 182)  # about 1.85 gp + hes records per person: 1.82 leaves a margin
     raw = DATA / f"tokenise_raw_p{persons}_s{seed}"
     if not (raw / "_READY_raw").exists():
         synth.generate(spark, raw, persons=persons, seed=seed, datasets=("gp", "hes"))
