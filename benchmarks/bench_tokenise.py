@@ -19,7 +19,8 @@ records / s. The salted provider's u aggregates (``salted.inner_tokens`` +
 ``natlink.linkage.salted_training.provider_u``) are a separate step, timed once on its own row.
 Measured (README, load 15 on the shared 2-core machine; per CPU-second scaled to 2 cores), 1M
 records: deterministic 10,342 records/s (206,847 tokens/s), salted 46,566 records/s (2,048,894
-tokens/s), provider u 37,900 records/s.
+tokens/s), provider u 37,900 records/s; ``--bloom-split``: the Bloom filters are two thirds of the
+deterministic CPU time (224.5 CPU-s with them, 74.3 without).
 
 HMAC rows (``--no-hmac`` skips them), over the same values (``--rows`` distinct 16-character
 strings, written once to Parquet):
