@@ -1,7 +1,7 @@
 """Tokenise throughput: natlink (JVM function, native Spark HMAC, Arrow batches) against Python and openssl.
 
     python benchmarks/bench_tokenise.py [--rows 4000000] [--records 1000000] [--repeats 3]
-                                        [--no-encodings] [--no-hmac] [--no-provider-u]
+                                        [--no-encodings] [--no-hmac] [--no-provider-u] [--bloom-split]
 
 Encodings (issue 15; ``--no-encodings`` skips them): the two encodings side by side, in one Spark
 session (local[2]) of their own, over the same ``--records`` standardised gp + hes records (made
