@@ -6,7 +6,7 @@
 For one synthetic population (``_common.prepare_raw``: raw files and truth, cached under
 benchmarks/data/), in one process, side by side:
 * tokenise gp + hes both ways with ``natlink.commands.tokenise_delivery`` (deterministic: today's
-  tokens and Bloom filters; salted: ``conf/model_salted.yaml``), records per second;
+  tokens and Bloom filters, ``conf/model_deterministic.yaml``; salted: ``conf/model.yaml``), records per second;
 * train each with its model (``natlink.linkage.train.train_job``) and link with the engine the
   link config picks (in process up to 1M records), threshold 0.9;
 * pairwise and cluster-level precision / recall / F1 against the truth;
@@ -164,8 +164,8 @@ def main(argv=None) -> None:
     load_start = load_avg()
     spark = spark_session(memory="8g", conf={"spark.sql.shuffle.partitions": "8"})
     root = prepare_raw(spark, args.persons, args.seed)
-    det_cfg = load(ROOT / "conf" / "model.yaml", ModelConfig)
-    sal_cfg = load(ROOT / "conf" / "model_salted.yaml", ModelConfig)
+    det_cfg = load(ROOT / "conf" / "model_deterministic.yaml", ModelConfig)
+    sal_cfg = load(ROOT / "conf" / "model.yaml", ModelConfig)
     work = root / "bench_salted"
     saved = work / "tokenise.json"
     if args.reuse and saved.is_file():  # the token tables of an earlier run of this benchmark, and its timings
@@ -208,7 +208,7 @@ def main(argv=None) -> None:
     for k, v in leaks.items():
         rows.append([f"rank alignment: {k}", pct(v["det"]), pct(v["sal"])])
     print(f"\nbench_salted: {args.persons:,} persons, seed {args.seed}; load average at start {load_start}, at end {load_end}")
-    print_table(["measure", "deterministic (conf/model.yaml)", "salted (conf/model_salted.yaml)"], rows)
+    print_table(["measure", "deterministic (conf/model_deterministic.yaml)", "salted (conf/model.yaml)"], rows)
 
 
 if __name__ == "__main__":
