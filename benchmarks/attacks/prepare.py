@@ -10,8 +10,8 @@ the linkage centre's map from its person ids to each project's random ids
 natlink's own verbs, the way providers, a key custodian and a linkage centre would. Manifests are
 signed with ``NATLINK_SIGNING_KEY`` (the benchmarks' or the tests' own key).
 
-``encoding``: ``deterministic`` (``conf/model.yaml``, today's tokens and Bloom filters) or
-``salted`` (the providers tokenise with ``conf/model_salted.yaml``, whose prediction rules are
+``encoding``: ``deterministic`` (``conf/model_deterministic.yaml``, the former default's tokens and Bloom filters) or
+``salted`` (the providers tokenise with ``conf/model.yaml``, whose prediction rules are
 part of the encoding, and the centre trains with it; ``natlink.tokens.salted``). Each encoding
 has its own cache folder (the caller names it).
 
@@ -32,7 +32,7 @@ DATASET = "gp"
 DATASETS = ("gp", "hes")
 PROJECTS = ("alpha", "beta")
 RUN_ID = "attack-run"
-ENCODINGS = {"deterministic": "model.yaml", "salted": "model_salted.yaml"}
+ENCODINGS = {"deterministic": "model_deterministic.yaml", "salted": "model.yaml"}
 
 
 @dataclass(frozen=True)

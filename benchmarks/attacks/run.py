@@ -8,7 +8,7 @@
 Builds (once, cached under benchmarks/data/) a synthetic population, the gp and hes token tables,
 a link run of both and two projects' research extracts made by ``natlink extract``
 (:mod:`attacks.prepare`; ``--encoding salted``: tokenised, trained and linked with
-``conf/model_salted.yaml``, cached in its own folder), then runs attacks a-d against them with only what the attacker holds
+``conf/model.yaml``, cached in its own folder), then runs attacks a-d against them with only what the attacker holds
 (the gp token table and manifest, the public tables in ``natlink/data``, the two extracts,
 manifests' fingerprints). The truth (synthetic plaintext, the centre's project id maps) is read
 only by :mod:`attacks.score`. The threat model, the attacks and the measures are described in

@@ -9,7 +9,7 @@ extracts could carry (row position, person order, ids) must stay at chance (TARG
 what the projects' shared allow-listed columns give is marked RESIDUAL (by design: the
 allow-lists govern it, docs/threat_model.md).
 
-The block-salted encoding (``natlink.tokens.salted``, ``conf/model_salted.yaml``) is the hardened
+The block-salted encoding (``natlink.tokens.salted``, ``conf/model.yaml``) is the hardened
 encoding: the same suite against its tables (every rule slice and block key) must meet the given-name
 and re-identification TARGETs where the deterministic tables of the same population do not
 (``test_salted_*``; the family-name target is not met at 100,000 persons: benchmarks/attacks/after.md).
@@ -319,7 +319,7 @@ def salted_report(spark, tmp_path_factory):
     return rep
 
 
-@pytest.mark.slow  # tokenises, trains and links 3,000 persons again with conf/model_salted.yaml
+@pytest.mark.slow  # tokenises, trains and links 3,000 persons again with conf/model.yaml
 def test_salted_every_slice_and_block_key_is_attacked(salted_report):
     # Each rule's slice of a compared field maps to that field; the (family name, year) and
     # (date of birth, initial) block keys to the joint distribution of their rule's fields.
