@@ -121,16 +121,27 @@ class ServiceInnerTokens:
 @contextlib.contextmanager
 def named_failures():
     """A key service error raised inside a Spark task reaches the driver wrapped in Spark's
-    exception: re-raise it as the named error (its message carries no value or secret)."""
+    exception, or in the named error of the step that ran the job (a Delta write keeps Spark's
+    exception as its context only): re-raise it as the key service's named error (its message
+    carries no value or secret)."""
     try:
         yield
-    except NatlinkError:
+    except KeyServiceError:
         raise
     except Exception as exc:  # noqa: BLE001 - translated when a task failed on the key service, else re-raised
-        found = _FAILURE.search(str(exc))
-        if found is None:
+        named = _task_failure(exc)
+        if named is None:
             raise
-        kind = getattr(errors, found.group(1), None)
-        if not (isinstance(kind, type) and issubclass(kind, KeyServiceError)):
-            raise
-        raise kind(f"{found.group(2)} (in a Spark task)") from None
+        raise named from None
+
+
+def _task_failure(exc: BaseException) -> KeyServiceError | None:
+    seen = 0
+    while exc is not None and seen < 8:
+        found = _FAILURE.search(str(exc)) if not isinstance(exc, NatlinkError) else None
+        if found is not None:
+            kind = getattr(errors, found.group(1), None)
+            if isinstance(kind, type) and issubclass(kind, KeyServiceError):
+                return kind(f"{found.group(2)} (in a Spark task)")
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
