@@ -129,7 +129,10 @@ class KeyService:
         except UnicodeEncodeError:
             presented = ""
         if not (hmac.compare_digest(presented, expected) and known):
-            raise KeyServiceAuthError("unauthenticated: a known provider and its credential are required")
+            # A configured provider's name (never a caller's free text) goes into the audit line:
+            # failed attempts against a provider show as such.
+            raise _refusal(KeyServiceAuthError("unauthenticated: a known provider and its credential are required"),
+                           401, "Unauthenticated", provider=name if known else _UNKNOWN)
         return name
 
     def purpose_key(self, purpose: str, key_version: int | None) -> oprf.PurposeKey:
@@ -201,6 +204,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _refuse(self, error: Exception, provider: str, purpose: str | None, version: int | None, count: int) -> None:
         status, name, extra = _error_name(error)
+        provider = extra.get("provider", provider)
         self.service.audit.write(provider=provider, purpose=purpose, key_version=version, count=count, outcome=name)
         self.close_connection = True  # the body may be unread
         headers = {}
