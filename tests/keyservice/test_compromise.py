@@ -47,7 +47,7 @@ SCHEME = SaltedScheme.from_model(load(MODEL_PATH, ModelConfig))
 SCHEMA = ("dataset string, record_id string, region string, nhs_number string, given_name string, family_name string, "
           "date_of_birth date, sex string, postcode string")
 DATA = ROOT / "src" / "natlink" / "data"
-FAST_RANGE = (9_990_000_000, 9_990_005_000)  # the fast test's part of the NHS test range
+FAST_RANGE = (9_990_000_000, 9_990_050_000)  # the fast test's part of the NHS test range: 4,5xx valid numbers
 FULL_RANGE = (9_990_000_000, 10_000_000_000)
 
 
