@@ -126,3 +126,15 @@ def test_both_modes_group_records_alike(spark, keyservice):
         assert groups(federated, column) == groups(local, column), column
         assert sum(r[column] is None for r in federated) == nulls[column]
     assert any(len(g) > 1 for g in groups(local, SCHEME.salted_column("family_name", 2)))  # values do repeat
+
+
+def test_projects_get_their_own_oprf_keys(spark, keyservice):
+    """Per-project separation on top of the service: project-prefixed purposes, other tokens."""
+    cfg = keyservice.client_config("gp")
+    key = service_encoding_key(keys.resolve(keyservice.encoding_key), cfg)
+    frame = spark.createDataFrame(rows("gp")[:1], SCHEMA)
+    plain = encode(frame, key, SCHEME, keep=KEEP, inner_source=ServiceInnerTokens(cfg)).first()
+    project = encode(frame, key, SCHEME, keep=KEEP, project="p1", inner_source=ServiceInnerTokens(cfg)).first()
+    assert all(plain[c] != project[c] for c in SCHEME.columns if plain[c] is not None)
+    purposes = {r["purpose"] for r in keyservice.audit_lines() if r["outcome"] == "ok"}
+    assert "project:p1/salted:inner/field:nhs_number" in purposes and "salted:inner/field:nhs_number" in purposes
