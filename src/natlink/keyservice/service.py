@@ -187,6 +187,16 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     service: KeyService  # set on the subclass made by make_server
 
+    timeout = 60  # seconds a connection may stay idle (a slow or stalled client frees its thread)
+
+    def setup(self) -> None:
+        # The TLS handshake runs here, in the connection's own thread, not in the accept loop,
+        # so one stalled client cannot hold up the others.
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(self.timeout)
+            self.request.do_handshake()
+        super().setup()
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
         # The stdlib logs the request line (with its query string) to stderr: the audit log is the record.
         return
@@ -305,7 +315,9 @@ def make_server(cfg: KeyServiceConfig, *, service: KeyService | None = None) -> 
         if cfg.tls.client_ca:
             context.load_verify_locations(cfg.tls.client_ca)
             context.verify_mode = ssl.CERT_REQUIRED
-        server.socket = context.wrap_socket(server.socket, server_side=True)
+        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+    # A failed handshake or a dropped connection is the client's problem: no traceback on stderr.
+    server.handle_error = lambda _request, _address: log.debug("key service: a connection failed", exc_info=True)
     return server
 
 
