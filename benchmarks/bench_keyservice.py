@@ -45,7 +45,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def setup_keys(folder: Path, batch: int):
+def setup_keys(folder: Path, batch: int, concurrency: int):
     import yaml
 
     from natlink.config.keyservice import KeyServiceClientConfig
@@ -65,7 +65,7 @@ def setup_keys(folder: Path, batch: int):
     config.write_text(yaml.safe_dump(service))
     client = KeyServiceClientConfig(
         url=f"http://127.0.0.1:{port}", provider="bench", credential=credential.reference, service="bench", key_version=1,
-        public_keys=manage.public_keys(config), batch_size=batch, retries=3,
+        public_keys=manage.public_keys(config), batch_size=batch, retries=3, concurrency=concurrency,
     )
     return config, client, master
 
@@ -167,7 +167,8 @@ def end_to_end(spark, frame, client_cfg, audit: Path) -> list[list]:
     service_s = time.perf_counter() - t
     lines = [json.loads(x) for x in audit.read_text().splitlines()[before:]]
     evaluations = sum(x["count"] for x in lines if x["outcome"] == "ok")
-    rows.append([f"tokenise (salted), key service, 2 cores (service on the same 2)", f"{n / service_s:,.0f} records/s",
+    rows.append([f"tokenise (salted), key service, 2 cores (service on the same 2), {client_cfg.concurrency} requests in flight per task",
+                 f"{n / service_s:,.0f} records/s",
                  f"{n:,} records in {service_s:.1f} s ({service_s / local_s:.1f}x local); {evaluations:,} evaluations "
                  f"({evaluations / n:.2f} per record) in {len(lines):,} requests", load_avg()])
     return rows, evaluations / n, n / service_s
@@ -178,6 +179,7 @@ def main(argv=None) -> None:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--elements", type=int, default=50_000, help="values for the per-core figures")
     parser.add_argument("--batch", type=int, default=2000, help="values per request")
+    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight per Spark task")
     parser.add_argument("--raw", type=Path, default=DATA / "p539084_s42", help="a synthetic population's folder (raw/gp, raw/hes)")
     args = parser.parse_args(argv)
     folder = Path(tempfile.mkdtemp(prefix="natlink-bench-ks-"))
@@ -185,7 +187,7 @@ def main(argv=None) -> None:
     rows = []
     proc = None
     try:
-        config, client_cfg, master = setup_keys(folder, args.batch)
+        config, client_cfg, master = setup_keys(folder, args.batch, args.concurrency)
         rows += primitives(master, args.elements, args.batch)
         proc = start_service(config)
         rows.append(over_http(client_cfg, args.elements))

@@ -119,6 +119,7 @@ class KeyServiceClientConfig(Frozen):
     key_version: int = Field(ge=1)
     public_keys: dict[str, str] = Field(min_length=1)  # purpose -> "ristretto255:<64 hex>" (pinned)
     batch_size: int = Field(default=2_000, ge=1, le=65_535)
+    concurrency: int = Field(default=4, ge=1, le=32)  # requests in flight per Spark task
     retries: int = Field(default=6, ge=0, le=50)
     backoff_seconds: float = Field(default=0.5, gt=0)
     max_backoff_seconds: float = Field(default=30.0, gt=0)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator, Sequence
 
 import pyarrow as pa
@@ -59,18 +60,25 @@ class _Evaluate:
         self.cfg = cfg  # the client config (references and public keys only)
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        client = KeyServiceClient(KeyServiceClientConfig.model_validate(self.cfg))
-        for batch in batches:
-            purposes = batch.column(0).to_pylist()
-            values = batch.column(1).to_pylist()
-            by_purpose: dict[str, list[int]] = {}
-            for i, purpose in enumerate(purposes):
-                by_purpose.setdefault(purpose, []).append(i)
-            inner: list[str | None] = [None] * len(values)
-            for purpose, rows in by_purpose.items():
-                for i, token in zip(rows, client.inner_tokens(purpose, [values[i] for i in rows])):
-                    inner[i] = token
-            yield pa.RecordBatch.from_arrays([batch.column(0), batch.column(1), pa.array(inner, pa.string())], names=["purpose", "value", "inner"])
+        cfg = KeyServiceClientConfig.model_validate(self.cfg)
+        client = KeyServiceClient(cfg)
+        # Up to `concurrency` requests in flight: while one waits for the service, the task blinds
+        # or unblinds another (one request after another left the core idle half the time).
+        with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool:
+            for batch in batches:
+                purposes = batch.column(0).to_pylist()
+                values = batch.column(1).to_pylist()
+                by_purpose: dict[str, list[int]] = {}
+                for i, purpose in enumerate(purposes):
+                    by_purpose.setdefault(purpose, []).append(i)
+                chunks = [(purpose, rows[i:i + cfg.batch_size]) for purpose, rows in by_purpose.items()
+                          for i in range(0, len(rows), cfg.batch_size)]
+                pending = [(rows, pool.submit(client.inner_tokens, purpose, [values[i] for i in rows])) for purpose, rows in chunks]
+                inner: list[str | None] = [None] * len(values)
+                for rows, future in pending:
+                    for i, token in zip(rows, future.result()):
+                        inner[i] = token
+                yield pa.RecordBatch.from_arrays([batch.column(0), batch.column(1), pa.array(inner, pa.string())], names=["purpose", "value", "inner"])
 
 
 class ServiceInnerTokens:
