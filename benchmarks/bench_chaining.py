@@ -115,7 +115,7 @@ def run_size(persons: int, seed: int, guards: list[str], engine: str) -> list[di
     tokens = _tokens(spark, out).cache()
     n = tokens.count()
     truth = spark.read.parquet(str(out / "truth")).cache()
-    mcfg = cfgmod.load(ROOT / "conf" / "model.yaml", ModelConfig)
+    mcfg = cfgmod.load(ROOT / "conf" / "model_deterministic.yaml", ModelConfig)
     settings = _settings(out, tokens, mcfg)
     base = cfgmod.load(ROOT / "conf" / "link.yaml", LinkConfig)
     if engine != "auto":

@@ -6,7 +6,7 @@
 Synthetic population from natlink.synth.generate (demo error rates, and a heavier corruption built from
 the same generator with higher FieldErrors rates), standardised and tokenised once per scenario
 under an obviously fake key; then each model config (conf/model_exact.yaml, model_fuzzy.yaml,
-model_bloom.yaml, and ``model``: the production conf/model.yaml) is trained and linked at the
+model_bloom.yaml, and ``model``: conf/model_deterministic.yaml, the former default) is trained and linked at the
 threshold in conf/link.yaml, with term-frequency adjustments off and on (exact levels of given
 name, family name and postcode), and the clusters are judged against the truth table (pairwise
 precision / recall / F1). Prints one table.
@@ -41,11 +41,11 @@ from natlink.tokens import reader, signing
 FAKE_KEY = KeyMaterial("bench:not-secret", b"test-key-not-secret-bench-accur0")
 MODELS = ("exact", "fuzzy", "bloom")
 TF_COLUMNS = ("tk_given_name", "tk_family_name", "tk_postcode")
-LABEL = {"exact": "exact tokens only", "fuzzy": "+ fuzzy tokens", "bloom": "+ Bloom filters (Dice)", "model": "conf/model.yaml"}
+LABEL = {"exact": "exact tokens only", "fuzzy": "+ fuzzy tokens", "bloom": "+ Bloom filters (Dice)", "model": "conf/model_deterministic.yaml"}
 
 
 def model_path(name: str) -> str:
-    return "conf/model.yaml" if name == "model" else f"conf/model_{name}.yaml"
+    return "conf/model_deterministic.yaml" if name == "model" else f"conf/model_{name}.yaml"
 
 # Heavier errors than the demo: several times the typos, swaps, moves and missing NHS numbers,
 # so names and dates (not the NHS number) must carry most links.

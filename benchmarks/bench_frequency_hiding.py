@@ -80,7 +80,7 @@ class Run:
         self.pop = prep.prepare(spark, DATA / f"fh_p{persons}_s{seed}", persons, seed)
         self.prepare_s = time.perf_counter() - t
         self.key = prep.fake_key()
-        self.model = cfgmod.load(ROOT / "conf" / "model.yaml", ModelConfig)
+        self.model = cfgmod.load(ROOT / "conf" / "model_deterministic.yaml", ModelConfig)
         self.link_cfg = cfgmod.load(ROOT / "conf" / "link.yaml", LinkConfig)
         frames = [delta.read(spark, str(self.pop.tokens(n))) for n in prep.DATASETS]
         self.tokens = reader.with_unique_id(frames[0].unionByName(frames[1], allowMissingColumns=True)).cache()

@@ -69,7 +69,7 @@ def run_size(records: int, delivery: float) -> dict:
         work / "hes_v1.manifest.json", signer=bench_signing()
     )
 
-    mcfg = cfgmod.load(ROOT / "conf" / "model.yaml", cfgmod.ModelConfig)
+    mcfg = cfgmod.load(ROOT / "conf" / "model_deterministic.yaml", cfgmod.ModelConfig)
     lcfg = cfgmod.load(ROOT / "conf" / "link.yaml", cfgmod.LinkConfig)
     model_path = train.train_job(spark, manifests=[gp, hes_v1], cfg=mcfg, out_path=work / "model.json", overwrite=True)
 

@@ -66,7 +66,7 @@ def run_engine(engine: str, records: int) -> dict:
     out = prepare_tokens(spark, _persons_for(records))
     tokens = _token_frame(spark, out).cache()
     n = tokens.count()
-    mcfg = cfgmod.load(ROOT / "conf" / "model.yaml", ModelConfig)
+    mcfg = cfgmod.load(ROOT / "conf" / "model_deterministic.yaml", ModelConfig)
     lcfg = cfgmod.load(ROOT / "conf" / "link.yaml", LinkConfig)
     result: dict = {"engine": engine, "records": n, "spark_startup_s": round(startup, 1)}
     scratch = Scratch(spark)  # this process's intermediate files; it ends with the run

@@ -6,7 +6,7 @@
 For one synthetic population (``_common.prepare_raw``: raw files and truth, cached under
 benchmarks/data/), in one process, side by side:
 * tokenise gp + hes both ways with ``natlink.commands.tokenise_delivery`` (deterministic: today's
-  tokens and Bloom filters; salted: ``conf/model_salted.yaml``), records per second;
+  tokens and Bloom filters, ``conf/model_deterministic.yaml``; salted: ``conf/model.yaml``), records per second;
 * train each with its model (``natlink.linkage.train.train_job``) and link with the engine the
   link config picks (in process up to 1M records), threshold 0.9;
 * pairwise and cluster-level precision / recall / F1 against the truth;
@@ -154,6 +154,8 @@ def main(argv=None) -> None:
     parser.add_argument("--persons", type=int, default=53_908)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--reuse", action="store_true", help="reuse this benchmark's token tables and tokenise timings")
+    parser.add_argument("--reuse-det", action="store_true", help="reuse only the deterministic token tables and timing")
+    parser.add_argument("--salted-model", default="conf/model.yaml", help="the salted model (its own token tables)")
     args = parser.parse_args(argv)
 
     from natlink import columns as C
@@ -162,24 +164,31 @@ def main(argv=None) -> None:
     from natlink.tokens.salted import SaltedScheme
 
     load_start = load_avg()
+    bench_signing()  # trusts the benchmarks' signer: cached token tables (--reuse) are verified against it
     spark = spark_session(memory="8g", conf={"spark.sql.shuffle.partitions": "8"})
     root = prepare_raw(spark, args.persons, args.seed)
-    det_cfg = load(ROOT / "conf" / "model.yaml", ModelConfig)
-    sal_cfg = load(ROOT / "conf" / "model_salted.yaml", ModelConfig)
+    det_cfg = load(ROOT / "conf" / "model_deterministic.yaml", ModelConfig)
+    sal_cfg = load(ROOT / args.salted_model, ModelConfig)
     work = root / "bench_salted"
+    # Salted tables depend on the model's rules: one folder (and timing) per scheme.
+    sal_dir = work / f"sal_{SaltedScheme.from_model(sal_cfg).fingerprint[7:19]}"
     saved = work / "tokenise.json"
-    if args.reuse and saved.is_file():  # the token tables of an earlier run of this benchmark, and its timings
-        from natlink.tokens.manifest import TokenManifest
+    times = json.loads(saved.read_text()) if saved.is_file() else {}
+    from natlink.tokens.manifest import TokenManifest
 
-        times = json.loads(saved.read_text())
+    if (args.reuse or args.reuse_det) and "det_s" in times:  # an earlier run's deterministic tables and timing
         det_made = [TokenManifest.load(work / "det" / "tokens" / f"{d}.manifest.json") for d in DATASETS]
-        sal_made = [TokenManifest.load(work / "sal" / "tokens" / f"{d}.manifest.json") for d in DATASETS]
-        det_s, sal_s = times["det_s"], times["sal_s"]
-        n = n_sal = sum(int(m.rows) for m in det_made)
+        det_s, n = times["det_s"], sum(int(m.rows) for m in det_made)
     else:
         det_made, det_s, n = tokenise_all(spark, root, work / "det", None)
-        sal_made, sal_s, n_sal = tokenise_all(spark, root, work / "sal", sal_cfg)
-        saved.write_text(json.dumps({"det_s": det_s, "sal_s": sal_s, "load": load_avg()}))
+        times.update(det_s=det_s, det_load=load_avg())
+    if args.reuse and sal_dir.name in times:
+        sal_made = [TokenManifest.load(sal_dir / "tokens" / f"{d}.manifest.json") for d in DATASETS]
+        sal_s, n_sal = times[sal_dir.name], sum(int(m.rows) for m in sal_made)
+    else:
+        sal_made, sal_s, n_sal = tokenise_all(spark, root, sal_dir, sal_cfg)
+        times.update({sal_dir.name: sal_s, f"{sal_dir.name}_load": load_avg()})
+    saved.write_text(json.dumps(times))
     assert n == n_sal, (n, n_sal)
     truth_pd = spark.read.parquet(str(root / "truth")).select(C.DATASET, C.RECORD_ID, C.TRUE_PERSON_ID).toPandas()
     det_clusters, det_info = train_and_link(spark, det_made, det_cfg, work / "det_model.json")
@@ -187,7 +196,7 @@ def main(argv=None) -> None:
     det_m, sal_m = metrics(spark, det_clusters, truth_pd), metrics(spark, sal_clusters, truth_pd)
     scheme = SaltedScheme.from_model(sal_cfg)
     gp_det = delta.read(spark, str(work / "det" / "tokens" / "gp")).select(C.RECORD_ID, *FIELDS).toPandas()
-    gp_sal = delta.read(spark, str(work / "sal" / "tokens" / "gp")).select(C.RECORD_ID, *scheme.columns).toPandas()
+    gp_sal = delta.read(spark, str(sal_dir / "tokens" / "gp")).select(C.RECORD_ID, *scheme.columns).toPandas()
     leaks = leakage(spark, gp_det, gp_sal, scheme, gp_plaintext(spark, root), truth_pd)
     load_end = load_avg()
 
@@ -208,7 +217,7 @@ def main(argv=None) -> None:
     for k, v in leaks.items():
         rows.append([f"rank alignment: {k}", pct(v["det"]), pct(v["sal"])])
     print(f"\nbench_salted: {args.persons:,} persons, seed {args.seed}; load average at start {load_start}, at end {load_end}")
-    print_table(["measure", "deterministic (conf/model.yaml)", "salted (conf/model_salted.yaml)"], rows)
+    print_table(["measure", "deterministic (conf/model_deterministic.yaml)", f"salted ({args.salted_model})"], rows)
 
 
 if __name__ == "__main__":

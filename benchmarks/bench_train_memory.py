@@ -69,7 +69,7 @@ def run_variant(name: str, f1: bool) -> dict:
     frames = [delta.read(spark, str(out / "tokens" / n)) for n in ("gp", "hes")]
     tokens = reader.with_unique_id(frames[0].unionByName(frames[1], allowMissingColumns=True)).cache()
     n = tokens.count()
-    base = cfgmod.load(ROOT / "conf" / "model.yaml", ModelConfig)
+    base = cfgmod.load(ROOT / "conf" / "model_deterministic.yaml", ModelConfig)
     cfg = base.model_copy(update={"training": base.training.model_copy(update=VARIANTS[name])})
     before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with PeakMemory() as mem:

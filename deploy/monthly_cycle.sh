@@ -31,6 +31,8 @@
 #   NATLINK_TRUSTED_SIGNERS  registry of trusted manifest signers for link (default: conf/providers.yaml)
 #   NATLINK_DATASETS    datasets to look for (default: "gp hes"), each conf/datasets/NAME.yaml
 #   NATLINK_LINK_CONFIG link settings (default: conf/link.yaml)
+#   NATLINK_MODEL_CONFIG the model YAML the tokens are made for (default: conf/model.yaml); the one
+#                       NATLINK_MODEL was trained with (block-salted tokens depend on its rules)
 #   NATLINK_HOME        the natlink checkout (default: this script's repository)
 #   NATLINK_PYTHON      Python with natlink installed (default: $NATLINK_HOME/.venv/bin/python)
 #   NATLINK_SUBMIT      how a job file is run (default: "$NATLINK_PYTHON", Spark local mode); on
@@ -61,6 +63,7 @@ NATLINK_HOME="${NATLINK_HOME:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 NATLINK_PYTHON="${NATLINK_PYTHON:-$NATLINK_HOME/.venv/bin/python}"
 NATLINK_DATASETS="${NATLINK_DATASETS:-gp hes}"
 NATLINK_LINK_CONFIG="${NATLINK_LINK_CONFIG:-conf/link.yaml}"
+NATLINK_MODEL_CONFIG="${NATLINK_MODEL_CONFIG:-conf/model.yaml}"
 read -r -a SUBMIT <<< "${NATLINK_SUBMIT:-$NATLINK_PYTHON}"
 ENV_ARGS=()
 [[ -n "${NATLINK_ENVIRONMENT:-}" ]] && ENV_ARGS=(--environment "$NATLINK_ENVIRONMENT")
@@ -106,7 +109,7 @@ for ds in $NATLINK_DATASETS; do
             || { echo "monthly_cycle: NATLINK_KEY_REF is not a key reference (env:NAME, file:PATH, ...); it is not shown" >&2; exit 64; }
         say "tokenise $ds: new delivery $DELIVERY/raw/$ds"
         run "${SUBMIT[@]}" jobs/tokenise.py --dataset "conf/datasets/$ds.yaml" --key "$NATLINK_KEY_REF" \
-            --data-dir "$DELIVERY" --out "$TOKENS" "${ENV_ARGS[@]}"
+            --data-dir "$DELIVERY" --out "$TOKENS" --model-config "$NATLINK_MODEL_CONFIG" "${ENV_ARGS[@]}"
     else
         # No delivery this month: link the latest earlier tokens of this dataset.
         manifest=""

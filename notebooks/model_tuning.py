@@ -25,7 +25,9 @@
 # * `NATLINK_TOKENS`: a folder of token tables with their `*.manifest.json`, used instead of
 #   synthesising; with `NATLINK_TRUTH` (Parquet: dataset, record_id, true_person_id) the sweep is
 #   judged against truth, otherwise against NHS-number agreement (pseudo-truth);
-# * `NATLINK_NB_MODEL_CONFIG`: model settings YAML (default `conf/model.yaml`);
+# * `NATLINK_NB_MODEL_CONFIG`: model settings YAML (default `conf/model_deterministic.yaml`: this
+#   notebook tunes models over deterministic tokens, whose columns Splink's charts and comparison
+#   viewer read directly; the default block-salted `conf/model.yaml` is trained by `natlink train`);
 # * `NATLINK_NB_DRIVER_MEMORY`: Spark driver memory (default 2g).
 #
 # Charts are written to HTML files in the output folder rather than displayed, so the notebook
@@ -54,7 +56,7 @@ OUT = Path(os.environ.get("NATLINK_NB_OUT", "output/notebooks/model_tuning")).re
 PERSONS = int(os.environ.get("NATLINK_NB_PERSONS", "2000"))
 TOKENS = os.environ.get("NATLINK_TOKENS")
 TRUTH = os.environ.get("NATLINK_TRUTH")
-MODEL_CONFIG = os.environ.get("NATLINK_NB_MODEL_CONFIG", "conf/model.yaml")
+MODEL_CONFIG = os.environ.get("NATLINK_NB_MODEL_CONFIG", "conf/model_deterministic.yaml")
 OUT.mkdir(parents=True, exist_ok=True)
 T0 = time.perf_counter()
 
@@ -97,7 +99,8 @@ else:
     manifests = []
     for name in ("gp", "hes"):
         ds = cfgmod.load(f"conf/datasets/{name}.yaml", cfgmod.DatasetConfig, base_dir=root)
-        manifests.append(tokenise_delivery(spark, ds, key, data_dir=str(data), out=data, run_id="notebook", signer=signer).path)
+        model = cfgmod.load(MODEL_CONFIG, cfgmod.ModelConfig, base_dir=root)  # tokens made for the model tuned below
+        manifests.append(tokenise_delivery(spark, ds, key, data_dir=str(data), out=data, run_id="notebook", signer=signer, model=model).path)
     truth = spark.read.parquet(generated.truth)
 tokens, fingerprint = reader.load_tokens(spark, manifests)
 tokens = tokens.cache()
@@ -107,7 +110,7 @@ print(f"{elapsed()} {tokens.count()} records from {[Path(m).name for m in manife
 # ## Train
 #
 # lambda from deterministic rules, u by random sampling, m by EM over several blocking rules
-# (`conf/model.yaml`, section `training`).
+# (the model YAML, section `training`).
 
 # %%
 model_cfg = cfgmod.load(MODEL_CONFIG, cfgmod.ModelConfig, base_dir=root)

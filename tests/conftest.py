@@ -97,7 +97,7 @@ def small_linkage(spark, tmp_path_factory):
     made = {n: tokenise_delivery(spark, ds[n], key, data_dir=str(base), out=base) for n in ("gp", "hes")}
     # Copies beside the originals: the first test re-tokenises hes, replacing hes.manifest.json.
     manifests = {n: TokenManifest(m.data).save(m.path.with_name(f"{n}.r1.manifest.json")) for n, m in made.items()}
-    model = train.train_job(spark, manifests=list(manifests.values()), cfg=cfgmod.load(root / "conf" / "model.yaml", ModelConfig),
+    model = train.train_job(spark, manifests=list(manifests.values()), cfg=cfgmod.load(root / "conf" / "model_deterministic.yaml", ModelConfig),
                             out_path=base / "model.json")
     tables = base / "tables"
     r1 = linkrun.run(spark, manifests=list(manifests.values()), model_path=model, link_cfg=LINK, tables=tables, run_id="r1")

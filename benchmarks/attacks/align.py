@@ -12,6 +12,20 @@
    each token's vector of counts is matched to each candidate's expected vector under a Poisson
    likelihood, and tokens are assigned to candidates by an optimal one-to-one assignment (Hungarian),
    with an "unlisted value" option for tokens that fit nothing (typos, unlisted names).
+4. A group with more than ``HUNGARIAN_MAX`` tokens or ``HUNGARIAN_MAX_ENTRIES`` costs (a
+   block-salted table has about one token per record in every column) is solved by *classes*:
+   tokens with the same counts (per cell, and signature) have the same costs, so a frequency
+   attacker cannot tell them apart. Each class of
+   ``k`` tokens may take up to ``k`` distinct values, each value at most one token (as one-to-one
+   as the Hungarian assignment; an unlimited "unlisted" otherwise): a transportation problem with
+   the same optimum as the Hungarian assignment of the tokens, solved as a linear programme
+   (integral at its vertices). Which tokens of a class take its values is arbitrary to the
+   attacker; it is picked deterministically: the class's tokens in order of first appearance in
+   the table take its values in order of cost (best first), the rest stay unlisted. Rows are in no
+   order related to the values, so this scores, on average, the expected share of a uniform pick.
+5. A column is a parent, or a conditioning cell, only where it is decoded for at least
+   ``MIN_DECODED`` of the column's rows (on salted tables the one-to-one assignment decodes few
+   tokens, and a parent known for few rows would leave most tokens out of every group).
 """
 
 from __future__ import annotations
@@ -21,7 +35,8 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
+from scipy import sparse
+from scipy.optimize import linear_sum_assignment, linprog
 
 from .inputs import AttackTable
 from .public import Block
@@ -36,6 +51,9 @@ PUBLIC_FD_SHARE = 0.99  # a feature determines another when it does for this sha
 DATA_FD_SHARE = 0.9  # ...and for this share of the table's records
 SMOOTHING = 0.05
 UNLISTED_EXPECTED = 0.05  # expected records of a value that is not in any public list
+HUNGARIAN_MAX = 2000  # tokens in a group above which tokens are assigned as count classes
+HUNGARIAN_MAX_ENTRIES = 4_000_000  # ...or this many costs, tokens x (candidates + tokens)
+MIN_DECODED = 0.5  # share of a column's rows a parent or conditioning column must have decoded
 
 
 @dataclass
@@ -77,6 +95,11 @@ def map_columns(table: AttackTable, blocks: list[Block]) -> dict[str, str]:
     """Exported column -> public feature; columns with no fitting feature are left out."""
     features = _features(blocks)
     mapping: dict[str, str] = {}
+    # A salted table's block keys: the rule's compound feature (attacks.public.rule_blocks).
+    for i, rule in enumerate((table.manifest.get("encoding") or {}).get("rules", [])):
+        column, feature = f"tk_block__r{i}", "+".join(rule)
+        if column in table.tokens and feature in features:
+            mapping[column] = feature
     for c in table.plain:
         values = set(table.rows[c].dropna().astype(str).unique())
         best = max(features, key=lambda f: len(values & set(features[f].table[f].dropna().astype(str))))
@@ -84,6 +107,8 @@ def map_columns(table: AttackTable, blocks: list[Block]) -> dict[str, str]:
         if values and overlap / len(values) >= 0.5:
             mapping[c] = best
     for c in table.tokens + table.blooms:
+        if c in mapping:
+            continue
         base = c.split("_", 1)[1] if c[:3] in ("tk_", "bf_") else c
         named = [f for f in features if f == base or (f in base and base.startswith(f))]
         if named:
@@ -180,11 +205,17 @@ def _dedupe(columns: list[str], decoded: Decoded) -> list[str]:
     return [c for c in columns if not (decoded.feature[c] in seen or seen.add(decoded.feature[c]))]
 
 
-def _conditioning(block: Block, feature: str, pfeat: list[str], decoded: Decoded) -> list[str]:
+def _coverage(codes: np.ndarray, values: np.ndarray) -> float:
+    """Share of the rows with a token in ``codes`` whose ``values`` are decoded."""
+    has = codes >= 0
+    return float(pd.notna(values[has]).mean()) if has.any() else 0.0
+
+
+def _conditioning(block: Block, feature: str, pfeat: list[str], decoded: Decoded, covered: set[str]) -> list[str]:
     """Decoded low-cardinality columns of the block's other features: the cells counts are taken in."""
     cond = [
         c for c, f in decoded.feature.items()
-        if f in block.features and f != feature and f not in pfeat and block.table[f].nunique() <= MAX_COND_VALUES
+        if c in covered and f in block.features and f != feature and f not in pfeat and block.table[f].nunique() <= MAX_COND_VALUES
         and not public_fd(block, feature, f)
     ]
     cond = _dedupe(cond, decoded)
@@ -222,6 +253,17 @@ def _signatures(child: np.ndarray, tok: np.ndarray) -> pd.DataFrame:
     return counts.pivot(index="t", columns="k", values="n").reindex(columns=range(SIGNATURE_K)).fillna(0.0)
 
 
+def _expected_signatures(sub: pd.DataFrame, feature: str, child: str, values: np.ndarray, scale: float) -> np.ndarray:
+    """candidates x SIGNATURE_K: each candidate's K largest child masses (largest first), times ``scale``."""
+    mass = sub.groupby([feature, child])["w"].sum().rename("m").reset_index()
+    mass = mass.sort_values("m", ascending=False, kind="stable")
+    mass["k"] = mass.groupby(feature, sort=False).cumcount()
+    top = mass[mass["k"] < SIGNATURE_K]
+    e = np.zeros((len(values), SIGNATURE_K))
+    e[pd.Index(values).get_indexer(top[feature]), top["k"].to_numpy()] = top["m"].to_numpy() * scale
+    return e
+
+
 def _poisson(counts: np.ndarray, expected: np.ndarray) -> np.ndarray:
     """tokens x candidates: -log likelihood (without constants) of counts under expected counts."""
     e = np.maximum(expected, 1e-6)
@@ -235,6 +277,43 @@ def _assign_cost(cost: np.ndarray, cost_unlisted: np.ndarray) -> np.ndarray:
     real = cols < cost.shape[1]
     out[rows[real]] = cols[real]
     return out
+
+
+def _assign_classes(cost: np.ndarray, cost_unlisted: np.ndarray, size: np.ndarray) -> list[np.ndarray]:
+    """Per class of ``size[c]`` exchangeable tokens (rows of ``cost``): the candidates it takes, best first.
+
+    The transportation problem of :func:`_assign_cost` with a class's tokens as one supply: each
+    candidate to at most one token, a class at most ``size[c]`` candidates, the rest unlisted. Only
+    pairs that beat unlisted enter (an optimum never uses another: moving its token to unlisted
+    costs no more and frees the candidate). Its constraint matrix is totally unimodular, so the
+    simplex's vertex is integral: the same optimum as the Hungarian assignment of every token."""
+    gain = cost - cost_unlisted[:, None]
+    ci, vi = np.nonzero(gain < 0)
+    out = [np.zeros(0, dtype=np.int64) for _ in range(cost.shape[0])]
+    if not len(ci):
+        return out
+    n_cls, n_val, n_var = cost.shape[0], cost.shape[1], len(ci)
+    a = sparse.csr_matrix(
+        (np.ones(2 * n_var), (np.r_[ci, n_cls + vi], np.r_[np.arange(n_var), np.arange(n_var)])), shape=(n_cls + n_val, n_var)
+    )
+    b = np.r_[size.astype(float), np.ones(n_val)]
+    res = linprog(gain[ci, vi], A_ub=a, b_ub=b, bounds=(0, 1), method="highs-ds")
+    if res.status != 0:
+        raise RuntimeError(f"class assignment: {res.message}")
+    take = res.x > 0.5
+    picked = pd.DataFrame({"c": ci[take], "v": vi[take], "g": gain[ci[take], vi[take]]}).sort_values(["c", "g", "v"])
+    for c, part in picked.groupby("c"):
+        out[int(c)] = part["v"].to_numpy()
+    return out
+
+
+def _classes(parts: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tokens with equal rows in every part: (first token of each class, class of each token, class sizes)."""
+    parts = [p for p in parts if p.shape[1]]
+    if not parts:
+        return np.zeros(1, dtype=np.int64), np.zeros(n, dtype=np.int64), np.array([n])
+    _, first, inverse, size = np.unique(np.hstack(parts), axis=0, return_index=True, return_inverse=True, return_counts=True)
+    return first, inverse.reshape(-1), size
 
 
 class _View:
@@ -264,14 +343,15 @@ def align_column(
     n = len(codes)
     fblocks = [b for b in blocks if feature in b.features]
     primary = fblocks[0]
+    covered = {c for c, v in decoded.values.items() if _coverage(codes, v) >= MIN_DECODED}
     parents = [
         p for p, f in decoded.feature.items()
-        if f in primary.features and f != feature and public_fd(primary, feature, f) and data_fd(codes, decoded.values[p])
+        if p in covered and f in primary.features and f != feature and public_fd(primary, feature, f) and data_fd(codes, decoded.values[p])
     ]
     parents = _dedupe(parents, decoded)
     pfeat = [decoded.feature[p] for p in parents]
     views = [
-        _View(b, feature, pfeat, _conditioning(b, feature, pfeat, decoded), decoded, n)
+        _View(b, feature, pfeat, _conditioning(b, feature, pfeat, decoded, covered), decoded, n)
         for b in fblocks if all(f in b.features for f in pfeat)
     ]
     frame = pd.DataFrame({"tok": codes})
@@ -308,13 +388,22 @@ def align_column(
         candidates = subs[0].groupby(feature)["w"].sum()
         values = candidates.index.to_numpy()
         n_group = float(totals.loc[tok_ids].sum())
-        cost = np.zeros((len(tok_ids), len(values)))
-        cost_unlisted = np.zeros(len(tok_ids))
-        conditioned = False
-        for v, sub, cc in zip(views, subs, cell_counts):
+        mats = [None if sub is None else cc.reindex(index=tok_ids, fill_value=0) for sub, cc in zip(subs, cell_counts)]
+        conditioned = any(m is not None and len(m.columns) > 1 for m in mats)
+        use_sig = sigs is not None and not (conditioned and SIGNATURE_ONLY_UNCONDITIONED)
+        sig = sigs.reindex(index=tok_ids, fill_value=0.0).to_numpy() if use_sig else None
+        size = None  # None: one row per token (Hungarian); else one row per class of equal tokens
+        if len(tok_ids) > HUNGARIAN_MAX or len(tok_ids) * (len(values) + len(tok_ids)) > HUNGARIAN_MAX_ENTRIES:
+            parts = [m.to_numpy(dtype=float) for m in mats if m is not None] + ([sig] if use_sig else [])
+            first, inverse, size = _classes(parts, len(tok_ids))
+            mats = [None if m is None else m.iloc[first] for m in mats]
+            sig = sig[first] if use_sig else None
+        rows = len(tok_ids) if size is None else len(size)
+        cost = np.zeros((rows, len(values)))
+        cost_unlisted = np.zeros(rows)
+        for v, sub, c in zip(views, subs, mats):
             if sub is None:
                 continue
-            c = cc.reindex(index=tok_ids, fill_value=0)
             cells = list(c.columns)
             c = c.to_numpy(dtype=float)
             if not cells:
@@ -327,28 +416,28 @@ def align_column(
             with np.errstate(invalid="ignore", divide="ignore"):
                 p_cell = np.where(cell_mass > 0, by_cell.to_numpy() / cell_mass, p_marg[:, None])
             p = (1 - SMOOTHING) * p_cell + SMOOTHING * p_marg[:, None]
-            group_cells = c.sum(axis=0)
+            group_cells = c.sum(axis=0) if size is None else size.astype(float) @ c
             cost += _poisson(c, p * group_cells[None, :])
-            conditioned |= len(cells) > 1
             share = (group_cells + 1e-9) / (group_cells.sum() + 1e-9 * len(group_cells))
             cost_unlisted += UNLISTED_EXPECTED * share.sum() - c @ np.log(UNLISTED_EXPECTED * share)
-        if sigs is not None and not (conditioned and SIGNATURE_ONLY_UNCONDITIONED):
-            s = sigs.reindex(index=tok_ids, fill_value=0.0).to_numpy()
-            mass = subs[0].groupby([feature, dfeat])["w"].sum()
-            top = mass.groupby(level=0, group_keys=False).nlargest(SIGNATURE_K)
+        if use_sig:
+            s = sig
             scale = n_group / max(candidates.sum(), 1e-300)
-            e = np.zeros((len(values), SIGNATURE_K))
-            pos = {val: i for i, val in enumerate(values)}
-            rank = top.groupby(level=0).cumcount().to_numpy()
-            for (val, _), m, k in zip(top.index, top.to_numpy(), rank):
-                e[pos[val], k] = m * scale
+            e = _expected_signatures(subs[0], feature, dfeat, values, scale)
             cost += _poisson(s, e)
             unl = np.zeros(SIGNATURE_K)
             unl[0] = UNLISTED_EXPECTED
             cost_unlisted += _poisson(s, unl[None, :])[:, 0]
-        chosen = _assign_cost(cost, cost_unlisted)
-        for t, j in zip(tok_ids, chosen):
-            if j >= 0:
+        if size is None:
+            chosen = _assign_cost(cost, cost_unlisted)
+            for t, j in zip(tok_ids, chosen):
+                if j >= 0:
+                    result[int(t)] = values[j]
+            continue
+        taken = _assign_classes(cost, cost_unlisted, size)
+        members = pd.Series(tok_ids).groupby(inverse).apply(lambda t: np.sort(t.to_numpy()))
+        for k, toks in members.items():
+            for t, j in zip(toks, taken[k]):
                 result[int(t)] = values[j]
     lookup = np.array([result.get(i) for i in range(codes.max() + 1)] + [None], dtype=object)
     return lookup[np.where(codes >= 0, codes, len(lookup) - 1)]

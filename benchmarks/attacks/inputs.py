@@ -52,9 +52,14 @@ class AttackTable:
         return column in self.blooms
 
 
+# A token: 16 or more hex digits (a salted field token is 16, a salted block key 32, a deterministic
+# token 64). An id is not a token (``ID_COLUMNS``), whatever it looks like.
+DIGEST = r"[0-9a-fA-F]{16,}"
+
+
 def _looks_like_digest(values: pd.Series) -> bool:
     sample = values.dropna().astype(str).head(200)
-    return len(sample) > 0 and bool(sample.str.fullmatch(r"[0-9a-fA-F]{32,}").all())
+    return len(sample) > 0 and bool(sample.str.fullmatch(DIGEST).all())
 
 
 def classify(manifest: dict[str, Any], rows: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:

@@ -10,6 +10,11 @@ the linkage centre's map from its person ids to each project's random ids
 natlink's own verbs, the way providers, a key custodian and a linkage centre would. Manifests are
 signed with ``NATLINK_SIGNING_KEY`` (the benchmarks' or the tests' own key).
 
+``encoding``: ``deterministic`` (``conf/model_deterministic.yaml``, the former default's tokens and Bloom filters) or
+``salted`` (the providers tokenise with ``conf/model.yaml``, whose prediction rules are
+part of the encoding, and the centre trains with it; ``natlink.tokens.salted``). Each encoding
+has its own cache folder (the caller names it).
+
 Keys are obviously fake benchmark keys (never a deployment key).
 """
 
@@ -27,6 +32,7 @@ DATASET = "gp"
 DATASETS = ("gp", "hes")
 PROJECTS = ("alpha", "beta")
 RUN_ID = "attack-run"
+ENCODINGS = {"deterministic": "model_deterministic.yaml", "salted": "model.yaml"}
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,11 @@ class Prepared:
     root: Path
     persons: int
     seed: int
+    encoding: str = "deterministic"
+
+    @property
+    def model_config(self) -> Path:
+        return ROOT / "conf" / ENCODINGS[self.encoding]
 
     @property
     def manifest(self) -> Path:
@@ -62,10 +73,20 @@ def project_config(project: str):
     return load(HERE / "projects" / f"{project}.yaml", ProjectConfig)
 
 
-def prepare(spark, out: Path, persons: int, seed: int = 42) -> Prepared:
-    """Synthesise ``persons``; tokenise gp and hes; train and link; extract for two projects (cached on disk)."""
+def model(prepared: Prepared):
+    from natlink import config as cfgmod
+    from natlink.config import ModelConfig
+
+    return cfgmod.load(prepared.model_config, ModelConfig)
+
+
+def prepare(spark, out: Path, persons: int, seed: int = 42, encoding: str = "deterministic") -> Prepared:
+    """Synthesise ``persons``; tokenise gp and hes (``encoding``); train and link; extract for two
+    projects (cached on disk)."""
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding {encoding!r}: one of {sorted(ENCODINGS)}")
     out = Path(out)
-    prepared = Prepared(out, persons, seed)
+    prepared = Prepared(out, persons, seed, encoding)
     steps = [("_READY_tokens", _tokenise), ("_READY_linked", _link), ("_READY_extracts", _extract)]
     for marker, step in steps:
         if not (out / marker).exists():
@@ -88,8 +109,9 @@ def _tokenise(spark, prepared: Prepared) -> None:
     key = KeyMaterial("fake-attack-bench-key", FAKE_MASTER_KEY)
     synth.generate(spark, out, persons=prepared.persons, seed=prepared.seed, datasets=list(DATASETS))
     configs = {d: cfgmod.load(ROOT / "conf" / "datasets" / f"{d}.yaml", DatasetConfig) for d in DATASETS}
+    salted = model(prepared) if prepared.encoding == "salted" else None
     for d in DATASETS:
-        tokenise_delivery(spark, configs[d], key, data_dir=str(out), out=out)
+        tokenise_delivery(spark, configs[d], key, data_dir=str(out), out=out, model=salted)
     # The scorer's truth: the same onboarding, identifiers normalised as tokenise normalises them.
     onboarded = onboard(spark, configs[DATASET], data_dir=str(out), run_id="attack-truth")
     try:
@@ -105,16 +127,16 @@ def _link(spark, prepared: Prepared) -> None:
     import shutil
 
     from natlink import config as cfgmod
-    from natlink.config import LinkConfig, ModelConfig
+    from natlink.config import LinkConfig
     from natlink.linkage import run as linkrun
     from natlink.linkage import train
 
     manifests = list(prepared.manifests.values())
-    model = train.train_job(spark, manifests=manifests, cfg=cfgmod.load(ROOT / "conf" / "model.yaml", ModelConfig),
-                            out_path=prepared.root / "model.json", overwrite=True)
+    trained = train.train_job(spark, manifests=manifests, cfg=model(prepared),
+                              out_path=prepared.root / "model.json", overwrite=True)
     shutil.rmtree(prepared.tables, ignore_errors=True)  # a half-made run of an earlier attempt
     link_cfg = cfgmod.load(ROOT / "conf" / "link.yaml", LinkConfig)
-    linkrun.run(spark, manifests=manifests, model_path=model, link_cfg=link_cfg, tables=prepared.tables, run_id=RUN_ID)
+    linkrun.run(spark, manifests=manifests, model_path=trained, link_cfg=link_cfg, tables=prepared.tables, run_id=RUN_ID)
 
 
 def _extract(spark, prepared: Prepared) -> None:

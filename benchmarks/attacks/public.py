@@ -11,6 +11,12 @@ Knowledge is a list of *blocks*: weighted tables of plaintext features that vary
 feature a column might encode is a column of a block (``given_soundex``, ``dob_month``,
 ``postcode_district``...), derived with the published algorithms (Soundex, NYSIIS: natlink's own
 public functions, since the algorithms are public). Blocks are treated as independent of each other.
+
+A block-salted table (``natlink.tokens.salted``) exports one block key per prediction rule, whose
+rules its manifest lists in clear (``encoding.rules``). A rule of two fields with public features
+gets a *rule block* (:func:`rule_blocks`): the joint distribution of the pair, as one compound
+feature ``a+b`` with values ``va|vb`` (e.g. ``family_name+dob_year``: ``SMITH|1980``), which the
+block key is aligned to like any token column.
 """
 
 from __future__ import annotations
@@ -29,6 +35,13 @@ ERAS = ((0, 1950, "w_pre1950"), (1950, 1975, "w_1950_1974"), (1975, 2000, "w_197
 # The attacker's assumptions where no table says (documented in docs/threat_model.md).
 NICKNAME_MASS = 0.05  # share of a formal name's holders recorded under one of its nicknames
 DEFAULT_REFERENCE_DATE = dt.date(2026, 1, 1)
+# A rule block keeps its most probable values; the rest of the mass is one value that matches no
+# record (REST), so expected counts keep their scale. Values beyond these expect < 0.1 records at 100k.
+RULE_BLOCK_VALUES = 20_000
+REST = "(rest)"
+# Blocks share no person but may share a feature; a pair from two blocks is joined on this one
+# (P(a, b) = P(a, s) P(b | s)), else taken as independent.
+SHARED = ("dob_year", "age_band", "sex")
 
 
 @dataclass(frozen=True)
@@ -197,12 +210,56 @@ def postcode_block() -> Block:
 
 def knowledge(spark, manifest: dict[str, Any], *, family_tail_share: float) -> list[Block]:
     ref, width, open_from = _age_band_rules(manifest)
-    return [
+    blocks = [
         person_block(spark, ref, width, open_from),
         date_block(ref, width, open_from),
         family_block(spark, family_tail_share),
         postcode_block(),
     ]
+    return blocks + rule_blocks(blocks, manifest)
+
+
+def rule_feature(rule) -> str:
+    return "+".join(rule)
+
+
+def _joint(blocks: list[Block], a: str, b: str) -> pd.DataFrame | None:
+    home = {f: next((x for x in blocks if f in x.features), None) for f in (a, b)}
+    if home[a] is None or home[b] is None:
+        return None
+    if home[a] is home[b]:
+        return home[a].table.groupby([a, b], as_index=False)["w"].sum()
+    shared = [s for s in SHARED if s in home[a].features and s in home[b].features and s not in (a, b)]
+    if not shared:
+        pa = home[a].table.groupby(a, as_index=False)["w"].sum()
+        pb = home[b].table.groupby(b, as_index=False)["w"].sum().rename(columns={"w": "wb"})
+        out = pa.merge(pb, how="cross")
+    else:
+        s = shared[0]
+        pa = home[a].table.groupby([a, s], as_index=False)["w"].sum()
+        pb = home[b].table.groupby([b, s], as_index=False)["w"].sum()
+        pb["wb"] = pb["w"] / pb.groupby(s)["w"].transform("sum")
+        out = pa.merge(pb[[b, s, "wb"]], on=s)
+    out["w"] = out["w"] * out["wb"]
+    return out.groupby([a, b], as_index=False)["w"].sum()
+
+
+def rule_blocks(blocks: list[Block], manifest: dict[str, Any]) -> list[Block]:
+    """One block per two-field prediction rule of a salted table whose fields have public features."""
+    out = []
+    for rule in (manifest.get("encoding") or {}).get("rules", []):
+        if len(rule) != 2:
+            continue
+        joint = _joint(blocks, *rule)
+        if joint is None:
+            continue
+        joint["w"] /= joint["w"].sum()
+        joint = joint.sort_values("w", ascending=False, kind="stable")
+        top = joint.head(RULE_BLOCK_VALUES)
+        values = top[rule[0]].astype(str) + "|" + top[rule[1]].astype(str)
+        table = pd.DataFrame({rule_feature(rule): [*values, REST], "w": [*top["w"], max(1 - top["w"].sum(), 0.0)]})
+        out.append(Block(f"rule {rule_feature(rule)}", table))
+    return out
 
 
 def vocabulary(blocks: list[Block], feature: str) -> pd.Series:

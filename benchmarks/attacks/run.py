@@ -3,10 +3,12 @@
     python benchmarks/attacks/run.py                          # 100,000 persons (the baseline)
     python benchmarks/attacks/run.py --persons 5000 --out /tmp/attacks.md
     python benchmarks/attacks/run.py --attacks c              # only the cross-project joins
+    python benchmarks/attacks/run.py --encoding salted        # the block-salted encoding (natlink.tokens.salted)
 
 Builds (once, cached under benchmarks/data/) a synthetic population, the gp and hes token tables,
 a link run of both and two projects' research extracts made by ``natlink extract``
-(:mod:`attacks.prepare`), then runs attacks a-d against them with only what the attacker holds
+(:mod:`attacks.prepare`; ``--encoding salted``: tokenised, trained and linked with
+``conf/model.yaml``, cached in its own folder), then runs attacks a-d against them with only what the attacker holds
 (the gp token table and manifest, the public tables in ``natlink/data``, the two extracts,
 manifests' fingerprints). The truth (synthetic plaintext, the centre's project id maps) is read
 only by :mod:`attacks.score`. The threat model, the attacks and the measures are described in
@@ -16,7 +18,9 @@ only by :mod:`attacks.score`. The threat model, the attacks and the measures are
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
+import json
 import os
 import sys
 import time
@@ -24,13 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # benchmarks/: _common and the attacks package
 sys.path.insert(0, str(HERE.parents[1] / "src"))
 
 from attacks import align, bloom, crossproject, inputs, keyguess, public, score  # noqa: E402
-from attacks.prepare import PROJECTS, prepare  # noqa: E402
+from attacks.prepare import ENCODINGS, PROJECTS, prepare  # noqa: E402
 
 # The targets the new encoding must meet (issue 15).
 TARGET_FIELD = 0.02
@@ -43,9 +48,11 @@ FIELDS = ("given_name", "family_name", "sex", "year_of_birth", "date_of_birth", 
 @dataclass
 class Report:
     persons: int
+    encoding: str = "deterministic"
     records: int = 0
     frequency: dict[str, float] = field(default_factory=dict)
     with_bloom: dict[str, float] = field(default_factory=dict)
+    prior: dict[str, float] = field(default_factory=dict)
     bloom_notes: list[str] = field(default_factory=list)
     cross: dict[str, crossproject.Join] = field(default_factory=dict)
     keys: list[keyguess.Guess] = field(default_factory=list)
@@ -62,6 +69,31 @@ def family_tail_share(table: inputs.AttackTable, mapping: dict[str, str]) -> flo
     counts = table.rows[columns[0]].value_counts().to_numpy()
     listed = len(public.vocabulary([public.family_block_listed()], "family_name"))
     return float(np.clip(1 - counts[:listed].sum() / max(counts.sum(), 1), 0.05, 0.8))
+
+
+PRIOR_FEATURES = ("given_name", "family_name", "sex", "dob_year", "dob", "postcode_district")
+
+
+def prior_guess(table: inputs.AttackTable, blocks: list, mapping: dict[str, str]) -> align.Decoded:
+    """No token at all, the reference any encoding is measured against: each record's commonest
+    public value of each field given the record's plaintext columns (age band, region)."""
+    plain = {mapping[c]: c for c in table.plain if c in mapping}
+    out = align.Decoded()
+    for feature in PRIOR_FEATURES:
+        block = next((b for b in blocks if feature in b.features), None)
+        if block is None:
+            continue
+        cond = [f for f in plain if f in block.features and f != feature]
+        best = block.table.groupby([*cond, feature])["w"].sum().reset_index().sort_values("w", ascending=False, kind="stable")
+        if cond:
+            best = best.drop_duplicates(cond)
+            lookup = dict(zip(best[cond].astype(str).agg("|".join, axis=1), best[feature]))
+            guess = table.rows[[plain[f] for f in cond]].astype(str).agg("|".join, axis=1).map(lookup)
+        else:
+            guess = pd.Series(best[feature].iloc[0], index=table.rows.index)
+        out.feature[f"prior:{feature}"] = feature
+        out.values[f"prior:{feature}"] = np.where(guess.notna(), guess.astype(object), None)
+    return out
 
 
 def attack_table(spark, table: inputs.AttackTable, root: Path | None, report: Report) -> None:
@@ -85,6 +117,7 @@ def attack_table(spark, table: inputs.AttackTable, root: Path | None, report: Re
         truth = score.truth_frame(root, table)
         report.frequency = score.score(decoded, truth)
         report.with_bloom = score.score(boosted, truth)
+        report.prior = score.score(prior_guess(table, blocks, mapping), truth)
 
 
 def attack_projects(spark, prepared, report: Report) -> None:
@@ -129,7 +162,7 @@ HEADERS = ["attack", "measure", "frequency only", "with Bloom decode", "target"]
 
 def markdown(report: Report, command: str, load: str) -> str:
     lines = [
-        f"# Attack suite baseline: {report.persons:,} persons, {report.records:,} gp records",
+        f"# Attack suite, {report.encoding} tokens: {report.persons:,} persons, {report.records:,} gp records",
         "",
         f"Command: `{command}`  ",
         f"Date: {dt.date.today().isoformat()}; load average during the run (1/5/15 min): {load}  ",
@@ -146,12 +179,21 @@ def markdown(report: Report, command: str, load: str) -> str:
     return "\n".join(lines)
 
 
+def cache_folder(encoding: str, persons: int, seed: int) -> str:
+    """benchmarks/data/<this>: one folder per encoding (the deterministic one keeps its old name)."""
+    tag = "" if encoding == "deterministic" else f"{encoding}_"
+    return f"attack_{tag}p{persons}_s{seed}"
+
+
 def main(argv: list[str] | None = None) -> Report:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--persons", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, help="also write the table as Markdown here")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here (for attacks/compare.py)")
     parser.add_argument("--attacks", default="abcd", help="which attacks to run: any of a, c, d (a also runs b)")
+    parser.add_argument("--encoding", default="deterministic", choices=sorted(ENCODINGS),
+                        help="the token encoding attacked (default: deterministic, the baseline)")
     args = parser.parse_args(argv)
 
     from _common import DATA, bench_signing, load_avg, print_table, spark_session
@@ -159,8 +201,8 @@ def main(argv: list[str] | None = None) -> Report:
     bench_signing()  # prepare signs the manifests it makes; the readers verify them
     spark = spark_session(memory="4g", conf={"spark.sql.shuffle.partitions": "8"})
     t = time.perf_counter()
-    prepared = prepare(spark, DATA / f"attack_p{args.persons}_s{args.seed}", args.persons, args.seed)
-    report = Report(args.persons)
+    prepared = prepare(spark, DATA / cache_folder(args.encoding, args.persons, args.seed), args.persons, args.seed, args.encoding)
+    report = Report(args.persons, args.encoding)
     report.seconds["prepare (cached after the first run)"] = time.perf_counter() - t
     started = load_avg()
     table = inputs.load(spark, prepared.manifest)
@@ -172,13 +214,22 @@ def main(argv: list[str] | None = None) -> Report:
     if "d" in args.attacks:
         attack_keys({"gp": table.manifest["key_fingerprint"]}, report)
     load = f"{started} at the start of the attacks, {load_avg()} at the end"
-    print_table(HEADERS, rows(report))
+    if rows(report):  # none with --attacks "" (prepare only)
+        print_table(HEADERS, rows(report))
     print("; ".join(report.bloom_notes))
     print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in report.seconds.items()) + f"; load {load}")
+    command = ("python benchmarks/attacks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     if args.out:
-        command = "python benchmarks/attacks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        args.out.write_text(markdown(report, command.strip(), load), encoding="utf-8")
+        args.out.write_text(markdown(report, command, load), encoding="utf-8")
+    if args.json:
+        args.json.write_text(json.dumps(as_json(report, command, load), indent=1), encoding="utf-8")
     return report
+
+
+def as_json(report: Report, command: str, load: str) -> dict:
+    out = dataclasses.asdict(report)
+    out.update(command=command, load=load, date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    return out
 
 
 if __name__ == "__main__":

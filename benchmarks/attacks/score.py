@@ -4,6 +4,13 @@ A *field is recovered* for a record when the attacker's guess equals the record'
 plaintext value (the value its tokens were computed from; a record with a typo counts as
 recovered only if the typo is guessed). Shares are over all records of the table.
 
+A field's guess comes from the first exported column (in the order of :data:`SOURCES`, then of
+decoding) that has one for the record, as :func:`guesses` gives it. A block-salted table's token
+columns are *slices* (``tk_<field>__r<i>`` and the block key ``tk_block__r<i>`` per prediction
+rule ``i``): there the field is recovered when ANY slice gives it away (:func:`recovered`; a block
+key aligned to a rule's pair of fields gives both). Deterministic tables have no slices, so their
+figures are those of the single guess.
+
 A record is *re-identified* by a combination of quasi-identifiers when every part of the
 attacker's guess is correct AND the record's true combination belongs to exactly one person
 among the table's records (so the guess points at one person). Combinations scored:
@@ -19,6 +26,7 @@ the extracts were made from.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +105,52 @@ def guesses(decoded: Decoded) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+SLICE = re.compile(r"__r\d+$")
+
+
+def _derived(values: np.ndarray, derive) -> np.ndarray:
+    return np.array([derive(str(v)) if v is not None else None for v in values], dtype=object)
+
+
+def _parts(decoded: Decoded):
+    """(column, feature, values) per decoded column; a compound feature ``a+b`` (a salted block key
+    aligned to a rule's joint distribution, values ``va|vb``) gives one entry per part."""
+    for column, feature in decoded.feature.items():
+        values = decoded.values[column]
+        if "+" not in feature:
+            yield column, feature, values
+            continue
+        split = [None if v is None or "|" not in str(v) else str(v).split("|") for v in values]
+        for i, part in enumerate(feature.split("+")):
+            yield column, part, np.array([None if x is None else x[i] for x in split], dtype=object)
+
+
+def recovered(decoded: Decoded, truth: pd.DataFrame) -> pd.DataFrame:
+    """Per row and quasi-identifier: recovered by the first whole column with a guess (as :func:`guesses`),
+    or by any slice of a salted table (``..__r<i>``: a rule's field token or block key)."""
+    n = len(truth)
+    whole: dict[str, list[np.ndarray]] = {}
+    slices: dict[str, list[np.ndarray]] = {}
+    for column, feature, values in _parts(decoded):
+        (slices if SLICE.search(column) else whole).setdefault(feature, []).append(values)
+    out = {}
+    for qi, sources in SOURCES.items():
+        known = truth[qi].notna().to_numpy()
+        true = truth[qi].astype(str).to_numpy(dtype=object)
+        hit, decided = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+        for feature, derive in sources:
+            for values in whole.get(feature, []):
+                fill = _derived(values, derive)
+                present = pd.notna(fill)
+                hit |= ~decided & present & known & (fill.astype(str) == true)
+                decided |= present
+            for values in slices.get(feature, []):
+                fill = _derived(values, derive)
+                hit |= pd.notna(fill) & known & (fill.astype(str) == true)
+        out[qi] = hit
+    return pd.DataFrame(out)
+
+
 def correct(guess: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {qi: (guess[qi].notna() & truth[qi].notna() & (guess[qi].astype(str) == truth[qi].astype(str))).to_numpy() for qi in QUASI_IDENTIFIERS}
@@ -113,7 +167,7 @@ def unique_combination(truth: pd.DataFrame, parts: tuple[str, ...]) -> np.ndarra
 
 def score(decoded: Decoded, truth: pd.DataFrame) -> dict[str, float]:
     """Share of records recovered per quasi-identifier and re-identified per combination."""
-    ok = correct(guesses(decoded), truth)
+    ok = recovered(decoded, truth)
     out = {f"recovered:{qi}": float(ok[qi].mean()) for qi in QUASI_IDENTIFIERS}
     any_ = np.zeros(len(truth), dtype=bool)
     for name, parts in COMBINATIONS.items():

@@ -134,9 +134,10 @@ def tokenise(
         None, help="run id (default: derived from the delivery, so rerunning it replaces its own quarantine rows); "
         "reusing one for a different delivery is refused"),
     signing_key: str | None = SIGNING_KEY_OPTION,
-    model: Path | None = typer.Option(
-        None, help="a model with 'encoding: salted' (e.g. conf/model_salted.yaml): block-salted tokens for its rules, "
-        "which hide value frequencies from the linkage centre; default: one token per field and value"),
+    model: Path = typer.Option(
+        Path("conf/model.yaml"), help="the model the centre will train: with 'encoding: salted' (the default) block-salted "
+        "tokens for its rules, which hide value frequencies from the linkage centre; conf/model_deterministic.yaml: one "
+        "token per field and value"),
     keyservice: Path | None = typer.Option(
         None, help="the provider's key service config (federated mode): inner tokens from the key service, "
         "--key is then the providers' encoding key (docs/keyservice.md)"),

@@ -151,14 +151,14 @@ def tokenise(
     hmac_implementation: str | None = None,
     spark=None,
     signing_key: str | None = None,
-    model_config: str | Path | None = None,
+    model_config: str | Path = "conf/model.yaml",
     keyservice: str | Path | None = None,
 ) -> TokenManifest:
     """Standardise and tokenise one dataset into ``out/<dataset>`` (Delta) and its signed manifest.
 
-    ``model_config``: a model with ``encoding: salted`` (e.g. ``conf/model_salted.yaml``) makes
-    block-salted tokens for its rules and ships the provider's u aggregates; None (or a
-    deterministic model): one token per field and value.
+    ``model_config``: the model the centre will train. One with ``encoding: salted`` (the default,
+    ``conf/model.yaml``) makes block-salted tokens for its rules and ships the provider's u
+    aggregates; a deterministic one (``conf/model_deterministic.yaml``): one token per field and value.
 
     The HMAC implementation is decided here, once: ``hmac_implementation`` ("auto" | "jvm" |
     "native"), else the ``NATLINK_HMAC`` environment variable, else "auto". ``signing_key``: the
@@ -172,7 +172,7 @@ def tokenise(
     ds = load(resolve(dataset_config), DatasetConfig)
     material = keys.resolve(key)
     signer = signing.load_signer(signing_key)
-    encoding = salted_encoding(load(resolve(model_config), ModelConfig)) if model_config is not None else None
+    encoding = salted_encoding(load(resolve(model_config), ModelConfig))
     if keyservice is not None:
         material, encoding = keyservice_manage.federated_encoding(resolve(keyservice), material, encoding, project=project)
     spark = spark or spark_for(f"natlink-tokenise-{ds.name}", environment)
@@ -476,7 +476,7 @@ def _demo(cfg: DemoConfig, root: Path, progress: Progress, spark, signer: signin
     manifests = []
     for ds in datasets:
         step(f"tokenise:{ds.name}", f"standardising and tokenising {ds.name}")
-        manifests.append(tokenise_delivery(spark, ds, key, data_dir=str(out), out=out, run_id=run_id, signer=signer))
+        manifests.append(tokenise_delivery(spark, ds, key, data_dir=str(out), out=out, run_id=run_id, signer=signer, model=model_cfg))
 
     records = sum(int(m["rows"]) for m in manifests)
     step("train", f"training the Splink model on {records} records")

@@ -291,7 +291,7 @@ def inputs(spark, tmp_path_factory):
     for name in ("gp", "hes"):
         ds = cfgmod.load(ROOT / "conf" / "datasets" / f"{name}.yaml", DatasetConfig)
         manifests.append(tokenise_delivery(spark, ds, key, data_dir=str(base), out=base))
-    model_cfg = cfgmod.load(ROOT / "conf" / "model.yaml", ModelConfig)
+    model_cfg = cfgmod.load(ROOT / "conf" / "model_deterministic.yaml", ModelConfig)
     model_path = train.train_job(spark, manifests=manifests, cfg=model_cfg, out_path=base / "model.json")
     return {"base": base, "manifests": [Path(m.path) for m in manifests], "model": model_path}
 

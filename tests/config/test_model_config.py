@@ -15,7 +15,7 @@ from natlink.config import DatasetConfig, ModelConfig, load, project_root
 from natlink.errors import ConfigError
 
 ROOT = project_root()
-VALID = yaml.safe_load((ROOT / "conf" / "model.yaml").read_text())
+VALID = yaml.safe_load((ROOT / "conf" / "model_deterministic.yaml").read_text())
 
 
 def _keys(model: type[BaseModel], prefix: str = "") -> dict[str, Any]:

@@ -77,7 +77,7 @@ def test_dry_run_prints_the_exact_commands_and_runs_none(tmp_path):
     tokens = data / "tokens" / RUN_ID
     assert commands[:2] == [
         [sys.executable, "jobs/tokenise.py", "--dataset", f"conf/datasets/{ds}.yaml", "--key", KEY_REF,
-         "--data-dir", str(data / "deliveries" / RUN_ID), "--out", str(tokens)]
+         "--data-dir", str(data / "deliveries" / RUN_ID), "--out", str(tokens), "--model-config", "conf/model.yaml"]
         for ds in ("gp", "hes")
     ]
     assert commands[2] == [
@@ -115,12 +115,14 @@ def test_second_run_with_the_same_run_id_changes_nothing(spark, tmp_path):
     data = tmp_path / "natlink"
     delivery = data / "deliveries" / RUN_ID
     synth.generate(spark, delivery, persons=PERSONS, seed=SEED, datasets=["gp", "hes"])
-    # The model is trained beforehand (not monthly), on tokens of the same key made in-process.
+    # The model is trained beforehand (not monthly), on tokens of the same key and the same model
+    # (conf/model.yaml: block-salted, as the cycle's tokenise makes them) made in-process.
+    model_cfg = cfgmod.load(ROOT / "conf" / "model.yaml", ModelConfig)
     manifests = []
     for ds_name in ("gp", "hes"):
         ds = cfgmod.load(ROOT / "conf" / "datasets" / f"{ds_name}.yaml", DatasetConfig)
-        manifests.append(tokenise_delivery(spark, ds, key, data_dir=str(delivery), out=tmp_path / "training"))
-    model_path = train.train_job(spark, manifests=manifests, cfg=cfgmod.load(ROOT / "conf" / "model.yaml", ModelConfig), out_path=tmp_path / "model.json")
+        manifests.append(tokenise_delivery(spark, ds, key, data_dir=str(delivery), out=tmp_path / "training", model=model_cfg))
+    model_path = train.train_job(spark, manifests=manifests, cfg=model_cfg, out_path=tmp_path / "model.json")
 
     first = _cycle(data, model_path, RUN_ID)
     tokens = data / "tokens" / RUN_ID

@@ -59,7 +59,7 @@ def main(root: Path) -> None:
     manifests = []
     for name in ("gp", "hes"):
         manifests.append(commands.tokenise(project / f"conf/datasets/{name}.yaml", "env:NATLINK_CANARY_KEY", root / "out" / "tokens",
-                                           data_dir=str(root / "data"), spark=spark))
+                                           data_dir=str(root / "data"), spark=spark, model_config=project / "conf" / "model_bloom.yaml"))
 
     tokens = reader.with_unique_id(reader.read_token_tables(spark, manifests, expected_fingerprint=key.fingerprint)).cache()
     cfg = tolerant(cfgmod.load("conf/model_bloom.yaml", cfgmod.ModelConfig, base_dir=project))
@@ -95,10 +95,10 @@ def main(root: Path) -> None:
     commands.extract(project / "conf/projects/multimorbidity_example.yaml", tables, manifests, root / "out" / "extract")
 
     # The block-salted encoding end to end: tokenise with its model, train, link.
-    salted_model = project / "conf" / "model_salted.yaml"
+    salted_model = project / "conf" / "model.yaml"  # the default encoding: tokenise's default model
     salted = [
         commands.tokenise(project / f"conf/datasets/{name}.yaml", "env:NATLINK_CANARY_KEY", root / "out" / "salted",
-                          data_dir=str(root / "data"), spark=spark, model_config=salted_model)
+                          data_dir=str(root / "data"), spark=spark)
         for name in ("gp", "hes")
     ]
     salted_cfg = tolerant(cfgmod.load(salted_model, cfgmod.ModelConfig))

@@ -52,7 +52,7 @@ HES_ROWS = [
 ]
 
 
-SALTED_MODEL = load(project_root() / "conf" / "model_salted.yaml", ModelConfig)
+SALTED_MODEL = load(project_root() / "conf" / "model.yaml", ModelConfig)
 # The canary's normalised values, as the salted encoder's inner tokens hash them.
 INNER = {
     "nhs_number": ["9990012345"], "given_name": ["QUILLIFERA", "QUILIFERA"], "family_name": ["ZANTHROPUSK"],

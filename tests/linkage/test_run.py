@@ -70,7 +70,7 @@ def world(spark, tmp_path_factory):
         "gp": gp_m,
         "hes_v1": _write_tokens(hes.where(~held), base / "in" / "hes_v1", hes_m),
     }
-    model_cfg = cfgmod.load(root / "conf" / "model.yaml", ModelConfig)
+    model_cfg = cfgmod.load(root / "conf" / "model_deterministic.yaml", ModelConfig)
     model_path = train.train_job(spark, manifests=[tables["gp"], tables["hes_v1"]], cfg=model_cfg, out_path=base / "model.json")
     a, b = base / "A", base / "B"
     runs = {"r1": linkrun.run(spark, manifests=[tables["gp"], tables["hes_v1"]], model_path=model_path, link_cfg=LINK, tables=a, run_id="r1")}
@@ -136,7 +136,7 @@ def test_incremental_agrees_with_full_rerun_and_is_accurate(spark, world):
     inc = _clusters(spark, world["a"]).select(C.DATASET, C.RECORD_ID, C.PERSON_ID)
     ref = _clusters(spark, world["b"]).select(C.DATASET, C.RECORD_ID, F.col(C.PERSON_ID).alias(C.TRUE_PERSON_ID))
     agreement = evaluate.pairwise(inc, ref)
-    # conf/model.yaml adjusts for term frequencies, which drift as the population grows: every
+    # conf/model_deterministic.yaml adjusts for term frequencies, which drift as the population grows: every
     # incremental link is a full-run link (kept pairs are rescored), but a pair of unchanged
     # records that rose over the threshold is only found by a full run.
     print(f"incremental vs full: precision {agreement.precision:.6f} recall {agreement.recall:.6f}; "
@@ -353,7 +353,7 @@ def test_discovery_returns_exactly_the_datasets_truth_says(spark, world):
 
 
 def test_term_frequencies_are_used_but_never_leave_the_run(spark, world):
-    """conf/model.yaml adjusts names and postcode for term frequency; the frequencies stay inside.
+    """conf/model_deterministic.yaml adjusts names and postcode for term frequency; the frequencies stay inside.
 
     They are computed from the population at scoring time. The model JSON, its sidecar and every
     output table hold no frequency column and no token value of a TF-adjusted column (frequency

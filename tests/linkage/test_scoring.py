@@ -151,7 +151,7 @@ def test_model_config_term_frequency_switch():
     from natlink.errors import ConfigError
     from natlink.linkage.settings import splink_settings
 
-    cfg = cfgmod.load("conf/model.yaml", cfgmod.ModelConfig, base_dir=cfgmod.project_root())
+    cfg = cfgmod.load("conf/model_deterministic.yaml", cfgmod.ModelConfig, base_dir=cfgmod.project_root())
     assert cfg.tf_columns == ["tk_given_name", "tk_family_name", "tk_postcode"]
     off = cfg.with_term_frequencies(())
     assert off.tf_columns == []

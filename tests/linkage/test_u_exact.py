@@ -23,7 +23,7 @@ from natlink.linkage.u_exact import exact_u
 MODEL = ModelConfig.model_validate({
     "name": "u-exact-test",
     "comparisons": [
-        # nested equality levels (a name implies its initial), as in conf/model.yaml
+        # nested equality levels (a name implies its initial), as in conf/model_deterministic.yaml
         {"name": "given_name", "levels": [{"exact": "tk_given_name"}, {"exact": "tk_given_initial"}]},
         # an equality level, a cross-column level (not exact: None), then one after it (None too)
         {"name": "date_of_birth", "levels": [

@@ -90,7 +90,7 @@ def world(spark, tmp_path_factory):
     ds = {n: cfgmod.load(root / "conf" / "datasets" / f"{n}.yaml", DatasetConfig) for n in ("gp", "hes")}
     delivered = {"r1": {n: data_rows(base / "raw" / n) for n in ds}}
     m1 = {n: tokenise_delivery(spark, ds[n], key, data_dir=str(base), out=base, run_id="r1") for n in ds}
-    model_cfg = cfgmod.load(root / "conf" / "model.yaml", ModelConfig)
+    model_cfg = cfgmod.load(root / "conf" / "model_deterministic.yaml", ModelConfig)
     model_path = train.train_job(spark, manifests=list(m1.values()), cfg=model_cfg, out_path=base / "models" / "m.json")
     tables = base / "tables"
     runs = {"r1": linkrun.run(spark, manifests=list(m1.values()), model_path=model_path, link_cfg=LINK, tables=tables, run_id="r1")}

@@ -19,7 +19,7 @@ from natlink.tokens.salted import SCHEMA_VERSION, SaltedScheme, block_probe, enc
 
 ROOT = project_root()
 FAKE = KeyMaterial("test:salted-not-secret", b"test-key-not-secret-salted-00000")  # obviously fake, tests only
-MODEL = load(ROOT / "conf" / "model_salted.yaml", ModelConfig)
+MODEL = load(ROOT / "conf" / "model.yaml", ModelConfig)
 SCHEME = SaltedScheme.from_model(MODEL)
 
 
@@ -113,7 +113,7 @@ def salted_linkage(spark, tmp_path_factory):
     ds = {n: cfgmod.load(ROOT / "conf" / "datasets" / f"{n}.yaml", DatasetConfig) for n in ("gp", "hes")}
     det = {n: tokenise_delivery(spark, ds[n], key, data_dir=str(base), out=base / "det") for n in ds}
     sal = {n: tokenise_delivery(spark, ds[n], key, data_dir=str(base), out=base / "sal", model=MODEL) for n in ds}
-    det_model = train.train_job(spark, manifests=list(det.values()), cfg=load(ROOT / "conf" / "model.yaml", ModelConfig), out_path=base / "det.json")
+    det_model = train.train_job(spark, manifests=list(det.values()), cfg=load(ROOT / "conf" / "model_deterministic.yaml", ModelConfig), out_path=base / "det.json")
     sal_model = train.train_job(spark, manifests=list(sal.values()), cfg=MODEL, out_path=base / "sal.json")
     truth = spark.read.parquet(str(base / "truth"))
     return {"base": base, "det": det, "sal": sal, "det_model": det_model, "sal_model": sal_model, "truth": truth}
@@ -179,7 +179,7 @@ def test_a_model_with_other_rules_is_refused_on_salted_tables(spark, salted_link
         train.train_job(spark, manifests=list(s["sal"].values()), cfg=other, out_path=tmp_path / "m.json")
     # A deterministic model on salted tables, and salted tables mixed with deterministic ones.
     with pytest.raises(Exception, match="salted|tk_"):
-        train.train_job(spark, manifests=list(s["sal"].values()), cfg=load(ROOT / "conf" / "model.yaml", ModelConfig), out_path=tmp_path / "d.json")
+        train.train_job(spark, manifests=list(s["sal"].values()), cfg=load(ROOT / "conf" / "model_deterministic.yaml", ModelConfig), out_path=tmp_path / "d.json")
     with pytest.raises(EncodingMismatchError, match="different encodings"):
         train.train_job(spark, manifests=[s["sal"]["gp"], s["det"]["hes"]], cfg=MODEL, out_path=tmp_path / "x.json")
 
