@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "natlink"
 TOP_LEVEL = {"__init__", "cli", "columns", "commands", "errors", "version"}
-STAGES = {"config", "spark", "store", "provider", "tokens", "linkage", "outputs", "synth", "data"}
+STAGES = {"config", "spark", "store", "provider", "tokens", "keyservice", "linkage", "outputs", "synth", "data"}
 MAX_LINES = 600
 
 

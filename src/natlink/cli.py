@@ -20,6 +20,8 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(no_args_is_help=True, help="Make keys: token keys, manifest signing keys, Spark secrets.")
 app.add_typer(keys_app, name="keys")
+keyservice_app = typer.Typer(no_args_is_help=True, help="The pseudonymisation key service (docs/keyservice.md).")
+app.add_typer(keyservice_app, name="keyservice")
 # Messages are never wrapped at a width (a pipe or a log file has none): a line stays one line.
 err = Console(stderr=True, soft_wrap=True)
 R = TypeVar("R")
@@ -136,6 +138,9 @@ def tokenise(
         Path("conf/model.yaml"), help="the model the centre will train: with 'encoding: salted' (the default) block-salted "
         "tokens for its rules, which hide value frequencies from the linkage centre; conf/model_deterministic.yaml: one "
         "token per field and value"),
+    keyservice: Path | None = typer.Option(
+        None, help="the provider's key service config (federated mode): inner tokens from the key service, "
+        "--key is then the providers' encoding key (docs/keyservice.md)"),
     verbose: bool = VERBOSE_OPTION,
 ) -> None:
     """At a data provider: standardise and tokenise one dataset into a token table + signed manifest."""
@@ -144,7 +149,7 @@ def tokenise(
     manifest = _call(
         verbose, f"natlink tokenise {dataset}",
         lambda: commands.tokenise(dataset, key, out, data_dir=data_dir, environment=environment, project=project,
-                                  run_id=run_id, signing_key=signing_key, model_config=model),
+                                  run_id=run_id, signing_key=signing_key, model_config=model, keyservice=keyservice),
     )
     err.print(manifest.summary_line())
     err.print(f"run {manifest['run_id']}; key fingerprint {manifest.key_fingerprint}")
@@ -359,6 +364,55 @@ def keys_generate(
     else:
         err.print(f"key written to {out} (mode 0600); use it as {made.reference}")
         print(f"reference={made.reference} fingerprint={made.fingerprint}")
+
+
+KEYSERVICE_CONFIG_OPTION = typer.Option(Path("conf/keyservice.yaml"), "--config", help="the key service's config (YAML)")
+
+
+@keyservice_app.command("serve")
+def keyservice_serve(config: Path = KEYSERVICE_CONFIG_OPTION, verbose: bool = VERBOSE_OPTION) -> None:
+    """Run the key service until interrupted (Ctrl-C or SIGINT); audit log as configured."""
+    from natlink import commands
+
+    _call(verbose, None, lambda: commands.keyservice_serve(config, ready=lambda url: err.print(f"natlink keyservice listening on {url}")))
+
+
+@keyservice_app.command("rotate")
+def keyservice_rotate(
+    config: Path = KEYSERVICE_CONFIG_OPTION,
+    key_out: Path = typer.Option(..., "--key-out", help="file for the new master key (mode 0600; never overwritten)"),
+) -> None:
+    """A new master key version, made current; restart the service, then re-tokenise (docs/keyservice.md)."""
+    from natlink import commands
+
+    made = _call(False, None, lambda: commands.keyservice_rotate(config, key_out))
+    err.print(f"key version {made.version} added to {made.config} as current; restart the service and give providers its public keys")
+    print(f"version={made.version} reference={made.reference}")
+
+
+@keyservice_app.command("credential")
+def keyservice_credential(out: Path = typer.Option(..., "--out", help="credential file to create for one provider (mode 0600)")) -> None:
+    """A new provider credential: the file goes to the provider, the hash into the service config."""
+    from natlink import commands
+
+    made = _call(False, None, lambda: commands.keyservice_credential(out))
+    err.print(f"credential written to {out}; the provider's config names it as {made.reference}")
+    print(f"credential_sha256: \"{made.sha256}\"")
+
+
+@keyservice_app.command("public-keys")
+def keyservice_public_keys(
+    config: Path = KEYSERVICE_CONFIG_OPTION,
+    version: int | None = typer.Option(None, help="key version (default: the current one)"),
+    project: str | None = typer.Option(None, help="the purposes of this project"),
+) -> None:
+    """Print the public key of every inner-token purpose, as the providers' configs pin them (YAML)."""
+    from natlink import commands
+
+    pins = _call(False, None, lambda: commands.keyservice_public_keys(config, version=version, project=project))
+    print("public_keys:")
+    for purpose, key in pins.items():
+        print(f'  "{purpose}": "{key}"')
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -42,6 +42,7 @@ from natlink.linkage.salted_training import provider_u
 from natlink.linkage.settings import splink_settings
 from natlink.tokens.salted import SaltedScheme
 from natlink.tokens.tokenise import SaltedEncoding, tokenise_configured
+from natlink.keyservice import manage as keyservice_manage
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,7 @@ def tokenise(
     spark=None,
     signing_key: str | None = None,
     model_config: str | Path = "conf/model.yaml",
+    keyservice: str | Path | None = None,
 ) -> TokenManifest:
     """Standardise and tokenise one dataset into ``out/<dataset>`` (Delta) and its signed manifest.
 
@@ -161,15 +163,22 @@ def tokenise(
     The HMAC implementation is decided here, once: ``hmac_implementation`` ("auto" | "jvm" |
     "native"), else the ``NATLINK_HMAC`` environment variable, else "auto". ``signing_key``: the
     reference of the provider's manifest signing key (None: ``NATLINK_SIGNING_KEY``).
+
+    ``keyservice``: the provider's key service config (federated mode, ``docs/keyservice.md``):
+    the salted encoding's inner tokens come from the key service's OPRF and ``key`` is the
+    providers' per-linkage encoding key; None: everything under ``key`` (centralised mode).
     """
     chosen = choose_hmac_implementation(hmac_implementation)
     ds = load(resolve(dataset_config), DatasetConfig)
     material = keys.resolve(key)
     signer = signing.load_signer(signing_key)
     encoding = salted_encoding(load(resolve(model_config), ModelConfig))
+    if keyservice is not None:
+        material, encoding = keyservice_manage.federated_encoding(resolve(keyservice), material, encoding, project=project)
     spark = spark or spark_for(f"natlink-tokenise-{ds.name}", environment)
-    return tokenise_configured(spark, ds, material, data_dir=data_dir, out_dir=out, project=project, run_id=run_id,
-                               hmac_implementation=chosen, signer=signer, encoding=encoding)
+    with keyservice_manage.named_failures():
+        return tokenise_configured(spark, ds, material, data_dir=data_dir, out_dir=out, project=project, run_id=run_id,
+                                   hmac_implementation=chosen, signer=signer, encoding=encoding)
 
 
 def salted_encoding(cfg: ModelConfig) -> SaltedEncoding | None:
@@ -194,6 +203,29 @@ def tokenise_delivery(
         spark, ds, key, data_dir=data_dir, out_dir=out / "tokens", run_id=run_id,
         quarantine_table=out / "tables" / "quarantine", signer=signer, encoding=salted_encoding(model) if model else None,
     )
+
+
+# --- the key custodian's service (docs/keyservice.md) ---------------------------------------
+
+
+def keyservice_serve(config: str | Path, *, ready: Callable[[str], None] = lambda _url: None) -> None:
+    """Run the key service of ``config`` (``conf/keyservice.yaml``) until interrupted."""
+    keyservice_manage.serve(resolve(config), ready=ready)
+
+
+def keyservice_rotate(config: str | Path, key_out: str | Path) -> keyservice_manage.Rotation:
+    """A new master key version: a fresh key in ``key_out`` (0600), listed in ``config`` as current."""
+    return keyservice_manage.rotate(resolve(config), key_out)
+
+
+def keyservice_credential(out: str | Path) -> keyservice_manage.Credential:
+    """A new provider credential in ``out`` (0600) and the hash the service config lists for it."""
+    return keyservice_manage.new_credential(out)
+
+
+def keyservice_public_keys(config: str | Path, *, version: int | None = None, project: str | None = None) -> dict[str, str]:
+    """Purpose -> public key of every inner-token purpose at ``version``: what providers pin."""
+    return keyservice_manage.public_keys(resolve(config), version=version, project=project)
 
 
 # --- at the linkage centre ------------------------------------------------------------------

@@ -182,3 +182,33 @@ class IdentifierInEventColumnError(InputDataError):
 class EncodingMismatchError(ModelError):
     """A model and token tables disagree on the block-salted encoding (rules, fields), or token
     tables of different encodings are linked together: re-tokenise, or use the model they were made for."""
+
+
+# --- the key service: providers tokenise without holding the master key (issue 17) ----------
+
+
+class KeyServiceError(NatlinkError):
+    """The pseudonymisation key service or its client failed (never carries a value, a blinded
+    element, an output or a credential)."""
+
+
+class KeyServiceUnavailableError(KeyServiceError):
+    """The key service could not be reached, or kept failing, after the client's retries."""
+
+
+class KeyServiceAuthError(KeyServiceError):
+    """The key service refused the provider's credential (HTTP 401), or the provider is not allowed
+    the purpose or key version it asked for (HTTP 403)."""
+
+
+class KeyServiceRateLimitedError(KeyServiceError):
+    """The provider went over its evaluations per window at the key service (HTTP 429)."""
+
+
+class KeyServiceRequestError(KeyServiceError):
+    """The key service refused a request as malformed (HTTP 400/404/410/413), naming what was wrong."""
+
+
+class KeyServiceProofError(KeyServiceError):
+    """The key service's answer did not verify against the provider's pinned public key (a wrong
+    key, a key version not pinned, or a forged or corrupted batch proof)."""

@@ -41,7 +41,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -56,6 +56,7 @@ from natlink.tokens.keys import KeyMaterial
 __all__ = [
     "ENCODING",
     "SCHEMA_VERSION",
+    "InnerSource",
     "SaltedScheme",
     "block_probe",
     "encode",
@@ -188,10 +189,23 @@ def _inner_name(field: str) -> str:
     return f"__natlink_inner_{field}"
 
 
-def _with_inner(df: DataFrame, key: KeyMaterial, scheme: SaltedScheme, prefix: str, hmac_implementation: str | None):
+class InnerSource(Protocol):
+    """Where inner tokens come from when not from the local key: ``attach`` adds one column per
+    (column name, key purpose, value column) to a normalised frame. The key service's OPRF
+    (:class:`natlink.keyservice.spark.ServiceInnerTokens`) is one; None means local HMAC."""
+
+    def attach(self, stage: DataFrame, items: Sequence[tuple[str, str, Column]]) -> DataFrame: ...
+
+
+def _with_inner(df: DataFrame, key: KeyMaterial, scheme: SaltedScheme, prefix: str, hmac_implementation: str | None,
+                inner_source: InnerSource | None = None):
     purposes = scheme.key_purposes(prefix)
     pads = PadColumns(purposes, hmac_implementation)
     keys = key_frame(df.sparkSession, key, purposes)
+    if inner_source is not None:
+        items = [(_inner_name(f), f"{prefix}salted:inner/{_SPECS[f].purpose}", _SPECS[f].value()) for f in scheme.inner_fields]
+        stage = inner_source.attach(normalised(df), items).crossJoin(F.broadcast(keys))
+        return stage.select(*df.columns, *keys.columns, *[F.col(_inner_name(f)) for f in scheme.inner_fields]), pads, keys.columns
     stage = normalised(df).crossJoin(F.broadcast(keys))
     inner = [
         pads.hmac(f"{prefix}salted:inner/{_SPECS[f].purpose}", _SPECS[f].value()).alias(_inner_name(f))
@@ -218,10 +232,14 @@ def encode(
     keep: Sequence[str],
     project: str | None = None,
     hmac_implementation: str | None = None,
+    inner_source: InnerSource | None = None,
 ) -> DataFrame:
-    """The salted token table of a standardised frame: ``keep`` columns, then :attr:`SaltedScheme.columns`."""
+    """The salted token table of a standardised frame: ``keep`` columns, then :attr:`SaltedScheme.columns`.
+
+    ``inner_source``: where the inner tokens come from (None: ``HMAC(K[salted:inner/P], v)`` under
+    ``key``; the key service: its OPRF, with ``key`` the providers' encoding key for the rest)."""
     prefix = f"project:{project}/" if project else ""
-    stage, pads, pad_columns = _with_inner(df, key, scheme, prefix, hmac_implementation)
+    stage, pads, pad_columns = _with_inner(df, key, scheme, prefix, hmac_implementation, inner_source)
     blocks = []
     for i, rule in enumerate(scheme.rules):
         parts = [F.col(_inner_name(f)) for f in rule]

@@ -99,6 +99,7 @@ def tokenise_frame(
     project: str | None = None,
     hmac_implementation: str | None = None,
     scheme: salted.SaltedScheme | None = None,
+    inner_source: salted.InnerSource | None = None,
 ) -> tuple[DataFrame, DataFrame, DataFrame]:
     """(tokens, quarantine rows, reason counts) of a standardised frame; lazy, but for one Spark job that
     refuses kept columns holding identifiers (:func:`natlink.tokens.plaintext.check_kept_columns`)."""
@@ -115,7 +116,8 @@ def tokenise_frame(
             accepted, key, keep=keep, specs=specs, blooms=blooms, project=project, hmac_implementation=hmac_implementation,
         )
     else:
-        tokens = salted.encode(accepted, key, scheme, keep=keep, project=project, hmac_implementation=hmac_implementation)
+        tokens = salted.encode(accepted, key, scheme, keep=keep, project=project, hmac_implementation=hmac_implementation,
+                               inner_source=inner_source)
     quarantine = marked.where(F.col(_REASON).isNotNull()).select(
         C.DATASET, C.RECORD_ID, F.col(_REASON).alias(C.REASON), F.lit(Q.TOKENISE).alias(C.STAGE)
     )
@@ -143,6 +145,9 @@ def tokenise_dataset(
 ) -> TokenManifest:
     """Write ``out_dir/<dataset>`` (Delta, by region), its quarantine rows and its signed manifest.
 
+    ``encoding.inner_source``: where the salted encoding's inner tokens come from (None: the local
+    key; the key service in federated mode, :mod:`natlink.keyservice.spark`).
+
     ``encoding``: the block-salted encoding (:mod:`natlink.tokens.salted`) with the provider's
     aggregates; None: today's deterministic tokens and Bloom filters (``specs``, ``blooms``).
 
@@ -164,7 +169,7 @@ def tokenise_dataset(
     scheme = encoding.scheme if encoding else None
     tokens, quarantine, counts = tokenise_frame(
         clean, key, event_columns=event_columns, specs=specs, blooms=blooms, project=project,
-        hmac_implementation=hmac_implementation, scheme=scheme,
+        hmac_implementation=hmac_implementation, scheme=scheme, inner_source=encoding.inner_source if encoding else None,
     )
     by_reason = {r[C.REASON]: int(r["rows"]) for r in counts.collect()}
     rows_in = sum(by_reason.values())
@@ -232,6 +237,9 @@ class SaltedEncoding:
 
     scheme: salted.SaltedScheme
     aggregates: Callable[[DataFrame], dict[str, Any]]
+    # None: inner tokens under the local key (centralised mode); else e.g. the key service's OPRF.
+    # The u aggregates always use local inner tokens: they count equalities only, which are the same.
+    inner_source: salted.InnerSource | None = None
 
 
 def new_run_id() -> str:

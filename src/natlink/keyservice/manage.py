@@ -1,0 +1,96 @@
+"""The key service's verbs, called by :mod:`natlink.commands`: serve, rotate, enrol a provider,
+list the public keys providers pin, and set up a provider's tokenise in federated mode."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from natlink.config.base import load
+from natlink.config.keyservice import PUBLIC_KEY_PREFIX, KeyServiceClientConfig, KeyServiceConfig
+from natlink.errors import ConfigError
+from natlink.keyservice import oprf, service
+from natlink.keyservice.spark import ServiceInnerTokens, named_failures, service_encoding_key
+from natlink.tokens import keys
+from natlink.tokens.encode import TOKEN_SPECS
+from natlink.tokens.keys import KeyMaterial
+from natlink.tokens.tokenise import SaltedEncoding
+
+__all__ = ["Credential", "Rotation", "federated_encoding", "named_failures", "new_credential", "public_keys", "rotate", "serve"]
+
+
+@dataclass(frozen=True)
+class Rotation:
+    version: int
+    reference: str
+    config: Path
+
+
+@dataclass(frozen=True)
+class Credential:
+    reference: str
+    sha256: str  # what the service config lists (credential_sha256)
+
+
+def serve(config: Path, *, ready: Callable[[str], None]) -> None:
+    service.serve(load(config, KeyServiceConfig), ready=ready)
+
+
+def rotate(config: Path, key_out: str | Path) -> Rotation:
+    """Add a master key version (a fresh random key in ``key_out``, mode 0600) and make it current.
+
+    The config file is rewritten (comments are not kept); earlier versions stay listed and served
+    until marked ``retired: true`` once every provider has re-tokenised (docs/keyservice.md)."""
+    cfg = load(config, KeyServiceConfig)
+    raw = yaml.safe_load(config.read_text(encoding="utf-8"))
+    version = max(k.version for k in cfg.keys) + 1
+    reference = keys.create_key_file(key_out)
+    raw["keys"] = [*raw["keys"], {"version": version, "key": reference}]
+    raw["current_version"] = version
+    text = yaml.safe_dump(raw, sort_keys=False)
+    KeyServiceConfig.model_validate(yaml.safe_load(text))
+    config.write_text(text, encoding="utf-8")
+    return Rotation(version, reference, config)
+
+
+def new_credential(out: str | Path) -> Credential:
+    reference = keys.create_key_file(out)
+    return Credential(reference, service.credential_sha256(keys.resolve_secret_text(reference)))
+
+
+def inner_purposes(project: str | None = None) -> list[str]:
+    """Every purpose the salted encoding may ask the service for (one per token spec purpose)."""
+    prefix = f"project:{project}/" if project else ""
+    return sorted({f"{prefix}salted:inner/{s.purpose}" for s in TOKEN_SPECS})
+
+
+def public_keys(config: Path, *, version: int | None = None, project: str | None = None) -> dict[str, str]:
+    """At the custodian, from the master key: purpose -> ``ristretto255:<hex>`` for the pin file."""
+    cfg = load(config, KeyServiceConfig)
+    version = version or cfg.active_version
+    entry = next((k for k in cfg.keys if k.version == version and not k.retired), None)
+    if entry is None:
+        raise ConfigError(f"{config}: no live key version {version}")
+    master = keys.resolve(entry.key)
+    return {p: PUBLIC_KEY_PREFIX + oprf.PurposeKey(master, p).public_key.hex() for p in inner_purposes(project)}
+
+
+def federated_encoding(
+    client_config: Path, encoding_key: KeyMaterial, encoding: SaltedEncoding | None, *, project: str | None
+) -> tuple[KeyMaterial, SaltedEncoding]:
+    """(the key block keys and salted tokens are made with, the encoding with the service as its
+    inner source), checked against the service before any Spark work."""
+    if encoding is None:
+        raise ConfigError(
+            "tokenise --keyservice needs a model with 'encoding: salted' (--model): the key service makes "
+            "the block-salted encoding's inner tokens"
+        )
+    cfg = load(client_config, KeyServiceClientConfig)
+    source = ServiceInnerTokens(cfg)
+    prefix = f"project:{project}/" if project else ""
+    source.check([p for p in encoding.scheme.key_purposes(prefix) if p.startswith(prefix + "salted:inner/")])
+    return service_encoding_key(encoding_key, cfg), dataclasses.replace(encoding, inner_source=source)
