@@ -66,6 +66,15 @@ def run_tokenise(spark, setup, out, result):
         result["error"] = error
 
 
+def started_tokenise(spark, setup, out):
+    """The service started, and a tokenise job calling it in a thread: (service process, job, result)."""
+    proc = start(setup.service_config)
+    result: dict = {}
+    job = threading.Thread(target=run_tokenise, args=(spark, setup, out, result))
+    job.start()
+    return proc, job, result
+
+
 def wait_for_requests(setup, count: int, timeout: float = 300) -> None:
     deadline = time.time() + timeout
     while len([r for r in setup.audit_lines() if r["outcome"] == "ok"]) < count:
@@ -81,10 +90,7 @@ def test_service_killed_and_restarted_mid_tokenise_the_job_completes(spark, tmp_
     # Retries for about 30 s: a restart is a new Python process that imports natlink and resolves its keys.
     text = setup.client_configs["gp"].read_text().replace("retries: 3", "retries: 12").replace("max_backoff_seconds: 0.2", "max_backoff_seconds: 3.0")
     setup.client_configs["gp"].write_text(text)
-    proc = start(setup.service_config)
-    result: dict = {}
-    job = threading.Thread(target=run_tokenise, args=(spark, setup, tmp_path / "tokens", result))
-    job.start()
+    proc, job, result = started_tokenise(spark, setup, tmp_path / "tokens")
     try:
         wait_for_requests(setup, 3)
         proc.send_signal(signal.SIGKILL)  # a crash, not a clean stop
@@ -109,10 +115,7 @@ def test_service_down_for_good_the_job_fails_by_name_and_writes_nothing(spark, t
     port = free_port()
     setup = make_setup(tmp_path / "ks", port=port, batch_size=20)
     setup.url = f"http://127.0.0.1:{port}"
-    proc = start(setup.service_config)
-    result: dict = {}
-    job = threading.Thread(target=run_tokenise, args=(spark, setup, tmp_path / "tokens", result))
-    job.start()
+    proc, job, result = started_tokenise(spark, setup, tmp_path / "tokens")
     try:
         wait_for_requests(setup, 2)
     finally:
