@@ -149,8 +149,7 @@ def end_to_end(spark, frame, client_cfg, audit: Path) -> list[list]:
     from natlink.tokens.keys import KeyMaterial
     from natlink.tokens.salted import SaltedScheme, encode
 
-    model = next(p for p in (ROOT / "conf" / "model_salted.yaml", ROOT / "conf" / "model.yaml")
-                 if p.exists() and load(p, ModelConfig).encoding == "salted")
+    model = ROOT / "conf" / "model.yaml"  # the block-salted default
     scheme = SaltedScheme.from_model(load(model, ModelConfig))
     key = KeyMaterial("bench:not-secret", bytes.fromhex(BENCH_KEY_HEX))
     keep = [C.DATASET, C.RECORD_ID, C.REGION]

@@ -17,8 +17,7 @@ from natlink.outputs import evaluate
 from natlink.synth import generate as synth
 
 ROOT = project_root()
-MODEL_PATH = next(p for p in (ROOT / "conf" / "model_salted.yaml", ROOT / "conf" / "model.yaml")
-                  if p.exists() and load(p, ModelConfig).encoding == "salted")
+MODEL_PATH = ROOT / "conf" / "model.yaml"  # the block-salted default
 LINK = LinkConfig(threshold_match_probability=0.9, engine="spark")
 
 

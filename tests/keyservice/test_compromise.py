@@ -41,8 +41,7 @@ from natlink.tokens.salted import SaltedScheme, encode
 from ks_support import MASTER_V1, make_setup
 
 ROOT = project_root()
-MODEL_PATH = next(p for p in (ROOT / "conf" / "model_salted.yaml", ROOT / "conf" / "model.yaml")
-                  if p.exists() and load(p, ModelConfig).encoding == "salted")
+MODEL_PATH = ROOT / "conf" / "model.yaml"  # the block-salted default
 SCHEME = SaltedScheme.from_model(load(MODEL_PATH, ModelConfig))
 SCHEMA = ("dataset string, record_id string, region string, nhs_number string, given_name string, family_name string, "
           "date_of_birth date, sex string, postcode string")

@@ -27,8 +27,7 @@ from natlink.tokens.tokenise import tokenise_dataset
 from ks_support import make_setup
 
 ROOT = project_root()
-MODEL_PATH = next(p for p in (ROOT / "conf" / "model_salted.yaml", ROOT / "conf" / "model.yaml")
-                  if p.exists() and load(p, ModelConfig).encoding == "salted")
+MODEL_PATH = ROOT / "conf" / "model.yaml"  # the block-salted default
 SCHEMA = ("dataset string, record_id string, region string, nhs_number string, given_name string, family_name string, "
           "date_of_birth date, sex string, postcode string")
 
@@ -48,10 +47,15 @@ def free_port() -> int:
 
 
 def start(config) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    # Only the project's own source on the path, as tests/test_cli.py does: the test process's whole
+    # sys.path (test folders, another interpreter's standard library) once broke the child's start-up.
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.Popen([sys.executable, "-m", "natlink.cli", "keyservice", "serve", "--config", str(config)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    assert "listening" in proc.stderr.readline()
+    first = proc.stderr.readline()
+    if "listening" not in first:
+        proc.kill()
+        raise AssertionError(f"the key service did not start: {first}{proc.stderr.read()}")
     return proc
 
 

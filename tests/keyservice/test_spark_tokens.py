@@ -20,9 +20,7 @@ from natlink.tokens.salted import SaltedScheme, encode
 from ks_support import ENCODING_KEY, MASTER_V1
 
 ROOT = project_root()
-# The salted model: conf/model.yaml (conf/model_salted.yaml before salted became the default).
-MODEL_PATH = next(p for p in (ROOT / "conf" / "model_salted.yaml", ROOT / "conf" / "model.yaml")
-                  if p.exists() and load(p, ModelConfig).encoding == "salted")
+MODEL_PATH = ROOT / "conf" / "model.yaml"  # the block-salted default
 SCHEME = SaltedScheme.from_model(load(MODEL_PATH, ModelConfig))
 KEEP = [C.DATASET, C.RECORD_ID, C.REGION]
 SCHEMA = ("dataset string, record_id string, region string, nhs_number string, given_name string, family_name string, "
