@@ -7,7 +7,7 @@ that might be secrets (config holds key *references* only, e.g. ``env:NATLINK_KE
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar, get_args
+from typing import Any, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -76,12 +76,16 @@ def _key_path(raw: Any, loc: tuple) -> str:
 def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     """The config model class that holds the mapping at ``loc`` (for the keys it allows)."""
     current: Any = model
+    keyed = False  # the previous part was a field of type dict[str, X]: this part is a key of it
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) or keyed:
+            keyed = False
             continue
         if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
             return None
-        current = _inner_model(current.model_fields[part].annotation)
+        annotation = current.model_fields[part].annotation
+        keyed = get_origin(annotation) is dict
+        current = _inner_model(annotation)
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 

@@ -34,6 +34,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from natlink import columns as C
+from natlink.config import identifiers as ids
 from natlink.config.base import Frozen, load
 from natlink.errors import ConfigError
 
@@ -181,23 +182,15 @@ class SchemaChecks(Frozen):
     # deliveries), "ignore" lets them through (they are listed in the profile and the counts).
     unexpected_columns: Literal["error", "ignore"] = "ignore"
     ignore_columns: list[str] = Field(default_factory=list)  # known extras, allowed even when strict
-    # Canonical identifier columns allowed to have no usable value in a delivery.
+    # Identifiers (built-in or declared) allowed to have no usable value in a delivery.
     allow_unusable: list[str] = Field(default_factory=list)
     allow_empty: bool = False  # a delivery with no data rows is an error unless this is set
-
-    @field_validator("allow_unusable")
-    @classmethod
-    def _canonical(cls, value: list[str]) -> list[str]:
-        bad = sorted(set(value) - set(CANONICAL_COLUMNS))
-        if bad:
-            raise ValueError(f"not canonical identifier columns: {bad}; expected some of {list(CANONICAL_COLUMNS)}")
-        return value
 
 
 class QuarantineRules(Frozen):
     # A row needs at least this many usable identifiers among nhs_number, given_name,
     # family_name, date_of_birth, postcode (sex alone never identifies anyone).
-    min_identifiers: int = Field(1, ge=1, le=5)
+    min_identifiers: int = Field(1, ge=1, le=32)
     max_fraction: float | None = Field(None, gt=0, le=1)  # stop when more rows than this are quarantined
 
 
@@ -208,7 +201,10 @@ class DatasetConfig(Frozen):
     description: str | None = None
     source: SourceSpec
     record_id: str
-    columns: dict[str, str]  # canonical name -> source column
+    columns: dict[str, str]  # identifier name -> source column (built-in names, or declared in identifiers)
+    # Kinds of identifiers beyond the six built-in ones, and options of built-in ones
+    # (natlink.config.identifiers); declared but not mapped: NULL in this dataset.
+    identifiers: dict[str, ids.IdentifierKind] = Field(default_factory=dict)
     date_format: str | None = None  # one pattern (kept for older configs); or:
     date_formats: list[str] = Field(default_factory=list)  # several, tried in order
     event_columns: dict[str, str] = Field(default_factory=dict)  # output name -> source column (carried as text)
@@ -234,12 +230,15 @@ class DatasetConfig(Frozen):
             raise ValueError("must be lower-case letters, digits and '_', starting with a letter")
         return value
 
+    @field_validator("identifiers")
+    @classmethod
+    def _declared(cls, value: dict[str, ids.IdentifierKind]) -> dict[str, ids.IdentifierKind]:
+        ids.check_declared(value)
+        return value
+
     @field_validator("columns")
     @classmethod
     def _mapping(cls, value: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(value) - set(CANONICAL_COLUMNS))
-        if unknown:
-            raise ValueError(f"unknown canonical columns {unknown}; expected some of {list(CANONICAL_COLUMNS)}")
         if not set(value) - {C.SEX}:
             raise ValueError("map at least one identifier other than sex")
         sources = list(value.values())
@@ -265,9 +264,21 @@ class DatasetConfig(Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> "DatasetConfig":
+        known = list(self.identifier_kinds)
+        unknown = sorted(set(self.columns) - set(known))
+        if unknown:
+            raise ValueError(
+                f"columns: unknown identifiers {unknown}; built-in: {list(CANONICAL_COLUMNS)}, "
+                "others are declared with their kind under identifiers (natlink.config.identifiers)"
+            )
+        bad = sorted(set(self.schema_checks.allow_unusable) - set(known))
+        if bad:
+            raise ValueError(f"schema_checks.allow_unusable: not identifiers: {bad}; expected some of {known}")
         if self.date_format is not None and self.date_formats:
             raise ValueError("give date_format or date_formats, not both")
-        reserved = {C.DATASET, C.RECORD_ID, C.REGION, C.AGE_BAND, *CANONICAL_COLUMNS, *C.DERIVED_COLUMNS}
+        declared = list(ids.custom(self.identifier_kinds))
+        reserved = {C.DATASET, C.RECORD_ID, C.REGION, C.AGE_BAND, *CANONICAL_COLUMNS, *C.DERIVED_COLUMNS,
+                    *declared, *[C.flag(n) for n in declared]}
         clash = sorted(set(self.event_columns) & reserved)
         if clash:
             raise ValueError(f"event column names {clash} clash with natlink's own output columns")
@@ -281,6 +292,20 @@ class DatasetConfig(Frozen):
         if self.record_id in identifying:
             raise ValueError(f"the record id column is mapped as {identifying[self.record_id]}: a record id must not be an identifier")
         return self
+
+    @property
+    def identifier_kinds(self) -> dict[str, ids.IdentifierKind]:
+        """Every identifier with its resolved kind: the six built-ins, then the declared ones."""
+        return ids.resolve(self.identifiers)
+
+    @property
+    def declared_identifiers(self) -> dict[str, ids.IdentifierKind]:
+        """The identifiers beyond the six built-in ones (standardised and tokenised by kind)."""
+        return ids.custom(self.identifier_kinds)
+
+    def date_formats_of(self, name: str) -> list[str]:
+        """Patterns of a date identifier: its own ``formats``, else the dataset's."""
+        return list(self.identifier_kinds[name].formats) or self.dob_formats
 
     @property
     def dob_formats(self) -> list[str]:
