@@ -187,7 +187,7 @@ def salted_encoding(cfg: ModelConfig) -> SaltedEncoding | None:
         return None
     settings = splink_settings(cfg)
     aggregates = functools.partial(provider_u, settings=settings, max_pairs=cfg.training.u_max_pairs, seed=cfg.training.seed)
-    return SaltedEncoding(SaltedScheme.from_model(cfg), aggregates)
+    return SaltedEncoding(SaltedScheme.from_model(cfg, specs=None), aggregates)  # bound to each dataset's identifiers at tokenise
 
 
 @_named_failures

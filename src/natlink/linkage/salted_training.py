@@ -26,6 +26,7 @@ import logging
 import time
 from typing import Any, Mapping, Sequence
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -64,6 +65,16 @@ def provider_u(inner: DataFrame, settings: Mapping[str, Any], *, max_pairs: floa
     """
     columns = [c for c in inner.columns if C.is_token(c)]
     slim = inner.select(F.concat_ws(":", C.DATASET, C.RECORD_ID).alias(C.UNIQUE_ID), *compact_columns(inner, columns))
+    # Computed once (the inner tokens read the source and hash every field), read three times
+    # below: a count, the exact counts and the sample. Spill is encrypted (spark.io.encryption).
+    slim = slim.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        return _rates(slim, settings, max_pairs=max_pairs, seed=seed, max_records=max_records)
+    finally:
+        slim.unpersist()
+
+
+def _rates(slim: DataFrame, settings: Mapping[str, Any], *, max_pairs: float, seed: int, max_records: int) -> dict[str, Any]:
     n = int(slim.count())
     if n < 2:
         raise ModelError(f"u at the provider needs two or more records, not {n}")

@@ -51,6 +51,7 @@ from natlink import columns as C
 from natlink.store import quarantine as Q
 from natlink.provider import standardise as S
 from natlink.config.datasets import DatasetConfig
+from natlink.config.identifiers import LINKING_KINDS
 from natlink.errors import ConfigError, EmptyInputError, QuarantineLimitError, ReconciliationError, UnusableColumnError
 from natlink.provider.sources import CORRUPT_COLUMN as _CORRUPT
 from natlink.provider.sources import FILE_COLUMN as _FILE
@@ -158,11 +159,11 @@ def _counts(classified: DataFrame, cfg: DatasetConfig, run_id: str, raw: RawSour
         _count_if(out & F.col(_BAD_BYTES_ANY)).alias("unmapped_bad_bytes"),
     ]
     aggs += [_count_if(F.col(_REASON) == r).alias(f"q:{r}") for r in Q.STAGE_REASONS[Q.ONBOARDING]]
-    for column in C.IDENTIFIERS:
+    for column in S.identifier_columns(cfg):
         value, flag = F.col(column), F.col(C.flag(column))
         aggs.append(_count_if(out & value.isNotNull()).alias(f"f:{column}:present"))
         aggs.append(_count_if(out & value.isNull() & flag.isNull()).alias(f"f:{column}:missing"))
-        aggs += [_count_if(out & (flag == r)).alias(f"f:{column}:{r}") for r in S.REASONS[column]]
+        aggs += [_count_if(out & (flag == r)).alias(f"f:{column}:{r}") for r in S.reasons_of(cfg, column)]
     regions = _known_regions(cfg)
     aggs += [_count_if(out & (F.col(C.REGION) == r)).alias(f"r:{r}") for r in regions]
     aggs.append(_count_if(out & ~F.col(C.REGION).isin(*regions)).alias("r:_other"))
@@ -175,9 +176,9 @@ def _counts(classified: DataFrame, cfg: DatasetConfig, run_id: str, raw: RawSour
         column: {
             "present": row[f"f:{column}:present"],
             "missing": row[f"f:{column}:missing"],
-            **{r: row[f"f:{column}:{r}"] for r in S.REASONS[column]},
+            **{r: row[f"f:{column}:{r}"] for r in S.reasons_of(cfg, column)},
         }
-        for column in C.IDENTIFIERS
+        for column in S.identifier_columns(cfg)
     }
     return OnboardCounts(
         dataset=cfg.name,
@@ -243,7 +244,8 @@ def _classify(std: DataFrame, cfg: DatasetConfig) -> DataFrame:
         (dup & ~same).alias("_conflict"),
         (dup & same & (rank > 1)).alias(_COLLAPSED),
     )
-    usable = sum(F.col(c).isNotNull().cast("int") for c in _LINKING)
+    linking = [*_LINKING, *[n for n, k in cfg.declared_identifiers.items() if k.kind in LINKING_KINDS]]
+    usable = sum(F.col(c).isNotNull().cast("int") for c in linking)
     reason = (
         F.when(F.col("_row_reason").isNotNull(), F.col("_row_reason"))
         .when(F.col("_conflict"), F.lit(Q.DUPLICATE_RECORD_ID))

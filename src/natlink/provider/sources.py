@@ -186,6 +186,14 @@ _ALLOWED_TYPES: dict[str, set[str]] = {
     C.POSTCODE: _STRINGY,
 }
 _RECORD_ID_TYPES = _STRINGY | _INTEGRAL | {"decimal"}
+# Declared identifiers (natlink.config.identifiers), by kind.
+_KIND_TYPES: dict[str, set[str]] = {
+    "person_id": _STRINGY | _INTEGRAL | {"decimal"},
+    "date": _STRINGY | {"date", "timestamp", "timestamp_ntz"},
+    "postcode": _STRINGY | _INTEGRAL,
+    "address": _STRINGY | _INTEGRAL,
+    "category": _STRINGY | _INTEGRAL,
+}
 
 
 def _base_type(type_name: str) -> str:
@@ -218,9 +226,11 @@ def check_columns(cfg: DatasetConfig, columns: list[tuple[str, str]], *, where: 
         )
     types = dict(columns)
     wrong = []
+    kinds = cfg.identifier_kinds
     for canonical, source in cfg.columns.items():
-        if _base_type(types[source]) not in _ALLOWED_TYPES[canonical]:
-            wrong.append(f"{source} ({types[source]}, mapped to {canonical}; expected one of {sorted(_ALLOWED_TYPES[canonical])})")
+        allowed = _ALLOWED_TYPES.get(canonical) or _KIND_TYPES[str(kinds[canonical].kind)]
+        if _base_type(types[source]) not in allowed:
+            wrong.append(f"{source} ({types[source]}, mapped to {canonical}; expected one of {sorted(allowed)})")
     if _base_type(types[cfg.record_id]) not in _RECORD_ID_TYPES:
         wrong.append(f"{cfg.record_id} ({types[cfg.record_id]}, the record id; expected string or integer)")
     if wrong:

@@ -53,6 +53,18 @@ from pyspark.sql import functions as F
 
 from natlink import columns as C
 from natlink.config.datasets import AgeBandRules, DatasetConfig, DateOfBirthRules, NameRules, NhsNumberRules
+from natlink.provider import kinds
+from natlink.provider.cleaning import (
+    blank_to_null,
+    bounded,
+    format_postcode,
+    nfc,
+    nhs_check_digit,
+    parse_date,
+    postcode_compact,
+    postcode_flag,
+    too_long,
+)
 
 __all__ = [
     "UNKNOWN_REGION",
@@ -104,17 +116,6 @@ REASONS: dict[str, tuple[str, ...]] = {
 # Generic helpers
 
 
-def blank_to_null(col: Column) -> Column:
-    trimmed = F.trim(col)
-    return F.when(trimmed == "", F.lit(None)).otherwise(trimmed)
-
-
-def nfc(col: Column) -> Column:
-    """Unicode NFC through ICU4J (on Spark's classpath); NULL stays NULL."""
-    composed = F.call_function("reflect", F.lit("com.ibm.icu.text.Normalizer"), F.lit("compose"), col, F.lit(False))
-    return F.when(col.isNotNull(), composed)
-
-
 def _alternation(words: list[str]) -> str:
     # Longest first, so "RT HON" wins over "HON"; words are validated as [A-Z ]+ in the config.
     return "|".join(re.escape(w) for w in sorted(set(words), key=len, reverse=True))
@@ -149,17 +150,6 @@ _NOT_IN_NAME = r"[^\p{L}\p{M}\p{P}\p{IsWhite_Space}]"
 _SEPARATORS = r"[\p{P}\p{IsWhite_Space}&&[^-]]+"
 _NOT_WHITESPACE = r"\P{IsWhite_Space}"
 _PLAIN = r"[^A-Z ]"  # with no double space: already clean
-
-
-def too_long(col: Column, max_length: int) -> Column:
-    """True when the raw value is longer than ``max_length`` characters (NULL for NULL)."""
-    return F.length(col.cast("string")) > max_length
-
-
-def bounded(long: Column, value: Column) -> Column:
-    """``value`` unless ``long``: Spark's CASE WHEN evaluates only the branch taken, so no
-    cleaning runs on an over-long value."""
-    return F.when(long, F.lit(None)).otherwise(value)
 
 
 def _plain(up: Column) -> Column:
@@ -245,16 +235,6 @@ def nhs_digits(col: Column, source_type: str = "string") -> Column:
     return blank_to_null(F.translate(text, " -\t", ""))
 
 
-def nhs_check_digit(digits: Column) -> Column:
-    """Modulus 11 over the first nine digits (weights 10..2): 0-9, or 10 meaning invalid."""
-
-    def d(i: int) -> Column:  # never fails, unlike a cast under ANSI mode
-        return F.ascii(F.substring(digits, i, 1)) - 48
-
-    check = F.lit(11) - F.pmod(sum(d(i) * (11 - i) for i in range(1, 10)), F.lit(11))
-    return F.when(check == 11, F.lit(0)).otherwise(check)
-
-
 def nhs_number_flag(long: Column, digits: Column, rules: NhsNumberRules) -> Column:
     flag = (
         F.when(long, F.lit("too_long"))
@@ -274,12 +254,6 @@ def nhs_number_flag(long: Column, digits: Column, rules: NhsNumberRules) -> Colu
 # Date of birth
 
 _DATE_SHAPE = r"^[0-9]{1,4}[-/. ][0-9]{1,2}[-/. ][0-9]{1,4}$|^[0-9]{8}$"
-
-
-def parse_date(text: Column, formats: list[str]) -> Column:
-    """The first pattern that parses, as a DATE. try_to_timestamp gives NULL (not an ANSI error)
-    when a pattern does not fit, and Spark's parser is strict: 31/02/2020 parses with none."""
-    return F.coalesce(*[F.try_to_timestamp(text, F.lit(fmt)).cast("date") for fmt in formats])
 
 
 def _years_before(day: dt.date, years: int) -> dt.date:
@@ -351,38 +325,9 @@ def sex_flag(long: Column, code: Column) -> Column:
 # ---------------------------------------------------------------------------------------------
 # Postcode and region
 
-# Royal Mail format (BS 7666): outward AN, ANN, AAN, AANN, ANA, AANA; inward NAA. Letters that
-# never occur in a position are excluded (Q V X first; I J Z second; C I K M O V in the inward).
-_POSTCODE = (
-    r"^(?:[A-PR-UWYZ][0-9]{1,2}|[A-PR-UWYZ][A-HK-Y][0-9]{1,2}|[A-PR-UWYZ][0-9][A-HJKPSTUW]"
-    r"|[A-PR-UWYZ][A-HK-Y][0-9][ABEHMNPRVWXY])[0-9][ABD-HJLNP-UW-Z]{2}$"
-)
 # ZZ99 pseudo-postcodes that name a nation (NHS data dictionary); the others (3VZ no fixed
 # abode, 3WZ not known, 3CZ England n.o.s., ZZ99 + country code overseas) give no region.
 _PSEUDO_NATIONS = {"ZZ993GZ": "WALES", "ZZ991WZ": "SCOTLAND", "ZZ992WZ": "NORTHERN_IRELAND"}
-
-
-def postcode_compact(col: Column) -> Column:
-    """Upper case with everything but letters and digits removed; blank -> NULL."""
-    up = F.upper(col.cast("string"))
-    compact = F.when(up.rlike(r"^[A-Z0-9 ]*$"), F.translate(up, " ", "")).otherwise(
-        F.regexp_replace(up, r"[^A-Z0-9]", "")
-    )
-    return blank_to_null(compact)
-
-
-def postcode_flag(long: Column, compact: Column) -> Column:
-    return (
-        F.when(long, F.lit("too_long"))
-        .when(compact.isNull(), F.lit(None))
-        .when(compact.startswith("ZZ99"), F.lit("pseudo"))
-        .when(~compact.rlike(_POSTCODE), F.lit("invalid"))
-    )
-
-
-def format_postcode(compact: Column) -> Column:
-    """'LS14AP' -> 'LS1 4AP' (call on valid compact postcodes)."""
-    return F.concat(F.call_function("left", compact, F.length(compact) - 3), F.lit(" "), F.substring(compact, -3, 3))
 
 
 def postcode_area(col: Column) -> Column:
@@ -428,7 +373,9 @@ def age_band(dob: Column, rules: AgeBandRules) -> Column:
 
 
 def output_columns(cfg: DatasetConfig) -> list[str]:
-    """The columns :func:`standardise` returns, in order."""
+    """The columns :func:`standardise` returns, in order: the built-in identifiers and what is
+    derived from them, bookkeeping, kept columns, flags; then declared identifiers and their flags."""
+    declared = list(cfg.declared_identifiers)
     return [
         C.DATASET,
         C.RECORD_ID,
@@ -447,7 +394,19 @@ def output_columns(cfg: DatasetConfig) -> list[str]:
         C.REGION,
         *cfg.kept_columns(),
         *FLAG_COLUMNS,
+        *declared,
+        *[C.flag(n) for n in declared],
     ]
+
+
+def identifier_columns(cfg: DatasetConfig) -> list[str]:
+    """Every identifier column :func:`standardise` returns: the built-in six, then the declared ones."""
+    return [*C.IDENTIFIERS, *cfg.declared_identifiers]
+
+
+def reasons_of(cfg: DatasetConfig, name: str) -> tuple[str, ...]:
+    """Every reason the flag of identifier ``name`` can hold."""
+    return REASONS[name] if name in REASONS else kinds.reasons(cfg.identifier_kinds[name])
 
 
 def _type_of(df: DataFrame, column: str) -> str:
@@ -483,6 +442,7 @@ def standardise(
     else:
         dob_text, dob_parsed = blank_to_null(src(C.DATE_OF_BIRTH).cast("string")), None
 
+    uk_postcode = cfg.identifier_kinds[C.POSTCODE].postcode_format == "uk"
     # Stage 0: the length of every raw identifier, so that nothing below runs on an over-long one.
     stage0 = df.select("*", *[long(c).alias(f"_long_{c}") for c in C.IDENTIFIERS])
 
@@ -502,6 +462,7 @@ def standardise(
         *([bounded(is_long(C.DATE_OF_BIRTH), dob_parsed).alias("_dob")] if dob_parsed is not None else []),
         bounded(is_long(C.SEX), sex_code(src(C.SEX))).alias("_sex"),
         bounded(is_long(C.POSTCODE), postcode_compact(src(C.POSTCODE))).alias("_pc"),
+        *kinds.text_stage(cfg, {n: src_type(n) for n in cfg.declared_identifiers}),
     )
     stage1 = stage1.select(
         "*",
@@ -510,6 +471,7 @@ def standardise(
         name_problem(F.col("_gn_text"), is_long(C.GIVEN_NAME)).alias("_gn_problem"),
         name_problem(F.col("_fn_text"), is_long(C.FAMILY_NAME)).alias("_fn_problem"),
         *([parse_date(F.col("_dob_text"), cfg.dob_formats).alias("_dob")] if dob_parsed is None else []),
+        *kinds.parse_stage(cfg),
     )
     stage2 = stage1.select(
         "*",
@@ -520,14 +482,17 @@ def standardise(
             is_long(C.DATE_OF_BIRTH), F.col("_dob_text"), F.col("_dob"), cfg.date_of_birth, as_of
         ).alias(C.flag(C.DATE_OF_BIRTH)),
         sex_flag(is_long(C.SEX), F.col("_sex")).alias(C.flag(C.SEX)),
-        postcode_flag(is_long(C.POSTCODE), F.col("_pc")).alias(C.flag(C.POSTCODE)),
+        (postcode_flag(is_long(C.POSTCODE), F.col("_pc")) if uk_postcode else F.when(is_long(C.POSTCODE), F.lit("too_long"))).alias(
+            C.flag(C.POSTCODE)
+        ),
+        *kinds.flag_stage(cfg, as_of),
     )
     stage3 = stage2.select(
         "*",
         F.split(F.col("_gn"), " ").alias("_gn_tokens"),
         F.regexp_replace(F.col("_fn"), r"[\s-]", "").alias("_fn_compact"),
         F.split(F.col("_fn"), r"[\s-]").alias("_fn_parts"),
-        F.when(F.col(C.flag(C.POSTCODE)).isNull() & F.col("_pc").isNotNull(), format_postcode(F.col("_pc"))).alias(
+        F.when(F.col(C.flag(C.POSTCODE)).isNull() & F.col("_pc").isNotNull(), format_postcode(F.col("_pc")) if uk_postcode else F.col("_pc")).alias(
             C.POSTCODE
         ),
     )
@@ -541,8 +506,9 @@ def standardise(
         family_name_flag(F.col("_fn_problem"), F.col("_fn_base"), F.col("_fn"), F.col("_fn_compact"), cfg.names).alias(
             C.flag(C.FAMILY_NAME)
         ),
-        postcode_area(F.col(C.POSTCODE)).alias(C.POSTCODE_AREA),
-        F.substring_index(F.col(C.POSTCODE), " ", 1).alias(C.POSTCODE_DISTRICT),
+        # A postcode of another country's shape (format: free) has no UK area, district or sector.
+        (postcode_area(F.col(C.POSTCODE)) if uk_postcode else F.lit(None).cast("string")).alias(C.POSTCODE_AREA),
+        (F.substring_index(F.col(C.POSTCODE), " ", 1) if uk_postcode else F.lit(None).cast("string")).alias(C.POSTCODE_DISTRICT),
     )
     gn_ok = F.col(C.flag(C.GIVEN_NAME)).isNull()
     fn_ok = F.col(C.flag(C.FAMILY_NAME)).isNull()
@@ -561,9 +527,11 @@ def standardise(
         C.POSTCODE_AREA: F.col(C.POSTCODE_AREA),
         C.POSTCODE_DISTRICT: F.col(C.POSTCODE_DISTRICT),
         C.POSTCODE_SECTOR: F.concat(F.col(C.POSTCODE_DISTRICT), F.lit(" "), F.substring(F.col(C.POSTCODE), -3, 1)),
-        C.REGION: region(F.col(C.POSTCODE_AREA), pseudo_region(F.col("_pc")), cfg.region),
+        C.REGION: region(F.col(C.POSTCODE_AREA), pseudo_region(F.col("_pc")) if uk_postcode else F.lit(None), cfg.region),
+        **kinds.value_stage(cfg),
     }
     if cfg.age_band is not None:
         columns[C.AGE_BAND] = age_band(columns[C.DATE_OF_BIRTH], cfg.age_band)
-    out = [F.col(c) if c in keep or c in FLAG_COLUMNS else columns[c].alias(c) for c in output_columns(cfg)]
+    flags = {*FLAG_COLUMNS, *[C.flag(n) for n in cfg.declared_identifiers]}
+    out = [F.col(c) if c in keep or c in flags else columns[c].alias(c) for c in output_columns(cfg)]
     return stage4.select(*out, *[F.col(c) for c in passthrough])

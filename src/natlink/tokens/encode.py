@@ -48,12 +48,13 @@ person ids and allow-listed columns only (:mod:`natlink.outputs.extract`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from natlink import columns as C
+from natlink.config.identifiers import BUILTIN, IdentifierKind, custom
 from natlink.errors import EncodingSpecError, SchemaError
 from natlink.tokens.hmac_sha256 import PadColumns, key_frame
 from natlink.tokens.keys import KeyMaterial
@@ -81,6 +82,7 @@ __all__ = [
     "dice_sql",
     "key_purposes",
     "token_columns",
+    "token_specs",
     "tokenise",
 ]
 
@@ -160,6 +162,49 @@ TOKEN_SPECS: tuple[TokenSpec, ...] = (
     TokenSpec("postcode_sector", "field:postcode_sector", _sector),
     TokenSpec("postcode_district", "field:postcode_district", _district),
 )
+
+
+def _kind_value(name: str, kind: IdentifierKind, variant: str) -> Callable[[], Column]:
+    def col() -> Column:  # built when the spec's value is, under an active Spark session
+        return F.col(name)
+
+    def swapped() -> Column:
+        day, month = F.dayofmonth(col()), F.month(col())
+        return F.when((day <= 12) & (day != month), _date_text(F.make_date(F.year(col()), day, month)))
+
+    values: dict[str, Callable[[], Column]] = {
+        "": (lambda: _date_text(col())) if kind.kind == "date" else col,
+        "swapped": swapped,
+        "year": lambda: F.year(col()).cast("string"),
+        "month": lambda: F.month(col()).cast("string"),
+        "day": lambda: F.dayofmonth(col()).cast("string"),
+        "sector": lambda: postcode_sector(col()),
+        "district": lambda: postcode_district(col()),
+        "soundex": lambda: soundex(col()),
+        "nysiis": lambda: nysiis(col()),
+    }
+    return values[variant]
+
+
+def kind_specs(name: str, kind: IdentifierKind) -> list[TokenSpec]:
+    """Token specs of a declared identifier (:mod:`natlink.config.identifiers`): ``tk_<name>`` and
+    its kind's variants, each under the purpose ``id:<kind>:<token>`` (the swapped date under the
+    date's own, so that they compare). The kind is part of the purpose, so identifiers of one name
+    but different kinds never give equal tokens."""
+    out = []
+    for variant in kind.variants():
+        token = name if not variant else f"{name}_{variant}"
+        purpose = f"id:{kind.kind}:{name if variant == 'swapped' else token}"
+        out.append(TokenSpec(token, purpose, _kind_value(name, kind, variant)))
+    return out
+
+
+def token_specs(identifiers: Mapping[str, IdentifierKind] | None = None) -> tuple[TokenSpec, ...]:
+    """The token specs of a dataset's identifiers: :data:`TOKEN_SPECS` (the built-in six, always;
+    NULL where a dataset lacks one) and those of its declared identifiers."""
+    if identifiers is None:
+        return TOKEN_SPECS
+    return (*TOKEN_SPECS, *[spec for n, k in custom(identifiers).items() for spec in kind_specs(n, k)])
 
 
 @dataclass(frozen=True)
@@ -268,20 +313,25 @@ def key_purposes(specs: Sequence[TokenSpec] = TOKEN_SPECS, blooms: Sequence[Bloo
     return sorted(wanted)
 
 
-def check_standardised_input(df: DataFrame, keep: Sequence[str], specs: Sequence[TokenSpec], blooms: Sequence[BloomSpec]) -> None:
+def check_standardised_input(
+    df: DataFrame, keep: Sequence[str], specs: Sequence[TokenSpec], blooms: Sequence[BloomSpec],
+    identifiers: Mapping[str, IdentifierKind] | None = None,
+) -> None:
     """Schema checks before any Spark job: named errors, column names and types only."""
     present = {f.name: f.dataType for f in df.schema.fields}
-    leaking = sorted(set(keep) & set(C.IDENTIFIERS))
+    kinds = BUILTIN if identifiers is None else identifiers
+    leaking = sorted(set(keep) & {*C.IDENTIFIERS, *kinds})
     if leaking:
         raise SchemaError(f"tokenise: 'keep' names plaintext identifier columns {leaking}; they are never carried over")
     missing = sorted(set(keep) - set(present))
     if missing:
         raise SchemaError(f"tokenise: columns to keep {missing} are missing; present: {sorted(present)}")
-    if C.DATE_OF_BIRTH in present and not isinstance(present[C.DATE_OF_BIRTH], DATE_TYPES):
-        raise SchemaError(
-            f"tokenise: column {C.DATE_OF_BIRTH!r} is {present[C.DATE_OF_BIRTH].simpleString()}; "
-            "expected date (standardise parses dates before tokenise)"
-        )
+    for name in [n for n, k in kinds.items() if k.kind == "date" and n in present]:
+        if not isinstance(present[name], DATE_TYPES):
+            raise SchemaError(
+                f"tokenise: column {name!r} is {present[name].simpleString()}; "
+                "expected date (standardise parses dates before tokenise)"
+            )
     if any(b.flips for b in blooms):
         need = [c for c in (C.DATASET, C.RECORD_ID) if c not in present]
         if need:
@@ -291,14 +341,16 @@ def check_standardised_input(df: DataFrame, keep: Sequence[str], specs: Sequence
             raise SchemaError(f"tokenise: Bloom filter {b.column} needs column {b.source!r}; present: {sorted(present)}")
 
 
-def normalised(df: DataFrame) -> DataFrame:
+def normalised(df: DataFrame, kinds: Mapping[str, IdentifierKind] | None = None) -> DataFrame:
     """``df`` with its identifiers normalised (once) and the letters of names that the
-    :data:`TOKEN_SPECS` values read: the input every ``spec.value()`` expects."""
-    identifiers = [c for c in C.IDENTIFIERS if c in df.columns]
+    :data:`TOKEN_SPECS` values read: the input every ``spec.value()`` expects. ``kinds``: the
+    dataset's identifiers and their kinds (None: the six built-in ones)."""
+    kinds = BUILTIN if kinds is None else kinds
+    identifiers = [c for c in kinds if c in df.columns]
     others = [c for c in df.columns if c not in identifiers]
     # Normalise once (ICU reflect is non-deterministic to Spark, so this projection is
     # materialised rather than inlined into every token that uses it).
-    stage1 = df.select(*[F.col(c) for c in others], *normalise_identifiers(df, identifiers))
+    stage1 = df.select(*[F.col(c) for c in others], *normalise_identifiers(df, identifiers, kinds))
     # Letters of names (accents stripped) feed several phonetic codes: computed once, likewise.
     return stage1.select("*", *[letters(F.col(n)).alias(_LETTERS + n) for n in _NAME_COLUMNS if n in identifiers])
 
@@ -312,8 +364,12 @@ def tokenise(
     blooms: Sequence[BloomSpec] = BLOOM_SPECS,
     project: str | None = None,
     hmac_implementation: str | None = None,
+    identifiers: Mapping[str, IdentifierKind] | None = None,
 ) -> DataFrame:
     """Replace identifier columns by tokens and Bloom filters.
+
+    ``identifiers``: the dataset's identifiers and kinds (None: the six built-in ones); give
+    ``specs`` to match (:func:`token_specs`).
 
     ``keep`` lists non-identifying columns to carry over (never a canonical identifier).
     ``project`` derives every subkey per project (``project:NAME/...``), so tokens made for
@@ -321,7 +377,7 @@ def tokenise(
     ``NATLINK_HMAC`` (:func:`natlink.tokens.hmac_sha256.choose_hmac_implementation`).
     """
     keep = list(keep)
-    check_standardised_input(df, keep, specs, blooms)
+    check_standardised_input(df, keep, specs, blooms, identifiers)
     prefix = f"project:{project}/" if project else ""
     purposes = key_purposes(specs, blooms)
     pads = PadColumns([prefix + p for p in purposes], hmac_implementation)
@@ -329,7 +385,7 @@ def tokenise(
 
     record_key = "__natlink_record_key"
     has_record = C.RECORD_ID in df.columns and C.DATASET in df.columns
-    stage1 = normalised(df)
+    stage1 = normalised(df, identifiers)
     if has_record:
         stage1 = stage1.withColumn(record_key, F.concat_ws("\u001f", F.col(C.DATASET), F.col(C.RECORD_ID)))
     joined = stage1.crossJoin(F.broadcast(keys))

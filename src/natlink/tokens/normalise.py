@@ -8,22 +8,27 @@ Phonetic codes (Soundex, a NYSIIS-like code) work on the letters of a name, acce
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from natlink import columns as C
+from natlink.config.identifiers import BUILTIN, IdentifierKind
 
 __all__ = [
     "DATE_TYPES",
     "letters",
     "normalise_code",
+    "normalise_free_postcode",
+    "normalise_free_text",
     "normalise_identifiers",
+    "normalise_person_id",
     "normalise_nhs_number",
     "normalise_postcode",
     "normalise_text",
+    "normaliser",
     "nysiis",
     "postcode_district",
     "postcode_sector",
@@ -58,6 +63,22 @@ def normalise_text(col: Column) -> Column:
 
 def normalise_nhs_number(col: Column) -> Column:
     return _empty_to_null(F.regexp_replace(col, r"[\s\p{Z}\-]", ""))
+
+
+def normalise_person_id(col: Column) -> Column:
+    """Upper case, whitespace and hyphens removed, '' -> NULL (an id of any scheme)."""
+    return _empty_to_null(F.upper(F.regexp_replace(col, r"[\s\p{Z}\-]", "")))
+
+
+def normalise_free_text(col: Column) -> Column:
+    """Free text (an address line): as :func:`normalise_text`, punctuation and symbols made spaces
+    first (``ST. JOHN'S RD`` -> ``ST JOHN S RD``)."""
+    return normalise_text(F.regexp_replace(col, r"[\p{P}\p{S}]", " "))
+
+
+def normalise_free_postcode(col: Column) -> Column:
+    """A postcode of no fixed shape: upper case, letters and digits only ('2000', 'D02X285')."""
+    return _empty_to_null(F.regexp_replace(F.upper(col), r"[^\p{L}\p{N}]", ""))
 
 
 def normalise_code(col: Column) -> Column:
@@ -128,12 +149,34 @@ _NORMALISERS: dict[str, Callable[[Column], Column]] = {
 }
 
 
-def normalise_identifiers(df: DataFrame, columns: Iterable[str] | None = None) -> list[Column]:
-    """Normalised canonical identifier columns (same names) of ``df``, for one projection."""
+_BY_KIND: dict[str, Callable[[Column], Column]] = {
+    "person_id": normalise_person_id,
+    "address": normalise_free_text,
+    "category": normalise_text,
+}
+
+
+def normaliser(name: str, kind: IdentifierKind) -> Callable[[Column], Column]:
+    """The tokenise-time normalisation of identifier ``name`` of ``kind`` (text in, text out;
+    dates are handled by :func:`normalise_identifiers`)."""
+    if kind.kind == "postcode":
+        return normalise_postcode if kind.postcode_format == "uk" else normalise_free_postcode
+    if name in _NORMALISERS:
+        return _NORMALISERS[name]
+    return _BY_KIND[str(kind.kind)]
+
+
+def normalise_identifiers(
+    df: DataFrame, columns: Iterable[str] | None = None, kinds: Mapping[str, IdentifierKind] | None = None
+) -> list[Column]:
+    """Normalised identifier columns (same names) of ``df``, for one projection. ``kinds``: the
+    dataset's identifiers (:attr:`natlink.config.datasets.DatasetConfig.identifier_kinds`);
+    None: the six built-in ones."""
+    kinds = BUILTIN if kinds is None else kinds
     out = []
-    for name in columns if columns is not None else [c for c in C.IDENTIFIERS if c in df.columns]:
-        if name == C.DATE_OF_BIRTH:
+    for name in columns if columns is not None else [c for c in kinds if c in df.columns]:
+        if kinds[name].kind == "date":
             out.append(F.to_date(F.col(name)).alias(name))
         else:
-            out.append(_NORMALISERS[name](F.col(name).cast("string")).alias(name))
+            out.append(normaliser(name, kinds[name])(F.col(name).cast("string")).alias(name))
     return out

@@ -29,7 +29,7 @@ from natlink.store import delta, files, snapshot
 from natlink.tokens.manifest import TokenManifest, as_manifest
 from natlink.tokens.plaintext import scan_token_table
 
-__all__ = ["as_manifests", "check_table_content", "load_tokens", "read_token_tables", "signed_version", "with_unique_id"]
+__all__ = ["as_manifests", "check_identifiers", "check_table_content", "load_tokens", "read_token_tables", "signed_version", "with_unique_id"]
 
 
 def as_manifests(manifests: Sequence[Any], *, trusted=None) -> list[TokenManifest]:
@@ -100,6 +100,27 @@ def check_table_content(m: TokenManifest, spark=None) -> None:
         )
 
 
+def check_identifiers(items: Sequence[TokenManifest]) -> None:
+    """Refuse token tables whose providers normalised one identifier differently (its kind or
+    options, as each manifest records them; a manifest that records none has the built-in
+    defaults): their tokens of equal values would differ and true matches be lost silently."""
+    from natlink.config.identifiers import BUILTIN
+
+    seen: dict[str, tuple[str, dict]] = {}
+    for m in items:
+        recorded = m.data.get("identifiers") or {}
+        for name in sorted({*recorded, *BUILTIN}):
+            described = recorded.get(name, BUILTIN[name].described() if name in BUILTIN else None)
+            if described is None:
+                continue  # a declared identifier this dataset does not have
+            first = seen.setdefault(name, (m.dataset, described))
+            if first[1] != described:
+                raise EncodingMismatchError(
+                    f"identifier {name!r} is {first[1]} in dataset {first[0]!r} but {described} in {m.dataset!r}: "
+                    "declare it alike in every dataset's identifiers (docs/datasets.md) and re-tokenise"
+                )
+
+
 def read_token_tables(
     spark,
     manifests: Iterable[TokenManifest | Mapping[str, Any] | str | Path],
@@ -126,6 +147,7 @@ def read_token_tables(
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise NotTokenTableError(f"datasets {repeated} are given more than once")
+    check_identifiers(items)
     purposes: dict[str, str] = {}
     for m in items:
         for column, purpose in m.token_purposes.items():

@@ -40,7 +40,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Protocol, Sequence
 
 from pyspark.sql import Column, DataFrame
@@ -49,7 +49,8 @@ from pyspark.sql import functions as F
 from natlink import columns as C
 from natlink.config.model import ModelConfig
 from natlink.errors import EncodingSpecError
-from natlink.tokens.encode import TOKEN_SPECS, normalised
+from natlink.config.identifiers import IdentifierKind
+from natlink.tokens.encode import TOKEN_SPECS, TokenSpec, normalised, token_specs
 from natlink.tokens.hmac_sha256 import PadColumns, key_frame
 from natlink.tokens.keys import KeyMaterial
 
@@ -67,7 +68,6 @@ ENCODING = "salted"
 # Bump when a salted token would change for the same input, key and scheme.
 SCHEMA_VERSION = "natlink.tokens/salted-1"
 BLOCK = "block"
-_SPECS = {s.name: s for s in TOKEN_SPECS}
 _SIDE_COLUMN = re.compile(r"\b(tk_[a-z0-9_]+?)_[lr]\b")
 _RULE_COLUMN = re.compile(r"\bl\.`?(tk_[a-z0-9_]+)`?")
 _BLOCK_HEX = 32
@@ -82,17 +82,38 @@ def _strip(column: str) -> str:
 
 @dataclass(frozen=True)
 class SaltedScheme:
-    """Which rules block and which token fields are compared (names of token specs, no ``tk_``)."""
+    """Which rules block and which token fields are compared (names of token specs, no ``tk_``).
+
+    ``specs``: the token specs the fields resolve to, where tokens are made (a provider: the
+    built-in ones and those of its dataset's declared identifiers, :meth:`for_identifiers`).
+    None where no token is made (the centre reads schemes from settings and manifests): names
+    only. Not part of the scheme's identity (equality, fingerprint)."""
 
     rules: tuple[tuple[str, ...], ...]
     fields: tuple[str, ...]
+    specs: tuple[TokenSpec, ...] | None = field(default=TOKEN_SPECS, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.rules:
             raise EncodingSpecError("salted encoding: the model has no blocking rules for prediction")
-        unknown = sorted(({f for r in self.rules for f in r} | set(self.fields)) - set(_SPECS))
-        if unknown:
-            raise EncodingSpecError(f"salted encoding: no token spec for {unknown}; known: {sorted(_SPECS)}")
+        if self.specs is not None:
+            known = {s.name for s in self.specs}
+            unknown = sorted(({f for r in self.rules for f in r} | set(self.fields)) - known)
+            if unknown:
+                raise EncodingSpecError(
+                    f"salted encoding: no token spec for {unknown}; known: {sorted(known)} "
+                    "(declare the identifier in the dataset's identifiers, natlink.config.identifiers)"
+                )
+
+    def for_identifiers(self, identifiers: Mapping[str, IdentifierKind] | None) -> "SaltedScheme":
+        """This scheme with the token specs of a dataset's identifiers (refused when a field is none of them)."""
+        return replace(self, specs=token_specs(identifiers))
+
+    def spec(self, name: str) -> TokenSpec:
+        by_name = {s.name: s for s in (self.specs if self.specs is not None else TOKEN_SPECS)}
+        if name not in by_name:
+            raise EncodingSpecError(f"salted encoding: no token spec for {name!r} here (a scheme read at the centre names fields only)")
+        return by_name[name]
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> "SaltedScheme":
@@ -102,11 +123,12 @@ class SaltedScheme:
             sql = rule["blocking_rule"] if isinstance(rule, Mapping) else rule
             rules.append(tuple(_strip(c) for c in _RULE_COLUMN.findall(sql)))
         text = json.dumps(settings.get("comparisons", []))
-        return cls(rules=tuple(rules), fields=tuple(dict.fromkeys(_strip(c) for c in _SIDE_COLUMN.findall(text))))
+        return cls(rules=tuple(rules), fields=tuple(dict.fromkeys(_strip(c) for c in _SIDE_COLUMN.findall(text))), specs=None)
 
     @classmethod
-    def from_model(cls, cfg: ModelConfig) -> "SaltedScheme":
-        """The scheme of a model config (``conf/model*.yaml``)."""
+    def from_model(cls, cfg: ModelConfig, specs: Sequence[TokenSpec] | None = TOKEN_SPECS) -> "SaltedScheme":
+        """The scheme of a model config (``conf/model*.yaml``); ``specs`` as in the class (None:
+        names only, bound to a dataset's identifiers later by :meth:`for_identifiers`)."""
         fields: list[str] = []
         for comparison in cfg.comparisons:
             for level in comparison.levels:
@@ -117,12 +139,12 @@ class SaltedScheme:
                 else:
                     raise EncodingSpecError(f"salted encoding: comparison {comparison.name!r} has a Bloom filter level; salted tables carry no Bloom filters")
         rules = tuple(tuple(_strip(c) for c in (r if isinstance(r, list) else _RULE_COLUMN.findall(r))) for r in cfg.blocking_rules_for_prediction)
-        return cls(rules=rules, fields=tuple(dict.fromkeys(fields)))
+        return cls(rules=rules, fields=tuple(dict.fromkeys(fields)), specs=tuple(specs) if specs is not None else None)
 
     @classmethod
     def from_manifest(cls, data: Mapping[str, Any]) -> "SaltedScheme":
         enc = data.get("encoding") or {}
-        scheme = cls(rules=tuple(tuple(r) for r in enc["rules"]), fields=tuple(enc["fields"]))
+        scheme = cls(rules=tuple(tuple(r) for r in enc["rules"]), fields=tuple(enc["fields"]), specs=None)
         if enc.get("fingerprint") != scheme.fingerprint:
             raise EncodingSpecError(f"manifest of {data.get('dataset')!r}: its encoding fingerprint does not match its rules and fields")
         return scheme
@@ -164,7 +186,7 @@ class SaltedScheme:
         out = {}
         for i in range(len(self.rules)):
             out[self.block_column(i)] = f"{prefix}salted:block/{self.rule_name(i)}"
-            out.update({self.salted_column(f, i): f"{prefix}salted:salt/{_SPECS[f].purpose}/r{i}" for f in self.fields})
+            out.update({self.salted_column(f, i): f"{prefix}salted:salt/{self.spec(f).purpose}/r{i}" for f in self.fields})
         return out
 
     @property
@@ -172,8 +194,8 @@ class SaltedScheme:
         return list(dict.fromkeys([*[f for r in self.rules for f in r], *self.fields]))
 
     def key_purposes(self, prefix: str = "") -> list[str]:
-        wanted = {f"salted:inner/{_SPECS[f].purpose}" for f in self.inner_fields}
-        wanted |= {f"salted:salt/{_SPECS[f].purpose}" for f in self.fields}
+        wanted = {f"salted:inner/{self.spec(f).purpose}" for f in self.inner_fields}
+        wanted |= {f"salted:salt/{self.spec(f).purpose}" for f in self.fields}
         wanted |= {f"salted:block/{self.rule_name(i)}" for i in range(len(self.rules))}
         return sorted(prefix + p for p in wanted)
 
@@ -198,28 +220,30 @@ class InnerSource(Protocol):
 
 
 def _with_inner(df: DataFrame, key: KeyMaterial, scheme: SaltedScheme, prefix: str, hmac_implementation: str | None,
-                inner_source: InnerSource | None = None):
+                inner_source: InnerSource | None = None, identifiers: Mapping[str, IdentifierKind] | None = None):
     purposes = scheme.key_purposes(prefix)
     pads = PadColumns(purposes, hmac_implementation)
     keys = key_frame(df.sparkSession, key, purposes)
+    spec = scheme.spec
     if inner_source is not None:
-        items = [(_inner_name(f), f"{prefix}salted:inner/{_SPECS[f].purpose}", _SPECS[f].value()) for f in scheme.inner_fields]
-        stage = inner_source.attach(normalised(df), items).crossJoin(F.broadcast(keys))
+        items = [(_inner_name(f), f"{prefix}salted:inner/{spec(f).purpose}", spec(f).value()) for f in scheme.inner_fields]
+        stage = inner_source.attach(normalised(df, identifiers), items).crossJoin(F.broadcast(keys))
         return stage.select(*df.columns, *keys.columns, *[F.col(_inner_name(f)) for f in scheme.inner_fields]), pads, keys.columns
-    stage = normalised(df).crossJoin(F.broadcast(keys))
+    stage = normalised(df, identifiers).crossJoin(F.broadcast(keys))
     inner = [
-        pads.hmac(f"{prefix}salted:inner/{_SPECS[f].purpose}", _SPECS[f].value()).alias(_inner_name(f))
+        pads.hmac(f"{prefix}salted:inner/{spec(f).purpose}", spec(f).value()).alias(_inner_name(f))
         for f in scheme.inner_fields
     ]
     return stage.select(*df.columns, *keys.columns, *inner), pads, keys.columns
 
 
-def inner_tokens(df: DataFrame, key: KeyMaterial, scheme: SaltedScheme, *, project: str | None = None, hmac_implementation: str | None = None) -> DataFrame:
+def inner_tokens(df: DataFrame, key: KeyMaterial, scheme: SaltedScheme, *, project: str | None = None, hmac_implementation: str | None = None,
+                 identifiers: Mapping[str, IdentifierKind] | None = None) -> DataFrame:
     """``df``'s bookkeeping columns and one deterministic token per field, named as the model's
     columns (``tk_<field>``). For the provider's own aggregates (u-probabilities) only: these
     tokens are never written or exported (their frequencies are those of the values)."""
     prefix = f"project:{project}/" if project else ""
-    stage, _, _ = _with_inner(df, key, scheme, prefix, hmac_implementation)
+    stage, _, _ = _with_inner(df, key, scheme, prefix, hmac_implementation, identifiers=identifiers)
     keep = [c for c in (C.DATASET, C.RECORD_ID) if c in df.columns]
     return stage.select(*keep, *[F.col(_inner_name(f)).alias(C.token(f)) for f in scheme.inner_fields])
 
@@ -233,13 +257,14 @@ def encode(
     project: str | None = None,
     hmac_implementation: str | None = None,
     inner_source: InnerSource | None = None,
+    identifiers: Mapping[str, IdentifierKind] | None = None,
 ) -> DataFrame:
     """The salted token table of a standardised frame: ``keep`` columns, then :attr:`SaltedScheme.columns`.
 
     ``inner_source``: where the inner tokens come from (None: ``HMAC(K[salted:inner/P], v)`` under
     ``key``; the key service: its OPRF, with ``key`` the providers' encoding key for the rest)."""
     prefix = f"project:{project}/" if project else ""
-    stage, pads, pad_columns = _with_inner(df, key, scheme, prefix, hmac_implementation, inner_source)
+    stage, pads, pad_columns = _with_inner(df, key, scheme, prefix, hmac_implementation, inner_source, identifiers)
     blocks = []
     for i, rule in enumerate(scheme.rules):
         parts = [F.col(_inner_name(f)) for f in rule]
@@ -254,7 +279,7 @@ def encode(
         out.append(block)
         for f in scheme.fields:
             inner = F.col(_inner_name(f))
-            salted = pads.hmac(f"{prefix}salted:salt/{_SPECS[f].purpose}", F.concat(block, inner))
+            salted = pads.hmac(f"{prefix}salted:salt/{scheme.spec(f).purpose}", F.concat(block, inner))
             out.append(F.when(block.isNotNull() & inner.isNotNull(), F.substring(salted, 1, _TOKEN_HEX)).alias(scheme.salted_column(f, i)))
     return with_blocks.select(*[F.col(c) for c in keep], *out)
 
@@ -270,6 +295,6 @@ def block_probe(key: KeyMaterial, scheme: SaltedScheme, column: str, value: str,
     if not alone:
         raise EncodingSpecError(f"{column!r} is not a prediction rule on its own, so it has no block key")
     prefix = f"project:{project}/" if project else ""
-    inner = hmac.new(key.subkey(f"{prefix}salted:inner/{_SPECS[field].purpose}"), value.encode("utf-8"), hashlib.sha256).hexdigest()
+    inner = hmac.new(key.subkey(f"{prefix}salted:inner/{scheme.spec(field).purpose}"), value.encode("utf-8"), hashlib.sha256).hexdigest()
     block = hmac.new(key.subkey(f"{prefix}salted:block/{scheme.rule_name(alone[0])}"), inner.encode(), hashlib.sha256).hexdigest()
     return block[:_BLOCK_HEX]

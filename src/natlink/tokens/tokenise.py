@@ -35,6 +35,7 @@ from natlink.store import quarantine as Q
 from natlink.tokens import encode, salted, signing
 from natlink.errors import NatlinkError, ReconciliationError, SchemaError
 from natlink.tokens.delivery import identify_delivery
+from natlink.config.identifiers import IdentifierKind
 from natlink.tokens.keys import KeyMaterial
 from natlink.tokens.manifest import MANIFEST_KIND, MANIFEST_VERSION, TokenManifest, delivery_summary, manifest_path, summary_line
 from natlink.tokens.plaintext import check_kept_columns
@@ -67,9 +68,9 @@ def _check_jvm_casing(spark) -> None:
         )
 
 
-def _mark(clean: DataFrame) -> DataFrame:
+def _mark(clean: DataFrame, kinds: Mapping[str, IdentifierKind] | None = None) -> DataFrame:
     """Adds the quarantine reason of stage ``tokenise`` (NULL for rows that are tokenised)."""
-    identifiers = [c for c in C.IDENTIFIERS if c in clean.columns]
+    identifiers = [c for c in (C.IDENTIFIERS if kinds is None else kinds) if c in clean.columns]
     duplicated = (
         clean.where(F.col(C.RECORD_ID).isNotNull())
         .groupBy(C.RECORD_ID)
@@ -100,24 +101,31 @@ def tokenise_frame(
     hmac_implementation: str | None = None,
     scheme: salted.SaltedScheme | None = None,
     inner_source: salted.InnerSource | None = None,
+    identifiers: Mapping[str, IdentifierKind] | None = None,
 ) -> tuple[DataFrame, DataFrame, DataFrame]:
     """(tokens, quarantine rows, reason counts) of a standardised frame; lazy, but for one Spark job that
-    refuses kept columns holding identifiers (:func:`natlink.tokens.plaintext.check_kept_columns`)."""
+    refuses kept columns holding identifiers (:func:`natlink.tokens.plaintext.check_kept_columns`).
+
+    ``identifiers``: the dataset's identifiers and kinds (None: the six built-in ones); with
+    declared identifiers, ``specs`` defaults to theirs too (:func:`natlink.tokens.encode.token_specs`)."""
+    if identifiers is not None and specs is encode.TOKEN_SPECS:
+        specs = encode.token_specs(identifiers)
     missing = [c for c in BOOKKEEPING if c not in clean.columns]
     if missing:
         raise SchemaError(f"tokenise: the standardised frame lacks {missing}; present: {sorted(clean.columns)}")
     keep = [*BOOKKEEPING, *event_columns]
-    encode.check_standardised_input(clean, keep, specs, blooms)
+    encode.check_standardised_input(clean, keep, specs, blooms, identifiers)
     check_kept_columns(clean, keep)
-    marked = _mark(clean)
+    marked = _mark(clean, identifiers)
     accepted = marked.where(F.col(_REASON).isNull())
     if scheme is None:
         tokens = encode.tokenise(
             accepted, key, keep=keep, specs=specs, blooms=blooms, project=project, hmac_implementation=hmac_implementation,
+            identifiers=identifiers,
         )
     else:
         tokens = salted.encode(accepted, key, scheme, keep=keep, project=project, hmac_implementation=hmac_implementation,
-                               inner_source=inner_source)
+                               inner_source=inner_source, identifiers=identifiers)
     quarantine = marked.where(F.col(_REASON).isNotNull()).select(
         C.DATASET, C.RECORD_ID, F.col(_REASON).alias(C.REASON), F.lit(Q.TOKENISE).alias(C.STAGE)
     )
@@ -142,8 +150,13 @@ def tokenise_dataset(
     quarantine_table: str | Path | None = None,
     signer: signing.ManifestSigner | str | None = None,
     encoding: SaltedEncoding | None = None,
+    identifiers: Mapping[str, IdentifierKind] | None = None,
 ) -> TokenManifest:
     """Write ``out_dir/<dataset>`` (Delta, by region), its quarantine rows and its signed manifest.
+
+    ``identifiers``: the dataset's identifiers and kinds (None: the six built-in ones); the
+    manifest records the declared ones and any options of built-in ones, so the centre can check
+    providers agree on them.
 
     ``encoding.inner_source``: where the salted encoding's inner tokens come from (None: the local
     key; the key service in federated mode, :mod:`natlink.keyservice.spark`).
@@ -166,10 +179,13 @@ def tokenise_dataset(
     out_dir = Path(out_dir)
     run_id = run_id or new_run_id()
     onboarding_quarantined = Q.check_counts(upstream_quarantine or {}, Q.ONBOARDING)
-    scheme = encoding.scheme if encoding else None
+    if identifiers is not None and specs is encode.TOKEN_SPECS:
+        specs = encode.token_specs(identifiers)
+    scheme = encoding.scheme.for_identifiers(identifiers) if encoding else None
     tokens, quarantine, counts = tokenise_frame(
         clean, key, event_columns=event_columns, specs=specs, blooms=blooms, project=project,
         hmac_implementation=hmac_implementation, scheme=scheme, inner_source=encoding.inner_source if encoding else None,
+        identifiers=identifiers,
     )
     by_reason = {r[C.REASON]: int(r["rows"]) for r in counts.collect()}
     rows_in = sum(by_reason.values())
@@ -210,14 +226,18 @@ def tokenise_dataset(
         },
         "token_columns": encode.token_columns(specs),
     }
-    if encoding is not None:
-        accepted = _mark(clean).where(F.col(_REASON).isNull())
-        inner = salted.inner_tokens(accepted, key, encoding.scheme, project=project, hmac_implementation=hmac_implementation)
+    described = described_identifiers(identifiers)
+    if described:
+        data["identifiers"] = described
+    if scheme is not None and encoding is not None:
+        accepted = _mark(clean, identifiers).where(F.col(_REASON).isNull())
+        inner = salted.inner_tokens(accepted, key, scheme, project=project, hmac_implementation=hmac_implementation,
+                                    identifiers=identifiers)
         data.update({
             "schema_version": salted.SCHEMA_VERSION,
-            "encoding": encoding.scheme.as_dict(),
-            "columns": {"keep": [*BOOKKEEPING, *event_columns], "tokens": encoding.scheme.column_purposes(), "blooms": {}},
-            "token_columns": encoding.scheme.columns,
+            "encoding": scheme.as_dict(),
+            "columns": {"keep": [*BOOKKEEPING, *event_columns], "tokens": scheme.column_purposes(), "blooms": {}},
+            "token_columns": scheme.columns,
             # Rates per comparison level from the provider's own records: no value, token or count of one.
             "u": encoding.aggregates(inner),
         })
@@ -240,6 +260,16 @@ class SaltedEncoding:
     # None: inner tokens under the local key (centralised mode); else e.g. the key service's OPRF.
     # The u aggregates always use local inner tokens: they count equalities only, which are the same.
     inner_source: salted.InnerSource | None = None
+
+
+def described_identifiers(identifiers: Mapping[str, IdentifierKind] | None) -> dict[str, dict]:
+    """Identifiers that differ from the six built-in defaults, with kind and options (for the
+    manifest): empty for a UK dataset, so its manifest is as before."""
+    from natlink.config.identifiers import BUILTIN
+
+    if identifiers is None:
+        return {}
+    return {n: k.described() for n, k in identifiers.items() if BUILTIN.get(n) != k}
 
 
 def new_run_id() -> str:
@@ -303,6 +333,7 @@ def tokenise_configured(
             quarantine_table=table,
             signer=signer,
             encoding=encoding,
+            identifiers=ds.identifier_kinds,
         )
     finally:
         onboarded.unpersist()
