@@ -20,6 +20,8 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(no_args_is_help=True, help="Make keys: token keys, manifest signing keys, Spark secrets.")
 app.add_typer(keys_app, name="keys")
+model_app = typer.Typer(no_args_is_help=True, help="Propose a model from the datasets (model init).")
+app.add_typer(model_app, name="model")
 keyservice_app = typer.Typer(no_args_is_help=True, help="The pseudonymisation key service (docs/keyservice.md).")
 app.add_typer(keyservice_app, name="keyservice")
 # Messages are never wrapped at a width (a pipe or a log file has none): a line stays one line.
@@ -364,6 +366,26 @@ def keys_generate(
     else:
         err.print(f"key written to {out} (mode 0600); use it as {made.reference}")
         print(f"reference={made.reference} fingerprint={made.fingerprint}")
+
+
+@model_app.command("init")
+def model_init(
+    dataset: list[Path] = typer.Option(..., "--dataset", "-d", help="dataset config (repeat for each dataset to link)"),
+    out: Path = typer.Option(..., "--out", help="the model YAML to write (then edit it, and train with --config)"),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="fills {data_dir} in the source paths"),
+    link_type: str = typer.Option("dedupe_only", help="dedupe_only | link_only | link_and_dedupe"),
+    encoding: str = typer.Option("salted", help="salted (the default) | deterministic"),
+    overwrite: bool = typer.Option(False, help="replace an existing file"),
+    verbose: bool = VERBOSE_OPTION,
+) -> None:
+    """Propose a model YAML from the datasets' identifiers and their measured completeness, explained."""
+    from natlink import commands
+
+    made = _call(verbose, "profiling the datasets", lambda: commands.model_init(
+        dataset, out, data_dir=data_dir, link_type=link_type, encoding=encoding, overwrite=overwrite))
+    for line in made.explanation:
+        err.print(line)
+    print(f"model={made.path}")
 
 
 KEYSERVICE_CONFIG_OPTION = typer.Option(Path("conf/keyservice.yaml"), "--config", help="the key service's config (YAML)")

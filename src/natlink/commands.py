@@ -138,6 +138,46 @@ def profile(dataset_config: str | Path, *, data_dir: str | None = None, environm
     return profiling.profile(spark_for("natlink-profile", environment), cfg, data_dir=data_dir)
 
 
+@dataclass(frozen=True)
+class ProposedModel:
+    """What ``natlink model init`` wrote: the YAML's path, the explanation, the completeness used."""
+
+    path: Path
+    explanation: list[str]
+    completeness: dict[str, dict[str, float]]
+
+
+@_named_failures
+def model_init(
+    dataset_configs: Paths, out: str | Path, *, data_dir: str | None = None, link_type: str = "dedupe_only",
+    encoding: str = "salted", name: str = "proposed", overwrite: bool = False, environment: str | Path | None = None,
+) -> ProposedModel:
+    """Profile each dataset (counts only) and write a model YAML proposed from their identifiers'
+    kinds and completeness (:func:`natlink.config.propose.propose_model`), explained in comments."""
+    from natlink.config.propose import propose_model, to_yaml
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ConfigError(f"model init: {out} exists (give --overwrite to replace it)")
+    configs = [load_dataset(resolve(p)) for p in dataset_configs]
+    if not configs:
+        raise ConfigError("model init: give one or more --dataset configs")
+    kinds: dict = {}
+    for cfg in configs:
+        for ident, kind in cfg.identifier_kinds.items():
+            if kinds.setdefault(ident, kind) != kind:
+                raise ConfigError(f"model init: identifier {ident!r} is declared differently in {cfg.name!r}; declare it alike everywhere")
+    spark = spark_for("natlink-model-init", environment)
+    completeness = {}
+    for cfg in configs:
+        report = profiling.profile(spark, cfg, data_dir=data_dir)
+        completeness[cfg.name] = {c: float(v["completeness"] or 0.0) for c, v in report["columns"].items()}
+    model, why = propose_model(kinds, completeness, name=name, link_type=link_type, encoding=encoding)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(to_yaml(model, why), encoding="utf-8")
+    return ProposedModel(out, why, completeness)
+
+
 @_named_failures
 def tokenise(
     dataset_config: str | Path,
