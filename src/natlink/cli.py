@@ -373,7 +373,6 @@ def model_init(
     dataset: list[Path] = typer.Option(..., "--dataset", "-d", help="dataset config (repeat for each dataset to link)"),
     out: Path = typer.Option(..., "--out", help="the model YAML to write (then edit it, and train with --config)"),
     data_dir: str | None = typer.Option(None, "--data-dir", help="fills {data_dir} in the source paths"),
-    link_type: str = typer.Option("dedupe_only", help="dedupe_only | link_only | link_and_dedupe"),
     encoding: str = typer.Option("salted", help="salted (the default) | deterministic"),
     overwrite: bool = typer.Option(False, help="replace an existing file"),
     verbose: bool = VERBOSE_OPTION,
@@ -382,7 +381,7 @@ def model_init(
     from natlink import commands
 
     made = _call(verbose, "profiling the datasets", lambda: commands.model_init(
-        dataset, out, data_dir=data_dir, link_type=link_type, encoding=encoding, overwrite=overwrite))
+        dataset, out, data_dir=data_dir, encoding=encoding, overwrite=overwrite))
     for line in made.explanation:
         err.print(line)
     print(f"model={made.path}")

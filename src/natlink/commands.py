@@ -149,8 +149,7 @@ class ProposedModel:
 
 @_named_failures
 def model_init(
-    dataset_configs: Paths, out: str | Path, *, data_dir: str | None = None, link_type: str = "dedupe_only",
-    encoding: str = "salted", name: str = "proposed", overwrite: bool = False, environment: str | Path | None = None,
+    dataset_configs: Paths, out: str | Path, *, data_dir: str | None = None, encoding: str = "salted", name: str = "proposed", overwrite: bool = False, environment: str | Path | None = None,
 ) -> ProposedModel:
     """Profile each dataset (counts only) and write a model YAML proposed from their identifiers'
     kinds and completeness (:func:`natlink.config.propose.propose_model`), explained in comments."""
@@ -172,7 +171,7 @@ def model_init(
     for cfg in configs:
         report = profiling.profile(spark, cfg, data_dir=data_dir)
         completeness[cfg.name] = {c: float(v["completeness"] or 0.0) for c, v in report["columns"].items()}
-    model, why = propose_model(kinds, completeness, name=name, link_type=link_type, encoding=encoding)
+    model, why = propose_model(kinds, completeness, name=name, encoding=encoding)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(to_yaml(model, why), encoding="utf-8")
     return ProposedModel(out, why, completeness)

@@ -45,7 +45,7 @@ def test_an_identifier_missing_from_one_dataset_is_left_out_and_said_so():
 def test_febrl_identifiers_are_all_compared():
     kinds = load_dataset(ROOT / "conf/datasets/febrl/febrl4a.yaml").identifier_kinds
     shares = {n: 0.95 for n in kinds if n not in ("nhs_number", "sex")}
-    model, why = propose_model(kinds, {"febrl4a": shares, "febrl4b": shares}, link_type="link_only")
+    model, why = propose_model(kinds, {"febrl4a": shares, "febrl4b": shares})
     cfg = ModelConfig.model_validate(model)
     assert {c.name for c in cfg.comparisons} == set(shares)
     assert cfg.blocking_rules_for_prediction[0] == ["tk_soc_sec_id"]
@@ -69,7 +69,7 @@ def test_model_init_profiles_the_datasets_and_writes_a_model_train_reads(spark, 
 
     out = tmp_path / "model.yaml"
     made = commands.model_init([ROOT / "conf/datasets/febrl/febrl4a.yaml", ROOT / "conf/datasets/febrl/febrl4b.yaml"], out,
-                               data_dir=str(data), link_type="link_only")
+                               data_dir=str(data))
     cfg = load(out, ModelConfig)
     # address_2 is about 86% complete in FEBRL; every FEBRL column is compared, no NHS number or sex.
     assert {c.name for c in cfg.comparisons} == {"given_name", "family_name", "date_of_birth", "postcode", "soc_sec_id",

@@ -91,3 +91,20 @@ def test_a_date_identifier_of_another_name_is_keyed_apart(spark):
     row = encode.tokenise(df, TEST_KEY, keep=[], specs=specs, blooms=(), identifiers=kinds).first().asDict()
     assert row["tk_seen"] == py_hmac("id:date:seen", "2001-02-03") != row["tk_dob"]
     assert row["tk_seen_swapped"] == py_hmac("id:date:seen", "2001-03-02") and row["tk_seen_year"] == py_hmac("id:date:seen_year", "2001")
+
+
+def test_the_centre_refuses_tables_whose_providers_declared_an_identifier_differently():
+    from natlink.errors import EncodingMismatchError
+    from natlink.tokens.manifest import TokenManifest
+    from natlink.tokens.reader import check_identifiers
+
+    def made(name, identifiers=None):
+        return TokenManifest({"dataset": name, **({"identifiers": identifiers} if identifiers else {})})
+
+    free = {"postcode": {"kind": "postcode", "format": "free"}, "soc_sec_id": {"kind": "person_id"}}
+    check_identifiers([made("a", free), made("b", free), made("c", {"postcode": free["postcode"]})])  # c lacks soc_sec_id: fine
+    check_identifiers([made("gp"), made("hes")])  # UK tables record nothing: the built-in defaults
+    with pytest.raises(EncodingMismatchError, match=r"identifier 'postcode' is \{'kind': 'postcode', 'format': 'uk'\} in dataset 'gp' but"):
+        check_identifiers([made("gp"), made("febrl", free)])
+    with pytest.raises(EncodingMismatchError, match="identifier 'soc_sec_id'"):
+        check_identifiers([made("a", free), made("b", {**free, "soc_sec_id": {"kind": "person_id", "check_digit": "modulus11"}})])
