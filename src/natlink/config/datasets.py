@@ -22,6 +22,8 @@ Minimal YAML (the schema of the walking skeleton, still accepted)::
 Keys added by onboarding (all optional): ``date_formats`` (several patterns, tried in order),
 ``nhs_number``, ``date_of_birth``, ``names``, ``max_length``, ``schema_checks``, ``quarantine``,
 ``source.encoding``; and ``one_row_per_person`` (a linkage property: see :class:`DatasetConfig`).
+``identifiers`` declares identifiers beyond the six built-in ones with their kind
+(:mod:`natlink.config.identifiers`), which ``columns`` may then map.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from natlink import columns as C
 from natlink.config import identifiers as ids
@@ -201,10 +203,10 @@ class DatasetConfig(Frozen):
     description: str | None = None
     source: SourceSpec
     record_id: str
-    columns: dict[str, str]  # identifier name -> source column (built-in names, or declared in identifiers)
     # Kinds of identifiers beyond the six built-in ones, and options of built-in ones
     # (natlink.config.identifiers); declared but not mapped: NULL in this dataset.
     identifiers: dict[str, ids.IdentifierKind] = Field(default_factory=dict)
+    columns: dict[str, str]  # identifier name -> source column (built-in names, or declared in identifiers)
     date_format: str | None = None  # one pattern (kept for older configs); or:
     date_formats: list[str] = Field(default_factory=list)  # several, tried in order
     event_columns: dict[str, str] = Field(default_factory=dict)  # output name -> source column (carried as text)
@@ -238,7 +240,15 @@ class DatasetConfig(Frozen):
 
     @field_validator("columns")
     @classmethod
-    def _mapping(cls, value: dict[str, str]) -> dict[str, str]:
+    def _mapping(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        # Checked here, not after the model, so it is reported beside any other key's error.
+        known = [*CANONICAL_COLUMNS, *[n for n in info.data.get("identifiers", {}) if n not in CANONICAL_COLUMNS]]
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise ValueError(
+                f"unknown identifiers {unknown}; built-in: {list(CANONICAL_COLUMNS)}, "
+                "others are declared with their kind under identifiers (natlink.config.identifiers)"
+            )
         if not set(value) - {C.SEX}:
             raise ValueError("map at least one identifier other than sex")
         sources = list(value.values())
@@ -265,12 +275,6 @@ class DatasetConfig(Frozen):
     @model_validator(mode="after")
     def _consistent(self) -> "DatasetConfig":
         known = list(self.identifier_kinds)
-        unknown = sorted(set(self.columns) - set(known))
-        if unknown:
-            raise ValueError(
-                f"columns: unknown identifiers {unknown}; built-in: {list(CANONICAL_COLUMNS)}, "
-                "others are declared with their kind under identifiers (natlink.config.identifiers)"
-            )
         bad = sorted(set(self.schema_checks.allow_unusable) - set(known))
         if bad:
             raise ValueError(f"schema_checks.allow_unusable: not identifiers: {bad}; expected some of {known}")
