@@ -97,6 +97,12 @@ def event_log_metrics(folder: Path, windows: list[tuple[str, float, float]]) -> 
     return spill, heap
 
 
+def workdir(persons: int, seed: int, model: str) -> Path:
+    """This size's folder (one per model: the salted tokens depend on its rules)."""
+    tag = "" if model == "conf/model.yaml" else "_" + Path(model).stem
+    return DATA / "national" / f"p{persons}_s{seed}{tag}"
+
+
 def link_config(work: Path) -> Path:
     """conf/link.yaml with the Spark engine forced (at these sizes ``auto`` would pick in process up to 1M)."""
     import yaml
@@ -108,7 +114,7 @@ def link_config(work: Path) -> Path:
     return path
 
 
-def run_natlink(persons: int, seed: int, memory: str, report: bool) -> dict:
+def run_natlink(persons: int, seed: int, memory: str, report: bool, model: str = "conf/model.yaml") -> dict:
     from pyspark.sql import functions as F
 
     from natlink import columns as C
@@ -118,7 +124,7 @@ def run_natlink(persons: int, seed: int, memory: str, report: bool) -> dict:
     from natlink.tokens import keys
 
     bench_signing()
-    work = DATA / "national" / f"p{persons}_s{seed}"
+    work = workdir(persons, seed, model)
     shutil.rmtree(work, ignore_errors=True)
     (work / "eventlog").mkdir(parents=True)
     key = keys.create_key_file(work / "keys" / "token.key")  # a fresh random key per benchmark run
@@ -129,7 +135,7 @@ def run_natlink(persons: int, seed: int, memory: str, report: bool) -> dict:
     startup = time.perf_counter() - t
     raw = prepare_raw(spark, persons, seed)
     cfg = RunConfig(output_dir=str(work / "out"), data_dir=str(raw), key=key, datasets=[f"conf/datasets/{d}.yaml" for d in DATASETS],
-                    link=str(link_config(work)), truth=str(raw / "truth"), report=report)
+                    link=str(link_config(work)), truth=str(raw / "truth"), report=report, model=model)
     app_id = spark.sparkContext.applicationId
     with StepMemory() as mem:
         result = natlink_run(cfg, spark=spark, progress=lambda _msg: mem.begin(f"step{len(mem.starts)}"))
@@ -148,7 +154,7 @@ def run_natlink(persons: int, seed: int, memory: str, report: bool) -> dict:
         for i, name in enumerate(steps)
     }
     return {
-        "engine": "natlink (Spark)", "persons": persons, "records": records, "app_ids": sorted(set(result.applications.values()) | {app_id}),
+        "engine": "natlink (Spark)", "model": model, "persons": persons, "records": records, "app_ids": sorted(set(result.applications.values()) | {app_id}),
         "records_by_dataset": counts["records_by_dataset"], "spark_startup_s": round(startup, 1), "steps": per_step,
         "jvm_heap_peak_mb": heap, "comparisons_per_rule": counts["comparisons_per_rule"], "edges": counts["edges"],
         "largest_cluster": int(largest), "cannot_link": counts.get("cannot_link"), "link_timings": result.link.timings,
@@ -156,7 +162,7 @@ def run_natlink(persons: int, seed: int, memory: str, report: bool) -> dict:
     }
 
 
-def run_duckdb(persons: int, seed: int, memory_limit: str) -> dict:
+def run_duckdb(persons: int, seed: int, memory_limit: str, model: str = "conf/model.yaml") -> dict:
     """Splink on DuckDB, no Spark: the same token tables and trained model as the natlink run."""
     import pyarrow as pa
     import yaml
@@ -168,7 +174,7 @@ def run_duckdb(persons: int, seed: int, memory_limit: str) -> dict:
     from natlink.linkage import blocking, inprocess, scoring
     from natlink.tokens.salted import SaltedScheme
 
-    work = DATA / "national" / f"p{persons}_s{seed}"
+    work = workdir(persons, seed, model)
     out = work / "out"
     manifests = [json.loads((out / "tokens" / f"{d}.manifest.json").read_text()) for d in DATASETS]
     settings = json.loads((out / "model.json").read_text())
@@ -212,7 +218,7 @@ def run_duckdb(persons: int, seed: int, memory_limit: str) -> dict:
             metrics = duckdb_metrics(engine.con, "bench_clusters", DATA / f"p{persons}_s{seed}" / "truth")
     spill_mb = sum(f.stat().st_size for f in spill.rglob("*") if f.is_file()) / 1e6
     return {
-        "engine": "Splink on DuckDB", "persons": persons, "records": slim.num_rows, "steps": steps, "tree_peak_mb": mem.peak,
+        "engine": "Splink on DuckDB", "model": model, "persons": persons, "records": slim.num_rows, "steps": steps, "tree_peak_mb": mem.peak,
         "comparisons_per_rule": counts, "edges": edges.num_rows, "largest_cluster": metrics.pop("largest"), **metrics,
         "spill_left_mb": spill_mb, "load": load_avg(),
     }
@@ -293,6 +299,7 @@ def main() -> None:
     parser.add_argument("--driver-memory", default="8g", help="spark.driver.memory (local mode: the one JVM)")
     parser.add_argument("--duckdb-max-persons", type=int, default=None, help="skip Splink on DuckDB above this size")
     parser.add_argument("--duckdb-memory", default="8GB", help="DuckDB memory_limit (it spills beyond it)")
+    parser.add_argument("--model", default="conf/model.yaml", help="the model (tokens are salted for its rules)")
     parser.add_argument("--report", action="store_true", help="also write the run's HTML report (a step of its own)")
     parser.add_argument("--step", choices=["generate", "natlink", "duckdb"], help=argparse.SUPPRESS)
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
@@ -305,17 +312,17 @@ def main() -> None:
         print("RESULT " + json.dumps({"generate_s": time.perf_counter() - t if made else None}), flush=True)
         return
     if args.step == "natlink":
-        result = run_natlink(args.one, args.seed, args.driver_memory, args.report)
+        result = run_natlink(args.one, args.seed, args.driver_memory, args.report, args.model)
         print("RESULT " + json.dumps(result, default=str), flush=True)
         return
     if args.step == "duckdb":
-        print("RESULT " + json.dumps(run_duckdb(args.one, args.seed, args.duckdb_memory), default=str), flush=True)
+        print("RESULT " + json.dumps(run_duckdb(args.one, args.seed, args.duckdb_memory, args.model), default=str), flush=True)
         return
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     load_start, rows = load_avg(), []
     for persons in args.persons:
-        common = ["--one", str(persons), "--seed", str(args.seed), "--driver-memory", args.driver_memory]
+        common = ["--one", str(persons), "--seed", str(args.seed), "--driver-memory", args.driver_memory, "--model", args.model]
         gen: list[dict] = []
         made = _child(["--step", "generate", *common], "generate", gen, persons)
         natlink = _child(["--step", "natlink", *common, *(["--report"] if args.report else [])], "natlink (Spark)", rows, persons)
@@ -323,7 +330,7 @@ def main() -> None:
             natlink["steps"] = {"generate": {"s": made["generate_s"]}, **natlink["steps"]}
         if natlink is not None and (args.duckdb_max_persons is None or persons <= args.duckdb_max_persons):
             _child(["--step", "duckdb", *common, "--duckdb-memory", args.duckdb_memory], "Splink on DuckDB", rows, persons)
-    print(f"\nbench_national: seed {args.seed}, driver memory {args.driver_memory}, DuckDB memory_limit {args.duckdb_memory}; "
+    print(f"\nbench_national: {args.model}, seed {args.seed}, driver memory {args.driver_memory}, DuckDB memory_limit {args.duckdb_memory}; "
           f"load average at start {load_start}, at end {load_avg()}")
     print_table(*table_rows(rows))
 

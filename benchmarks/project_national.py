@@ -57,7 +57,7 @@ def _counts(spark, records: int) -> tuple[int, list[int], list[str]]:
     return slim.num_rows, counts, [r.sql for r in rules]
 
 
-def _national_points(path: Path) -> list[tuple[int, list[int], float]]:
+def _national_points(path: Path, model: str) -> list[tuple[int, list[int], float]]:
     """(records, comparisons per rule, train + link seconds) per size measured by bench_national.py
     (the latest natlink row of each size)."""
     import json
@@ -65,7 +65,7 @@ def _national_points(path: Path) -> list[tuple[int, list[int], float]]:
     points: dict[int, tuple[int, list[int], float]] = {}
     for line in path.read_text().splitlines():
         row = json.loads(line)
-        if row.get("engine", "").startswith("natlink") and "comparisons_per_rule" in row:
+        if row.get("engine", "").startswith("natlink") and "comparisons_per_rule" in row and row.get("model", "conf/model.yaml") == model:
             seconds = row["steps"]["train"]["s"] + row["steps"]["link"]["s"]
             points[row["records"]] = (row["records"], row["comparisons_per_rule"], seconds)
     return [points[n] for n in sorted(points)]
@@ -77,6 +77,7 @@ def main() -> None:
                         metavar="RESULTS", help="take the measured points from bench_national.py's results (default file)")
     parser.add_argument("--spark-seconds", type=float, nargs=2, metavar=("S_100K", "S_1M"),
                         help="natlink-spark total_s at 100k and 1M records (benchmarks/bench_link.py)")
+    parser.add_argument("--model", default="conf/model.yaml", help="with --national: the model whose measured points to use")
     parser.add_argument("--measured-cores", type=int, default=2)
     parser.add_argument("--persons", type=int, nargs="+", default=[10_000_000, 60_000_000])
     parser.add_argument("--cores", type=int, nargs="+", default=[64, 256, 1024])
@@ -90,10 +91,10 @@ def main() -> None:
     if args.national:
         from natlink.config import ModelConfig
 
-        points = _national_points(Path(args.national))
+        points = _national_points(Path(args.national), args.model)
         if len(points) < 2:
             parser.error(f"{args.national}: needs natlink rows at two sizes or more, has {len(points)}")
-        model = cfgmod.load(ROOT / "conf" / "model.yaml", ModelConfig)
+        model = cfgmod.load(ROOT / args.model, ModelConfig)
         names = [r if isinstance(r, str) else " AND ".join(f"l.{k} = r.{k}" for k in r) for r in model.blocking_rules_for_prediction]
         measured = [(n, c) for n, c, _ in points]
         (n1, c1, s1), (n2, c2, s2) = points[-2], points[-1]
