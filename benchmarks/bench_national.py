@@ -190,18 +190,25 @@ def run_duckdb(persons: int, seed: int, memory_limit: str, model: str = "conf/mo
             tbl = DeltaTable(str(out / "tokens" / m["table"])).to_pyarrow_table(columns=[C.DATASET, C.RECORD_ID, *needed])
             uid = pa.compute.binary_join_element_wise(tbl.column(C.DATASET), tbl.column(C.RECORD_ID), ":")
             parts.append(tbl.append_column(C.UNIQUE_ID, uid))
-        slim = pa.concat_tables(parts)
-        steps["read tokens (delta-rs)"] = {"s": time.perf_counter() - t}
         spill = work / "duckdb_spill"
         spill.mkdir(exist_ok=True)
         with inprocess.Engine(spill_parent=str(spill)) as engine:
             engine.con.execute(f"SET memory_limit = '{memory_limit}'")
             engine.con.execute("SET threads = 2")
+            # Tokens compare by equality only: DuckDB's 64-bit hash of each (as natlink's engines
+            # compact them) keeps the blocked pairs small; as strings, 100k persons took 8.8 GB.
+            engine.con.register("bench_raw", pa.concat_tables(parts))
+            hashed = ", ".join(f"CASE WHEN {c} IS NOT NULL THEN hash({c}) END AS {c}" for c in needed)
+            slim = engine.con.execute(f"SELECT {C.UNIQUE_ID}, {C.DATASET}, {C.RECORD_ID}, {hashed} FROM bench_raw").to_arrow_table()
+            engine.con.unregister("bench_raw")
+            del parts
+            steps["read tokens (delta-rs)"] = {"s": time.perf_counter() - t}
             t = time.perf_counter()
             records = engine.load(slim)
             counts = engine.count_comparisons(rules)
             edges = engine.predict(settings, scoring.probability_to_weight(threshold), columns, rules)
             steps["predict"] = {"s": time.perf_counter() - t}
+            print(f"duckdb: predict {steps['predict']['s']:.1f} s, {edges.num_rows} edges", file=sys.stderr, flush=True)
             t = time.perf_counter()
             db = DuckDBAPI(connection=engine.con)
             nodes = records.select([C.NODE_ID, C.DATASET, C.RECORD_ID])
@@ -215,8 +222,10 @@ def run_duckdb(persons: int, seed: int, memory_limit: str, model: str = "conf/mo
                 f"FROM {clustered.physical_name} c JOIN bench_nodes n USING ({C.NODE_ID})"
             )
             steps["cluster"] = {"s": time.perf_counter() - t}
+            print(f"duckdb: cluster {steps['cluster']['s']:.1f} s", file=sys.stderr, flush=True)
             metrics = duckdb_metrics(engine.con, "bench_clusters", DATA / f"p{persons}_s{seed}" / "truth")
     spill_mb = sum(f.stat().st_size for f in spill.rglob("*") if f.is_file()) / 1e6
+    shutil.rmtree(spill, ignore_errors=True)
     return {
         "engine": "Splink on DuckDB", "model": model, "persons": persons, "records": slim.num_rows, "steps": steps, "tree_peak_mb": mem.peak,
         "comparisons_per_rule": counts, "edges": edges.num_rows, "largest_cluster": metrics.pop("largest"), **metrics,
@@ -226,32 +235,47 @@ def run_duckdb(persons: int, seed: int, memory_limit: str, model: str = "conf/mo
 
 def duckdb_metrics(con, clusters: str, truth: Path) -> dict:
     """Pairwise and cluster-level precision / recall / F1 of ``clusters`` (dataset, record_id, cluster_id) against truth."""
-    con.execute(
-        f"CREATE TABLE bench_joined AS SELECT c.cluster_id AS p, t.true_person_id AS t FROM {clusters} c "
-        f"JOIN read_parquet('{truth}/*.parquet') t ON c.dataset = t.dataset AND c.record_id = t.record_id"
-    )
-    q = lambda sql: con.execute(sql).fetchall()[0]  # noqa: E731
-    (tp,) = q("SELECT sum(n * (n - 1) / 2) FROM (SELECT count(*) n FROM bench_joined GROUP BY p, t)")
-    (pp, largest, npred) = q("SELECT sum(n * (n - 1) / 2), max(n), count(*) FROM (SELECT count(*) n FROM bench_joined GROUP BY p)")
-    (tt, ntrue) = q("SELECT sum(n * (n - 1) / 2), count(*) FROM (SELECT count(*) n FROM bench_joined GROUP BY t)")
-    (exact,) = q(
-        "SELECT count(*) FROM (SELECT p, t, count(*) n FROM bench_joined GROUP BY p, t) o "
-        "JOIN (SELECT p, count(*) np FROM bench_joined GROUP BY p) a USING (p) "
-        "JOIN (SELECT t, count(*) nt FROM bench_joined GROUP BY t) b USING (t) WHERE o.n = a.np AND o.n = b.nt"
-    )
+    import pyarrow.dataset as ds
+
+    predicted = con.execute(f"SELECT dataset, record_id, cluster_id FROM {clusters}").df()
+    true = ds.dataset(str(truth), format="parquet").to_table(columns=["dataset", "record_id", "true_person_id"]).to_pandas()
+    joined = predicted.merge(true, on=["dataset", "record_id"], how="inner")
+    pairs = lambda s: float((s * (s - 1) / 2).sum())  # noqa: E731
+    both = joined.groupby(["cluster_id", "true_person_id"]).size()
+    by_p, by_t = joined.groupby("cluster_id").size(), joined.groupby("true_person_id").size()
+    tp, pp, tt = pairs(both), pairs(by_p), pairs(by_t)
+    exact = sum(1 for (p, t), n in both.items() if n == by_p[p] and n == by_t[t])
     f1 = lambda p, r: 2 * p * r / (p + r) if p + r else 0.0  # noqa: E731
     pp_, pr_ = tp / pp if pp else 1.0, tp / tt if tt else 1.0
-    cp_, cr_ = exact / npred, exact / ntrue
+    cp_, cr_ = exact / len(by_p), exact / len(by_t)
     return {"pairwise": {"precision": pp_, "recall": pr_, "f1": f1(pp_, pr_)},
-            "cluster": {"precision": cp_, "recall": cr_, "f1": f1(cp_, cr_)}, "largest": int(largest)}
+            "cluster": {"precision": cp_, "recall": cr_, "f1": f1(cp_, cr_)}, "largest": int(by_p.max())}
 
 
-def _child(args: list[str], label: str, rows: list[dict], persons: int) -> dict | None:
-    started = time.perf_counter()
-    proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env={**os.environ, "PYSPARK_PYTHON": sys.executable})
-    found = [json.loads(line[len("RESULT "):]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+def _child(args: list[str], label: str, rows: list[dict], persons: int, rss_cap_mb: float | None = None) -> dict | None:
+    """Run one step in a fresh process; with ``rss_cap_mb``, kill it once its process tree holds more."""
+    started, peak = time.perf_counter(), 0.0
+    with subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, "PYSPARK_PYTHON": sys.executable}) as proc:
+        out_err: list[str] = []
+        reader = threading.Thread(target=lambda: out_err.extend(proc.communicate()), daemon=True)
+        reader.start()
+        while reader.is_alive():
+            peak = max(peak, tree_rss_mb(proc.pid))
+            if rss_cap_mb is not None and peak > rss_cap_mb:
+                proc.kill()
+                break
+            reader.join(0.5)
+        reader.join()
+    stdout, stderr = (out_err + ["", ""])[:2]
+    found = [json.loads(line[len("RESULT "):]) for line in stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not found:
-        why = "killed by signal %d (out of memory?)" % -proc.returncode if proc.returncode < 0 else (proc.stderr or "")[-400:].replace("\n", " ")
+        if rss_cap_mb is not None and peak > rss_cap_mb:
+            why = f"killed at {peak / 1e3:.1f} GB resident, over the {rss_cap_mb / 1e3:.1f} GB cap (--duckdb-rss-cap)"
+        elif proc.returncode < 0:
+            why = f"killed by signal {-proc.returncode}"
+        else:
+            why = (stderr or "")[-400:].replace("\n", " ")
         rows.append({"engine": label, "persons": persons, "error": why, "wall_s": time.perf_counter() - started, "load": load_avg()})
         return None
     print("RESULT " + json.dumps(found[-1]), file=sys.stderr, flush=True)
@@ -259,6 +283,16 @@ def _child(args: list[str], label: str, rows: list[dict], persons: int) -> dict 
         fh.write(json.dumps(found[-1]) + "\n")
     rows.append(found[-1])
     return found[-1]
+
+
+def last_natlink_row(persons: int, model: str) -> dict | None:
+    """This size's latest natlink row in the results file (for --duckdb-only)."""
+    found = None
+    for line in RESULTS.read_text().splitlines() if RESULTS.exists() else []:
+        row = json.loads(line)
+        if row.get("engine", "").startswith("natlink") and row["persons"] == persons and row.get("model", "conf/model.yaml") == model:
+            found = row
+    return found
 
 
 def _f(x: float, digits: int = 4) -> str:
@@ -298,9 +332,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--driver-memory", default="8g", help="spark.driver.memory (local mode: the one JVM)")
     parser.add_argument("--duckdb-max-persons", type=int, default=None, help="skip Splink on DuckDB above this size")
-    parser.add_argument("--duckdb-memory", default="8GB", help="DuckDB memory_limit (it spills beyond it)")
+    parser.add_argument("--duckdb-memory", default="4GB", help="DuckDB memory_limit (it spills beyond it)")
+    parser.add_argument("--duckdb-rss-cap", type=float, default=8.0, help="GB: Splink on DuckDB is stopped above this (a failure row)")
     parser.add_argument("--model", default="conf/model.yaml", help="the model (tokens are salted for its rules)")
     parser.add_argument("--report", action="store_true", help="also write the run's HTML report (a step of its own)")
+    parser.add_argument("--duckdb-only", action="store_true", help="reuse this size's last natlink run (its row in the results file)")
     parser.add_argument("--step", choices=["generate", "natlink", "duckdb"], help=argparse.SUPPRESS)
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -323,14 +359,18 @@ def main() -> None:
     load_start, rows = load_avg(), []
     for persons in args.persons:
         common = ["--one", str(persons), "--seed", str(args.seed), "--driver-memory", args.driver_memory, "--model", args.model]
-        gen: list[dict] = []
-        made = _child(["--step", "generate", *common], "generate", gen, persons)
-        natlink = _child(["--step", "natlink", *common, *(["--report"] if args.report else [])], "natlink (Spark)", rows, persons)
+        if args.duckdb_only:
+            natlink, made = last_natlink_row(persons, args.model), None
+            rows += [natlink] if natlink else []
+        else:
+            made = _child(["--step", "generate", *common], "generate", [], persons)
+            natlink = _child(["--step", "natlink", *common, *(["--report"] if args.report else [])], "natlink (Spark)", rows, persons)
         if natlink is not None and made and made.get("generate_s"):
             natlink["steps"] = {"generate": {"s": made["generate_s"]}, **natlink["steps"]}
         if natlink is not None and (args.duckdb_max_persons is None or persons <= args.duckdb_max_persons):
-            _child(["--step", "duckdb", *common, "--duckdb-memory", args.duckdb_memory], "Splink on DuckDB", rows, persons)
-    print(f"\nbench_national: {args.model}, seed {args.seed}, driver memory {args.driver_memory}, DuckDB memory_limit {args.duckdb_memory}; "
+            _child(["--step", "duckdb", *common, "--duckdb-memory", args.duckdb_memory], "Splink on DuckDB", rows, persons, args.duckdb_rss_cap * 1e3)
+    print(f"\nbench_national: {args.model}, seed {args.seed}, driver memory {args.driver_memory}, DuckDB memory_limit {args.duckdb_memory} "
+          f"(process cap {args.duckdb_rss_cap} GB); "
           f"load average at start {load_start}, at end {load_avg()}")
     print_table(*table_rows(rows))
 
