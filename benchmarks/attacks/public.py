@@ -232,8 +232,10 @@ def _joint(blocks: list[Block], a: str, b: str) -> pd.DataFrame | None:
     shared = [s for s in SHARED if s in home[a].features and s in home[b].features and s not in (a, b)]
     if not shared:
         pa = home[a].table.groupby(a, as_index=False)["w"].sum()
-        pb = home[b].table.groupby(b, as_index=False)["w"].sum().rename(columns={"w": "wb"})
-        out = pa.merge(pb, how="cross")
+        pb = home[b].table.groupby(b, as_index=False)["w"].sum()
+        pa["w"] /= pa["w"].sum()
+        pb["w"] /= pb["w"].sum()
+        return top_product(pa, pb, a, b, RULE_BLOCK_VALUES)  # absolute masses: the rest is REST
     else:
         s = shared[0]
         pa = home[a].table.groupby([a, s], as_index=False)["w"].sum()
@@ -241,7 +243,43 @@ def _joint(blocks: list[Block], a: str, b: str) -> pd.DataFrame | None:
         pb["wb"] = pb["w"] / pb.groupby(s)["w"].transform("sum")
         out = pa.merge(pb[[b, s, "wb"]], on=s)
     out["w"] = out["w"] * out["wb"]
-    return out.groupby([a, b], as_index=False)["w"].sum()
+    out = out.groupby([a, b], as_index=False)["w"].sum()
+    out["w"] /= out["w"].sum()
+    return out
+
+
+def top_product(pa: pd.DataFrame, pb: pd.DataFrame, a: str, b: str, k: int) -> pd.DataFrame:
+    """The ``k`` most probable pairs of two independent features (columns ``a``/``b`` and ``w``),
+    without the whole cross product: a (surname, date of birth) pair space has ~300M values, which a
+    cross join holds in ~20 GB. A threshold t on the pair's mass is found by bisection (the pairs
+    with mass >= t counted per value of ``a`` with a binary search in ``b``'s sorted masses); only
+    those pairs are built."""
+    pa = pa[pa["w"] > 0].sort_values("w", ascending=False, kind="stable")
+    pb = pb[pb["w"] > 0].sort_values("w", ascending=False, kind="stable")
+    wa, wb = pa["w"].to_numpy(), pb["w"].to_numpy()
+    if not len(wa) or not len(wb):
+        return pd.DataFrame(columns=[a, b, "w"])
+    neg_b = -wb  # ascending, for searchsorted
+
+    def at_least(t: float) -> np.ndarray:  # per value of a: how many values of b pair with it at mass >= t
+        return np.searchsorted(neg_b, -(t / wa), side="right")
+
+    lo, hi = np.log(wa[-1] * wb[-1]), np.log(wa[0] * wb[0])  # count(exp(lo)) = all pairs, count(exp(hi)) >= 1
+    if len(wa) * len(wb) <= k:
+        take = np.full(len(wa), len(wb))
+    else:
+        for _ in range(100):
+            mid = (lo + hi) / 2
+            if at_least(np.exp(mid)).sum() >= k:
+                lo = mid
+            else:
+                hi = mid
+        take = at_least(np.exp(lo))
+    ia = np.repeat(np.arange(len(wa)), take)
+    starts = np.cumsum(take) - take
+    ib = np.arange(take.sum()) - np.repeat(starts, take)
+    out = pd.DataFrame({a: pa[a].to_numpy()[ia], b: pb[b].to_numpy()[ib], "w": wa[ia] * wb[ib]})
+    return out.sort_values("w", ascending=False, kind="stable").head(k).reset_index(drop=True)
 
 
 def rule_blocks(blocks: list[Block], manifest: dict[str, Any]) -> list[Block]:
@@ -253,7 +291,6 @@ def rule_blocks(blocks: list[Block], manifest: dict[str, Any]) -> list[Block]:
         joint = _joint(blocks, *rule)
         if joint is None:
             continue
-        joint["w"] /= joint["w"].sum()
         joint = joint.sort_values("w", ascending=False, kind="stable")
         top = joint.head(RULE_BLOCK_VALUES)
         values = top[rule[0]].astype(str) + "|" + top[rule[1]].astype(str)

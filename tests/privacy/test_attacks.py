@@ -200,6 +200,23 @@ def test_class_assignment_has_the_optimum_of_the_hungarian_assignment_of_every_t
         assert len(values) == len(set(values.tolist()))
 
 
+def test_top_pairs_of_two_independent_features_are_the_cross_products_top_without_building_it():
+    # A (surname, date of birth) block key's public distribution has ~300M values: the attacker keeps
+    # the most probable ones (public.top_product). On random distributions with ties, its masses are
+    # exactly the top k of the full cross product, each pair's mass the product of its two.
+    rng = np.random.default_rng(7)
+    for na, nb, k in [(50, 70, 100), (7, 3, 1000), (300, 200, 5000), (40, 40, 1599), (1, 1, 5)]:
+        pa = pd.DataFrame({"a": [f"a{i}" for i in range(na)], "w": rng.dirichlet(np.ones(na))})
+        pb = pd.DataFrame({"b": [f"b{i}" for i in range(nb)], "w": np.repeat(rng.dirichlet(np.ones((nb + 1) // 2)), 2)[:nb]})
+        full = pa.merge(pb.rename(columns={"w": "wb"}), how="cross")
+        full["w"] = full["w"] * full["wb"]
+        top = public.top_product(pa, pb, "a", "b", k)
+        assert len(top) == min(k, na * nb)
+        assert np.sort(top["w"].to_numpy()) == pytest.approx(np.sort(full["w"].nlargest(k).to_numpy()))
+        joined = top.merge(full, on=["a", "b"], suffixes=("", "_full"))
+        assert len(joined) == len(top) and joined["w"].to_numpy() == pytest.approx(joined["w_full"].to_numpy())
+
+
 def test_salted_tokens_and_block_keys_are_discovered_as_token_columns():
     # A salted field token is 16 hex digits, a block key 32: both are attacked even where the
     # manifest does not list them; a record id is never a token.
