@@ -73,6 +73,26 @@ def prepare_tokens(spark, persons: int, seed: int = 42) -> Path:
     return out
 
 
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory (MB) of process ``pid`` and all its children (e.g. the Spark JVM)."""
+    total = 0
+    stack = [pid]
+    seen = set()
+    while stack:
+        p = stack.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            with open(f"/proc/{p}/statm") as fh:
+                total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            with open(f"/proc/{p}/task/{p}/children") as fh:
+                stack += [int(c) for c in fh.read().split()]
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return total / 1e6
+
+
 class PeakMemory:
     """Peak resident memory (MB) of this process and all its children (e.g. the Spark JVM)."""
 
@@ -82,32 +102,13 @@ class PeakMemory:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    @staticmethod
-    def _tree_rss_mb(pid: int) -> float:
-        total = 0
-        stack = [pid]
-        seen = set()
-        while stack:
-            p = stack.pop()
-            if p in seen:
-                continue
-            seen.add(p)
-            try:
-                with open(f"/proc/{p}/statm") as fh:
-                    total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-                with open(f"/proc/{p}/task/{p}/children") as fh:
-                    stack += [int(c) for c in fh.read().split()]
-            except (FileNotFoundError, ProcessLookupError, PermissionError):
-                continue
-        return total / 1e6
-
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._tree_rss_mb(os.getpid()))
+            self.peak = max(self.peak, tree_rss_mb(os.getpid()))
             time.sleep(self.interval)
 
     def __enter__(self):
-        self.peak = self._tree_rss_mb(os.getpid())
+        self.peak = tree_rss_mb(os.getpid())
         self._thread.start()
         return self
 
