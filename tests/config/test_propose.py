@@ -23,7 +23,7 @@ def test_uk_identifiers_give_the_default_model_s_shape():
     cfg = ModelConfig.model_validate(model)
     assert [c.name for c in cfg.comparisons] == list(BUILTIN)
     assert cfg.blocking_rules_for_prediction == [["tk_nhs_number"], ["tk_dob", "tk_given_initial"],
-                                                 ["tk_family_name", "tk_dob_year"], ["tk_postcode", "tk_given_initial"]]
+                                                 ["tk_family_name", "tk_dob"], ["tk_postcode", "tk_given_initial"]]
     assert cfg.training.deterministic_rules == [["tk_nhs_number", "tk_dob"]]
     assert cfg.training.em_blocking_rules == [["tk_nhs_number"], ["tk_dob"], ["tk_postcode"]]
     assert cfg.encoding == "salted" and "sex" in cfg.training.allow_unobserved

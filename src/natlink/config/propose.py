@@ -14,7 +14,7 @@ Rules, by kind (the levels are those measured on the generator and FEBRL, ``docs
   exact (and district when UK); address exact, NYSIIS; category exact.
 * prediction blocking rules (each should be specific: a block of a common value is large and,
   with salted tokens, its size follows the value's frequency): every person id alone, then a date
-  with the given initial, the family name with the birth year, the postcode with the initial (or
+  with the given initial, the family name with the date, the postcode with the initial (or
   a street number), the first address line with the postcode.
 * training: deterministic rule a person id with the date (else both names and the date); EM rules
   the person id, the date and the postcode (two or more, each a prediction rule's subset);
@@ -96,7 +96,7 @@ def propose_model(
     if dob_t and given:
         rules.append([f"tk_{dob_t}", "tk_given_initial"])
     if family and dob_t:
-        rules.append(["tk_family_name", f"tk_{dob_t}_year"])
+        rules.append(["tk_family_name", f"tk_{dob_t}"])  # as conf/model.yaml: with the year, surname classes chain
     if postcode and given:
         rules.append([f"tk_{postcode}", "tk_given_initial"])
     elif postcode and addresses:
