@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence, TypeVar
 
 from natlink.config import DatasetConfig, DemoConfig, EnvironmentConfig, LinkConfig, ModelConfig, RunConfig, load, load_dataset, project_root, resolve
 from natlink.config.case_study import load_config as load_case_study_config
+from natlink.config import propose
 from natlink.config.project import ProjectConfig
 from natlink.config.synth import load_synth_config
 from natlink.errors import ConfigError, NatlinkError
@@ -144,43 +145,20 @@ def profile(dataset_config: str | Path, *, data_dir: str | None = None, environm
     return profiling.profile(spark_for("natlink-profile", environment), cfg, data_dir=data_dir)
 
 
-@dataclass(frozen=True)
-class ProposedModel:
-    """What ``natlink model init`` wrote: the YAML's path, the explanation, the completeness used."""
-
-    path: Path
-    explanation: list[str]
-    completeness: dict[str, dict[str, float]]
-
-
 @_named_failures
 def model_init(
-    dataset_configs: Paths, out: str | Path, *, data_dir: str | None = None, encoding: str = "salted", name: str = "proposed", overwrite: bool = False, environment: str | Path | None = None,
-) -> ProposedModel:
+    dataset_configs: Paths, out: str | Path, *, data_dir: str | None = None, encoding: str = "salted",
+    name: str = "proposed", overwrite: bool = False, environment: str | Path | None = None,
+) -> propose.ProposedModel:
     """Profile each dataset (counts only) and write a model YAML proposed from their identifiers'
     kinds and completeness (:func:`natlink.config.propose.propose_model`), explained in comments."""
-    from natlink.config.propose import propose_model, to_yaml
-
-    out = Path(out)
-    if out.exists() and not overwrite:
+    if Path(out).exists() and not overwrite:
         raise ConfigError(f"model init: {out} exists (give --overwrite to replace it)")
     configs = [load_dataset(resolve(p)) for p in dataset_configs]
-    if not configs:
-        raise ConfigError("model init: give one or more --dataset configs")
-    kinds: dict = {}
-    for cfg in configs:
-        for ident, kind in cfg.identifier_kinds.items():
-            if kinds.setdefault(ident, kind) != kind:
-                raise ConfigError(f"model init: identifier {ident!r} is declared differently in {cfg.name!r}; declare it alike everywhere")
-    spark = spark_for("natlink-model-init", environment)
-    completeness = {}
-    for cfg in configs:
-        report = profiling.profile(spark, cfg, data_dir=data_dir)
-        completeness[cfg.name] = {c: float(v["completeness"] or 0.0) for c, v in report["columns"].items()}
-    model, why = propose_model(kinds, completeness, name=name, encoding=encoding)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(to_yaml(model, why), encoding="utf-8")
-    return ProposedModel(out, why, completeness)
+    kinds = propose.common_identifiers(configs)  # refused before Spark starts when they disagree
+    completeness = profiling.completeness(spark_for("natlink-model-init", environment), configs, data_dir=data_dir)
+    model, why = propose.propose_model(kinds, completeness, name=name, encoding=encoding)
+    return propose.write(out, model, why, completeness)
 
 
 @_named_failures

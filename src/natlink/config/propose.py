@@ -23,14 +23,17 @@ Rules, by kind (the levels are those measured on the generator and FEBRL, ``docs
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 from natlink import columns as C
+from natlink.config.datasets import DatasetConfig
 from natlink.config.identifiers import IdentifierKind
 from natlink.config.model import ModelConfig
 from natlink.errors import ConfigError
 
-__all__ = ["propose_model", "to_yaml"]
+__all__ = ["ProposedModel", "common_identifiers", "propose_model", "to_yaml", "write"]
 
 ELSE = "all other comparisons"
 
@@ -150,3 +153,31 @@ def to_yaml(model: Mapping[str, Any], why: list[str]) -> str:
             "# (every key: docs/model.md). Why each part is here:"]
     head += [f"#   {line}" for line in why]
     return "\n".join(head) + "\n" + yaml.safe_dump(dict(model), sort_keys=False, width=120)
+
+
+@dataclass(frozen=True)
+class ProposedModel:
+    """What ``natlink model init`` wrote: the YAML's path, the explanation, the completeness used."""
+
+    path: Path
+    explanation: list[str]
+    completeness: dict[str, dict[str, float]]
+
+
+def common_identifiers(configs: Sequence[DatasetConfig]) -> dict[str, IdentifierKind]:
+    """Every identifier of the datasets with its kind, refused when two datasets declare one differently."""
+    if not configs:
+        raise ConfigError("model init: give one or more --dataset configs")
+    kinds: dict[str, IdentifierKind] = {}
+    for cfg in configs:
+        for ident, kind in cfg.identifier_kinds.items():
+            if kinds.setdefault(ident, kind) != kind:
+                raise ConfigError(f"model init: identifier {ident!r} is declared differently in {cfg.name!r}; declare it alike everywhere")
+    return kinds
+
+
+def write(out: str | Path, model: Mapping[str, Any], why: list[str], completeness: dict[str, dict[str, float]]) -> ProposedModel:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(to_yaml(model, why), encoding="utf-8")
+    return ProposedModel(out, why, completeness)

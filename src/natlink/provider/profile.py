@@ -14,7 +14,16 @@ from typing import Any
 from natlink.config.datasets import DatasetConfig
 from natlink.provider.onboard import onboard
 
-__all__ = ["profile", "render"]
+__all__ = ["completeness", "profile", "render"]
+
+
+def completeness(spark, configs, *, data_dir: str | None = None) -> dict[str, dict[str, float]]:
+    """Dataset -> identifier -> share of the rows passed on with a usable value (``natlink model init``)."""
+    out = {}
+    for cfg in configs:
+        report = profile(spark, cfg, data_dir=data_dir)
+        out[cfg.name] = {c: float(v["completeness"] or 0.0) for c, v in report["columns"].items()}
+    return out
 
 
 def profile(spark, cfg: DatasetConfig, *, data_dir: str | None = None, as_of: dt.date | None = None) -> dict[str, Any]:
