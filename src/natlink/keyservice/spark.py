@@ -24,12 +24,16 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator, Sequence
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from natlink import columns as C
 from natlink import errors
@@ -40,7 +44,6 @@ from natlink.tokens.keys import KeyMaterial
 
 __all__ = ["ServiceInnerTokens", "named_failures", "service_encoding_key"]
 
-_SCHEMA = "purpose string, value string, inner string"
 _FAILURE = re.compile(r"natlink\.errors\.(KeyService[A-Za-z]*Error): ([^\n]*)")
 
 
@@ -54,31 +57,76 @@ def service_encoding_key(encoding: KeyMaterial, cfg: KeyServiceClientConfig) -> 
 
 
 class _Evaluate:
-    """The ``mapInArrow`` function: (purpose, value) batches in, (purpose, value, inner) out."""
+    """The ``mapInArrow`` function over the long form, hash-partitioned and sorted by (purpose id,
+    value): every copy of a pair is in one task and the copies are adjacent, so each task sends
+    each of its runs' values once and the job evaluates every distinct pair exactly once, with no
+    distinct and no join back. Rows in: row key, ``i``, ``p``, ``value``; out: row key, ``i``, ``inner``."""
 
-    def __init__(self, cfg: dict[str, Any]) -> None:
+    def __init__(self, cfg: dict[str, Any], purposes: Sequence[str], row_key: Sequence[str]) -> None:
         self.cfg = cfg  # the client config (references and public keys only)
+        self.purposes = list(purposes)
+        self.row_key = list(row_key)
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         cfg = KeyServiceClientConfig.model_validate(self.cfg)
         client = KeyServiceClient(cfg)
-        # Up to `concurrency` requests in flight: while one waits for the service, the task blinds
-        # or unblinds another (one request after another left the core idle half the time).
+        self._carried: str | None = None
+        # Up to `concurrency` Arrow batches' requests in flight: while the service evaluates one,
+        # the task blinds the next or unblinds the last (one request after another left the core
+        # idle while it waited).
+        pending: deque = deque()
+        last: tuple[int, str] | None = None  # the previous batch's last pair: a run may go on
         with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool:
             for batch in batches:
-                purposes = batch.column(0).to_pylist()
-                values = batch.column(1).to_pylist()
-                by_purpose: dict[str, list[int]] = {}
-                for i, purpose in enumerate(purposes):
-                    by_purpose.setdefault(purpose, []).append(i)
-                chunks = [(purpose, rows[i:i + cfg.batch_size]) for purpose, rows in by_purpose.items()
-                          for i in range(0, len(rows), cfg.batch_size)]
-                pending = [(rows, pool.submit(client.inner_tokens, purpose, [values[i] for i in rows])) for purpose, rows in chunks]
-                inner: list[str | None] = [None] * len(values)
-                for rows, future in pending:
-                    for i, token in zip(rows, future.result()):
-                        inner[i] = token
-                yield pa.RecordBatch.from_arrays([batch.column(0), batch.column(1), pa.array(inner, pa.string())], names=["purpose", "value", "inner"])
+                if batch.num_rows == 0:
+                    continue
+                runs = _runs(batch)
+                pairs = runs[2]
+                inherit = last is not None and pairs[0] == last
+                last = pairs[-1]
+                pending.append((batch, runs, inherit, self._submit(pool, client, cfg.batch_size, pairs[1 if inherit else 0:])))
+                while len(pending) > cfg.concurrency or (pending and all(f.done() for _, f in pending[0][3])):
+                    yield self._finish(pending.popleft())
+            while pending:
+                yield self._finish(pending.popleft())
+
+    def _submit(self, pool: ThreadPoolExecutor, client: KeyServiceClient, size: int, pairs: list[tuple[int, str]]) -> list:
+        by_purpose: dict[int, list[int]] = {}
+        for j, (p, _) in enumerate(pairs):
+            by_purpose.setdefault(p, []).append(j)
+        futures = []
+        for p, js in by_purpose.items():
+            for k in range(0, len(js), size):
+                chunk = js[k:k + size]
+                futures.append((chunk, pool.submit(client.inner_tokens, self.purposes[p], [pairs[j][1] for j in chunk])))
+        return futures
+
+    def _finish(self, item) -> pa.RecordBatch:
+        batch, (starts, lengths, pairs), inherit, futures = item
+        tokens: list[str | None] = [None] * len(pairs)
+        offset = 1 if inherit else 0
+        for chunk, future in futures:
+            for j, token in zip(chunk, future.result()):
+                tokens[j + offset] = token
+        if inherit:
+            tokens[0] = self._carried
+        self._carried = tokens[-1]
+        inner = pa.array(np.repeat(np.array(tokens, dtype=object), lengths), pa.string())
+        columns = [batch.column(c) for c in (*self.row_key, "i")]
+        return pa.RecordBatch.from_arrays([*columns, inner], names=[*self.row_key, "i", "inner"])
+
+
+def _runs(batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
+    """(start, length, (purpose id, value)) of each run of equal pairs in a sorted batch."""
+    p, v, n = batch.column("p"), batch.column("value"), batch.num_rows
+    change = np.ones(n, dtype=bool)
+    if n > 1:
+        differs = pc.or_(pc.not_equal(p.slice(1), p.slice(0, n - 1)), pc.not_equal(v.slice(1), v.slice(0, n - 1)))
+        change[1:] = differs.to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(change)
+    lengths = np.diff(np.append(starts, n))
+    ps, vs = p.take(starts).to_pylist(), v.take(starts).to_pylist()
+    return starts, lengths, list(zip(ps, vs))
 
 
 class ServiceInnerTokens:
@@ -109,18 +157,24 @@ class ServiceInnerTokens:
         for _, purpose, _ in items:
             if self.cfg.pinned(purpose) is None:
                 raise KeyServiceProofError(f"no public key is pinned for purpose {purpose!r} in the provider's key service config")
+        purposes = sorted({purpose for _, purpose, _ in items})
+        pid = {purpose: j for j, purpose in enumerate(purposes)}
         entries = [
-            F.struct(F.lit(i).alias("i"), F.lit(purpose).alias("purpose"), value.cast("string").alias("value"))
+            F.struct(F.lit(i).alias("i"), F.lit(pid[purpose]).alias("p"), value.cast("string").alias("value"))
             for i, (_, purpose, value) in enumerate(items)
         ]
         long = (
             stage.select(*row_key, F.explode(F.array(*entries)).alias("e"))
-            .select(*row_key, F.col("e.i").alias("i"), F.col("e.purpose").alias("purpose"), F.col("e.value").alias("value"))
+            .select(*row_key, F.col("e.i").alias("i"), F.col("e.p").alias("p"), F.col("e.value").alias("value"))
             .where(F.col("value").isNotNull() & (F.length("value") > 0))
         )
-        pairs = long.select("purpose", "value").dropDuplicates(["purpose", "value"])
-        evaluated = pairs.mapInArrow(_Evaluate(self.cfg.model_dump()), _SCHEMA)
-        joined = long.join(evaluated, on=["purpose", "value"], how="inner").select(*row_key, "i", "inner")
+        # Hash-partitioned by the pair (every copy in one task), sorted (copies adjacent), with an
+        # explicit number of partitions: adaptive execution would coalesce a small input into one
+        # task, and the blinding and unblinding would run on one core.
+        parts = max(2, 2 * stage.sparkSession.sparkContext.defaultParallelism)
+        ordered = long.repartition(parts, "p", "value").sortWithinPartitions("p", "value")
+        schema = T.StructType([*[stage.schema[c] for c in row_key], T.StructField("i", T.IntegerType()), T.StructField("inner", T.StringType())])
+        joined = ordered.mapInArrow(_Evaluate(self.cfg.model_dump(), purposes, row_key), schema)
         wide = joined.groupBy(*row_key).pivot("i", list(range(len(items)))).agg(F.max("inner"))
         wide = wide.select(*row_key, *[F.col(str(i)).alias(name) for i, (name, _, _) in enumerate(items)])
         return stage.join(wide, on=row_key, how="left")
