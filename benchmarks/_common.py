@@ -116,6 +116,29 @@ class PeakMemory:
         self._thread.join()
 
 
+def tree_cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of a live process tree (this process by default, its Spark JVM,
+    Python workers and any service it started): the difference over a step is the step's CPU
+    cost, which the machine's load changes far less than its wall time."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, stack, seen = 0.0, [pid or os.getpid()], set()
+    while stack:
+        p = stack.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            with open(f"/proc/{p}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    stack += [int(c) for c in fh.read().split()]
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return total
+
+
 def load_avg() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
