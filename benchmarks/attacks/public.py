@@ -174,6 +174,17 @@ def family_block_listed() -> Block:
 
 def family_block(spark, tail_share: float) -> Block:
     """Family names: the published list, plus the rare tail (prefix + suffix) with ``tail_share`` of the mass."""
+    df = family_distribution(tail_share)
+    ph = phonetics(spark, df["family_name"].tolist()).set_index("name")
+    df["family_initial"] = df["family_name"].map(ph["initial"])
+    df["family_soundex"] = df["family_name"].map(ph["soundex"])
+    df["family_nysiis"] = df["family_name"].map(ph["nysiis"])
+    return Block("family", df)
+
+
+def family_distribution(tail_share: float) -> pd.DataFrame:
+    """P(family name): the published list with 1 - ``tail_share`` of the mass, the rare tail (prefix +
+    suffix) with the rest (columns ``family_name``, ``w``)."""
     real = [(r["name"], float(r["weight"])) for r in _csv("family_names.csv")]
     parts = _csv("surname_parts.csv")
     pre = [(r["part"], float(r["weight"])) for r in parts if r["position"] == "prefix"]
@@ -187,12 +198,8 @@ def family_block(spark, tail_share: float) -> Block:
         for s, sw in suf:
             dist[p + s] = dist.get(p + s, 0.0) + tail_share * pw / total_pre * sw / total_suf
     df = pd.DataFrame({"family_name": list(dist), "w": list(dist.values())})
-    ph = phonetics(spark, df["family_name"].tolist()).set_index("name")
-    df["family_initial"] = df["family_name"].map(ph["initial"])
-    df["family_soundex"] = df["family_name"].map(ph["soundex"])
-    df["family_nysiis"] = df["family_name"].map(ph["nysiis"])
     df["w"] /= df["w"].sum()
-    return Block("family", df)
+    return df
 
 
 def postcode_block() -> Block:
@@ -232,8 +239,10 @@ def _joint(blocks: list[Block], a: str, b: str) -> pd.DataFrame | None:
     shared = [s for s in SHARED if s in home[a].features and s in home[b].features and s not in (a, b)]
     if not shared:
         pa = home[a].table.groupby(a, as_index=False)["w"].sum()
-        pb = home[b].table.groupby(b, as_index=False)["w"].sum().rename(columns={"w": "wb"})
-        out = pa.merge(pb, how="cross")
+        pb = home[b].table.groupby(b, as_index=False)["w"].sum()
+        pa["w"] /= pa["w"].sum()
+        pb["w"] /= pb["w"].sum()
+        return top_product(pa, pb, a, b, RULE_BLOCK_VALUES)  # absolute masses: the rest is REST
     else:
         s = shared[0]
         pa = home[a].table.groupby([a, s], as_index=False)["w"].sum()
@@ -241,7 +250,48 @@ def _joint(blocks: list[Block], a: str, b: str) -> pd.DataFrame | None:
         pb["wb"] = pb["w"] / pb.groupby(s)["w"].transform("sum")
         out = pa.merge(pb[[b, s, "wb"]], on=s)
     out["w"] = out["w"] * out["wb"]
-    return out.groupby([a, b], as_index=False)["w"].sum()
+    out = out.groupby([a, b], as_index=False)["w"].sum()
+    out["w"] /= out["w"].sum()
+    return out
+
+
+def top_pairs(wa: np.ndarray, wb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (i, j) of the ``k`` largest products ``wa[i] * wb[j]`` (both arrays sorted in
+    descending order), without the whole cross product: a threshold t on the product is found by
+    bisection, the pairs >= t counted per ``i`` with a binary search in ``wb``; only those are built.
+    A (surname, date of birth) pair space has ~300M values, which a cross join holds in ~20 GB."""
+    if not len(wa) or not len(wb):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    neg_b = -wb  # ascending, for searchsorted
+
+    def at_least(t: float) -> np.ndarray:  # per i: how many j pair with it at a product >= t
+        return np.searchsorted(neg_b, -(t / wa), side="right")
+
+    if len(wa) * len(wb) <= k:
+        take = np.full(len(wa), len(wb))
+    else:
+        lo, hi = np.log(wa[-1] * wb[-1]), np.log(wa[0] * wb[0])
+        for _ in range(100):
+            mid = (lo + hi) / 2
+            if at_least(np.exp(mid)).sum() >= k:
+                lo = mid
+            else:
+                hi = mid
+        take = at_least(np.exp(lo))
+    ia = np.repeat(np.arange(len(wa)), take)
+    ib = np.arange(take.sum()) - np.repeat(np.cumsum(take) - take, take)
+    order = np.argsort(-(wa[ia] * wb[ib]), kind="stable")[:k]
+    return ia[order], ib[order]
+
+
+def top_product(pa: pd.DataFrame, pb: pd.DataFrame, a: str, b: str, k: int) -> pd.DataFrame:
+    """The ``k`` most probable pairs of two independent features (columns ``a``/``b`` and ``w``),
+    most probable first (:func:`top_pairs`)."""
+    pa = pa[pa["w"] > 0].sort_values("w", ascending=False, kind="stable")
+    pb = pb[pb["w"] > 0].sort_values("w", ascending=False, kind="stable")
+    wa, wb = pa["w"].to_numpy(), pb["w"].to_numpy()
+    ia, ib = top_pairs(wa, wb, k)
+    return pd.DataFrame({a: pa[a].to_numpy()[ia], b: pb[b].to_numpy()[ib], "w": wa[ia] * wb[ib]})
 
 
 def rule_blocks(blocks: list[Block], manifest: dict[str, Any]) -> list[Block]:
@@ -253,7 +303,6 @@ def rule_blocks(blocks: list[Block], manifest: dict[str, Any]) -> list[Block]:
         joint = _joint(blocks, *rule)
         if joint is None:
             continue
-        joint["w"] /= joint["w"].sum()
         joint = joint.sort_values("w", ascending=False, kind="stable")
         top = joint.head(RULE_BLOCK_VALUES)
         values = top[rule[0]].astype(str) + "|" + top[rule[1]].astype(str)

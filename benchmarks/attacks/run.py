@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import os
 import sys
@@ -35,7 +36,9 @@ sys.path.insert(0, str(HERE.parent))  # benchmarks/: _common and the attacks pac
 sys.path.insert(0, str(HERE.parents[1] / "src"))
 
 from attacks import align, bloom, crossproject, inputs, keyguess, public, score  # noqa: E402
-from attacks.prepare import ENCODINGS, PROJECTS, prepare  # noqa: E402
+from attacks.prepare import ENCODINGS, PROJECTS, ROOT, prepare  # noqa: E402
+from natlink import config as cfgmod  # noqa: E402
+from natlink.config import ModelConfig  # noqa: E402
 
 # The targets the new encoding must meet (issue 15).
 TARGET_FIELD = 0.02
@@ -180,9 +183,13 @@ def markdown(report: Report, command: str, load: str) -> str:
 
 
 def cache_folder(encoding: str, persons: int, seed: int) -> str:
-    """benchmarks/data/<this>: one folder per encoding (the deterministic one keeps its old name)."""
-    tag = "" if encoding == "deterministic" else f"{encoding}_"
-    return f"attack_{tag}p{persons}_s{seed}"
+    """benchmarks/data/<this>: one folder per encoding (the deterministic one keeps its old name);
+    a salted one also per set of prediction rules (they are the block keys and the salts), so a
+    changed rule in conf/model.yaml builds its own tables rather than attacking stale ones."""
+    if encoding == "deterministic":
+        return f"attack_p{persons}_s{seed}"
+    rules = json.dumps(cfgmod.load(ROOT / "conf" / ENCODINGS[encoding], ModelConfig).blocking_rules_for_prediction)
+    return f"attack_{encoding}_{hashlib.sha256(rules.encode()).hexdigest()[:8]}_p{persons}_s{seed}"
 
 
 def main(argv: list[str] | None = None) -> Report:
