@@ -86,7 +86,7 @@ def main(argv=None) -> None:
 
     load_start = load_avg()
     bench_signing()
-    spark = spark_session(memory="6g", conf={"spark.sql.shuffle.partitions": "8"})
+    spark = spark_session(memory="5g", conf={"spark.sql.shuffle.partitions": "8"})
     root = prepare_raw(spark, args.persons, args.seed)
     model = load(ROOT / "conf" / "model.yaml", ModelConfig)
     work = root / "bench_keyservice_accuracy"
