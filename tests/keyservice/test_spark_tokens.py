@@ -23,6 +23,7 @@ from ks_support import ENCODING_KEY, MASTER_V1
 ROOT = project_root()
 MODEL_PATH = ROOT / "conf" / "model.yaml"  # the block-salted default
 SCHEME = SaltedScheme.from_model(load(MODEL_PATH, ModelConfig))
+POSTCODE_RULE = SCHEME.rules.index(("postcode", "given_initial"))
 KEEP = [C.DATASET, C.RECORD_ID, C.REGION]
 SCHEMA = ("dataset string, record_id string, region string, nhs_number string, given_name string, family_name string, "
           "date_of_birth date, sex string, postcode string")
@@ -34,7 +35,7 @@ def rows(dataset: str):
         (dataset, "a", "R1", "9434765919", "JOHN", "SMITH", d(1980, 3, 4), "M", "LS1 4AB"),
         (dataset, "b", "R1", "9434765919", "JON", "SMITH", d(1980, 3, 4), "M", "LS1 4AB"),
         (dataset, "c", "R1", "9434765870", "JANE", "SMITH", d(1980, 7, 9), "F", "M1 1AA"),
-        (dataset, "d", "R2", None, "JOHN", "SMITH", d(1980, 4, 3), "M", None),
+        (dataset, "d", "R2", None, "JOHN", "SMITH", d(1980, 4, 3), "M", "LS1 4AB"),
         (dataset, "e", "R2", None, None, None, None, None, None),
     ]
 
@@ -61,7 +62,8 @@ def test_service_tokens_by_hand(spark, keyservice):
     # Same structure as local tokens: equal inside a block, NULL where a field is missing.
     assert got["a"][SCHEME.block_column(1)] == got["b"][SCHEME.block_column(1)] != got["c"][SCHEME.block_column(1)]
     assert got["d"][SCHEME.block_column(0)] is None
-    assert got["d"][SCHEME.salted_column("dob_swapped", 2)] == got["a"][SCHEME.salted_column("dob", 2)]
+    # a and d share the block of [postcode, given_initial], where d's swapped date is a's date.
+    assert got["d"][SCHEME.salted_column("dob_swapped", POSTCODE_RULE)] == got["a"][SCHEME.salted_column("dob", POSTCODE_RULE)]
     assert all(v is None for k, v in got["e"].asDict().items() if k not in KEEP)
     # Each distinct (purpose, value) was evaluated once: the audit counts add up to the distinct pairs.
     assert sum(r["count"] for r in keyservice.audit_lines() if r["outcome"] == "ok") == distinct_pairs(rows("gp"))
@@ -126,7 +128,7 @@ def test_both_modes_group_records_alike(spark, keyservice):
     for column in SCHEME.columns:
         assert groups(federated, column) == groups(local, column), column
         assert sum(r[column] is None for r in federated) == nulls[column]
-    assert any(len(g) > 1 for g in groups(local, SCHEME.salted_column("family_name", 2)))  # values do repeat
+    assert any(len(g) > 1 for g in groups(local, SCHEME.salted_column("family_name", POSTCODE_RULE)))  # values do repeat
 
 
 def test_projects_get_their_own_oprf_keys(spark, keyservice):

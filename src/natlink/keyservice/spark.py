@@ -6,11 +6,14 @@ token per record and field. Locally (centralised mode) that is ``HMAC(K[salted:i
 here (:class:`ServiceInnerTokens`) it is the key service's OPRF of ``v`` under purpose
 ``salted:inner/P`` (:mod:`natlink.keyservice.oprf`):
 
-1. every record's (field, purpose, value) in long form, one row per present value;
-2. the distinct (purpose, value) pairs, so each is evaluated once per job;
+1. every record's (field, purpose, value) in long form, one row per present value (the purpose
+   as a small integer);
+2. the distinct (purpose, value) pairs, so each is evaluated once per job, spread over twice the
+   cores' partitions (adaptive execution would otherwise make them one task: one core);
 3. ``mapInArrow`` over those: each task groups its Arrow batches by purpose and sends
-   ``batch_size`` blinded values per request (:class:`~natlink.keyservice.client.KeyServiceClient`;
-   the credential is resolved from its reference inside the task, never shipped);
+   ``batch_size`` blinded values per request, ``concurrency`` batches' requests in flight
+   (:class:`~natlink.keyservice.client.KeyServiceClient`; the credential is resolved from its
+   reference inside the task, never shipped);
 4. joined back on (purpose, value) and pivoted to one column per field, then to the records by
    ``(dataset, record_id)`` (tokenise has made these unique before it encodes).
 
@@ -28,12 +31,9 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator, Sequence
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from natlink import columns as C
 from natlink import errors
@@ -43,6 +43,8 @@ from natlink.keyservice.client import KeyServiceClient
 from natlink.tokens.keys import KeyMaterial
 
 __all__ = ["ServiceInnerTokens", "named_failures", "service_encoding_key"]
+
+_SCHEMA = "p int, value string, inner string"
 
 _FAILURE = re.compile(r"natlink\.errors\.(KeyService[A-Za-z]*Error): ([^\n]*)")
 
@@ -57,76 +59,44 @@ def service_encoding_key(encoding: KeyMaterial, cfg: KeyServiceClientConfig) -> 
 
 
 class _Evaluate:
-    """The ``mapInArrow`` function over the long form, hash-partitioned and sorted by (purpose id,
-    value): every copy of a pair is in one task and the copies are adjacent, so each task sends
-    each of its runs' values once and the job evaluates every distinct pair exactly once, with no
-    distinct and no join back. Rows in: row key, ``i``, ``p``, ``value``; out: row key, ``i``, ``inner``."""
+    """The ``mapInArrow`` function: distinct (purpose id, value) pairs in, (purpose id, value,
+    inner token) out. Each Arrow batch's values are grouped by purpose into requests of
+    ``batch_size``; up to ``concurrency`` batches' requests are in flight, so while the service
+    evaluates one the task blinds the next or unblinds the last."""
 
-    def __init__(self, cfg: dict[str, Any], purposes: Sequence[str], row_key: Sequence[str]) -> None:
+    def __init__(self, cfg: dict[str, Any], purposes: Sequence[str]) -> None:
         self.cfg = cfg  # the client config (references and public keys only)
         self.purposes = list(purposes)
-        self.row_key = list(row_key)
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         cfg = KeyServiceClientConfig.model_validate(self.cfg)
         client = KeyServiceClient(cfg)
-        self._carried: str | None = None
-        # Up to `concurrency` Arrow batches' requests in flight: while the service evaluates one,
-        # the task blinds the next or unblinds the last (one request after another left the core
-        # idle while it waited).
         pending: deque = deque()
-        last: tuple[int, str] | None = None  # the previous batch's last pair: a run may go on
         with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool:
             for batch in batches:
-                if batch.num_rows == 0:
-                    continue
-                runs = _runs(batch)
-                pairs = runs[2]
-                inherit = last is not None and pairs[0] == last
-                last = pairs[-1]
-                pending.append((batch, runs, inherit, self._submit(pool, client, cfg.batch_size, pairs[1 if inherit else 0:])))
-                while len(pending) > cfg.concurrency or (pending and all(f.done() for _, f in pending[0][3])):
-                    yield self._finish(pending.popleft())
+                pending.append((batch, self._submit(pool, client, cfg.batch_size, batch)))
+                while len(pending) > cfg.concurrency or (pending and all(f.done() for _, f in pending[0][1])):
+                    yield _finish(*pending.popleft())
             while pending:
-                yield self._finish(pending.popleft())
+                yield _finish(*pending.popleft())
 
-    def _submit(self, pool: ThreadPoolExecutor, client: KeyServiceClient, size: int, pairs: list[tuple[int, str]]) -> list:
+    def _submit(self, pool: ThreadPoolExecutor, client: KeyServiceClient, size: int, batch: pa.RecordBatch) -> list:
+        ids, values = batch.column(0).to_pylist(), batch.column(1).to_pylist()
         by_purpose: dict[int, list[int]] = {}
-        for j, (p, _) in enumerate(pairs):
-            by_purpose.setdefault(p, []).append(j)
-        futures = []
-        for p, js in by_purpose.items():
-            for k in range(0, len(js), size):
-                chunk = js[k:k + size]
-                futures.append((chunk, pool.submit(client.inner_tokens, self.purposes[p], [pairs[j][1] for j in chunk])))
-        return futures
-
-    def _finish(self, item) -> pa.RecordBatch:
-        batch, (starts, lengths, pairs), inherit, futures = item
-        tokens: list[str | None] = [None] * len(pairs)
-        offset = 1 if inherit else 0
-        for chunk, future in futures:
-            for j, token in zip(chunk, future.result()):
-                tokens[j + offset] = token
-        if inherit:
-            tokens[0] = self._carried
-        self._carried = tokens[-1]
-        inner = pa.array(np.repeat(np.array(tokens, dtype=object), lengths), pa.string())
-        columns = [batch.column(c) for c in (*self.row_key, "i")]
-        return pa.RecordBatch.from_arrays([*columns, inner], names=[*self.row_key, "i", "inner"])
+        for row, p in enumerate(ids):
+            by_purpose.setdefault(p, []).append(row)
+        return [
+            (rows, pool.submit(client.inner_tokens, self.purposes[p], [values[r] for r in rows]))
+            for p, all_rows in by_purpose.items() for rows in (all_rows[k:k + size] for k in range(0, len(all_rows), size))
+        ]
 
 
-def _runs(batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
-    """(start, length, (purpose id, value)) of each run of equal pairs in a sorted batch."""
-    p, v, n = batch.column("p"), batch.column("value"), batch.num_rows
-    change = np.ones(n, dtype=bool)
-    if n > 1:
-        differs = pc.or_(pc.not_equal(p.slice(1), p.slice(0, n - 1)), pc.not_equal(v.slice(1), v.slice(0, n - 1)))
-        change[1:] = differs.to_numpy(zero_copy_only=False)
-    starts = np.flatnonzero(change)
-    lengths = np.diff(np.append(starts, n))
-    ps, vs = p.take(starts).to_pylist(), v.take(starts).to_pylist()
-    return starts, lengths, list(zip(ps, vs))
+def _finish(batch: pa.RecordBatch, futures: list) -> pa.RecordBatch:
+    inner: list[str | None] = [None] * batch.num_rows
+    for rows, future in futures:
+        for row, token in zip(rows, future.result()):
+            inner[row] = token
+    return pa.RecordBatch.from_arrays([batch.column(0), batch.column(1), pa.array(inner, pa.string())], names=["p", "value", "inner"])
 
 
 class ServiceInnerTokens:
@@ -168,13 +138,12 @@ class ServiceInnerTokens:
             .select(*row_key, F.col("e.i").alias("i"), F.col("e.p").alias("p"), F.col("e.value").alias("value"))
             .where(F.col("value").isNotNull() & (F.length("value") > 0))
         )
-        # Hash-partitioned by the pair (every copy in one task), sorted (copies adjacent), with an
-        # explicit number of partitions: adaptive execution would coalesce a small input into one
-        # task, and the blinding and unblinding would run on one core.
+        # An explicit number of partitions for the evaluation: adaptive execution would coalesce the
+        # (small) distinct pairs into one task, and the blinding and unblinding would run on one core.
         parts = max(2, 2 * stage.sparkSession.sparkContext.defaultParallelism)
-        ordered = long.repartition(parts, "p", "value").sortWithinPartitions("p", "value")
-        schema = T.StructType([*[stage.schema[c] for c in row_key], T.StructField("i", T.IntegerType()), T.StructField("inner", T.StringType())])
-        joined = ordered.mapInArrow(_Evaluate(self.cfg.model_dump(), purposes, row_key), schema)
+        pairs = long.select("p", "value").dropDuplicates(["p", "value"]).repartition(parts)
+        evaluated = pairs.mapInArrow(_Evaluate(self.cfg.model_dump(), purposes), _SCHEMA)
+        joined = long.join(evaluated, on=["p", "value"], how="inner").select(*row_key, "i", "inner")
         wide = joined.groupBy(*row_key).pivot("i", list(range(len(items)))).agg(F.max("inner"))
         wide = wide.select(*row_key, *[F.col(str(i)).alias(name) for i, (name, _, _) in enumerate(items)])
         return stage.join(wide, on=row_key, how="left")
