@@ -73,6 +73,12 @@ def prepare_tokens(spark, persons: int, seed: int = 42) -> Path:
     return out
 
 
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory (MB) of process ``pid`` and all its children (e.g. the Spark JVM)."""
+    pages = [(read_proc(p, "statm").split() or ["0", "0"])[1] for p in tree_pids(pid)]  # resident pages ("" once gone)
+    return sum(int(x) for x in pages) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
 class PeakMemory:
     """Peak resident memory (MB) of this process and all its children (e.g. the Spark JVM)."""
 
@@ -82,18 +88,13 @@ class PeakMemory:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    @staticmethod
-    def _tree_rss_mb(pid: int) -> float:
-        pages = [(read_proc(p, "statm").split() or ["0", "0"])[1] for p in tree_pids(pid)]  # resident pages ("" once gone)
-        return sum(int(x) for x in pages) * os.sysconf("SC_PAGE_SIZE") / 1e6
-
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._tree_rss_mb(os.getpid()))
+            self.peak = max(self.peak, tree_rss_mb(os.getpid()))
             time.sleep(self.interval)
 
     def __enter__(self):
-        self.peak = self._tree_rss_mb(os.getpid())
+        self.peak = tree_rss_mb(os.getpid())
         self._thread.start()
         return self
 

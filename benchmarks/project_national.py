@@ -16,6 +16,12 @@ skew and stragglers on a real cluster add to it).
 
     python benchmarks/project_national.py --spark-seconds 22.1 71.7
     python benchmarks/project_national.py --spark-seconds 22.1 71.7 --persons 60000000 --cores 64 256 1024
+    python benchmarks/project_national.py --national      # from benchmarks/bench_national.py's measured points
+
+With ``--national``, the inputs are bench_national.py's natlink rows (benchmarks/data/national/
+results.jsonl): records, comparisons per rule and the train + link seconds of the production path on
+the Spark engine at each measured size; the two largest sizes give the growth exponents and the cost
+model, and every measured size is a row of the table.
 """
 
 from __future__ import annotations
@@ -51,10 +57,27 @@ def _counts(spark, records: int) -> tuple[int, list[int], list[str]]:
     return slim.num_rows, counts, [r.sql for r in rules]
 
 
+def _national_points(path: Path, model: str) -> list[tuple[int, list[int], float]]:
+    """(records, comparisons per rule, train + link seconds) per size measured by bench_national.py
+    (the latest natlink row of each size)."""
+    import json
+
+    points: dict[int, tuple[int, list[int], float]] = {}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        if row.get("engine", "").startswith("natlink") and "comparisons_per_rule" in row and row.get("model", "conf/model.yaml") == model:
+            seconds = row["steps"]["train"]["s"] + row["steps"]["link"]["s"]
+            points[row["records"]] = (row["records"], row["comparisons_per_rule"], seconds)
+    return [points[n] for n in sorted(points)]
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--spark-seconds", type=float, nargs=2, required=True, metavar=("S_100K", "S_1M"),
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--national", nargs="?", const=str(ROOT / "benchmarks" / "data" / "national" / "results.jsonl"), default=None,
+                        metavar="RESULTS", help="take the measured points from bench_national.py's results (default file)")
+    parser.add_argument("--spark-seconds", type=float, nargs=2, metavar=("S_100K", "S_1M"),
                         help="natlink-spark total_s at 100k and 1M records (benchmarks/bench_link.py)")
+    parser.add_argument("--model", default="conf/model.yaml", help="with --national: the model whose measured points to use")
     parser.add_argument("--measured-cores", type=int, default=2)
     parser.add_argument("--persons", type=int, nargs="+", default=[10_000_000, 60_000_000])
     parser.add_argument("--cores", type=int, nargs="+", default=[64, 256, 1024])
@@ -64,8 +87,24 @@ def main() -> None:
     from natlink.config import LinkConfig
 
     budget = cfgmod.load(ROOT / "conf" / "link.yaml", LinkConfig).max_comparisons_per_rule
-    spark = spark_session()
-    (n1, c1, names), (n2, c2, _) = (_counts(spark, s) for s in SIZES)
+    measured: list[tuple[int, list[int]]] = []
+    if args.national:
+        from natlink.config import ModelConfig
+
+        points = _national_points(Path(args.national), args.model)
+        if len(points) < 2:
+            parser.error(f"{args.national}: needs natlink rows at two sizes or more, has {len(points)}")
+        model = cfgmod.load(ROOT / args.model, ModelConfig)
+        names = [r if isinstance(r, str) else " AND ".join(f"l.{k} = r.{k}" for k in r) for r in model.blocking_rules_for_prediction]
+        measured = [(n, c) for n, c, _ in points]
+        (n1, c1, s1), (n2, c2, s2) = points[-2], points[-1]
+        args.spark_seconds = [s1, s2]
+    else:
+        if args.spark_seconds is None:
+            parser.error("give --spark-seconds S_100K S_1M, or --national")
+        spark = spark_session()
+        (n1, c1, names), (n2, c2, _) = (_counts(spark, s) for s in SIZES)
+        measured = [(n1, c1), (n2, c2)]
     exponents = [math.log(b / a) / math.log(n2 / n1) if a and b else 1.0 for a, b in zip(c1, c2)]
     # wall = fixed + per_comparison * comparisons / cores, through both measured points.
     (s1, s2), k1, k2 = args.spark_seconds, sum(c1), sum(c2)
@@ -74,7 +113,7 @@ def main() -> None:
 
     headers = ["persons", "records", "comparisons_per_record", "rules_over_budget", "core_hours", *[f"hours_on_{c}_cores" for c in args.cores]]
     rows = []
-    for label, n, counts in [("measured", n1, c1), ("measured", n2, c2)] + [
+    for label, n, counts in [("measured", n, c) for n, c in measured] + [
         ("projected", round(p * RECORDS_PER_PERSON), None) for p in args.persons
     ]:
         if counts is None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from natlink.version import __version__
 
-__all__ = ["__version__", "tokenise", "profile", "train", "link", "evaluate", "discover", "report", "demo"]
+__all__ = ["__version__", "tokenise", "profile", "train", "link", "evaluate", "discover", "report", "demo", "run"]
 
 _VERBS = frozenset(__all__) - {"__version__"}
 

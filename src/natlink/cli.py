@@ -103,6 +103,33 @@ def demo(
     print(result.summary_line())
 
 
+@app.command("run")
+def run_cmd(
+    config: Path = typer.Option(Path("conf/run.yaml"), help="run config (YAML): datasets, key reference, model, link, output folder"),
+    key: str | None = typer.Option(None, help="override the token key reference (env:NAME, file:PATH)"),
+    output: Path | None = typer.Option(None, help="override the output folder"),
+    data_dir: str | None = typer.Option(None, help="override the folder that fills {data_dir} in the dataset configs"),
+    run_id: str | None = typer.Option(None, help="link run id (default: derived from the inputs, so a rerun changes nothing)"),
+    truth: Path | None = typer.Option(None, help="truth table (synthetic data only): precision, recall and F1"),
+    verbose: bool = VERBOSE_OPTION,
+) -> None:
+    """Tokenise every dataset, train, link and report in ONE Spark application (the production path)."""
+    from natlink import commands
+
+    overrides = {"key": key, "output_dir": str(output) if output else None, "data_dir": data_dir, "run_id": run_id,
+                 "truth": str(truth) if truth else None}
+
+    def go():
+        with err.status("natlink run") as status:
+            return commands.run(config, progress=lambda msg: (status.update(msg), err.print(f"[dim]-[/] {msg}")), **overrides)
+
+    result = _call(verbose, None, go)
+    for line in result.summary_lines():
+        err.print(line)
+    print(json.dumps({"run_id": result.link.run_id, "status": result.link.status, "clusters": str(result.output_dir / "tables" / "clusters"),
+                      "report": str(result.report) if result.report else None}))
+
+
 @app.command()
 def profile(
     dataset_config: Path = typer.Argument(..., help="dataset config (conf/datasets/NAME.yaml)"),

@@ -17,12 +17,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
-from natlink.config import DatasetConfig, DemoConfig, EnvironmentConfig, LinkConfig, ModelConfig, load, load_dataset, project_root, resolve
+from natlink.config import DatasetConfig, DemoConfig, EnvironmentConfig, LinkConfig, ModelConfig, RunConfig, load, load_dataset, project_root, resolve
 from natlink.config.case_study import load_config as load_case_study_config
 from natlink.config.project import ProjectConfig
 from natlink.config.synth import load_synth_config
 from natlink.errors import ConfigError, NatlinkError
 from natlink.linkage import model_store, train as training
+from natlink.linkage import pipeline
 from natlink.linkage import run as linkrun
 from natlink.linkage.runs import completed_runs, completed_view
 from natlink.outputs import case_study as case_study_mod
@@ -101,6 +102,11 @@ def _require_files(paths: Paths, what: str, verb: str) -> None:
     absent = [str(p) for p in paths if isinstance(p, (str, Path)) and not Path(p).is_file()]
     if absent:
         raise ConfigError(f"{verb}: {what} not found: {absent}")
+
+
+def _require_folder(path: str | Path, what: str, verb: str) -> None:
+    if not Path(path).exists():
+        raise ConfigError(f"{verb}: {what} not found: {path}")
 
 
 @dataclass(frozen=True)
@@ -437,11 +443,14 @@ class DemoResult:
 
 
 class _Stopwatch:
-    """Wraps a progress callback so every step reports how long the previous one took."""
+    """Wraps a progress callback so every step reports how long the previous one took, and which
+    Spark application ran it (``natlink run`` runs every step in one)."""
 
-    def __init__(self, progress: Progress) -> None:
+    def __init__(self, progress: Progress, spark=None) -> None:
         self.progress = progress
+        self.spark = spark
         self.timings: dict[str, float] = {}
+        self.applications: dict[str, str] = {}
         self._step: str | None = None
         self._t = time.perf_counter()
 
@@ -453,6 +462,8 @@ class _Stopwatch:
     def stop(self) -> None:
         if self._step is not None:
             self.timings[self._step] = round(time.perf_counter() - self._t, 2)
+            if self.spark is not None:
+                self.applications[self._step] = self.spark.sparkContext.applicationId
             self._step = None
 
 
@@ -493,23 +504,17 @@ def _demo(cfg: DemoConfig, root: Path, progress: Progress, spark, signer: signin
     step("synth", f"synthesising {cfg.persons} persons (seed {cfg.seed})")
     generated = synthesis.generate(spark, out, persons=cfg.persons, seed=cfg.seed, datasets=[d.name for d in datasets])
 
-    manifests = []
-    for ds in datasets:
-        step(f"tokenise:{ds.name}", f"standardising and tokenising {ds.name}")
-        manifests.append(tokenise_delivery(spark, ds, key, data_dir=str(out), out=out, run_id=run_id, signer=signer, model=model_cfg))
-
-    records = sum(int(m["rows"]) for m in manifests)
-    step("train", f"training the Splink model on {records} records")
-    model_path = root / cfg.model_dir / "demo.json"
-    training.train_job(spark, manifests=manifests, cfg=model_cfg, out_path=model_path, overwrite=True)
-
-    step("link", f"predicting and clustering at match probability >= {link_cfg.threshold_match_probability}")
     tables = out / "tables"
     previous = completed_runs(spark, tables)
     if previous and previous[-1]["key_fingerprint"] != key.fingerprint:
         # The demo owns its folder: a new demo key starts a new linkage.
         shutil.rmtree(tables)
-    summary = linkrun.run(spark, manifests=manifests, model_path=model_path, link_cfg=link_cfg, tables=tables, run_id=run_id)
+    model_path = root / cfg.model_dir / "demo.json"
+    manifests, _trained, summary = pipeline.tokenise_train_link(
+        spark, datasets, key, out, model_cfg, link_cfg, signer=signer, encoding=salted_encoding(model_cfg), step=step,
+        data_dir=str(out), model_path=model_path, run_id=run_id, tokenise_run_id=run_id, retrain=True,
+    )
+    records = sum(int(m["rows"]) for m in manifests)
     clusters_path = tables / "clusters"
 
     step("evaluate", "evaluating against the truth table")
@@ -520,3 +525,67 @@ def _demo(cfg: DemoConfig, root: Path, progress: Progress, spark, signer: signin
     log.info("demo run %s (%s): counts %s; step seconds %s", run_id, summary.mode, summary.counts, step.timings)
     return DemoResult(metrics, records, seconds, out, clusters_path, model_path, run_id, step.timings,
                       [m.summary_line() for m in manifests], summary.summary_line())
+
+
+@dataclass
+class RunResult:
+    """What ``natlink run`` did, step by step, in one Spark application."""
+
+    output_dir: Path
+    manifests: list[TokenManifest]
+    model_path: Path
+    trained: bool  # False: the model on disk was trained on these very tables (a rerun)
+    link: linkrun.RunSummary
+    report: Path | None
+    timings: dict[str, float]
+    applications: dict[str, str]  # step -> Spark application id
+    pairwise: evaluation.PairwiseMetrics | None = None
+    cluster: evaluation.ClusterMetrics | None = None
+
+    def summary_lines(self) -> list[str]:
+        lines = [m.summary_line() for m in self.manifests]
+        lines.append(f"model {self.model_path} ({'trained' if self.trained else 'unchanged: trained on these tables'})")
+        lines.append(self.link.summary_line())
+        if self.pairwise is not None and self.cluster is not None:
+            p, c = self.pairwise, self.cluster
+            lines.append(f"pairwise precision={p.precision:.4f} recall={p.recall:.4f} f1={p.f1:.4f}; "
+                         f"cluster precision={c.precision:.4f} recall={c.recall:.4f} f1={c.f1:.4f}")
+        lines.append(f"one Spark application {sorted(set(self.applications.values()))}; step seconds "
+                     + ", ".join(f"{k}={v}" for k, v in self.timings.items()))
+        return lines
+
+
+@_named_failures
+def run(config: str | Path | RunConfig, *, progress: Progress = lambda _msg: None, spark=None, **overrides: Any) -> RunResult:
+    """The production path in one Spark application (``conf/run.yaml``): tokenise every dataset,
+    train, link and report, so no step pays for a JVM of its own. A rerun on the same deliveries
+    changes nothing: tokenise skips a delivery it already tokenised, train a model already trained
+    on those tables, and the link run id (derived from the inputs unless given) is already completed.
+    ``overrides``: RunConfig fields replacing the file's (None values ignored)."""
+    cfg = config if isinstance(config, RunConfig) else load(resolve(config), RunConfig)
+    cfg = cfg.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    out = Path(cfg.output_dir).resolve()
+    model_cfg, link_cfg = load(resolve(cfg.model), ModelConfig), load(resolve(cfg.link), LinkConfig)
+    datasets = [load(resolve(p), DatasetConfig) for p in cfg.datasets]
+    if cfg.truth is not None:
+        _require_folder(cfg.truth, "truth table", "run")
+    key, signer = keys.resolve(cfg.key), signing.load_signer(cfg.signing_key)
+    spark = spark or spark_for("natlink-run", resolve(cfg.environment), checkpoint_dir=out / "_checkpoints")
+    step = _Stopwatch(progress, spark)
+    manifests, trained, summary = pipeline.tokenise_train_link(
+        spark, datasets, key, out, model_cfg, link_cfg, signer=signer, encoding=salted_encoding(model_cfg), step=step,
+        data_dir=cfg.data_dir, model_path=out / "model.json", run_id=cfg.run_id, project=cfg.project,
+    )
+    pw = cl = None
+    if cfg.truth is not None:
+        step("evaluate", "evaluating against the truth table")
+        clusters = completed_view(spark, out / "tables", summary.run_id).table("clusters", this_run_only=True)
+        truth = spark.read.parquet(str(cfg.truth))
+        pw, cl = evaluation.pairwise(clusters, truth), evaluation.cluster_level(clusters, truth)
+    report_path = None
+    if cfg.report:
+        step("report", "writing the run's report")
+        report_path = reporting.write_report(spark, tables=out / "tables", run_id=summary.run_id, out=out / "reports" / f"{summary.run_id}.html",
+                                             model_path=out / "model.json", truth=cfg.truth)
+    step.stop()
+    return RunResult(out, manifests, out / "model.json", trained, summary, report_path, step.timings, step.applications, pw, cl)

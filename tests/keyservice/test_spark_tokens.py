@@ -22,7 +22,10 @@ from ks_support import ENCODING_KEY, MASTER_V1
 
 ROOT = project_root()
 MODEL_PATH = ROOT / "conf" / "model.yaml"  # the block-salted default
-SCHEME = SaltedScheme.from_model(load(MODEL_PATH, ModelConfig))
+# The shipped fields with a fixed rule set (rule 2 on the family name and the year of birth, as
+# shipped until 2026-12-02), so these by-hand checks do not move with the shipped rules.
+SCHEME = SaltedScheme(rules=(("nhs_number",), ("dob", "given_initial"), ("family_name", "dob_year"), ("postcode", "given_initial")),
+                      fields=SaltedScheme.from_model(load(MODEL_PATH, ModelConfig)).fields)
 POSTCODE_RULE = SCHEME.rules.index(("postcode", "given_initial"))
 KEEP = [C.DATASET, C.RECORD_ID, C.REGION]
 SCHEMA = ("dataset string, record_id string, region string, nhs_number string, given_name string, family_name string, "
@@ -128,7 +131,7 @@ def test_both_modes_group_records_alike(spark, keyservice):
     for column in SCHEME.columns:
         assert groups(federated, column) == groups(local, column), column
         assert sum(r[column] is None for r in federated) == nulls[column]
-    assert any(len(g) > 1 for g in groups(local, SCHEME.salted_column("family_name", POSTCODE_RULE)))  # values do repeat
+    assert any(len(g) > 1 for g in groups(local, SCHEME.salted_column("family_name", POSTCODE_RULE)))  # values do repeat (one postcode block)
 
 
 def test_projects_get_their_own_oprf_keys(spark, keyservice):

@@ -1,7 +1,7 @@
 """Typed, frozen configuration from ``conf/*.yaml``; unknown keys are rejected.
 
 One module per file kind: :mod:`~natlink.config.environment`, :mod:`~natlink.config.datasets`,
-:mod:`~natlink.config.model`, :mod:`~natlink.config.link`, :mod:`~natlink.config.demo`,
+:mod:`~natlink.config.model`, :mod:`~natlink.config.link`, :mod:`~natlink.config.demo`, :mod:`~natlink.config.run`,
 :mod:`~natlink.config.synth`, :mod:`~natlink.config.case_study`, :mod:`~natlink.config.providers`
 (the trusted manifest signers); :func:`load` reads any of them.
 """
@@ -12,6 +12,7 @@ from natlink.config.demo import DemoConfig
 from natlink.config.environment import EnvironmentConfig
 from natlink.config.link import LinkConfig
 from natlink.config.model import ComparisonSpec, LevelSpec, ModelConfig, TrainingSpec
+from natlink.config.run import RunConfig
 
 __all__ = [
     "Frozen",
@@ -22,6 +23,7 @@ __all__ = [
     "SourceSpec",
     "load_dataset",
     "DemoConfig",
+    "RunConfig",
     "EnvironmentConfig",
     "LinkConfig",
     "ComparisonSpec",

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import shutil
@@ -25,10 +26,11 @@ from pyspark.sql import DataFrame
 
 from natlink import columns as C
 from natlink.config.model import ModelConfig, TrainingSpec
-from natlink.errors import ConfigError, EmptyTrainingRuleError
+from natlink.errors import ConfigError, EmptyTrainingRuleError, NatlinkError
 from natlink.linkage.blocking import count_comparisons, parse_rule
 from natlink.linkage.engine import compact_columns
 from natlink.linkage.model_store import TrainedModel, parameter_table, save
+from natlink.linkage.model_store import load as load_model
 from natlink.linkage.settings import check_input, required_columns, rule_sql, splink_settings
 from natlink.linkage.completeness import TrainingEvidence, complete_levels
 from natlink.linkage.u_exact import exact_u
@@ -252,9 +254,27 @@ def train_job(spark, *, manifests: list, cfg: ModelConfig, out_path: str | Path,
         trained = train_salted(tokens, cfg, loaded)
     else:
         trained = train(tokens, cfg)
-    manifest = {
+    return save(trained, out_path, key_fingerprint=fingerprint, training_manifest=training_manifest(loaded, cfg), overwrite=overwrite)
+
+
+def training_manifest(manifests: list, cfg: ModelConfig) -> dict[str, Any]:
+    """What a model was trained on (its sidecar's ``training_data``): rows, tables and Delta
+    versions per dataset, the tokenise runs that made them and a hash of the model config."""
+    loaded = as_manifests(manifests)
+    return {
         "datasets": {m["dataset"]: m.get("rows") for m in loaded},
         "tables": {m["dataset"]: m["table"] for m in loaded},
         "delta_versions": {m["dataset"]: m.get("delta_version") for m in loaded},
+        "tokenise_runs": {m["dataset"]: m.get("run_id") for m in loaded},
+        "config_sha256": hashlib.sha256(cfg.model_dump_json().encode()).hexdigest(),
     }
-    return save(trained, out_path, key_fingerprint=fingerprint, training_manifest=manifest, overwrite=overwrite)
+
+
+def trained_on(model_path: str | Path, manifests: list, cfg: ModelConfig) -> bool:
+    """True when ``model_path`` (and its sidecar) holds a model trained with ``cfg`` on exactly these
+    token tables, at the versions and tokenise runs their manifests record: a rerun need not train again."""
+    try:
+        _settings, meta = load_model(model_path, key_fingerprint=as_manifests(manifests)[0].key_fingerprint)
+    except NatlinkError:
+        return False
+    return meta.get("training_data") == training_manifest(manifests, cfg)
