@@ -75,22 +75,8 @@ def prepare_tokens(spark, persons: int, seed: int = 42) -> Path:
 
 def tree_rss_mb(pid: int) -> float:
     """Resident memory (MB) of process ``pid`` and all its children (e.g. the Spark JVM)."""
-    total = 0
-    stack = [pid]
-    seen = set()
-    while stack:
-        p = stack.pop()
-        if p in seen:
-            continue
-        seen.add(p)
-        try:
-            with open(f"/proc/{p}/statm") as fh:
-                total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-            with open(f"/proc/{p}/task/{p}/children") as fh:
-                stack += [int(c) for c in fh.read().split()]
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-    return total / 1e6
+    pages = [(read_proc(p, "statm").split() or ["0", "0"])[1] for p in tree_pids(pid)]  # resident pages ("" once gone)
+    return sum(int(x) for x in pages) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
 class PeakMemory:
@@ -115,6 +101,42 @@ class PeakMemory:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+
+
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and every live descendant (children of any of their threads)."""
+    out, stack = [], [pid]
+    while stack:
+        p = stack.pop()
+        if p in out:
+            continue
+        try:
+            children = [int(c) for task in os.listdir(f"/proc/{p}/task") for c in read_proc(p, f"task/{task}/children").split()]
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        out.append(p)
+        stack += children
+    return out
+
+
+def read_proc(pid: int, name: str) -> str:
+    """/proc/PID/NAME, or "" when the process (or thread) has gone."""
+    try:
+        with open(f"/proc/{pid}/{name}") as fh:
+            return fh.read()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return ""
+
+
+def tree_cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of a live process tree (this process by default, its Spark JVM,
+    Python workers and any service it started): the difference over a step is the step's CPU
+    cost, which the machine's load changes far less than its wall time."""
+    total = 0
+    for p in tree_pids(pid or os.getpid()):
+        fields = read_proc(p, "stat").rsplit(")", 1)[-1].split()
+        total += int(fields[11]) + int(fields[12]) if len(fields) > 12 else 0  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def load_avg() -> str:

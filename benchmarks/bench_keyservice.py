@@ -2,6 +2,8 @@
 
     python benchmarks/bench_keyservice.py                                  # 100,000 records
     python benchmarks/bench_keyservice.py --records 1000000 --elements 200000
+    python benchmarks/bench_keyservice.py --raw benchmarks/data/p53908_s42 --records 200000 \
+        --compare /path/to/other/src --rounds 2     # end to end only: this tree vs another, alternately
 
 Figures (each with the load average when it was taken; the machine is shared):
 1. service: OPRF evaluations per second on one core (``PurposeKey.evaluate``, batches of
@@ -13,6 +15,11 @@ Figures (each with the load average when it was taken; the machine is shared):
    tokens vs inner tokens from the key service (which runs on the same 2 cores), written to
    Spark's ``noop`` sink; distinct (purpose, value) pairs evaluated, from the service's audit log;
 5. a projection for a 60M-person national run (111M records, ``benchmarks/project_national.py``).
+
+``--compare SRC`` runs only figure 4, in child processes taking turns (A B A B ...): this tree's
+``src`` and another natlink source tree (e.g. ``git archive`` of an earlier commit), the same
+input, with the CPU seconds of the whole process tree (driver, Spark JVM, Python workers, the
+service) beside the wall time: CPU time moves far less with the machine's load.
 
 Keys: fresh random ones in a temporary folder (no labelled test keys), deleted at the end.
 """
@@ -33,10 +40,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import BENCH_KEY_HEX, DATA, ROOT, load_avg, print_table, spark_session  # noqa: E402
+from _common import BENCH_KEY_HEX, DATA, ROOT, load_avg, print_table, spark_session, tree_cpu_seconds  # noqa: E402
 
 NATIONAL_RECORDS = 111_000_000  # 60M persons across the datasets (benchmarks/project_national.py)
 PURPOSE = "salted:inner/field:family_name"
+SRC = ROOT / "src"  # the natlink source tree measured (--src)
 
 
 def free_port() -> int:
@@ -71,7 +79,7 @@ def setup_keys(folder: Path, batch: int, concurrency: int):
 
 
 def start_service(config: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
     proc = subprocess.Popen([sys.executable, "-m", "natlink.cli", "keyservice", "serve", "--config", str(config)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     line = proc.stderr.readline()
@@ -142,7 +150,8 @@ def standardised(spark, raw: Path, records: int):
     return spark.read.parquet(str(cache)).limit(records).persist()
 
 
-def end_to_end(spark, frame, client_cfg, audit: Path) -> list[list]:
+def end_to_end(spark, frame, client_cfg, audit: Path) -> dict:
+    """Local vs key service tokenise of ``frame`` (noop sink): seconds, CPU seconds, load, evaluations."""
     from natlink import columns as C
     from natlink.config import ModelConfig, load
     from natlink.keyservice.spark import ServiceInnerTokens, service_encoding_key
@@ -153,24 +162,51 @@ def end_to_end(spark, frame, client_cfg, audit: Path) -> list[list]:
     scheme = SaltedScheme.from_model(load(model, ModelConfig))
     key = KeyMaterial("bench:not-secret", bytes.fromhex(BENCH_KEY_HEX))
     keep = [C.DATASET, C.RECORD_ID, C.REGION]
-    n = frame.count()
-    rows = []
-    t = time.perf_counter()
+    out = {"records": frame.count()}
+    t, cpu = time.perf_counter(), tree_cpu_seconds()
     encode(frame, key, scheme, keep=keep).write.format("noop").mode("overwrite").save()
-    local_s = time.perf_counter() - t
-    rows.append([f"tokenise (salted), local HMAC, 2 cores", f"{n / local_s:,.0f} records/s", f"{n:,} records in {local_s:.1f} s", load_avg()])
+    out.update(local_s=time.perf_counter() - t, local_cpu=tree_cpu_seconds() - cpu, local_load=load_avg())
     before = sum(1 for _ in audit.open()) if audit.exists() else 0
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), tree_cpu_seconds()
     encode(frame, service_encoding_key(key, client_cfg), scheme, keep=keep,
            inner_source=ServiceInnerTokens(client_cfg)).write.format("noop").mode("overwrite").save()
-    service_s = time.perf_counter() - t
+    out.update(service_s=time.perf_counter() - t, service_cpu=tree_cpu_seconds() - cpu, service_load=load_avg())
     lines = [json.loads(x) for x in audit.read_text().splitlines()[before:]]
-    evaluations = sum(x["count"] for x in lines if x["outcome"] == "ok")
-    rows.append([f"tokenise (salted), key service, 2 cores (service on the same 2), {client_cfg.concurrency} requests in flight per task",
-                 f"{n / service_s:,.0f} records/s",
-                 f"{n:,} records in {service_s:.1f} s ({service_s / local_s:.1f}x local); {evaluations:,} evaluations "
-                 f"({evaluations / n:.2f} per record) in {len(lines):,} requests", load_avg()])
-    return rows, evaluations / n, n / service_s
+    out.update(evaluations=sum(x["count"] for x in lines if x["outcome"] == "ok"), requests=len(lines), concurrency=client_cfg.concurrency)
+    return out
+
+
+def e2e_rows(r: dict, label: str = "") -> list[list]:
+    n = r["records"]
+    return [
+        [f"{label}tokenise (salted), local HMAC, 2 cores", f"{n / r['local_s']:,.0f} records/s",
+         f"{n:,} records in {r['local_s']:.1f} s, {r['local_cpu']:.0f} CPU s", r["local_load"]],
+        [f"{label}tokenise (salted), key service, 2 cores (service on the same 2), {r['concurrency']} requests in flight per task",
+         f"{n / r['service_s']:,.0f} records/s",
+         f"{n:,} records in {r['service_s']:.1f} s ({r['service_s'] / r['local_s']:.1f}x local), {r['service_cpu']:.0f} CPU s; "
+         f"{r['evaluations']:,} evaluations ({r['evaluations'] / n:.2f} per record) in {r['requests']:,} requests", r["service_load"]],
+    ]
+
+
+def compare(args) -> None:
+    """Figure 4 for this tree and ``args.compare``, alternately, in child processes: one table."""
+    trees = [("this tree", SRC), ("compared", args.compare.resolve())]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="natlink-bench-ks-cmp-") as tmp:
+        for round_ in range(1, args.rounds + 1):
+            for label, src in trees:
+                out = Path(tmp) / f"{round_}-{label}.json"
+                subprocess.run([sys.executable, __file__, "--src", str(src), "--e2e-json", str(out), "--records", str(args.records),
+                                "--raw", str(args.raw), "--batch", str(args.batch), "--concurrency", str(args.concurrency)],
+                               check=True, stdout=subprocess.DEVNULL)
+                r = json.loads(out.read_text())
+                n = r["records"]
+                rows.append([f"{round_}", f"{label} ({src})", f"{n / r['local_s']:,.0f} ({r['local_cpu'] / n * 1e6:,.0f} CPU us/rec; {r['local_load']})",
+                             f"{n / r['service_s']:,.0f} ({r['service_cpu'] / n * 1e6:,.0f} CPU us/rec; {r['service_load']})",
+                             f"{r['service_s'] / r['local_s']:.1f}x", f"{r['evaluations']:,} in {r['requests']:,}"])
+    print(f"\ntokenise {n:,} gp + hes records ({args.raw.name}), Spark local[2], batch {args.batch}, {args.concurrency} in flight per task")
+    print_table(["round", "natlink source", "local HMAC records/s (CPU, load)", "key service records/s (CPU, load)", "service/local time",
+                 "evaluations in requests"], rows)
 
 
 def main(argv=None) -> None:
@@ -180,20 +216,39 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int, default=2000, help="values per request")
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight per Spark task")
     parser.add_argument("--raw", type=Path, default=DATA / "p539084_s42", help="a synthetic population's folder (raw/gp, raw/hes)")
+    parser.add_argument("--compare", type=Path, help="another natlink source tree: end to end only, both trees taking turns")
+    parser.add_argument("--rounds", type=int, default=2, help="with --compare: runs of each tree")
+    parser.add_argument("--src", type=Path, help=argparse.SUPPRESS)  # the tree a --compare child measures
+    parser.add_argument("--e2e-json", type=Path, help=argparse.SUPPRESS)  # a --compare child: figure 4 only, to this file
     args = parser.parse_args(argv)
+    global SRC
+    if args.src:
+        SRC = args.src.resolve()
+        sys.path.insert(0, str(SRC))
+        os.environ["PYTHONPATH"] = str(SRC)  # the Spark workers and the service import the same tree
+    if args.compare:
+        compare(args)
+        return
     folder = Path(tempfile.mkdtemp(prefix="natlink-bench-ks-"))
     os.chmod(folder, 0o700)
     rows = []
     proc = None
     try:
         config, client_cfg, master = setup_keys(folder, args.batch, args.concurrency)
+        if args.e2e_json:
+            proc = start_service(config)
+            spark = spark_session(2)
+            result = end_to_end(spark, standardised(spark, args.raw, args.records), client_cfg, folder / "audit.jsonl")
+            args.e2e_json.write_text(json.dumps(result))
+            return
         rows += primitives(master, args.elements, args.batch)
         proc = start_service(config)
         rows.append(over_http(client_cfg, args.elements))
         spark = spark_session(2)
         frame = standardised(spark, args.raw, args.records)
-        e2e, per_record, rate = end_to_end(spark, frame, client_cfg, folder / "audit.jsonl")
-        rows += e2e
+        result = end_to_end(spark, frame, client_cfg, folder / "audit.jsonl")
+        rows += e2e_rows(result)
+        per_record, rate = result["evaluations"] / result["records"], result["records"] / result["service_s"]
         service_rate = float(rows[0][1].split()[0].replace(",", ""))
         evaluations = per_record * NATIONAL_RECORDS
         rows.append(["projection: 60M persons (111M records)", f"{evaluations / service_rate / 3600:,.1f} service core-hours",

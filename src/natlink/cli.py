@@ -280,6 +280,27 @@ def discover(
     print(json.dumps([{"person_id": d.person_id, "match_probability": d.match_probability, "datasets": d.datasets} for d in found]))
 
 
+@app.command("probe")
+def probe_cmd(
+    key: str = typer.Option(..., help="key reference: the provider's key, or with --keyservice the providers' encoding key"),
+    token_column: str = typer.Option("tk_nhs_number", help="the column discover will look up (a prediction rule on its own)"),
+    keyservice: Path | None = typer.Option(None, help="the provider's key service config (federated mode)"),
+    model_config: Path = typer.Option(Path("conf/model.yaml"), "--model", help="the salted model the tables were tokenised for"),
+    project: str | None = typer.Option(None, help="the project the tables were tokenised for"),
+    verbose: bool = VERBOSE_OPTION,
+) -> None:
+    """At a provider: the token `discover --token-column ... --token` takes, for ONE value read
+    from standard input (never from the command line, which other users and the shell history
+    see), normalised as tokenise normalises it (an NHS number: its 10 digits)."""
+    from natlink import commands
+
+    value = sys.stdin.readline().strip()
+    if not value:
+        err.print("natlink probe: no value on standard input")
+        raise typer.Exit(2)
+    print(_call(verbose, None, lambda: commands.probe(token_column, value, key, model_config=model_config, keyservice=keyservice, project=project)))
+
+
 @app.command("evaluate")
 def evaluate_cmd(
     manifest: list[Path] = MANIFESTS_OPTION,

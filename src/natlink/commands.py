@@ -43,6 +43,7 @@ from natlink.tokens.reader import as_manifests
 from natlink.linkage.salted_training import provider_u
 from natlink.linkage.settings import splink_settings
 from natlink.tokens.salted import SaltedScheme
+from natlink.tokens.salted import block_probe as salted_block_probe
 from natlink.tokens.tokenise import SaltedEncoding, tokenise_configured
 from natlink.keyservice import manage as keyservice_manage
 
@@ -226,6 +227,25 @@ def tokenise_delivery(
         spark, ds, key, data_dir=data_dir, out_dir=out / "tokens", run_id=run_id,
         quarantine_table=out / "tables" / "quarantine", signer=signer, encoding=salted_encoding(model) if model else None,
     )
+
+
+@_named_failures
+def probe(
+    column: str, value: str, key: str, *, model_config: str | Path = "conf/model.yaml", keyservice: str | Path | None = None,
+    project: str | None = None,
+) -> str:
+    """At a provider: the block key ``natlink discover --token-column COLUMN --token ...`` looks
+    ``value`` (normalised as tokenise normalises it, e.g. an NHS number's 10 digits) up by in
+    salted tables. ``key``: the provider's key (centralised), or with ``keyservice`` the
+    providers' encoding key, the inner token coming from the key service (federated)."""
+    cfg = load(resolve(model_config), ModelConfig)
+    if cfg.encoding != "salted":
+        raise ConfigError(f"probe: {model_config} is not a salted model (encoding: salted): deterministic tables take the token itself")
+    scheme = SaltedScheme.from_model(cfg)
+    material = keys.resolve(key)
+    if keyservice is None:
+        return salted_block_probe(material, scheme, column, value, project=project)
+    return keyservice_manage.block_probe(resolve(keyservice), material, scheme, column, value, project=project)
 
 
 # --- the key custodian's service (docs/keyservice.md) ---------------------------------------

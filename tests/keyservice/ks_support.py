@@ -77,7 +77,8 @@ class KeyServiceSetup:
         self.servers.clear()
 
 
-def make_setup(root: Path, *, limits: dict[str, dict] | None = None, port: int = 0, batch_size: int = 500) -> KeyServiceSetup:
+def make_setup(root: Path, *, limits: dict[str, dict] | None = None, port: int = 0, batch_size: int = 500,
+               rate_limit_state: bool = False) -> KeyServiceSetup:
     """Custodian files under root/custodian, each provider's under root/<provider>."""
     custodian = root / "custodian"
     master_ref = write_key(custodian / "master-v1.key", MASTER_V1)
@@ -92,6 +93,8 @@ def make_setup(root: Path, *, limits: dict[str, dict] | None = None, port: int =
         "host": "127.0.0.1", "port": port, "audit_log": str(custodian / "audit.jsonl"),
         "keys": [{"version": 1, "key": master_ref}], "providers": providers, "max_batch": 5000,
     }
+    if rate_limit_state:
+        service["rate_limit_state"] = str(custodian / "rate_limits.json")
     service_path = custodian / "keyservice.yaml"
     service_path.write_text(yaml.safe_dump(service, sort_keys=False))
     pins = {}

@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 
 from natlink.errors import (
+    ConfigError,
     KeyServiceAuthError,
     KeyServiceProofError,
     KeyServiceRateLimitedError,
@@ -22,7 +23,7 @@ from natlink.keyservice.client import KeyServiceClient
 from natlink.keyservice.service import RateLimiter
 from natlink.tokens import keys
 
-from ks_support import CREDENTIALS, MASTER_V1
+from ks_support import CREDENTIALS, MASTER_V1, make_setup
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
@@ -127,6 +128,49 @@ def test_rate_limiter_windows():
     assert limiter.take("p", 2, 10, 60) == 0
     now[0] = 61
     assert limiter.take("p", 10, 10, 60) == 0
+
+
+def test_rate_limit_counters_survive_a_restart(tmp_path):
+    """With ``rate_limit_state`` the evaluations counted before a restart still count after it: hes
+    (300 per hour) uses 250, the service restarts, and 100 more are refused; the control without
+    the state file forgets and allows them. The file holds counts only, mode 0600."""
+    results = {}
+    for persisted in (True, False):
+        setup = make_setup(tmp_path / str(persisted), limits={"hes": {"evaluations": 300, "window_seconds": 3600}},
+                           rate_limit_state=persisted)
+        setup.start()
+        try:
+            KeyServiceClient(setup.client_config("hes")).inner_tokens("salted:inner/field:nhs_number", [f"{i:010d}" for i in range(250)])
+            setup.stop()
+            setup.start()  # a new process would read the same config: a new service, limiter and audit log handle
+            try:
+                KeyServiceClient(setup.client_config("hes")).inner_tokens("salted:inner/field:nhs_number", [f"{i:010d}" for i in range(300, 400)])
+                results[persisted] = "allowed"
+            except KeyServiceRateLimitedError:
+                results[persisted] = "refused"
+        finally:
+            setup.stop()
+        if persisted:
+            state = tmp_path / "True" / "custodian" / "rate_limits.json"
+            assert oct(state.stat().st_mode & 0o777) == "0o600"
+            saved = json.loads(state.read_text())["providers"]
+            assert list(saved) == ["hes"] and saved["hes"]["used"] == 250
+            assert [r["outcome"] for r in setup.audit_lines()][-1] == "RateLimited"
+    assert results == {True: "refused", False: "allowed"}
+
+
+def test_rate_limiter_state_is_read_back_and_windows_still_end(tmp_path):
+    now = [1_000.0]
+    state = tmp_path / "limits.json"
+    assert RateLimiter(clock=lambda: now[0], state=state).take("p", 8, 10, 60) == 0
+    again = RateLimiter(clock=lambda: now[0] + 10, state=state)
+    assert again.take("p", 3, 10, 60) == pytest.approx(50)  # 8 of 10 used, 50 s of the window left
+    assert again.take("p", 2, 10, 60) == 0
+    now[0] += 61
+    assert RateLimiter(clock=lambda: now[0], state=state).take("p", 10, 10, 60) == 0  # a new window
+    state.write_text("not json")
+    with pytest.raises(ConfigError, match="limits.json"):
+        RateLimiter(state=state)
 
 
 def test_canary_scan_of_the_service_logs_and_files(keyservice, caplog, capfd):

@@ -15,7 +15,8 @@ from natlink.keyservice import oprf
 from natlink.keyservice.spark import ServiceInnerTokens, named_failures, service_encoding_key
 from natlink.tokens import keys
 from natlink.tokens.keys import KeyMaterial
-from natlink.tokens.salted import SaltedScheme, encode
+from natlink.tokens.encode import TOKEN_SPECS
+from natlink.tokens.salted import SaltedScheme, encode, inner_tokens
 
 from ks_support import ENCODING_KEY, MASTER_V1
 
@@ -25,6 +26,7 @@ MODEL_PATH = ROOT / "conf" / "model.yaml"  # the block-salted default
 # shipped until 2026-12-02), so these by-hand checks do not move with the shipped rules.
 SCHEME = SaltedScheme(rules=(("nhs_number",), ("dob", "given_initial"), ("family_name", "dob_year"), ("postcode", "given_initial")),
                       fields=SaltedScheme.from_model(load(MODEL_PATH, ModelConfig)).fields)
+POSTCODE_RULE = SCHEME.rules.index(("postcode", "given_initial"))
 KEEP = [C.DATASET, C.RECORD_ID, C.REGION]
 SCHEMA = ("dataset string, record_id string, region string, nhs_number string, given_name string, family_name string, "
           "date_of_birth date, sex string, postcode string")
@@ -36,7 +38,7 @@ def rows(dataset: str):
         (dataset, "a", "R1", "9434765919", "JOHN", "SMITH", d(1980, 3, 4), "M", "LS1 4AB"),
         (dataset, "b", "R1", "9434765919", "JON", "SMITH", d(1980, 3, 4), "M", "LS1 4AB"),
         (dataset, "c", "R1", "9434765870", "JANE", "SMITH", d(1980, 7, 9), "F", "M1 1AA"),
-        (dataset, "d", "R2", None, "JOHN", "SMITH", d(1980, 4, 3), "M", None),
+        (dataset, "d", "R2", None, "JOHN", "SMITH", d(1980, 4, 3), "M", "LS1 4AB"),
         (dataset, "e", "R2", None, None, None, None, None, None),
     ]
 
@@ -63,7 +65,8 @@ def test_service_tokens_by_hand(spark, keyservice):
     # Same structure as local tokens: equal inside a block, NULL where a field is missing.
     assert got["a"][SCHEME.block_column(1)] == got["b"][SCHEME.block_column(1)] != got["c"][SCHEME.block_column(1)]
     assert got["d"][SCHEME.block_column(0)] is None
-    assert got["d"][SCHEME.salted_column("dob_swapped", 2)] == got["a"][SCHEME.salted_column("dob", 2)]
+    # a and d share the block of [postcode, given_initial], where d's swapped date is a's date.
+    assert got["d"][SCHEME.salted_column("dob_swapped", POSTCODE_RULE)] == got["a"][SCHEME.salted_column("dob", POSTCODE_RULE)]
     assert all(v is None for k, v in got["e"].asDict().items() if k not in KEEP)
     # Each distinct (purpose, value) was evaluated once: the audit counts add up to the distinct pairs.
     assert sum(r["count"] for r in keyservice.audit_lines() if r["outcome"] == "ok") == distinct_pairs(rows("gp"))
@@ -102,6 +105,15 @@ def test_unpinned_purposes_and_a_dead_service_are_named(spark, keyservice):
             out.collect()
 
 
+def groups(rows, column):
+    """The records grouped by their token in ``column`` (NULLs left out)."""
+    by_token: dict = {}
+    for r in rows:
+        if r[column] is not None:
+            by_token.setdefault(r[column], set()).add(r[C.RECORD_ID])
+    return sorted(sorted(g) for g in by_token.values())
+
+
 def test_both_modes_group_records_alike(spark, keyservice):
     """Accuracy is unchanged because every salted column groups the records exactly as in
     centralised mode: the same pairs agree on every token, so every comparison vector, the model
@@ -115,18 +127,11 @@ def test_both_modes_group_records_alike(spark, keyservice):
     federated = encode(frame, service_encoding_key(encoding, cfg), SCHEME, keep=KEEP, inner_source=ServiceInnerTokens(cfg)).collect()
     local = encode(frame, encoding, SCHEME, keep=KEEP).collect()
 
-    def groups(rows, column):
-        by_token: dict = {}
-        for r in rows:
-            if r[column] is not None:
-                by_token.setdefault(r[column], set()).add(r[C.RECORD_ID])
-        return sorted(sorted(g) for g in by_token.values())
-
     nulls = {c: sum(r[c] is None for r in local) for c in SCHEME.columns}
     for column in SCHEME.columns:
         assert groups(federated, column) == groups(local, column), column
         assert sum(r[column] is None for r in federated) == nulls[column]
-    assert any(len(g) > 1 for g in groups(local, SCHEME.salted_column("family_name", 3)))  # values do repeat (one postcode block)
+    assert any(len(g) > 1 for g in groups(local, SCHEME.salted_column("family_name", POSTCODE_RULE)))  # values do repeat (one postcode block)
 
 
 def test_projects_get_their_own_oprf_keys(spark, keyservice):
@@ -139,3 +144,34 @@ def test_projects_get_their_own_oprf_keys(spark, keyservice):
     assert all(plain[c] != project[c] for c in SCHEME.columns if plain[c] is not None)
     purposes = {r["purpose"] for r in keyservice.audit_lines() if r["outcome"] == "ok"}
     assert "project:p1/salted:inner/field:nhs_number" in purposes and "salted:inner/field:nhs_number" in purposes
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_each_distinct_pair_is_evaluated_once_across_arrow_batches(spark, keyservice, concurrency):
+    """The tasks evaluate runs of equal (purpose, value) pairs from a sorted partition; with Arrow
+    batches of 7 rows most runs cross a batch boundary. Each distinct pair is still evaluated
+    exactly once (the audit counts), and the tokens group the records as local ones do."""
+    d = dt.date
+    data = [("gp", f"r{i}", "R1", str(9990000000 + i % 40), f"N{i % 9}", f"F{i % 13}", d(1950 + i % 3, 1 + i % 12, 1 + i % 5),
+             "MF"[i % 2], f"LS{i % 4} {i % 3}AB") for i in range(120)]
+    frame = spark.createDataFrame(data, SCHEMA)
+    cfg = keyservice.client_config("gp", concurrency=concurrency, batch_size=5)
+    encoding = keys.resolve(keyservice.encoding_key)
+    # The distinct (purpose, value) pairs, counted from local inner tokens (one per value and purpose).
+    purposes = {s.name: s.purpose for s in TOKEN_SPECS}
+    inner = inner_tokens(frame, encoding, SCHEME).collect()
+    expected = {(purposes[c[len(C.TOKEN_PREFIX):]], r[c]) for r in inner for c in r.asDict() if C.is_token(c) and r[c] is not None}
+    previous = spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "7")
+    try:
+        federated = encode(frame, service_encoding_key(encoding, cfg), SCHEME, keep=KEEP, inner_source=ServiceInnerTokens(cfg)).collect()
+    finally:
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", previous)
+    local = encode(frame, encoding, SCHEME, keep=KEEP).collect()
+    assert len(federated) == 120
+    for column in SCHEME.columns:
+        assert groups(federated, column) == groups(local, column), column
+    ok = [r for r in keyservice.audit_lines() if r["outcome"] == "ok"]
+    assert sum(r["count"] for r in ok) == len(expected)
+    assert max(r["count"] for r in ok) <= 5  # batch_size: values per request
+    assert len(expected) > 120  # nhs 40 + given 9 + family 13 + dates, years, sexes, postcodes...

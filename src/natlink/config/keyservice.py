@@ -10,6 +10,7 @@ The service::
       - {version: 1, key: "file:/etc/natlink/keyservice/master-v1.key"}
     current_version: 1       # default: the highest version not retired
     rate_limit: {evaluations: 50000000, window_seconds: 86400}
+    rate_limit_state: output/keyservice/rate_limits.json   # optional: counters that survive a restart
     providers:
       gp_practices:
         credential_sha256: "..."   # `natlink keyservice credential` prints it
@@ -78,6 +79,7 @@ class KeyServiceConfig(Frozen):
     keys: list[KeyVersion] = Field(min_length=1)
     current_version: int | None = None
     rate_limit: RateLimit = RateLimit(evaluations=50_000_000, window_seconds=86_400)
+    rate_limit_state: str | None = None  # a JSON file: the counters survive a restart (None: in memory)
     providers: dict[str, ServiceProvider] = Field(default_factory=dict)
     max_batch: int = Field(default=10_000, ge=1, le=65_535)
     tls: TlsServer | None = None

@@ -14,13 +14,15 @@ from natlink.config.base import load
 from natlink.config.keyservice import PUBLIC_KEY_PREFIX, KeyServiceClientConfig, KeyServiceConfig
 from natlink.errors import ConfigError
 from natlink.keyservice import oprf, service
+from natlink.keyservice.client import KeyServiceClient
 from natlink.keyservice.spark import ServiceInnerTokens, named_failures, service_encoding_key
 from natlink.tokens import keys
 from natlink.tokens.encode import TOKEN_SPECS
+from natlink.tokens import salted
 from natlink.tokens.keys import KeyMaterial
 from natlink.tokens.tokenise import SaltedEncoding
 
-__all__ = ["Credential", "Rotation", "federated_encoding", "named_failures", "new_credential", "public_keys", "rotate", "serve"]
+__all__ = ["Credential", "Rotation", "block_probe", "federated_encoding", "named_failures", "new_credential", "public_keys", "rotate", "serve"]
 
 
 @dataclass(frozen=True)
@@ -94,3 +96,14 @@ def federated_encoding(
     prefix = f"project:{project}/" if project else ""
     source.check([p for p in encoding.scheme.key_purposes(prefix) if p.startswith(prefix + "salted:inner/")])
     return service_encoding_key(encoding_key, cfg), dataclasses.replace(encoding, inner_source=source)
+
+
+def block_probe(client_config: Path, encoding_key: KeyMaterial, scheme: salted.SaltedScheme, column: str, value: str, *,
+                project: str | None = None) -> str:
+    """A federated provider's discover probe: the block key of ``value`` under the rule that is
+    ``column`` alone, from the key service's inner token (one audited evaluation, pinned key
+    checked) and the service encoding key, as its tokenise makes them. No master key needed."""
+    cfg = load(client_config, KeyServiceClientConfig)
+    client = KeyServiceClient(cfg)
+    return salted.block_probe(service_encoding_key(encoding_key, cfg), scheme, column, value, project=project,
+                              inner=lambda purpose, v: client.inner_tokens(purpose, [v])[0])

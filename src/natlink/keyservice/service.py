@@ -16,7 +16,8 @@ window; with ``Retry-After``), 400 ``MalformedRequest``, 404 ``NotFound`` / ``Un
 
 What the service keeps: the master key of each key version in memory (resolved from its
 reference, :mod:`natlink.tokens.keys`), per-purpose OPRF keys derived from it on first use, a
-counter per provider and window, and the audit log: one JSON line per request with the time,
+counter per provider and window (in memory, or in the ``rate_limit_state`` file so that a
+restart does not reset it), and the audit log: one JSON line per request with the time,
 provider, purpose, key version, count of elements and outcome. Never a value (it sees none), a
 blinded or evaluated element, or a credential: blinded elements live for one request.
 Credentials are checked against their SHA-256 in the config, in constant time.
@@ -41,7 +42,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from natlink.config.keyservice import PUBLIC_KEY_PREFIX, KeyServiceConfig
-from natlink.errors import KeyServiceAuthError, KeyServiceRateLimitedError, KeyServiceRequestError
+from natlink.errors import ConfigError, KeyServiceAuthError, KeyServiceRateLimitedError, KeyServiceRequestError
 from natlink.keyservice import oprf
 from natlink.tokens import keys
 from natlink.tokens.keys import KeyMaterial
@@ -84,11 +85,17 @@ class AuditLog:
 
 
 class RateLimiter:
-    """Evaluations per fixed window and provider: a request fits whole or is refused whole."""
+    """Evaluations per fixed window and provider: a request fits whole or is refused whole.
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._used: dict[str, tuple[float, int]] = {}
+    With a ``state`` file the counters survive a restart: each provider's window start (wall
+    clock, seconds since the epoch) and evaluations used are written (mode 0600, replaced
+    atomically) after every request they count, and read back at start. Counts only, as in the
+    audit log. Without one they are in memory (a restart resets them)."""
+
+    def __init__(self, clock: Callable[[], float] | None = None, *, state: str | Path | None = None) -> None:
+        self._clock = clock or (time.time if state is not None else time.monotonic)
+        self._state = Path(state) if state is not None else None
+        self._used: dict[str, tuple[float, int]] = self._load() if self._state is not None else {}
         self._lock = threading.Lock()
 
     def take(self, provider: str, count: int, limit: int, window: float) -> float:
@@ -96,26 +103,52 @@ class RateLimiter:
         now = self._clock()
         with self._lock:
             start, used = self._used.get(provider, (now, 0))
+            if now < start:  # a clock set back: the window starts again, the evaluations stay counted
+                start = now
             if now - start >= window:
                 start, used = now, 0
             if used + count > limit:
                 self._used[provider] = (start, used)
                 return max(start + window - now, 0.001)
             self._used[provider] = (start, used + count)
+            self._save()
             return 0.0
+
+    def _load(self) -> dict[str, tuple[float, int]]:
+        assert self._state is not None
+        if not self._state.exists():
+            return {}
+        try:
+            raw = json.loads(self._state.read_text(encoding="utf-8"))
+            return {str(p): (float(v["window_start"]), int(v["used"])) for p, v in raw["providers"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ConfigError(f"{self._state}: not a rate-limit state file (JSON with providers' window_start and used)") from None
+
+    def _save(self) -> None:
+        if self._state is None:
+            return
+        data = json.dumps({"providers": {p: {"window_start": s, "used": u} for p, (s, u) in sorted(self._used.items())}})
+        self._state.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._state.with_name(self._state.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self._state)
 
 
 class KeyService:
     """The service's logic, apart from HTTP: authenticate, limit, evaluate, audit."""
 
-    def __init__(self, cfg: KeyServiceConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, cfg: KeyServiceConfig, *, clock: Callable[[], float] | None = None) -> None:
         self.cfg = cfg
         # Every live version's master key is resolved (and checked) at start, not on first use.
         self._masters: dict[int, KeyMaterial] = {k.version: keys.resolve(k.key) for k in cfg.keys if not k.retired}
         self._retired = {k.version for k in cfg.keys if k.retired}
         self._purpose_keys: dict[tuple[int, str], oprf.PurposeKey] = {}
         self._lock = threading.Lock()
-        self.limiter = RateLimiter(clock)
+        self.limiter = RateLimiter(clock, state=cfg.rate_limit_state)
         self.audit = AuditLog(cfg.audit_log)
 
     def authenticate(self, header: str | None) -> str:

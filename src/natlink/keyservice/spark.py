@@ -6,11 +6,14 @@ token per record and field. Locally (centralised mode) that is ``HMAC(K[salted:i
 here (:class:`ServiceInnerTokens`) it is the key service's OPRF of ``v`` under purpose
 ``salted:inner/P`` (:mod:`natlink.keyservice.oprf`):
 
-1. every record's (field, purpose, value) in long form, one row per present value;
-2. the distinct (purpose, value) pairs, so each is evaluated once per job;
+1. every record's (field, purpose, value) in long form, one row per present value (the purpose
+   as a small integer);
+2. the distinct (purpose, value) pairs, so each is evaluated once per job, spread over twice the
+   cores' partitions (adaptive execution would otherwise make them one task: one core);
 3. ``mapInArrow`` over those: each task groups its Arrow batches by purpose and sends
-   ``batch_size`` blinded values per request (:class:`~natlink.keyservice.client.KeyServiceClient`;
-   the credential is resolved from its reference inside the task, never shipped);
+   ``batch_size`` blinded values per request, ``concurrency`` batches' requests in flight
+   (:class:`~natlink.keyservice.client.KeyServiceClient`; the credential is resolved from its
+   reference inside the task, never shipped);
 4. joined back on (purpose, value) and pivoted to one column per field, then to the records by
    ``(dataset, record_id)`` (tokenise has made these unique before it encodes).
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator, Sequence
 
@@ -40,7 +44,8 @@ from natlink.tokens.keys import KeyMaterial
 
 __all__ = ["ServiceInnerTokens", "named_failures", "service_encoding_key"]
 
-_SCHEMA = "purpose string, value string, inner string"
+_SCHEMA = "p int, value string, inner string"
+
 _FAILURE = re.compile(r"natlink\.errors\.(KeyService[A-Za-z]*Error): ([^\n]*)")
 
 
@@ -54,31 +59,44 @@ def service_encoding_key(encoding: KeyMaterial, cfg: KeyServiceClientConfig) -> 
 
 
 class _Evaluate:
-    """The ``mapInArrow`` function: (purpose, value) batches in, (purpose, value, inner) out."""
+    """The ``mapInArrow`` function: distinct (purpose id, value) pairs in, (purpose id, value,
+    inner token) out. Each Arrow batch's values are grouped by purpose into requests of
+    ``batch_size``; up to ``concurrency`` batches' requests are in flight, so while the service
+    evaluates one the task blinds the next or unblinds the last."""
 
-    def __init__(self, cfg: dict[str, Any]) -> None:
+    def __init__(self, cfg: dict[str, Any], purposes: Sequence[str]) -> None:
         self.cfg = cfg  # the client config (references and public keys only)
+        self.purposes = list(purposes)
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         cfg = KeyServiceClientConfig.model_validate(self.cfg)
         client = KeyServiceClient(cfg)
-        # Up to `concurrency` requests in flight: while one waits for the service, the task blinds
-        # or unblinds another (one request after another left the core idle half the time).
+        pending: deque = deque()
         with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool:
             for batch in batches:
-                purposes = batch.column(0).to_pylist()
-                values = batch.column(1).to_pylist()
-                by_purpose: dict[str, list[int]] = {}
-                for i, purpose in enumerate(purposes):
-                    by_purpose.setdefault(purpose, []).append(i)
-                chunks = [(purpose, rows[i:i + cfg.batch_size]) for purpose, rows in by_purpose.items()
-                          for i in range(0, len(rows), cfg.batch_size)]
-                pending = [(rows, pool.submit(client.inner_tokens, purpose, [values[i] for i in rows])) for purpose, rows in chunks]
-                inner: list[str | None] = [None] * len(values)
-                for rows, future in pending:
-                    for i, token in zip(rows, future.result()):
-                        inner[i] = token
-                yield pa.RecordBatch.from_arrays([batch.column(0), batch.column(1), pa.array(inner, pa.string())], names=["purpose", "value", "inner"])
+                pending.append((batch, self._submit(pool, client, cfg.batch_size, batch)))
+                while len(pending) > cfg.concurrency or (pending and all(f.done() for _, f in pending[0][1])):
+                    yield _finish(*pending.popleft())
+            while pending:
+                yield _finish(*pending.popleft())
+
+    def _submit(self, pool: ThreadPoolExecutor, client: KeyServiceClient, size: int, batch: pa.RecordBatch) -> list:
+        ids, values = batch.column(0).to_pylist(), batch.column(1).to_pylist()
+        by_purpose: dict[int, list[int]] = {}
+        for row, p in enumerate(ids):
+            by_purpose.setdefault(p, []).append(row)
+        return [
+            (rows, pool.submit(client.inner_tokens, self.purposes[p], [values[r] for r in rows]))
+            for p, all_rows in by_purpose.items() for rows in (all_rows[k:k + size] for k in range(0, len(all_rows), size))
+        ]
+
+
+def _finish(batch: pa.RecordBatch, futures: list) -> pa.RecordBatch:
+    inner: list[str | None] = [None] * batch.num_rows
+    for rows, future in futures:
+        for row, token in zip(rows, future.result()):
+            inner[row] = token
+    return pa.RecordBatch.from_arrays([batch.column(0), batch.column(1), pa.array(inner, pa.string())], names=["p", "value", "inner"])
 
 
 class ServiceInnerTokens:
@@ -109,18 +127,23 @@ class ServiceInnerTokens:
         for _, purpose, _ in items:
             if self.cfg.pinned(purpose) is None:
                 raise KeyServiceProofError(f"no public key is pinned for purpose {purpose!r} in the provider's key service config")
+        purposes = sorted({purpose for _, purpose, _ in items})
+        pid = {purpose: j for j, purpose in enumerate(purposes)}
         entries = [
-            F.struct(F.lit(i).alias("i"), F.lit(purpose).alias("purpose"), value.cast("string").alias("value"))
+            F.struct(F.lit(i).alias("i"), F.lit(pid[purpose]).alias("p"), value.cast("string").alias("value"))
             for i, (_, purpose, value) in enumerate(items)
         ]
         long = (
             stage.select(*row_key, F.explode(F.array(*entries)).alias("e"))
-            .select(*row_key, F.col("e.i").alias("i"), F.col("e.purpose").alias("purpose"), F.col("e.value").alias("value"))
+            .select(*row_key, F.col("e.i").alias("i"), F.col("e.p").alias("p"), F.col("e.value").alias("value"))
             .where(F.col("value").isNotNull() & (F.length("value") > 0))
         )
-        pairs = long.select("purpose", "value").dropDuplicates(["purpose", "value"])
-        evaluated = pairs.mapInArrow(_Evaluate(self.cfg.model_dump()), _SCHEMA)
-        joined = long.join(evaluated, on=["purpose", "value"], how="inner").select(*row_key, "i", "inner")
+        # An explicit number of partitions for the evaluation: adaptive execution would coalesce the
+        # (small) distinct pairs into one task, and the blinding and unblinding would run on one core.
+        parts = max(2, 2 * stage.sparkSession.sparkContext.defaultParallelism)
+        pairs = long.select("p", "value").dropDuplicates(["p", "value"]).repartition(parts)
+        evaluated = pairs.mapInArrow(_Evaluate(self.cfg.model_dump(), purposes), _SCHEMA)
+        joined = long.join(evaluated, on=["p", "value"], how="inner").select(*row_key, "i", "inner")
         wide = joined.groupBy(*row_key).pivot("i", list(range(len(items)))).agg(F.max("inner"))
         wide = wide.select(*row_key, *[F.col(str(i)).alias(name) for i, (name, _, _) in enumerate(items)])
         return stage.join(wide, on=row_key, how="left")

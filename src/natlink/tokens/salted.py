@@ -41,7 +41,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -284,10 +284,15 @@ def encode(
     return with_blocks.select(*[F.col(c) for c in keep], *out)
 
 
-def block_probe(key: KeyMaterial, scheme: SaltedScheme, column: str, value: str, *, project: str | None = None) -> str:
+def block_probe(key: KeyMaterial, scheme: SaltedScheme, column: str, value: str, *, project: str | None = None,
+                inner: Callable[[str, str], str] | None = None) -> str:
     """The block key of ``value`` (already normalised, as tokenise normalises it) under the
     prediction rule that is ``column`` alone: the probe ``natlink discover`` takes on salted
-    tables. Made by the key holder (a provider), never at the linkage centre."""
+    tables. Made by the key holder (a provider), never at the linkage centre.
+
+    ``inner``: (purpose, value) -> the inner token, when it does not come from ``key`` (federated
+    mode: the key service's OPRF, :func:`natlink.keyservice.manage.block_probe`; ``key`` is then
+    the service encoding key)."""
     import hmac
 
     field = column[len(C.TOKEN_PREFIX):] if C.is_token(column) else column
@@ -295,6 +300,10 @@ def block_probe(key: KeyMaterial, scheme: SaltedScheme, column: str, value: str,
     if not alone:
         raise EncodingSpecError(f"{column!r} is not a prediction rule on its own, so it has no block key")
     prefix = f"project:{project}/" if project else ""
-    inner = hmac.new(key.subkey(f"{prefix}salted:inner/{scheme.spec(field).purpose}"), value.encode("utf-8"), hashlib.sha256).hexdigest()
-    block = hmac.new(key.subkey(f"{prefix}salted:block/{scheme.rule_name(alone[0])}"), inner.encode(), hashlib.sha256).hexdigest()
+    purpose = f"{prefix}salted:inner/{scheme.spec(field).purpose}"
+    if inner is None:
+        inner_hex = hmac.new(key.subkey(purpose), value.encode("utf-8"), hashlib.sha256).hexdigest()
+    else:
+        inner_hex = inner(purpose, value)
+    block = hmac.new(key.subkey(f"{prefix}salted:block/{scheme.rule_name(alone[0])}"), inner_hex.encode(), hashlib.sha256).hexdigest()
     return block[:_BLOCK_HEX]
