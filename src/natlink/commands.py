@@ -7,7 +7,6 @@ Each verb loads its configuration by explicit path, gets the SparkSession for it
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import shutil
@@ -459,31 +458,6 @@ class DemoResult:
         )
 
 
-class _Stopwatch:
-    """Wraps a progress callback so every step reports how long the previous one took, and which
-    Spark application ran it (``natlink run`` runs every step in one)."""
-
-    def __init__(self, progress: Progress, spark=None) -> None:
-        self.progress = progress
-        self.spark = spark
-        self.timings: dict[str, float] = {}
-        self.applications: dict[str, str] = {}
-        self._step: str | None = None
-        self._t = time.perf_counter()
-
-    def __call__(self, step: str, message: str) -> None:
-        self.stop()
-        self._step, self._t = step, time.perf_counter()
-        self.progress(message)
-
-    def stop(self) -> None:
-        if self._step is not None:
-            self.timings[self._step] = round(time.perf_counter() - self._t, 2)
-            if self.spark is not None:
-                self.applications[self._step] = self.spark.sparkContext.applicationId
-            self._step = None
-
-
 @_named_failures
 def demo(cfg: DemoConfig, *, root: Path | None = None, progress: Progress = lambda _msg: None, spark=None) -> DemoResult:
     """The end-to-end demo: synthetic population -> standardise -> tokenise -> train -> link -> evaluate."""
@@ -502,7 +476,7 @@ def _demo_output(cfg: DemoConfig, root: Path) -> Path:
 
 def _demo(cfg: DemoConfig, root: Path, progress: Progress, spark, signer: signing.ManifestSigner) -> DemoResult:
     started = time.perf_counter()
-    step = _Stopwatch(progress)
+    step = pipeline.Stopwatch(progress)
     run_id = datetime.now(timezone.utc).strftime("demo-%Y%m%dT%H%M%SZ")
     out = _demo_output(cfg, root)
     model_cfg = load(cfg.model, ModelConfig, base_dir=root)
@@ -588,7 +562,7 @@ def run(config: str | Path | RunConfig, *, progress: Progress = lambda _msg: Non
         _require_folder(cfg.truth, "truth table", "run")
     key, signer = keys.resolve(cfg.key), signing.load_signer(cfg.signing_key)
     spark = spark or spark_for("natlink-run", resolve(cfg.environment), checkpoint_dir=out / "_checkpoints")
-    step = _Stopwatch(progress, spark)
+    step = pipeline.Stopwatch(progress, spark)
     manifests, trained, summary = pipeline.tokenise_train_link(
         spark, datasets, key, out, model_cfg, link_cfg, signer=signer, encoding=salted_encoding(model_cfg), step=step,
         data_dir=cfg.data_dir, model_path=out / "model.json", run_id=cfg.run_id, project=cfg.project,

@@ -10,6 +10,7 @@ on a rerun, so it changes nothing.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -24,9 +25,34 @@ from natlink.tokens.manifest import TokenManifest
 from natlink.tokens.reader import as_manifests
 from natlink.tokens.tokenise import SaltedEncoding, tokenise_configured
 
-__all__ = ["derived_run_id", "tokenise_train_link"]
+__all__ = ["Stopwatch", "derived_run_id", "tokenise_train_link"]
 
 Step = Callable[[str, str], None]  # (step name, progress message): called as each step starts
+
+
+class Stopwatch:
+    """Wraps a progress callback so every step reports how long the previous one took, and which
+    Spark application ran it (``natlink run`` runs every step in one)."""
+
+    def __init__(self, progress: Callable[[str], None], spark=None) -> None:
+        self.progress = progress
+        self.spark = spark
+        self.timings: dict[str, float] = {}
+        self.applications: dict[str, str] = {}
+        self._step: str | None = None
+        self._t = time.perf_counter()
+
+    def __call__(self, step: str, message: str) -> None:
+        self.stop()
+        self._step, self._t = step, time.perf_counter()
+        self.progress(message)
+
+    def stop(self) -> None:
+        if self._step is not None:
+            self.timings[self._step] = round(time.perf_counter() - self._t, 2)
+            if self.spark is not None:
+                self.applications[self._step] = self.spark.sparkContext.applicationId
+            self._step = None
 
 
 def derived_run_id(spark, manifests: Sequence, model_path: str | Path, link_cfg: LinkConfig) -> str:
