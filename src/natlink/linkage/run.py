@@ -2,7 +2,10 @@
 
 * Idempotent by run id: a completed run id is a no-op; a run killed part-way is rerun from the
   last *completed* run's table versions (Delta time travel), and every table write carries a
-  Delta transaction id for the run, so tables committed before the kill are not written twice.
+  Delta transaction id for the run, so tables committed before the kill are not written twice
+  (unless another run completed meanwhile: :mod:`natlink.linkage.writes`).
+* A token-table file that goes missing or unreadable while the run reads it ends in a
+  :class:`~natlink.errors.CorruptInputFileError` naming the file, its dataset and what to do.
 * Stable person ids: clusters are matched to the previous completed run's ids (:mod:`natlink.linkage.ids`).
 * Full or incremental: a full run scores everyone through the one engine dispatch
   (:func:`natlink.linkage.engine.link`); an incremental run compares only the delivery with the
@@ -25,20 +28,23 @@ from pyspark.sql import functions as F
 
 from natlink import columns as C
 from natlink.config.link import LinkConfig
-from natlink.errors import FingerprintMismatchError, InputDataError, ReconciliationError
-from natlink.linkage import blocking, ids, incremental, model_store, run_identity, salted_training, scoring
+from natlink.errors import FingerprintMismatchError, InputDataError, NatlinkError, ReconciliationError
+from natlink.linkage import blocking, ids, incremental, model_store, run_identity, salted_training, scoring, writes
 from natlink.linkage import engine as link
-from natlink.linkage.runs import OUTPUT_TABLES, RUNS_SCHEMA, completed_runs
+from natlink.linkage.runs import OUTPUT_TABLES, completed_runs
 from natlink.linkage.settings import check_input
 from natlink.spark.scratch import Scratch
-from natlink.store import delta
-from natlink.tokens.reader import as_manifests, load_tokens
+from natlink.store import delta, files
+from natlink.tokens.reader import as_manifests, load_tokens, signed_version
 
 log = logging.getLogger(__name__)
 
 TABLES = (*OUTPUT_TABLES, "runs")
+_READ_REMEDY = (
+    "restore the file (a token table from its provider's delivery; an output table from a backup) and rerun "
+    "with run id {run_id!r}, or re-tokenise the dataset and link it under a new run id; nothing of this run is visible"
+)
 STAGES = ("clusters", "edges", "id_events")  # where crash_after can stop a run (fault injection)
-_TXN_VERSION = 1
 
 @dataclass
 class RunSummary:
@@ -113,6 +119,16 @@ def run(
     scratch = scratch or Scratch(spark)
     try:
         return _link_run(spark, loaded, identity, link_cfg, tables, run_id, mode or link_cfg.mode, history, scratch, crash_after)
+    except NatlinkError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - translated when a file could not be read, else re-raised
+        named = files.named_read_failure(exc, remedy=_READ_REMEDY.format(run_id=run_id), owners={
+            **{str(m.table_path): f"token table of dataset {m.dataset!r}, version {signed_version(m)}" for m in loaded},
+            **{str(tables / name): f"output table {name}" for name in TABLES},
+        })
+        if named is None:
+            raise
+        raise named from None
     finally:
         if own:
             scratch.release()
@@ -149,7 +165,7 @@ def _use_incremental(mode: str, inputs: _Inputs, history: list[dict[str, Any]], 
     comparable = previous is not None and _same_model(previous, inputs.model_info)
     if mode == "incremental" and not comparable:
         raise InputDataError(
-            "incremental mode needs a previous completed run with the same model and threshold; run with mode full"
+            "incremental mode needs a previous completed run with the same model, threshold and cannot-link rules; run with mode full"
         )
     # A population the in-process engine holds is relinked whole: faster than an incremental run
     # on Spark (benchmarks/bench_incremental.py), and ids are mapped to the previous run's either way.
@@ -183,7 +199,11 @@ def _link_run(spark, loaded, identity, link_cfg, tables, run_id, mode, history, 
         engine, run_mode = linked.engine, "full"
 
     t = time.perf_counter()
-    versions, persons, clustered = _write_tables(clusters, edges, events, tables, run_id, identity.digest, scratch, crash_after)
+    epoch = writes.epoch_of(history)
+    versions, persons, clustered = writes.write_outputs(
+        clusters, edges, events, tables, run_id=run_id, epoch=epoch, inputs_id=identity.digest, scratch=scratch,
+        after_write=lambda stage: _maybe_crash(crash_after, stage),
+    )
     timings["write"] = time.perf_counter() - t
     event_counts = {r["event"]: r["n"] for r in events.groupBy("event").agg(F.count(F.lit(1)).alias("n")).collect()}
     if clustered != inputs.n_records:
@@ -192,7 +212,7 @@ def _link_run(spark, loaded, identity, link_cfg, tables, run_id, mode, history, 
     counts.update({"records": inputs.n_records, "records_by_dataset": by_dataset, "clustered": clustered,
                    "persons": persons, "id_events": event_counts, "engine": engine})
     summary = RunSummary(run_id, "completed", run_mode, previous[C.RUN_ID] if previous else None, counts, {k: round(v, 2) for k, v in timings.items()}, versions)
-    _append_run(spark, tables, summary, inputs, started)
+    writes.append_run(spark, tables, _run_row(summary, inputs, started), epoch)
     for name in TABLES:  # a metadata-only commit, and only when the retention changed
         delta.set_retention(tables / name, days=link_cfg.retention_days, spark=spark)
     log.info("run %s completed: %s", run_id, counts)
@@ -213,53 +233,9 @@ def _full(spark, linked: link.LinkResult, tables: Path, previous, run_id: str, t
     return clusters, linked.edges, assignment.events, counts
 
 
-def _write_tables(clusters, edges, events, tables: Path, run_id: str, inputs_id: str, scratch: Scratch, crash_after: str | None):
-    """The run's Delta writes, each under the run's transaction id: (versions, persons)."""
-    txn = (run_identity.txn_app_id(run_id), _TXN_VERSION)
-    info = {"run_id": run_id, "inputs_id": inputs_id}
-    versions: dict[str, int | None] = {}
-    snapshot = scratch.materialise(
-        clusters.select(C.DATASET, C.RECORD_ID, C.UNIQUE_ID, C.REGION, C.PERSON_ID, C.RECORD_HASH, F.lit(run_id).alias(C.RUN_ID)),
-        "snapshot",
-    )
-    written = delta.write(snapshot, str(tables / "clusters"), mode="overwrite", partition_by=(C.REGION,), txn=txn, commit_info=info)
-    versions["clusters"] = written.version
-    _maybe_crash(crash_after, "clusters")
-    versions["edges"] = delta.write(
-        edges.select(*incremental.EDGE_COLUMNS, F.lit(run_id).alias(C.RUN_ID)), str(tables / "edges"), mode="overwrite", txn=txn, commit_info=info
-    ).version
-    _maybe_crash(crash_after, "edges")
-    index = snapshot.groupBy(C.PERSON_ID, C.DATASET).agg(F.count(F.lit(1)).cast("long").alias("record_count"))
-    versions["person_index"] = delta.write(
-        index.withColumn(C.RUN_ID, F.lit(run_id)), str(tables / "person_index"), mode="overwrite", txn=txn, commit_info=info
-    ).version
-    versions["id_events"] = delta.write(events, str(tables / "id_events"), mode="append", txn=txn, commit_info=info).version
-    _maybe_crash(crash_after, "id_events")
-    return versions, index.select(C.PERSON_ID).distinct().count(), snapshot.count()
-
-
-def _append_run(spark, tables: Path, summary: RunSummary, inputs: _Inputs, started: datetime) -> None:
-    """The ``runs`` row that marks the run completed (written last: readers trust only completed runs)."""
-    row = {
-        C.RUN_ID: summary.run_id,
-        "mode": summary.mode,
-        "previous_run_id": summary.previous_run_id,
-        "started_at": started,
-        "finished_at": datetime.now(timezone.utc),
-        "inputs": json.dumps(inputs.identity.inputs, sort_keys=True, default=str),
-        "model": json.dumps(inputs.model_info, sort_keys=True),
-        "key_fingerprint": inputs.fingerprint,
-        "counts": json.dumps(summary.counts, sort_keys=True, default=int),
-        "timings": json.dumps(summary.timings, sort_keys=True),
-        "versions": json.dumps(summary.versions, sort_keys=True),
-    }
-    txn = (run_identity.txn_app_id(summary.run_id), _TXN_VERSION)
-    delta.write(spark.createDataFrame([row], RUNS_SCHEMA), str(tables / "runs"), mode="append", txn=txn, commit_info={"run_id": summary.run_id})
-
-
 def _same_model(previous: dict[str, Any], model_info: dict[str, Any]) -> bool:
     before = json.loads(previous["model"])
-    return all(before.get(k) == model_info.get(k) for k in ("settings_hash", "threshold_match_probability"))
+    return all(before.get(k) == model_info.get(k) for k in run_identity.MODEL_FIELDS)
 
 
 def _maybe_crash(crash_after: str | None, stage: str) -> None:

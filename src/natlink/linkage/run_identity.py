@@ -5,7 +5,8 @@ A run id names one linkage of one set of inputs. Its identity is:
 * per token table: dataset, rows, key fingerprint, token schema, the Delta version its manifest
   records and the content id of that version (:func:`natlink.store.files.content_id`: the data
   files it is made of), and the tokenise run that made it;
-* the model: its settings hash; the link settings that change the result: the match threshold.
+* the model: its settings hash (a hash of the whole trained model file, checked when it is
+  loaded); the link settings that change the result: the match threshold and the cannot-link rules.
 
 The ``runs`` row of a completed run keeps its identity (the ``inputs`` and ``model`` columns), and
 every table write of the run carries its digest in the commit info. Rerunning a run id is then:
@@ -32,12 +33,14 @@ from natlink.linkage import model_store
 from natlink.store import delta, files
 from natlink.tokens.manifest import TokenManifest
 
-__all__ = ["INPUT_FIELDS", "RunIdentity", "identify", "txn_app_id"]
+__all__ = ["INPUT_FIELDS", "MODEL_FIELDS", "RunIdentity", "cannot_link_identity", "identify", "txn_app_id"]
 
 # Fields of one input that must match for a rerun of the same run id ("table" is where it is read
 # from, informative only: a moved folder with the same content is the same input).
 INPUT_FIELDS = ("rows", "key_fingerprint", "schema_version", "delta_version", "content_id", "tokenise_run_id")
-MODEL_FIELDS = ("settings_hash", "threshold_match_probability")
+MODEL_FIELDS = ("settings_hash", "threshold_match_probability", "cannot_link")
+# Cannot-link settings that change which records end in one cluster (max_component_edges only refuses).
+CANNOT_LINK_FIELDS = ("enabled", "nhs_number", "one_row_per_person")
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,13 @@ class RunIdentity:
                     out.append(f"dataset {name!r} {key}: {before[name][key]} -> {now[name].get(key)}")
         model = json.loads(row["model"])
         for key in MODEL_FIELDS:
-            if key in model and model[key] != self.model.get(key):
+            if key not in model or model[key] == self.model.get(key):
+                continue
+            if isinstance(model[key], dict):  # one line per setting that differs
+                now = self.model.get(key) or {}
+                out += [f"link setting {key}.{k}: {model[key].get(k)} -> {now.get(k)}"
+                        for k in sorted({*model[key], *now}) if model[key].get(k) != now.get(k)]
+            else:
                 out.append(f"model {key}: {model[key]} -> {self.model.get(key)}")
         return out
 
@@ -125,5 +134,12 @@ def identify(spark, manifests: Sequence[TokenManifest], model_path: str | Path, 
         "settings_hash": meta.get("settings_hash"),
         "splink_version": meta.get("splink_version"),
         "threshold_match_probability": link_cfg.threshold_match_probability,
+        "cannot_link": cannot_link_identity(link_cfg),
     }
     return RunIdentity(inputs, model)
+
+
+def cannot_link_identity(link_cfg: LinkConfig) -> dict[str, Any]:
+    """The cannot-link settings a run's result depends on (datasets sorted: their order does not matter)."""
+    rules = link_cfg.cannot_link
+    return {"enabled": rules.enabled, "nhs_number": rules.nhs_number, "one_row_per_person": sorted(rules.one_row_per_person)}

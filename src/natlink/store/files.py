@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from typing import Mapping
+
 from natlink.errors import CorruptInputFileError
 from natlink.store import delta
 
@@ -92,8 +94,13 @@ def _read_bytes(fs, hpath, offset: int, n: int) -> bytes:
         stream.close()
 
 
-def named_read_failure(exc: BaseException, *, remedy: str = "check the file, restore or regenerate it, and rerun") -> CorruptInputFileError | None:
-    """The named error for a Spark job that failed reading a file (missing, truncated, corrupt), else None."""
+def named_read_failure(
+    exc: BaseException, *, remedy: str = "check the file, restore or regenerate it, and rerun", owners: Mapping[str, str] | None = None,
+) -> CorruptInputFileError | None:
+    """The named error for a Spark job that failed reading a file (missing, truncated, corrupt), else None.
+
+    ``owners`` maps a table's folder to what it is (e.g. "token table of dataset 'hes'"): a file
+    under one is named with it."""
     conditions: list[str] = []
     path = None
     throwable, depth = getattr(exc, "java_exception", None), 0
@@ -122,6 +129,9 @@ def named_read_failure(exc: BaseException, *, remedy: str = "check the file, res
     if not any(c.split(".")[0] in _READ_CONDITIONS for c in conditions):
         return None
     where = path or "(a file Spark did not name)"
+    owner = _owner(path, owners or {})
+    if owner:
+        where = f"{where} ({owner})"
     if any("NOT_EXIST" in c or "NOT_FOUND" in c for c in conditions):
         kind = "missing (removed or moved while the job ran?)"
     elif "CHECKSUM_MISMATCH" in conditions:
@@ -129,6 +139,24 @@ def named_read_failure(exc: BaseException, *, remedy: str = "check the file, res
     else:
         kind = "unreadable or truncated"
     return CorruptInputFileError(f"input file {where} is {kind} ({' <- '.join(dict.fromkeys(conditions))}); {remedy}")
+
+
+def _owner(path: str | None, owners: Mapping[str, str]) -> str | None:
+    """What the folder holding ``path`` is, from ``owners`` (folders compared as local absolute paths)."""
+    if not path:
+        return None
+    local = _local(path)
+    for folder, what in owners.items():
+        if local.startswith(_local(str(folder)).rstrip("/") + "/"):
+            return what
+    return None
+
+
+def _local(path: str) -> str:
+    """``file:///a/b``, ``file:/a/b`` and ``/a/b`` as ``/a/b``; other URIs as they are."""
+    if path.startswith("file:"):
+        return "/" + path[len("file:"):].lstrip("/")
+    return path if "://" in path else os.path.abspath(path)
 
 
 def _path_in(message: str) -> str | None:

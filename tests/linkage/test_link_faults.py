@@ -1,0 +1,264 @@
+"""The link side of the bad-input catalogue (issue 19, items 1, 4 and 7), each case with its exact outcome.
+
+Fast by design: no case completes a link run. They reuse the session's ``small_linkage`` world
+(400 synthetic persons, gp + hes, run r1) and stop where the fault shows: the run-identity check
+before any read, a token-table check, the first Spark job after the tokens are loaded, or the
+table writes (driven with tiny frames). What a case changes in that world it puts back.
+
+| case | outcome |
+|---|---|
+| run id r1 reused with other cannot-link rules (``natlink link``) | RunIdentityError naming each setting, old -> new |
+| run id r1 reused by ``natlink run`` with other cannot-link rules | the same RunIdentityError |
+| run id r1 reused with its own inputs and settings | already-completed, r1's counts |
+| a token-table Parquet file truncated before the run | CorruptInputFileError: file, dataset, version, re-tokenise |
+| a token-table Parquet file with damaged bytes inside (ends intact) | TokenTableChangedError: table, dataset, changed after signing |
+| a token-table file removed while the run reads it | CorruptInputFileError: file, dataset, missing, what to do |
+| a token-table file truncated while the run reads it | CorruptInputFileError: file, dataset, unreadable, what to do |
+| a run killed after writing clusters and edges | readers (view, report, discover, extract, next run) see r1 only |
+| a killed run resumed after another killed run wrote | records its own versions, not the other run's |
+| a killed run resumed after another run completed | rewrites its tables; its id events are not doubled |
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from natlink import columns as C
+from natlink import config as cfgmod
+from natlink.commands import link as link_command
+from natlink.config import LinkConfig, ModelConfig, project_root
+from natlink.config.project import ProjectConfig
+from natlink.errors import CorruptInputFileError, RunIdentityError, TokenTableChangedError
+from natlink.linkage import ids, incremental, pipeline, writes
+from natlink.linkage import run as linkrun
+from natlink.linkage.runs import completed_runs, completed_view
+from natlink.outputs import discover
+from natlink.outputs.extract import write_extract
+from natlink.outputs.report import collect
+from natlink.spark.scratch import Scratch
+from natlink.store import delta, files
+from natlink.tokens.reader import signed_version, with_unique_id
+
+LINK = LinkConfig(threshold_match_probability=0.9, engine="spark")  # small_linkage's r1 was linked with this
+TOKEN_COLUMNS = ("tk_nhs_number", "tk_dob")  # their values must never reach a message
+
+
+# --- item 1: a run id is bound to its inputs, model and settings ------------------------------------
+
+
+def test_a_run_id_is_bound_to_its_cannot_link_rules(spark, small_linkage):
+    m, tables, r1 = small_linkage["manifests"], small_linkage["tables"], small_linkage["r1"]
+    kw = dict(manifests=list(m.values()), model_path=small_linkage["model"], tables=tables, run_id="r1")
+    same = linkrun.run(spark, link_cfg=LINK, **kw)
+    assert (same.status, same.counts, same.versions) == ("already-completed", r1.counts, r1.versions)
+    rules = LINK.cannot_link.model_copy(update={"enabled": False, "one_row_per_person": ["hes"]})
+    with pytest.raises(RunIdentityError) as refused:
+        linkrun.run(spark, link_cfg=LINK.model_copy(update={"cannot_link": rules}), **kw)
+    text = str(refused.value)
+    assert "run id 'r1' already completed" in text and "use a new run id" in text
+    assert "link setting cannot_link.enabled: True -> False" in text
+    assert "link setting cannot_link.one_row_per_person: [] -> ['hes']" in text
+    assert "nhs_number" not in text and "dataset" not in text  # only what differs
+    assert [r[C.RUN_ID] for r in completed_runs(spark, tables)].count("r1") == 1
+
+
+def test_natlink_run_refuses_a_reused_run_id_the_same_way(spark, small_linkage, monkeypatch):
+    """``natlink run`` (the pipeline) passes its run id to the same check: tokenise and training are
+    stubbed to give r1's token tables and model (they skip such inputs anyway: tests/tokens, tests/linkage/test_train)."""
+    m = small_linkage["manifests"]
+    monkeypatch.setattr(pipeline, "tokenise_configured", lambda spark, ds, *a, **k: m[ds.name])
+    monkeypatch.setattr(pipeline.train, "trained_on", lambda *a: True)
+    model_cfg = cfgmod.load(project_root() / "conf" / "model_deterministic.yaml", ModelConfig)
+    steps: list[str] = []
+    rules = LINK.cannot_link.model_copy(update={"nhs_number": False})
+    with pytest.raises(RunIdentityError, match=r"run id 'r1' already completed .*link setting cannot_link.nhs_number: True -> False"):
+        pipeline.tokenise_train_link(
+            spark, list(small_linkage["ds"].values()), small_linkage["key"], small_linkage["base"], model_cfg,
+            LINK.model_copy(update={"cannot_link": rules}), signer=None, encoding=None, step=lambda s, _m: steps.append(s),
+            data_dir=str(small_linkage["base"]), model_path=small_linkage["model"], run_id="r1",
+        )
+    assert steps == ["tokenise:gp", "tokenise:hes", "train", "link"]
+
+
+# --- item 4: a damaged or vanishing token-table file is a named error ---------------------------------
+
+
+def _hes_file(spark, small_linkage) -> Path:
+    m = small_linkage["manifests"]["hes"]
+    uri = files.data_files(spark, m.table_path, signed_version(m))[0]
+    return Path(uri.split(":", 1)[1] if uri.startswith("file:") else uri)
+
+
+def _link(small_linkage, run_id: str):
+    return link_command([m.path for m in small_linkage["manifests"].values()], small_linkage["model"], small_linkage["tables"],
+                        run_id, link_config=project_root() / "conf" / "link.yaml")
+
+
+def _tokens(spark, small_linkage) -> list[str]:
+    """A few token values of hes (read before a case damages it): no message may carry one."""
+    hes = small_linkage["manifests"]["hes"]
+    rows = delta.read(spark, str(hes.table_path), version=signed_version(hes)).select(*TOKEN_COLUMNS).limit(3).collect()
+    return [v for r in rows for v in r if v]
+
+
+def _assert_private(text: str, values: list[str]) -> None:
+    assert "Py4J" not in text and "Traceback" not in text and "at org.apache" not in text
+    assert values and not any(v in text for v in values)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "damaged_inside"])
+def test_a_damaged_token_table_file_is_named_before_linking(spark, small_linkage, damage):
+    victim, values = _hes_file(spark, small_linkage), _tokens(spark, small_linkage)
+    original = victim.read_bytes()
+    runs_before = len(completed_runs(spark, small_linkage["tables"]))
+    try:
+        if damage == "truncated":
+            victim.write_bytes(original[: len(original) // 2])
+        else:  # 'PAR1' at both ends, bytes flipped in the middle: only the content digest can tell
+            middle = len(original) // 2
+            victim.write_bytes(original[:middle] + bytes(b ^ 0xFF for b in original[middle:middle + 64]) + original[middle + 64:])
+        expected = CorruptInputFileError if damage == "truncated" else TokenTableChangedError
+        with pytest.raises(expected) as raised:
+            _link(small_linkage, f"r-{damage}")
+    finally:
+        victim.write_bytes(original)
+    text = str(raised.value)
+    hes = small_linkage["manifests"]["hes"]
+    if damage == "truncated":
+        assert f"token table {hes.table_path} (dataset 'hes', version {signed_version(hes)})" in text
+        assert victim.name in text and f"({len(original) // 2} bytes) is not a whole Parquet file" in text
+        assert "re-tokenise the dataset at its provider" in text
+    else:
+        assert f"token table {hes.table_path} (dataset 'hes')" in text and "changed after signing; refused" in text
+    _assert_private(text, values)
+    assert len(completed_runs(spark, small_linkage["tables"])) == runs_before
+
+
+@pytest.mark.parametrize("fault", ["removed", "truncated"])
+def test_a_token_table_file_lost_while_the_run_reads_it_is_named(spark, small_linkage, monkeypatch, fault):
+    victim, values = _hes_file(spark, small_linkage), _tokens(spark, small_linkage)
+    original = victim.read_bytes()
+    loaded = linkrun.load_tokens
+
+    def load_then_lose(*args, **kwargs):  # every check has passed: the file goes while the run works
+        out = loaded(*args, **kwargs)
+        if fault == "removed":
+            victim.unlink()
+        else:
+            victim.write_bytes(original[:100])
+        return out
+
+    monkeypatch.setattr(linkrun, "load_tokens", load_then_lose)
+    runs_before = len(completed_runs(spark, small_linkage["tables"]))
+    try:
+        with pytest.raises(CorruptInputFileError) as raised:
+            _link(small_linkage, f"r-lost-{fault}")
+    finally:
+        victim.write_bytes(original)
+    text = str(raised.value)
+    hes = small_linkage["manifests"]["hes"]
+    assert victim.name in text and f"(token table of dataset 'hes', version {signed_version(hes)})" in text
+    assert ("is missing" in text) if fault == "removed" else ("is unreadable or truncated" in text or "changed after its checksum" in text)
+    assert "rerun with run id 'r-lost-" in text and "nothing of this run is visible" in text
+    _assert_private(text, values)
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    assert len(completed_runs(spark, small_linkage["tables"])) == runs_before
+
+
+# --- item 7: a consistent view across the output tables ------------------------------------------------
+
+
+class Killed(Exception):
+    """Stands for the process dying after a table's write."""
+
+
+def _kill_after(stage: str):
+    def hook(name: str) -> None:
+        if name == stage:
+            raise Killed(name)
+    return hook
+
+
+def test_a_run_killed_after_clusters_and_edges_is_invisible_to_every_reader(spark, small_linkage, tmp_path):
+    tables, r1 = small_linkage["tables"], small_linkage["r1"]
+    view = completed_view(spark, tables, "r1")
+    r1_clusters = view.table("clusters", this_run_only=True)
+    # The killed run "r-killed" links gp only, under other person ids: anything that reads it shows.
+    killed = r1_clusters.where(F.col(C.DATASET) == "gp").withColumn(C.PERSON_ID, F.concat(F.lit("k-"), F.col(C.PERSON_ID)))
+    no_events = spark.createDataFrame([], ids.EVENT_SCHEMA)
+    with Scratch(spark) as scratch, pytest.raises(Killed):
+        writes.write_outputs(killed.drop(C.RUN_ID), view.table("edges").limit(3).drop(C.RUN_ID), no_events, tables, run_id="r-killed",
+                             epoch=99, inputs_id="not-r1", scratch=scratch, after_write=_kill_after("edges"))
+    try:
+        gp_rows = small_linkage["manifests"]["gp"].rows
+        assert delta.read(spark, str(tables / "clusters")).where(F.col(C.RUN_ID) == "r-killed").count() == gp_rows
+        assert delta.read(spark, str(tables / "edges")).count() == 3
+        latest = completed_view(spark, tables)
+        assert latest.run_id != "r-killed"
+        # The report: r1's records and persons, exactly.
+        report = collect(spark, tables, "r1", min_cell_count=1)
+        assert report["run"]["run_id"] == "r1"
+        assert (report["clusters"]["persons"], report["clusters"]["records"]) == (r1.counts["persons"], r1.counts["records"])
+        # The next run's previous state: r1's clusters and edges at the versions r1 recorded.
+        prev_clusters, prev_edges = incremental.previous_state(spark, tables, completed_runs(spark, tables)[0])
+        assert prev_clusters.count() == r1.counts["records"] and prev_edges.count() == r1.counts["edges"]
+        assert prev_clusters.where(F.col(C.PERSON_ID).startswith("k-")).count() == 0
+        # Discover: the person of an NHS-number token is r1's.
+        hes = small_linkage["manifests"]["hes"]
+        population = with_unique_id(delta.read(spark, str(hes.table_path), version=signed_version(hes)))
+        token = population.where(F.col("tk_nhs_number").isNotNull()).select("tk_nhs_number").first()[0]
+        found = discover.by_token(spark, tables=tables, population=population, column="tk_nhs_number", value=token)
+        r1_ids = {r[0] for r in r1_clusters.select(C.PERSON_ID).collect()}
+        assert len(found) == 1 and found[0].person_id in r1_ids
+        # A research extract: every hes record (the killed run has none), r1's run id.
+        project = ProjectConfig.model_validate({"name": "killedview", "datasets": {"hes": ["region"]}, "min_cell_count": 0})
+        extract = write_extract(spark, project=project, tables=tables, manifests=[hes], out=tmp_path / "extracts", run_id="r1")
+        assert extract.run_id == "r1" and extract.rows == {"hes": hes.rows}
+    finally:  # put r1's rows back as the tables' latest versions
+        for name in ("clusters", "edges"):
+            delta.write(view.table(name), str(tables / name), mode="overwrite")
+
+
+def _tiny(spark, run: str, n: int):
+    """A run's clusters (n records, one person each), one edge and one id event: just enough rows."""
+    clusters = spark.createDataFrame(
+        [("gp", str(i), f"gp:{i}", "R1", f"{run}-p{i}", i) for i in range(n)],
+        f"{C.DATASET} string, {C.RECORD_ID} string, {C.UNIQUE_ID} string, {C.REGION} string, {C.PERSON_ID} string, {C.RECORD_HASH} long",
+    )
+    edges = spark.createDataFrame([("gp:0", "gp:1", 5.0, 0.97, 0)], "unique_id_l string, unique_id_r string, match_weight double, match_probability double, match_key int")
+    events = spark.createDataFrame([(run, "new", [], f"{run}-p{i}", 1, "test") for i in range(n)], ids.EVENT_SCHEMA)
+    return clusters, edges, events
+
+
+def test_a_resumed_run_records_its_own_versions_and_never_doubles_its_events(spark, tmp_path):
+    tables = tmp_path / "tables"
+    own_rows = lambda name, version, run: delta.read(spark, str(tables / name), version=version).where(F.col(C.RUN_ID) == run).count()  # noqa: E731
+    with Scratch(spark) as scratch:
+        write = lambda run, epoch, n, hook=None: writes.write_outputs(  # noqa: E731
+            *_tiny(spark, run, n), tables, run_id=run, epoch=epoch, inputs_id=f"in-{run}", scratch=scratch, after_write=hook)
+        # r2 (epoch 2) is killed after its id events, before its runs row; r3 (epoch 2) after its clusters.
+        with pytest.raises(Killed):
+            write("r2", 2, 4, _kill_after("id_events"))
+        r2_clusters = delta.history(str(tables / "clusters"), limit=1)[0]["version"]
+        with pytest.raises(Killed):
+            write("r3", 2, 5, _kill_after("clusters"))
+        # r2 reruns in its epoch: every write is skipped, and the versions are r2's own, not r3's latest.
+        again = write("r2", 2, 4)
+        assert again.versions["clusters"] == r2_clusters
+        assert delta.history(str(tables / "clusters"), limit=1)[0]["version"] == r2_clusters + 1  # r3's is the latest
+        assert own_rows("clusters", again.versions["clusters"], "r2") == 4 == delta.read(spark, str(tables / "clusters"), version=again.versions["clusters"]).count()
+        assert own_rows("id_events", again.versions["id_events"], "r2") == 4
+        # Another run completed meanwhile (epoch 3): r2 writes everything again, replacing its stale id events.
+        later = write("r2", 3, 6)
+        assert later.versions["clusters"] > r2_clusters + 1 and (later.persons, later.clustered) == (6, 6)
+        for name, rows in (("clusters", 6), ("edges", 1), ("person_index", 6), ("id_events", 6)):
+            assert own_rows(name, later.versions[name], "r2") == rows, name
+        # A killed run's rows from before stay out of the way of readers: only r2's rows are in its versions.
+        assert delta.read(spark, str(tables / "id_events"), version=later.versions["id_events"]).count() == 6
+        commit = delta.history(str(tables / "clusters"), limit=1)[0]["commit_info"]
+        assert (commit["run_id"], commit["epoch"], commit["inputs_id"]) == ("r2", 3, "in-r2")
+    assert json.dumps(later.versions)  # plain JSON for the runs row
