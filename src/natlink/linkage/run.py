@@ -233,6 +233,23 @@ def _full(spark, linked: link.LinkResult, tables: Path, previous, run_id: str, t
     return clusters, linked.edges, assignment.events, counts
 
 
+def _run_row(summary: RunSummary, inputs: _Inputs, started: datetime) -> dict[str, Any]:
+    """The run's ``runs`` row: its identity (inputs, model), counts, timings and the versions it wrote."""
+    return {
+        C.RUN_ID: summary.run_id,
+        "mode": summary.mode,
+        "previous_run_id": summary.previous_run_id,
+        "started_at": started,
+        "finished_at": datetime.now(timezone.utc),
+        "inputs": json.dumps(inputs.identity.inputs, sort_keys=True, default=str),
+        "model": json.dumps(inputs.model_info, sort_keys=True),
+        "key_fingerprint": inputs.fingerprint,
+        "counts": json.dumps(summary.counts, sort_keys=True, default=int),
+        "timings": json.dumps(summary.timings, sort_keys=True),
+        "versions": json.dumps(summary.versions, sort_keys=True),
+    }
+
+
 def _same_model(previous: dict[str, Any], model_info: dict[str, Any]) -> bool:
     before = json.loads(previous["model"])
     return all(before.get(k) == model_info.get(k) for k in run_identity.MODEL_FIELDS)
