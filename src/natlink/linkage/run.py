@@ -202,7 +202,7 @@ def _link_run(spark, loaded, identity, link_cfg, tables, run_id, mode, history, 
     epoch = writes.epoch_of(history)
     versions, persons, clustered = writes.write_outputs(
         clusters, edges, events, tables, run_id=run_id, epoch=epoch, inputs_id=identity.digest, scratch=scratch,
-        after_write=lambda stage: _maybe_crash(crash_after, stage),
+        after_write=lambda stage, _version: _maybe_crash(crash_after, stage),
     )
     timings["write"] = time.perf_counter() - t
     event_counts = {r["event"]: r["n"] for r in events.groupBy("event").agg(F.count(F.lit(1)).alias("n")).collect()}

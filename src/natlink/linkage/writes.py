@@ -30,7 +30,7 @@ from natlink.store import delta
 
 __all__ = ["Written", "append_run", "epoch_of", "write_outputs"]
 
-Hook = Callable[[str], None]  # called with a table's name after its write: fault injection for tests
+Hook = Callable[[str, "int | None"], None]  # (table, version) after each write: fault injection for tests
 
 
 class Written(NamedTuple):
@@ -52,7 +52,7 @@ def write_outputs(
     the person index made from the clusters and ``events`` (appended to ``id_events``)."""
     txn = (run_identity.txn_app_id(run_id), epoch)
     info = {"run_id": run_id, "inputs_id": inputs_id, "epoch": epoch}
-    hook = after_write or (lambda _name: None)
+    hook = after_write or (lambda _name, _version: None)
     versions: dict[str, int | None] = {}
     snapshot = scratch.materialise(
         clusters.select(C.DATASET, C.RECORD_ID, C.UNIQUE_ID, C.REGION, C.PERSON_ID, C.RECORD_HASH, F.lit(run_id).alias(C.RUN_ID)),
@@ -60,18 +60,18 @@ def write_outputs(
     )
     path = tables / "clusters"
     versions["clusters"] = _version(delta.write(snapshot, str(path), mode="overwrite", partition_by=(C.REGION,), txn=txn, commit_info=info), path, info)
-    hook("clusters")
+    hook("clusters", versions["clusters"])
     path = tables / "edges"
     written = delta.write(edges.select(*EDGE_COLUMNS, F.lit(run_id).alias(C.RUN_ID)), str(path), mode="overwrite", txn=txn, commit_info=info)
     versions["edges"] = _version(written, path, info)
-    hook("edges")
+    hook("edges", versions["edges"])
     index = snapshot.groupBy(C.PERSON_ID, C.DATASET).agg(F.count(F.lit(1)).cast("long").alias("record_count"))
     path = tables / "person_index"
     written = delta.write(index.withColumn(C.RUN_ID, F.lit(run_id)), str(path), mode="overwrite", txn=txn, commit_info=info)
     versions["person_index"] = _version(written, path, info)
-    hook("person_index")
+    hook("person_index", versions["person_index"])
     versions["id_events"] = _append_events(events, tables / "id_events", txn, info)
-    hook("id_events")
+    hook("id_events", versions["id_events"])
     return Written(versions, index.select(C.PERSON_ID).distinct().count(), snapshot.count())
 
 
