@@ -139,7 +139,7 @@ def read_csv_header(
     cell may hold the delimiter or a line break)."""
     head = _head_bytes(spark, file.path, _MAX_HEADER_BYTES)
     if file.path.endswith((".gz", ".bz2")):
-        head = decompressed_head(file, head, whole=len(head) < _MAX_HEADER_BYTES, dataset=dataset)
+        head = decompressed_head(file, head, whole=len(head) >= file.size, dataset=dataset)
     line = first_record(head, quote=quote, escape=escape)
     try:
         text = line.decode(encoding)
