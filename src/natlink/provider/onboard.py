@@ -32,7 +32,10 @@ be counted, the row that swallowed them is quarantined).
 Dataset-level problems are named errors raised before anything is written: a missing or empty
 source, header-only files, schema drift (missing / unexpected / mistyped columns, headers that
 differ between files), an identifier column with no usable value (``UnusableColumnError``), or
-more quarantine than ``quarantine.max_fraction`` allows.
+more quarantine than ``quarantine.max_fraction`` allows. A source file that cannot be read whole
+(a truncated or corrupt ``.gz`` / ``.bz2`` / Parquet file, a file removed during the run) is a
+``CorruptInputFileError`` naming the dataset and the file and saying what to do
+(:data:`natlink.provider.sources.SOURCE_REMEDY`), never a Py4J traceback.
 """
 
 from __future__ import annotations
