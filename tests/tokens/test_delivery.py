@@ -129,7 +129,9 @@ def test_a_1mb_field_is_tokenised_in_seconds_and_the_command_prints_the_reconcil
     ])
     seconds = time.perf_counter() - started
     assert run.exit_code == 0, run.output
-    assert seconds < 60, seconds  # about 30 s on 2 cores shared at load 7
+    # 31 s in the suite at load 11; 104 s when it is the session's first Spark job (cold JIT) at load 15.
+    # Before the linear cleaning a 1 MB name did not finish in 7 minutes.
+    assert seconds < 120, seconds
     assert "deliv: 4 records in = 3 tokenised + 1 quarantined (onboarding: no_usable_identifier 1; tokenise: none) " \
         "+ 0 duplicates collapsed\n" in run.output
     manifest = json.loads((tmp_path / "out" / "deliv.manifest.json").read_text())
