@@ -39,14 +39,20 @@ demo: setup
 
 # The default suite: everything but the tests marked slow (long end-to-end runs) or cluster
 # (a real standalone Spark cluster). CI runs `make test` and then `make test-slow`.
+# Test files run on PYTEST_WORKERS processes (pytest-xdist, one file per worker at a time, so a
+# module's fixtures are built once); most of a Spark test's time is latency, not CPU, so two
+# workers on two cores take about half the time. PYTEST_WORKERS=0 runs in this process.
+PYTEST_WORKERS ?= 2
+PYTEST_RUN := $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
 test: setup
-	$(PY) -m pytest -m "not slow and not cluster" $(PYTEST_ARGS)
+	$(PYTEST_RUN) -m "not slow and not cluster" $(PYTEST_ARGS)
 
 test-slow: setup
-	$(PY) -m pytest -m "slow or cluster" $(PYTEST_ARGS)
+	$(PYTEST_RUN) -m "slow or cluster" $(PYTEST_ARGS)
 
 test-all: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PYTEST_RUN) $(PYTEST_ARGS)
 
 package: $(STAMP) $(DELTA_JARS)
 	$(PY) deploy/package.py  # builds the JVM jar first (deploy/build_jvm.py)

@@ -171,9 +171,10 @@ def test_provider_files_do_not_reverse_the_whole_nhs_test_range(tokenised):
     held = at_rest(setup.root / "gp")
     dictionary = test_numbers(*FULL_RANGE)
     assert len(dictionary) > 900_000
+    # The dictionary holds every hes number (drawn from FAST_RANGE), so a miss is the keys' doing: the
+    # control with the master key (recovers all 100) is the fast test above, on the same attack code.
+    assert {row[3] for row in hes_rows()} <= set(dictionary)
     assert attack(tables["hes"], held, dictionary, master=None)["nhs_number"] == 0
-    master = KeyMaterial("attack-control", MASTER_V1)
-    assert attack(tables["hes"], held, dictionary, master=master)["nhs_number"] == 100
 
 
 def test_a_dictionary_through_the_live_service_is_stopped_and_audited(tmp_path):

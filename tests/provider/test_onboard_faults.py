@@ -1,18 +1,22 @@
 """The bad-input catalogue, part two (issue 19): RFC 4180 CSV records, bounded work per value and
 plausibility rules, each with exact counts. Fixtures are written to tmp_path by the tests; the
 identifiers are fake. Expected values are worked out by hand from the rules in
-natlink.provider.standardise and the RFC 4180 quoting rules."""
+natlink.provider.standardise and the RFC 4180 quoting rules. Part three (the end of this file):
+source files that cannot be read whole (truncated, corrupt, removed during the run)."""
 
 from __future__ import annotations
 
+import bz2
 import datetime as dt
+import gzip
+import random
 import time
 from pathlib import Path
 
 import pytest
 
 from natlink.config.datasets import DatasetConfig
-from natlink.errors import SchemaError
+from natlink.errors import CorruptInputFileError, SchemaError
 from natlink.provider import onboard
 
 HEADER = "rid,nhs,forename,surname,dob,sex,postcode,admitted"
@@ -221,3 +225,89 @@ def test_a_1mb_name_is_cleaned_in_seconds_under_a_high_limit(spark, tmp_path):
     assert (r1["family_name_first"], r1["family_name_last"]) == ("SMITH", "JONES")
     assert clean["r2"]["family_name_flag"] == "invalid_characters"
     assert clean["r3"]["given_name"] == "SMITH" and clean["r3"]["given_name_other"] == " ".join(["SMITH"] * 64)
+
+
+def test_the_as_of_date_comes_from_the_dataset_config(spark, tmp_path):
+    # Issue 19: plausibility is reckoned at a date the dataset config can fix, so a rerun or a
+    # test flags the same values on any day (without it: the day of the run).
+    deliver(tmp_path, csv(
+        f"a1,{GOOD_NHS},Ann,Smith,1980-02-01,F,LS1 4AP,x",
+        f"a2,{GOOD_NHS},Ann,Smith,1905-01-02,F,LS1 4AP,x",  # 120 whole years old on 2026-01-01 (121 today)
+        f"a3,{GOOD_NHS},Ann,Smith,1905-01-01,F,LS1 4AP,x",  # 121 on 2026-01-01: implausible
+        f"a4,{GOOD_NHS},Ann,Smith,2026-01-02,F,LS1 4AP,x",  # after the as-of date
+    ))
+    result = onboard.onboard(spark, config(tmp_path, as_of="2026-01-01"), run_id="r1")  # no as_of argument
+    flagged = {r["record_id"]: r["date_of_birth_flag"] for r in result.clean.collect()}
+    result.unpersist()
+    assert flagged == {"a1": None, "a2": None, "a3": "implausible_date", "a4": "out_of_range"}
+    assert flags(result.counts, "date_of_birth") == {"present": 2, "implausible_date": 1, "out_of_range": 1}
+
+
+# ---------------------------------------------------------------------------------------------
+# Source files that cannot be read whole: a named error naming the dataset and the file, and
+# what to do; never a Py4J traceback, never a value.
+
+CANARY = "Canaryqxz"  # a name that must never appear in an error
+
+
+def _named(spark, cfg, *, expect: str, file: str) -> str:
+    with pytest.raises(CorruptInputFileError) as raised:
+        onboard.onboard(spark, cfg, run_id="r1", as_of=AS_OF)
+    text = str(raised.value)
+    assert f"dataset {cfg.name!r}" in text and file in text and expect in text, text
+    assert "ask the provider for a whole copy of the file" in text and CANARY not in text
+    assert "Py4J" not in text and "Traceback" not in text
+    return text
+
+
+def _rows(n: int, extra=lambda i: "x") -> bytes:
+    return csv(*[f"s{i:05d},{GOOD_NHS},{CANARY},Smith,1980-02-01,F,LS1 4AP,{extra(i)}" for i in range(n)])
+
+
+@pytest.mark.parametrize("suffix,compress", [(".gz", gzip.compress), (".bz2", bz2.compress)])
+def test_a_truncated_compressed_file_is_named_before_any_job(spark, tmp_path, suffix, compress):
+    # Issue 19: a truncated .gz was reported as "the first line is empty; expected a header".
+    whole = compress(_rows(200))
+    deliver(tmp_path, whole[: len(whole) // 2], name=f"part.csv{suffix}")
+    _named(spark, config(tmp_path), expect="truncated", file=f"part.csv{suffix}")
+
+
+def test_a_file_named_gz_that_is_not_gzip_is_named(spark, tmp_path):
+    deliver(tmp_path, _rows(3), name="part.csv.gz")
+    _named(spark, config(tmp_path), expect="is not gzip data", file="part.csv.gz")
+
+
+def test_a_gzip_file_truncated_past_its_header_is_named_by_the_job(spark, tmp_path):
+    # Over 256 KiB compressed (random hex does not compress much): the header decompresses, and
+    # the damage is met by the Spark job that reads the rows.
+    rng = random.Random(19)
+    whole = gzip.compress(_rows(6000, lambda i: f"{rng.getrandbits(320):080x}"))
+    assert len(whole) > 300_000
+    deliver(tmp_path, whole[:300_000], name="part.csv.gz")
+    _named(spark, config(tmp_path), expect="unreadable or truncated", file="part.csv.gz")
+
+
+def test_a_truncated_parquet_source_is_named(spark, tmp_path):
+    stage = tmp_path / "stage"
+    spark.createDataFrame(
+        [(f"p{i}", GOOD_NHS, CANARY, "Smith", "1980-02-01", "F", "LS1 4AP", "x") for i in range(20)], HEADER.replace(",", " string,") + " string",
+    ).coalesce(1).write.parquet(str(stage))
+    whole = next(stage.glob("part-*.parquet")).read_bytes()
+    deliver(tmp_path, whole[: len(whole) // 2], name="part.parquet")
+    cfg = config(tmp_path, source={"path": str(tmp_path / "src"), "format": "parquet"})
+    _named(spark, cfg, expect="unreadable or truncated", file="part.parquet")
+
+
+def test_a_source_file_removed_during_the_run_is_named(spark, tmp_path, monkeypatch):
+    # The files are listed and planned, then one goes away before the job reads its rows.
+    deliver(tmp_path, _rows(5), name="a.csv")
+    deliver(tmp_path, _rows(5), name="b.csv")
+    listed = onboard.read_raw
+
+    def read_then_remove(*args, **kwargs):
+        raw = listed(*args, **kwargs)
+        (tmp_path / "src" / "b.csv").unlink()
+        return raw
+
+    monkeypatch.setattr(onboard, "read_raw", read_then_remove)
+    _named(spark, config(tmp_path), expect="missing (removed or moved while the job ran?)", file="b.csv")

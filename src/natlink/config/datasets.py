@@ -21,7 +21,7 @@ Minimal YAML (the schema of the walking skeleton, still accepted)::
 
 Keys added by onboarding (all optional): ``date_formats`` (several patterns, tried in order),
 ``nhs_number``, ``date_of_birth``, ``names``, ``max_length``, ``schema_checks``, ``quarantine``,
-``source.encoding``; and ``one_row_per_person`` (a linkage property: see :class:`DatasetConfig`).
+``source.encoding``, ``as_of``; and ``one_row_per_person`` (a linkage property: see :class:`DatasetConfig`).
 ``identifiers`` declares identifiers beyond the six built-in ones with their kind
 (:mod:`natlink.config.identifiers`), which ``columns`` may then map.
 """
@@ -98,9 +98,9 @@ class NhsNumberRules(Frozen):
 class DateOfBirthRules(Frozen):
     """Placeholders and plausibility bounds of a date of birth.
 
-    After the as-of (delivery) date: ``out_of_range``. Before ``earliest``, or more than
-    ``max_age_years`` whole years old at the as-of date: ``implausible_date``. Either way the
-    value is nulled and counted, never passed on.
+    After the as-of date: ``out_of_range``. Before ``earliest``, or more than ``max_age_years``
+    whole years old at the as-of date: ``implausible_date``. Either way the value is nulled and
+    counted, never passed on. The as-of date is the dataset's ``as_of`` (see :class:`DatasetConfig`).
     """
 
     placeholder_dates: list[dt.date] = Field(default_factory=lambda: [dt.date(1900, 1, 1)])
@@ -217,6 +217,10 @@ class DatasetConfig(Frozen):
     # Off by default: most extracts (GP lists, hospital episodes) hold duplicates or many rows.
     one_row_per_person: bool = False
     age_band: AgeBandRules | None = None  # derive and keep an age band (see AgeBandRules)
+    # The date the extract was taken: dates after it are out_of_range, ages (max_age_years) are
+    # reckoned at it. None: the day the delivery is onboarded (UTC). Set it so a rerun, a test or
+    # a back-filled delivery flags the same values on any day.
+    as_of: dt.date | None = None
     nhs_number: NhsNumberRules = Field(default_factory=NhsNumberRules)
     date_of_birth: DateOfBirthRules = Field(default_factory=DateOfBirthRules)
     names: NameRules = Field(default_factory=NameRules)

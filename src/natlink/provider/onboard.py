@@ -32,7 +32,10 @@ be counted, the row that swallowed them is quarantined).
 Dataset-level problems are named errors raised before anything is written: a missing or empty
 source, header-only files, schema drift (missing / unexpected / mistyped columns, headers that
 differ between files), an identifier column with no usable value (``UnusableColumnError``), or
-more quarantine than ``quarantine.max_fraction`` allows.
+more quarantine than ``quarantine.max_fraction`` allows. A source file that cannot be read whole
+(a truncated or corrupt ``.gz`` / ``.bz2`` / Parquet file, a file removed during the run) is a
+``CorruptInputFileError`` naming the dataset and the file and saying what to do
+(:data:`natlink.provider.sources.SOURCE_REMEDY`), never a Py4J traceback.
 """
 
 from __future__ import annotations
@@ -40,22 +43,32 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from natlink import columns as C
+from natlink.store import files
 from natlink.store import quarantine as Q
 from natlink.provider import standardise as S
 from natlink.config.datasets import DatasetConfig
 from natlink.config.identifiers import LINKING_KINDS
-from natlink.errors import ConfigError, EmptyInputError, QuarantineLimitError, ReconciliationError, UnusableColumnError
+from natlink.errors import (
+    ConfigError,
+    CorruptInputFileError,
+    EmptyInputError,
+    NatlinkError,
+    QuarantineLimitError,
+    ReconciliationError,
+    UnusableColumnError,
+)
 from natlink.provider.sources import CORRUPT_COLUMN as _CORRUPT
 from natlink.provider.sources import FILE_COLUMN as _FILE
-from natlink.provider.sources import RawSource, read_raw, swallowed_records
+from natlink.provider.sources import SOURCE_REMEDY, RawSource, read_raw, swallowed_records
 
 __all__ = ["OnboardCounts", "Onboarded", "onboard"]
 
@@ -302,6 +315,22 @@ def _check_dataset(counts: OnboardCounts, cfg: DatasetConfig, raw: RawSource) ->
         )
 
 
+@contextmanager
+def _named_read_failures(cfg: DatasetConfig) -> Iterator[None]:
+    """A source file that Spark cannot read (removed during the run, truncated, corrupt) as a
+    CorruptInputFileError naming the dataset, the file and what to do; never a Py4J traceback."""
+    try:
+        yield
+    except NatlinkError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - translated when it is a read failure, else re-raised
+        named = files.named_read_failure(exc, remedy=SOURCE_REMEDY)
+        if named is None:
+            raise
+        log.debug("onboard %s: reading a source file failed", cfg.name, exc_info=True)
+        raise CorruptInputFileError(f"dataset {cfg.name!r}: {named}") from None
+
+
 def onboard(
     spark: SparkSession,
     cfg: DatasetConfig,
@@ -318,12 +347,14 @@ def onboard(
     """
     if not _RUN_ID.fullmatch(run_id):
         raise ConfigError(f"run id must be 1-128 letters, digits, '_', '-' or '.', got {len(run_id)} characters")
-    raw = read_raw(spark, cfg, data_dir=data_dir)
+    with _named_read_failures(cfg):
+        raw = read_raw(spark, cfg, data_dir=data_dir)  # a Parquet source's footers are read here
     checked = _row_checks(raw, cfg)
     std = S.standardise(checked, cfg, as_of=as_of, passthrough=(_MALFORMED, _BAD_BYTES, _BAD_BYTES_ANY, _FILE))
     classified = _classify(std, cfg).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        counts = _counts(classified, cfg, run_id, raw)
+        with _named_read_failures(cfg):
+            counts = _counts(classified, cfg, run_id, raw)  # the job that reads every source row
         counts.check()
         _check_dataset(counts, cfg, raw)
     except Exception:

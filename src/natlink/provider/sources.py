@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import bz2
 import csv
-import gzip
 import io
 import re
+import zlib
 from dataclasses import dataclass
 from functools import reduce
 from typing import Any
@@ -27,6 +27,7 @@ from natlink.config.datasets import DatasetConfig, source_path
 from natlink.store import delta
 from natlink.errors import (
     ColumnTypeError,
+    CorruptInputFileError,
     EmptyInputError,
     HeaderMismatchError,
     InvalidEncodingError,
@@ -38,6 +39,8 @@ from natlink.errors import (
 
 __all__ = [
     "CSV_DEFAULTS",
+    "SOURCE_REMEDY",
+    "decompressed_head",
     "SourceFile",
     "RawSource",
     "list_source_files",
@@ -62,6 +65,9 @@ FILE_COLUMN = "_natlink_file"  # the file each row came from
 # most a few hundred MB, or set multiLine "false" in source.options for a provider whose fields
 # never hold a line break. A dataset can override any of these defaults in source.options.
 CSV_DEFAULTS: dict[str, str] = {"multiLine": "true", "quote": '"', "escape": '"'}
+
+# What to do about a source file that is missing, truncated or corrupt (named in every such error).
+SOURCE_REMEDY = "ask the provider for a whole copy of the file (or remove it from the delivery) and rerun"
 
 
 @dataclass(frozen=True)
@@ -132,10 +138,8 @@ def read_csv_header(
     """The header record of one CSV file, read on the driver (.gz/.bz2 handled; a quoted header
     cell may hold the delimiter or a line break)."""
     head = _head_bytes(spark, file.path, _MAX_HEADER_BYTES)
-    if file.path.endswith(".gz"):
-        head = _decompress_head(gzip.GzipFile, head)
-    elif file.path.endswith(".bz2"):
-        head = bz2.BZ2Decompressor().decompress(head)
+    if file.path.endswith((".gz", ".bz2")):
+        head = decompressed_head(file, head, whole=len(head) >= file.size, dataset=dataset)
     line = first_record(head, quote=quote, escape=escape)
     try:
         text = line.decode(encoding)
@@ -164,12 +168,30 @@ def _head_bytes(spark, path: str, limit: int) -> bytes:
         stream.close()
 
 
-def _decompress_head(opener: Any, head: bytes) -> bytes:
+def decompressed_head(file: SourceFile, head: bytes, *, whole: bool, dataset: str) -> bytes:
+    """The leading bytes of a ``.gz`` / ``.bz2`` file, decompressed (at most 1 MiB of them).
+
+    ``head``: the file's first bytes; ``whole``: they are the whole file, so a compressed stream
+    that has not ended is a truncated file. A file that is not in its compressed format, or is
+    truncated, is a :class:`~natlink.errors.CorruptInputFileError` naming it, before any Spark job
+    (a truncation past ``head`` is named by the job that meets it: ``natlink.store.files``)."""
+    gz = file.path.endswith(".gz")
+    stream: Any = zlib.decompressobj(wbits=31) if gz else bz2.BZ2Decompressor()  # wbits=31: a gzip member
+    limit = 4 * _MAX_HEADER_BYTES
+    kind = "gzip" if gz else "bzip2"
     try:
-        with opener(fileobj=io.BytesIO(head)) as fh:
-            return fh.read(65536)
-    except (EOFError, OSError):
-        return b""
+        out = stream.decompress(head, limit)
+    except (zlib.error, OSError, EOFError, ValueError):
+        raise CorruptInputFileError(
+            f"dataset {dataset!r}: {file.path} ({file.size} bytes) is not {kind} data, as its name says "
+            f"(corrupt, or not compressed); {SOURCE_REMEDY}"
+        ) from None
+    if whole and len(out) < limit and not stream.eof:
+        raise CorruptInputFileError(
+            f"dataset {dataset!r}: {file.path} ({file.size} bytes) ends before its {kind} stream does "
+            f"(truncated, or copied while it was being written); {SOURCE_REMEDY}"
+        )
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

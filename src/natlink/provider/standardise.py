@@ -418,12 +418,12 @@ def standardise(
 ) -> DataFrame:
     """Map and clean one raw dataset into canonical columns, derived columns and flags.
 
-    ``as_of``: dates of birth after it are impossible (default: today, UTC).
+    ``as_of``: the reference date of the date checks (default: the dataset's ``as_of``, else today, UTC).
     ``passthrough``: extra input columns carried unchanged after the contract columns.
     Six selects, each computing what the next uses more than once; the first measures every raw
     identifier, so that no cleaning runs on a value longer than ``cfg.max_length`` allows.
     """
-    as_of = as_of or dt.datetime.now(dt.timezone.utc).date()
+    as_of = as_of or cfg.as_of or dt.datetime.now(dt.timezone.utc).date()
     m = cfg.columns
     keep = [C.DATASET, C.RECORD_ID, *cfg.event_columns.keys(), *passthrough]
 
