@@ -48,6 +48,7 @@ LONGEST_FIRST = (
     "tests/linkage/test_run.py",
     "tests/linkage/test_run_identity.py",
     "tests/outputs/test_discover.py",
+    "tests/linkage/test_link_faults.py",
     "tests/provider/test_onboard.py",
     "tests/tokens/test_tokenise.py",
     "tests/store/test_delta_contract.py",
