@@ -25,28 +25,29 @@ def pytest_addoption(parser):
     )
 
 
-# The files that take longest, longest first (measured: the --durations table CI prints). With
+# The files that take longest, longest first (measured: the --durations table every run prints;
+# slow suite on two workers, 2026-12-02). With
 # `make test` / `make test-slow` (pytest-xdist, --dist loadfile --no-loadscope-reorder) each worker
 # takes the next file in collection order when it is free, so running these first keeps one
 # worker from starting a ten-minute file while the other sits idle at the end.
 LONGEST_FIRST = (
-    "tests/keyservice/test_compromise.py",
-    "tests/privacy/test_attacks.py",
-    "tests/jobs/test_febrl.py",
-    "tests/tokens/test_salted.py",
-    "tests/deploy/test_monthly_cycle.py",
-    "tests/cluster/test_standalone_cluster.py",
-    "tests/jobs/test_notebooks.py",
-    "tests/outputs/test_report.py",
-    "tests/outputs/test_case_study.py",
-    "tests/keyservice/test_accuracy.py",
-    "tests/jobs/test_demo.py",
-    "tests/jobs/test_readme_own_data.py",
-    "tests/jobs/test_natlink_run.py",
-    "tests/jobs/test_canary.py",
-    "tests/test_cli.py",
     "tests/linkage/test_run.py",
+    "tests/jobs/test_readme_own_data.py",
+    "tests/jobs/test_notebooks.py",
+    "tests/cluster/test_standalone_cluster.py",
+    "tests/deploy/test_monthly_cycle.py",
+    "tests/jobs/test_canary.py",
+    "tests/outputs/test_case_study.py",
+    "tests/jobs/test_demo.py",
+    "tests/privacy/test_attacks.py",
+    "tests/keyservice/test_accuracy.py",
+    "tests/outputs/test_report.py",
+    "tests/jobs/test_natlink_run.py",
+    "tests/tokens/test_salted.py",
+    "tests/jobs/test_febrl.py",
+    "tests/keyservice/test_compromise.py",
     "tests/linkage/test_run_identity.py",
+    "tests/test_cli.py",
     "tests/outputs/test_discover.py",
     "tests/linkage/test_link_faults.py",
     "tests/provider/test_onboard.py",
