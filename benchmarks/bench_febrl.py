@@ -23,6 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -46,6 +47,10 @@ class FebrlResult:
     recall: float
     f1: float
     seconds: dict[str, float] = field(default_factory=dict)
+    # The run's clusters (pandas: dataset, record_id, person_id) and the truth (dataset, record_id,
+    # true_person_id), for other measures (benchmarks/bench_accuracy_peers.py).
+    clusters: Any = field(default=None, repr=False)
+    truth: Any = field(default=None, repr=False)
 
 
 def frames() -> dict:
@@ -110,7 +115,8 @@ def run(which: str, work: Path, *, spark=None, model: str | None = None, environ
     recall = m.true_positive_pairs / all_true if all_true else 1.0
     f1 = 2 * m.precision * recall / (m.precision + recall) if m.precision + recall else 0.0
     seconds["evaluate"] = time.perf_counter() - t
-    return FebrlResult(which, len(truth_pd), m.records, all_true, m.predicted_pairs, m.precision, recall, f1, seconds)
+    frame = clusters.select("dataset", "record_id", "person_id").toPandas()
+    return FebrlResult(which, len(truth_pd), m.records, all_true, m.predicted_pairs, m.precision, recall, f1, seconds, frame, truth_pd)
 
 
 def main(argv: list[str] | None = None) -> None:

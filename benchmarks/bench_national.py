@@ -239,6 +239,13 @@ def duckdb_metrics(con, clusters: str, truth: Path) -> dict:
 
     predicted = con.execute(f"SELECT dataset, record_id, cluster_id FROM {clusters}").df()
     true = ds.dataset(str(truth), format="parquet").to_table(columns=["dataset", "record_id", "true_person_id"]).to_pandas()
+    return frame_metrics(predicted, true)
+
+
+def frame_metrics(predicted, true) -> dict:
+    """Pairwise and cluster-level precision / recall / F1 of ``predicted`` (pandas: dataset, record_id,
+    cluster_id) against ``true`` (dataset, record_id, true_person_id), over the records in both; and
+    the largest predicted cluster. A cluster is right when it equals a true person's records exactly."""
     joined = predicted.merge(true, on=["dataset", "record_id"], how="inner")
     pairs = lambda s: float((s * (s - 1) / 2).sum())  # noqa: E731
     both = joined.groupby(["cluster_id", "true_person_id"]).size()
@@ -248,7 +255,7 @@ def duckdb_metrics(con, clusters: str, truth: Path) -> dict:
     f1 = lambda p, r: 2 * p * r / (p + r) if p + r else 0.0  # noqa: E731
     pp_, pr_ = tp / pp if pp else 1.0, tp / tt if tt else 1.0
     cp_, cr_ = exact / len(by_p), exact / len(by_t)
-    return {"pairwise": {"precision": pp_, "recall": pr_, "f1": f1(pp_, pr_)},
+    return {"pairwise": {"precision": pp_, "recall": pr_, "f1": f1(pp_, pr_), "true_positive_pairs": tp, "predicted_pairs": pp, "true_pairs": tt},
             "cluster": {"precision": cp_, "recall": cr_, "f1": f1(cp_, cr_)}, "largest": int(by_p.max())}
 
 

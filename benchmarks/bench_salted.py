@@ -59,7 +59,9 @@ def tokenise_all(spark, root: Path, out: Path, model) -> tuple[list, float, int]
     return made, time.perf_counter() - t, sum(int(m.rows) for m in made)
 
 
-def train_and_link(spark, manifests, cfg, model_path: Path):
+def train_and_link(spark, manifests, cfg, model_path: Path, link_cfg=None):
+    """Train ``cfg`` on ``manifests`` and link with ``link_cfg`` (default: threshold 0.9, the
+    defaults of :class:`natlink.config.LinkConfig`); (clusters as pandas, timings and counts)."""
     from pyspark.sql import functions as F
 
     from natlink import columns as C
@@ -78,7 +80,8 @@ def train_and_link(spark, manifests, cfg, model_path: Path):
     settings, _ = model_store.load(model_path, key_fingerprint=fp)
     scratch = Scratch(spark)
     t = time.perf_counter()
-    result = link.link(tokens, settings, LinkConfig(threshold_match_probability=0.9), scratch,
+    link_cfg = link_cfg or LinkConfig(threshold_match_probability=0.9)
+    result = link.link(tokens, settings, link_cfg, scratch,
                        n_records=sum(int(m.rows) for m in loaded), scheme=check_scheme(loaded, settings))
     clusters = result.clusters.select(C.DATASET, C.RECORD_ID, F.col(C.CLUSTER_NODE).cast("string").alias(C.PERSON_ID)).toPandas()
     linked = time.perf_counter() - t
