@@ -123,17 +123,19 @@ def accuracy(clusters, truth) -> dict:
 # --- natlink on tokens ------------------------------------------------------------------------
 
 
-def natlink_generator(spark, root: Path, work: Path) -> dict:
+def natlink_generator(spark, root: Path, work: Path, signer=None) -> dict:
     """The population in ``root`` (``synth.generate``'s raw files and truth): tokenise gp + hes with
-    conf/model.yaml, train, link with conf/link.yaml (``bench_salted``), into ``work``/natlink."""
+    conf/model.yaml, train, link with conf/link.yaml (``bench_salted``), into ``work``/natlink.
+    ``signer``: the manifests' signer (default: the benchmarks', ``_common.bench_signing``)."""
     from natlink import columns as C
     from bench_salted import tokenise_all, train_and_link
 
     from _common import bench_signing
 
-    bench_signing()
+    if signer is None:
+        signer = bench_signing()
     cfg = model_config("generator")
-    made, tokenise_s, n = tokenise_all(spark, root, work / "natlink", cfg)
+    made, tokenise_s, n = tokenise_all(spark, root, work / "natlink", cfg, signer)
     clusters, info = train_and_link(spark, made, cfg, work / "natlink" / "model.json", link_config("generator"))
     truth = spark.read.parquet(str(root / "truth")).select(C.DATASET, C.RECORD_ID, C.TRUE_PERSON_ID).toPandas()
     clusters = clusters.rename(columns={C.PERSON_ID: "cluster_id"})
@@ -243,6 +245,29 @@ def comparable_settings(cfg, link_type: str) -> dict:
     return json.loads(re.sub(r"\btk_", "", json.dumps(settings)))
 
 
+def fuzzy_settings(which: str, link_type: str):
+    """A typical plaintext Splink model for the set (what plaintext fuzzy matching buys): Jaro-Winkler
+    names with term frequencies, Splink's date-of-birth and (UK) postcode comparisons, edit distance
+    on ids and short codes; natlink's prediction rules (on the same plaintext columns)."""
+    import splink.comparison_library as cl
+    from splink import SettingsCreator
+
+    from natlink.linkage.settings import rule_sql
+
+    names = [cl.NameComparison(c).configure(term_frequency_adjustments=True) for c in ("given_name", "family_name")]
+    dob = cl.DateOfBirthComparison("dob", input_is_string=True)
+    if which == "generator":
+        comparisons = [cl.LevenshteinAtThresholds("nhs_number", 1), *names, dob, cl.ExactMatch("sex"), cl.PostcodeComparison("postcode")]
+    else:
+        comparisons = [cl.LevenshteinAtThresholds("soc_sec_id", [1, 2]), *names, dob, cl.ExactMatch("street_number"),
+                       *[cl.JaroWinklerAtThresholds(c, [0.9, 0.7]) for c in ("address_1", "address_2", "suburb")],
+                       cl.LevenshteinAtThresholds("postcode", 1), cl.ExactMatch("state")]
+    rules = [re.sub(r"\btk_", "", rule_sql(r)) for r in model_config(which).blocking_rules_for_prediction]
+    return SettingsCreator(link_type=link_type, unique_id_column_name="unique_id", comparisons=comparisons,
+                           blocking_rules_to_generate_predictions=rules, retain_matching_columns=False,
+                           retain_intermediate_calculation_columns=False)
+
+
 def plain_rule(rule) -> str:
     from natlink.linkage.settings import rule_sql
 
@@ -250,9 +275,10 @@ def plain_rule(rule) -> str:
 
 
 def splink_duckdb(work: Path, cfg, *, link_type: str, datasets: list[str], threshold: float, memory_limit: str = "4GB",
-                  u_max_pairs: float = 1e8, seed: int = 42, threads: int = 2) -> dict:
-    """Splink on DuckDB over work/plain with the comparable model: Splink's own training, predict
-    and cluster at ``threshold``; accuracy against work/truth.parquet."""
+                  u_max_pairs: float = 1e8, seed: int = 42, threads: int = 2, settings=None) -> dict:
+    """Splink on DuckDB over work/plain with the comparable model of ``cfg`` (or ``settings``, e.g.
+    :func:`fuzzy_settings`; trained with ``cfg``'s training rules either way): Splink's own
+    training, predict and cluster at ``threshold``; accuracy against work/truth.parquet."""
     import logging
 
     import duckdb
@@ -277,7 +303,7 @@ def splink_duckdb(work: Path, cfg, *, link_type: str, datasets: list[str], thres
                 inputs.append(db.register(f"peers_{d}", dataset_display_name=d))
         else:
             inputs = db.register("peers_plain", dataset_display_name="records")
-        settings = comparable_settings(cfg, link_type)
+        settings = settings or comparable_settings(cfg, link_type)
         linker = Linker(inputs, settings, log_level=logging.WARNING)
         t, tr = time.perf_counter(), cfg.training
         if tr.deterministic_rules:
@@ -311,11 +337,12 @@ def run_step(step: str, which: str, args) -> dict:
     """One system (or the plaintext preparation) on one set, in this process."""
     work = workdir(which, args.persons, args.seed)
     work.mkdir(parents=True, exist_ok=True)
-    if step == "splink":
+    if step in ("splink", "fuzzy"):
         spec = SETS[which]
+        settings = fuzzy_settings(which, spec["splink_link_type"]) if step == "fuzzy" else None
         return splink_duckdb(work, model_config(which), link_type=spec["splink_link_type"], datasets=spec["datasets"],
                              threshold=link_config(which).threshold_match_probability, memory_limit=args.duckdb_memory,
-                             u_max_pairs=args.u_max_pairs, seed=args.seed)
+                             u_max_pairs=args.u_max_pairs, seed=args.seed, settings=settings)
     spark = spark_session(memory=args.driver_memory, conf={"spark.sql.shuffle.partitions": "8"})
     root = prepare_raw(spark, args.persons, args.seed) if which == "generator" else None  # cached: made by the first step
     if step == "plain":
@@ -369,9 +396,11 @@ def table(results: dict) -> list[list]:
             diff = f"{nat['pairwise']['f1'] - spl['pairwise']['f1']:+.4f}"
         if nat:
             rows.append([*row(which, "natlink", nat, None, cannot_link_text(which)), diff])
+        guard = "none (link_only: no pair within a file)" if SETS[which]["splink_link_type"] == "link_only" else "none"
         if spl:
-            guard = "none (link_only: no pair within a file)" if SETS[which]["splink_link_type"] == "link_only" else "none"
             rows.append([*row(which, "splink-duckdb", spl, plain, guard), ""])
+        if got.get("fuzzy"):
+            rows.append([*row(which, "splink-duckdb-fuzzy", got["fuzzy"], plain, guard), ""])
     return rows
 
 
@@ -383,7 +412,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--driver-memory", default="4g", help="spark.driver.memory of natlink's and the standardise steps")
     parser.add_argument("--duckdb-memory", default="4GB", help="DuckDB memory_limit of the Splink step (it spills beyond it)")
     parser.add_argument("--u-max-pairs", type=float, default=1e8, help="Splink's estimate_u_using_random_sampling max_pairs")
-    parser.add_argument("--step", choices=["natlink", "plain", "splink"], help=argparse.SUPPRESS)
+    parser.add_argument("--no-fuzzy", action="store_true", help="leave out the typical plaintext Splink model (splink-duckdb-fuzzy)")
+    parser.add_argument("--step", choices=["natlink", "plain", "splink", "fuzzy"], help=argparse.SUPPRESS)
     parser.add_argument("--one", choices=list(SETS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.step:
@@ -402,6 +432,8 @@ def main(argv: list[str] | None = None) -> None:
         got["natlink"] = child("natlink", which, passed)
         if "error" not in got["plain"]:
             got["splink"] = child("splink", which, passed)
+            if not args.no_fuzzy:
+                got["fuzzy"] = child("fuzzy", which, passed)
         print(f"{which}: " + json.dumps({k: {kk: v.get(kk) for kk in ("records", "seconds", "pairwise", "error")} for k, v in got.items()},
                                         default=str), file=sys.stderr, flush=True)
     out = DATA / "peers" / "results.json"

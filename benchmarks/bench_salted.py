@@ -42,7 +42,9 @@ def pct(x: float) -> str:
     return f"{100 * x:.2f}%" if x >= 0.001 or x == 0 else f"{100 * x:.3f}%"
 
 
-def tokenise_all(spark, root: Path, out: Path, model) -> tuple[list, float, int]:
+def tokenise_all(spark, root: Path, out: Path, model, signer=None) -> tuple[list, float, int]:
+    """Tokenise gp + hes of ``root`` into ``out`` (``model``: its salted encoding; None: deterministic),
+    manifests signed by ``signer`` (default: the benchmarks' signer); (manifests, seconds, rows)."""
     from natlink import config as cfgmod
     from natlink.commands import tokenise_delivery
     from natlink.config import DatasetConfig
@@ -55,7 +57,7 @@ def tokenise_all(spark, root: Path, out: Path, model) -> tuple[list, float, int]
     made = []
     for name in DATASETS:
         ds = cfgmod.load(ROOT / "conf" / "datasets" / f"{name}.yaml", DatasetConfig)
-        made.append(tokenise_delivery(spark, ds, key, data_dir=str(root), out=out, signer=bench_signing(), model=model))
+        made.append(tokenise_delivery(spark, ds, key, data_dir=str(root), out=out, signer=signer or bench_signing(), model=model))
     return made, time.perf_counter() - t, sum(int(m.rows) for m in made)
 
 
