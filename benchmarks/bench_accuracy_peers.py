@@ -120,6 +120,17 @@ def accuracy(clusters, truth) -> dict:
     return out
 
 
+def generator_truth(spark, root: Path):
+    """The truth of the generator's gp and hes records (its truth folder also holds the other
+    datasets it makes: registry, prescriptions), as pandas."""
+    from pyspark.sql import functions as F
+
+    from natlink import columns as C
+
+    truth = spark.read.parquet(str(root / "truth")).where(F.col(C.DATASET).isin(SETS["generator"]["datasets"]))
+    return truth.select(C.DATASET, C.RECORD_ID, C.TRUE_PERSON_ID).toPandas()
+
+
 # --- natlink on tokens ------------------------------------------------------------------------
 
 
@@ -137,7 +148,7 @@ def natlink_generator(spark, root: Path, work: Path, signer=None) -> dict:
     cfg = model_config("generator")
     made, tokenise_s, n = tokenise_all(spark, root, work / "natlink", cfg, signer)
     clusters, info = train_and_link(spark, made, cfg, work / "natlink" / "model.json", link_config("generator"))
-    truth = spark.read.parquet(str(root / "truth")).select(C.DATASET, C.RECORD_ID, C.TRUE_PERSON_ID).toPandas()
+    truth = generator_truth(spark, root)
     clusters = clusters.rename(columns={C.PERSON_ID: "cluster_id"})
     return {"records": n, "seconds": {"prepare": tokenise_s, "train": info["train s"], "link": info["link s"]},
             "engine": info["engine"], "edges": info["edges"], "split": info["split"], **accuracy(clusters, truth)}
@@ -204,11 +215,9 @@ def write_plaintext(spark, which: str, work: Path, root: Path | None = None) -> 
     """work/plain (Parquet: dataset, record_id, unique_id, the model's plaintext columns) and
     work/truth.parquet (dataset, record_id, true_person_id). ``root``: the generator's population
     (raw files and truth); FEBRL's files are written to work/data."""
-    from natlink import columns as C
-
     if which == "generator":
         data_dir = str(root)
-        truth = spark.read.parquet(str(root / "truth")).select(C.DATASET, C.RECORD_ID, C.TRUE_PERSON_ID).toPandas()
+        truth = generator_truth(spark, root)
     else:
         import bench_febrl
 
