@@ -76,7 +76,7 @@ def test_both_systems_on_a_small_generator_population(spark, tmp_path, peers, ma
     work.mkdir()
     plain = peers.write_plaintext(spark, "generator", work, root)
     duck = peers.splink_duckdb(work, peers.model_config("generator"), link_type="dedupe_only", datasets=["gp", "hes"],
-                               threshold=0.9, memory_limit="1GB", u_max_pairs=1e6, seed=7)
+                               threshold=0.9, memory_limit="1GB", u_max_pairs=2e6, seed=7)
     nat = peers.natlink_generator(spark, root, work, signer=manifest_signer)
     # Both see the same records: those natlink tokenised are those Splink read.
     assert plain["records"] == duck["records"] == nat["records"] > 700
