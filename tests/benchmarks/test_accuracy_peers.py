@@ -82,9 +82,11 @@ def test_both_systems_on_a_small_generator_population(spark, tmp_path, peers, ma
     assert plain["records"] == duck["records"] == nat["records"] > 700
     assert duck["pairwise"]["true_pairs"] == nat["pairwise"]["true_pairs"]
     print(f"F1 natlink {nat['pairwise']['f1']:.4f}, Splink on DuckDB {duck['pairwise']['f1']:.4f}")  # shown with -s
-    # Floors below the F1 measured on this population (Splink 0.9880; natlink in the docstring's run).
-    assert nat["pairwise"]["f1"] >= 0.95, nat["pairwise"]
-    assert duck["pairwise"]["f1"] >= 0.95, duck["pairwise"]
+    # Measured on this population: natlink 0.9977, Splink on DuckDB 0.9880 (2026-12-02). Issue 16's
+    # goal: natlink's F1 at least plaintext Splink's with the comparable model.
+    assert nat["pairwise"]["f1"] >= 0.97, nat["pairwise"]
+    assert duck["pairwise"]["f1"] >= 0.97, duck["pairwise"]
+    assert nat["pairwise"]["f1"] >= duck["pairwise"]["f1"], (nat["pairwise"], duck["pairwise"])
     rows = peers.table({"generator": {"natlink": {**nat, "tree_peak_mb": 1.0}, "splink": {**duck, "tree_peak_mb": 1.0}, "plain": plain}})
     assert [r[:2] for r in rows] == [["generator", "natlink"], ["generator", "splink-duckdb"]]
     assert rows[0][-1] == f"{nat['pairwise']['f1'] - duck['pairwise']['f1']:+.4f}"
