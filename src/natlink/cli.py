@@ -474,11 +474,13 @@ def keyservice_public_keys(
     config: Path = KEYSERVICE_CONFIG_OPTION,
     version: int | None = typer.Option(None, help="key version (default: the current one)"),
     project: str | None = typer.Option(None, help="the purposes of this project"),
+    dataset: list[Path] = typer.Option([], "--dataset", help="dataset config(s): add the purposes of their declared identifiers"),
+    model: Path | None = typer.Option(None, "--model", help="a salted model config: only the purposes it uses"),
 ) -> None:
     """Print the public key of every inner-token purpose, as the providers' configs pin them (YAML)."""
     from natlink import commands
 
-    pins = _call(False, None, lambda: commands.keyservice_public_keys(config, version=version, project=project))
+    pins = _call(False, None, lambda: commands.keyservice_public_keys(config, version=version, project=project, datasets=dataset, model=model))
     print("public_keys:")
     for purpose, key in pins.items():
         print(f'  "{purpose}": "{key}"')
