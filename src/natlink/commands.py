@@ -295,13 +295,16 @@ def link(
     link_config: str | Path = "conf/link.yaml",
     mode: str | None = None,
     environment: str | Path | None = None,
+    carry_ids_from: str | Path | None = None,
 ) -> linkrun.RunSummary:
-    """Link token tables into clusters, edges, person_index, id_events and runs (Delta)."""
+    """Link token tables into clusters, edges, person_index, id_events and runs (Delta). ``carry_ids_from``:
+    after a key rotation, the old linkage's tables folder, whose person ids the first run keeps."""
     cfg = load(resolve(link_config), LinkConfig)
     _require_files(manifests, "manifest file(s)", "link")
     _require_files([model_path], "model file", "link")
     spark = spark_for("natlink-link", environment)
-    return linkrun.run(spark, manifests=list(manifests), model_path=model_path, link_cfg=cfg, tables=tables, run_id=run_id, mode=mode)
+    return linkrun.run(spark, manifests=list(manifests), model_path=model_path, link_cfg=cfg, tables=tables, run_id=run_id, mode=mode,
+                       carry_ids_from=carry_ids_from)
 
 
 @_named_failures
