@@ -71,6 +71,19 @@ def test_public_keys_pin_the_purposes_of_declared_identifiers(keyservice):
         commands.keyservice_public_keys(keyservice.service_config, model=MODEL, datasets=[ROOT / "conf" / "datasets" / "gp.yaml"])
 
 
+def test_the_cli_prints_the_pins_as_the_provider_config_takes_them(keyservice):
+    from typer.testing import CliRunner
+
+    from natlink.cli import app
+
+    result = CliRunner().invoke(app, ["keyservice", "public-keys", "--config", str(keyservice.service_config),
+                                      "--dataset", str(DATASET), "--model", str(MODEL)])
+    assert result.exit_code == 0, result.output
+    printed = yaml.safe_load(result.stdout)["public_keys"]
+    assert printed == commands.keyservice_public_keys(keyservice.service_config, datasets=[DATASET], model=MODEL)
+    assert len(printed) == 21 and set(DECLARED) <= set(printed)
+
+
 # --- tokenise both ways -----------------------------------------------------------------------
 
 GIVEN = [("catherine", "katherine"), ("jon", "john"), ("steven", "stephen"), ("sara", "sarah"), ("philip", "phillip"),
