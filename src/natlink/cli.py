@@ -209,6 +209,7 @@ def link_cmd(
     run_id: str = typer.Option(..., help="run id: rerunning a completed run id changes nothing"),
     config: Path = typer.Option(Path("conf/link.yaml"), help="link settings (YAML)"),
     mode: str | None = typer.Option(None, help="auto | full | incremental (default from config)"),
+    carry_ids_from: Path | None = typer.Option(None, help="after a key rotation: the old linkage's tables folder, whose person ids this first run keeps"),
     environment: Path | None = ENV_OPTION,
     verbose: bool = VERBOSE_OPTION,
 ) -> None:
@@ -217,7 +218,8 @@ def link_cmd(
 
     summary = _call(
         verbose, None,
-        lambda: commands.link(manifest, model_path, tables, run_id, link_config=config, mode=mode, environment=environment),
+        lambda: commands.link(manifest, model_path, tables, run_id, link_config=config, mode=mode, environment=environment,
+                              carry_ids_from=carry_ids_from),
     )
     err.print(summary.summary_line())
     err.print(f"timings {summary.timings}")
@@ -474,11 +476,13 @@ def keyservice_public_keys(
     config: Path = KEYSERVICE_CONFIG_OPTION,
     version: int | None = typer.Option(None, help="key version (default: the current one)"),
     project: str | None = typer.Option(None, help="the purposes of this project"),
+    dataset: list[Path] = typer.Option([], "--dataset", help="dataset config(s): add the purposes of their declared identifiers"),
+    model: Path | None = typer.Option(None, "--model", help="a salted model config: only the purposes it uses"),
 ) -> None:
     """Print the public key of every inner-token purpose, as the providers' configs pin them (YAML)."""
     from natlink import commands
 
-    pins = _call(False, None, lambda: commands.keyservice_public_keys(config, version=version, project=project))
+    pins = _call(False, None, lambda: commands.keyservice_public_keys(config, version=version, project=project, datasets=dataset, model=model))
     print("public_keys:")
     for purpose, key in pins.items():
         print(f'  "{purpose}": "{key}"')

@@ -197,7 +197,8 @@ def tokenise(
     signer = signing.load_signer(signing_key)
     encoding = salted_encoding(load(resolve(model_config), ModelConfig))
     if keyservice is not None:
-        material, encoding = keyservice_manage.federated_encoding(resolve(keyservice), material, encoding, project=project)
+        material, encoding = keyservice_manage.federated_encoding(resolve(keyservice), material, encoding, project=project,
+                                                                  identifiers=ds.identifier_kinds)
     spark = spark or spark_for(f"natlink-tokenise-{ds.name}", environment)
     with keyservice_manage.named_failures():
         return tokenise_configured(spark, ds, material, data_dir=data_dir, out_dir=out, project=project, run_id=run_id,
@@ -265,9 +266,12 @@ def keyservice_credential(out: str | Path) -> keyservice_manage.Credential:
     return keyservice_manage.new_credential(out)
 
 
-def keyservice_public_keys(config: str | Path, *, version: int | None = None, project: str | None = None) -> dict[str, str]:
-    """Purpose -> public key of every inner-token purpose at ``version``: what providers pin."""
-    return keyservice_manage.public_keys(resolve(config), version=version, project=project)
+def keyservice_public_keys(config: str | Path, *, version: int | None = None, project: str | None = None, datasets: Paths = (),
+                           model: str | Path | None = None) -> dict[str, str]:
+    """Purpose -> public key of every inner-token purpose at ``version`` (with ``datasets``' declared
+    identifiers; only ``model``'s when given): what providers pin."""
+    return keyservice_manage.public_keys(resolve(config), version=version, project=project, datasets=[resolve(d) for d in datasets],
+                                         model=resolve(model) if model is not None else None)
 
 
 # --- at the linkage centre ------------------------------------------------------------------
@@ -291,13 +295,16 @@ def link(
     link_config: str | Path = "conf/link.yaml",
     mode: str | None = None,
     environment: str | Path | None = None,
+    carry_ids_from: str | Path | None = None,
 ) -> linkrun.RunSummary:
-    """Link token tables into clusters, edges, person_index, id_events and runs (Delta)."""
+    """Link token tables into clusters, edges, person_index, id_events and runs (Delta). ``carry_ids_from``:
+    after a key rotation, the old linkage's tables folder, whose person ids the first run keeps."""
     cfg = load(resolve(link_config), LinkConfig)
     _require_files(manifests, "manifest file(s)", "link")
     _require_files([model_path], "model file", "link")
     spark = spark_for("natlink-link", environment)
-    return linkrun.run(spark, manifests=list(manifests), model_path=model_path, link_cfg=cfg, tables=tables, run_id=run_id, mode=mode)
+    return linkrun.run(spark, manifests=list(manifests), model_path=model_path, link_cfg=cfg, tables=tables, run_id=run_id, mode=mode,
+                       carry_ids_from=carry_ids_from)
 
 
 @_named_failures

@@ -98,6 +98,12 @@ class RunIdentityError(InputDataError):
     """A run id already used with different inputs, model or settings (says what differs)."""
 
 
+class CarryIdsError(InputDataError):
+    """Person ids cannot be carried from the tables folder given (``--carry-ids-from``): it has no
+    completed run, its runs were made under the inputs' own key fingerprint (no key rotation), none
+    of its records is among the inputs, or the new linkage already has a completed run."""
+
+
 # --- a provider's source (raised before any Spark job reads data rows) ---------------------
 
 

@@ -75,7 +75,8 @@ class KeyServiceClient:
         if pinned is None:
             raise KeyServiceProofError(
                 f"no public key is pinned for purpose {purpose!r} (key version {self.cfg.key_version}): "
-                "add it to the provider's key service config (`natlink keyservice public-keys` at the custodian)"
+                "add it to the provider's key service config (`natlink keyservice public-keys` at the custodian; "
+                "`--dataset` with the dataset's config for the purposes of its declared identifiers)"
             )
         return pinned
 

@@ -6,23 +6,30 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 import yaml
 
+from natlink import columns as C
 from natlink.config.base import load
+from natlink.config.datasets import DatasetConfig
+from natlink.config.identifiers import BUILTIN_TOKEN_NAMES, IdentifierKind
 from natlink.config.keyservice import PUBLIC_KEY_PREFIX, KeyServiceClientConfig, KeyServiceConfig
-from natlink.errors import ConfigError
+from natlink.config.model import ModelConfig
+from natlink.errors import ConfigError, EncodingSpecError
 from natlink.keyservice import oprf, service
 from natlink.keyservice.client import KeyServiceClient
 from natlink.keyservice.spark import ServiceInnerTokens, named_failures, service_encoding_key
 from natlink.tokens import keys
-from natlink.tokens.encode import TOKEN_SPECS
+from natlink.tokens.encode import token_specs
 from natlink.tokens import salted
 from natlink.tokens.keys import KeyMaterial
 from natlink.tokens.tokenise import SaltedEncoding
 
-__all__ = ["Credential", "Rotation", "block_probe", "federated_encoding", "named_failures", "new_credential", "public_keys", "rotate", "serve"]
+__all__ = [
+    "Credential", "Rotation", "block_probe", "federated_encoding", "inner_purposes", "named_failures", "new_credential",
+    "pinned_purposes", "public_keys", "rotate", "serve",
+]
 
 
 @dataclass(frozen=True)
@@ -64,28 +71,72 @@ def new_credential(out: str | Path) -> Credential:
     return Credential(reference, service.credential_sha256(keys.resolve_secret_text(reference)))
 
 
-def inner_purposes(project: str | None = None) -> list[str]:
-    """Every purpose the salted encoding may ask the service for (one per token spec purpose)."""
+def inner_purposes(project: str | None = None, *, identifiers: Mapping[str, IdentifierKind] | None = None,
+                   scheme: salted.SaltedScheme | None = None) -> list[str]:
+    """The purposes the salted encoding may ask the service for: one per token spec purpose of
+    the built-in identifiers and of ``identifiers`` (a dataset's, with its declared ones: their
+    ``id:KIND:TOKEN`` purposes; None: the built-in ones only); with ``scheme`` (a model's), only
+    those its rules and compared fields use (:class:`~natlink.errors.EncodingSpecError` when it
+    names a token none of the identifiers makes)."""
     prefix = f"project:{project}/" if project else ""
-    return sorted({f"{prefix}salted:inner/{s.purpose}" for s in TOKEN_SPECS})
+    if scheme is None:
+        return sorted({f"{prefix}salted:inner/{s.purpose}" for s in token_specs(identifiers)})
+    bound = scheme.for_identifiers(identifiers)
+    return sorted(p for p in bound.key_purposes(prefix) if p.startswith(f"{prefix}salted:inner/"))
 
 
-def public_keys(config: Path, *, version: int | None = None, project: str | None = None) -> dict[str, str]:
-    """At the custodian, from the master key: purpose -> ``ristretto255:<hex>`` for the pin file."""
+def pinned_purposes(*, project: str | None = None, datasets: Sequence[Path] = (), model: Path | None = None) -> list[str]:
+    """The purposes ``natlink keyservice public-keys`` prints pins for: those of the built-in
+    identifiers, plus the declared identifiers of each dataset config in ``datasets``; with a salted
+    ``model`` config, only those the model's rules and fields use (one dataset at a time: a model
+    naming a token a dataset does not declare is refused, naming both)."""
+    scheme = None
+    if model is not None:
+        cfg = load(model, ModelConfig)
+        if cfg.encoding != "salted":
+            raise ConfigError(f"public-keys: {model} is not a salted model (encoding: salted); only its inner tokens come from the key service")
+        scheme = salted.SaltedScheme.from_model(cfg, specs=None)
+    if not datasets:
+        try:
+            return inner_purposes(project, scheme=scheme)
+        except EncodingSpecError:
+            declared = sorted(C.token(f) for f in scheme.inner_fields if f not in BUILTIN_TOKEN_NAMES) if scheme else []
+            raise ConfigError(f"public-keys: {model} names {declared}, which no built-in identifier makes: give the dataset "
+                              "configs that declare them (--dataset)") from None
+    purposes: set[str] = set()
+    for path in datasets:
+        ds = load(path, DatasetConfig)
+        try:
+            purposes.update(inner_purposes(project, identifiers=ds.identifier_kinds, scheme=scheme))
+        except EncodingSpecError:
+            made = {s.name for s in token_specs(ds.identifier_kinds)}
+            missing = sorted(C.token(f) for f in scheme.inner_fields if f not in made) if scheme else []
+            raise ConfigError(f"public-keys: {model} names {missing}, which dataset {ds.name!r} ({path}) does not declare") from None
+    return sorted(purposes)
+
+
+def public_keys(config: Path, *, version: int | None = None, project: str | None = None, datasets: Sequence[Path] = (),
+                model: Path | None = None) -> dict[str, str]:
+    """At the custodian, from the master key: purpose -> ``ristretto255:<hex>`` for the pin file,
+    for the purposes of :func:`pinned_purposes` (the service derives the same keys on first use)."""
+    purposes = pinned_purposes(project=project, datasets=datasets, model=model)  # configs checked before the key is read
     cfg = load(config, KeyServiceConfig)
     version = version or cfg.active_version
     entry = next((k for k in cfg.keys if k.version == version and not k.retired), None)
     if entry is None:
         raise ConfigError(f"{config}: no live key version {version}")
     master = keys.resolve(entry.key)
-    return {p: PUBLIC_KEY_PREFIX + oprf.PurposeKey(master, p).public_key.hex() for p in inner_purposes(project)}
+    return {p: PUBLIC_KEY_PREFIX + oprf.PurposeKey(master, p).public_key.hex() for p in purposes}
 
 
 def federated_encoding(
-    client_config: Path, encoding_key: KeyMaterial, encoding: SaltedEncoding | None, *, project: str | None
+    client_config: Path, encoding_key: KeyMaterial, encoding: SaltedEncoding | None, *, project: str | None,
+    identifiers: Mapping[str, IdentifierKind] | None = None,
 ) -> tuple[KeyMaterial, SaltedEncoding]:
     """(the key block keys and salted tokens are made with, the encoding with the service as its
-    inner source), checked against the service before any Spark work."""
+    inner source), checked against the service before any Spark work: every inner purpose the
+    model needs for this dataset's ``identifiers`` (declared ones included) pinned, and the
+    service's public key of each the pinned one."""
     if encoding is None:
         raise ConfigError(
             "tokenise --keyservice needs a model with 'encoding: salted' (--model): the key service makes "
@@ -94,7 +145,7 @@ def federated_encoding(
     cfg = load(client_config, KeyServiceClientConfig)
     source = ServiceInnerTokens(cfg)
     prefix = f"project:{project}/" if project else ""
-    source.check([p for p in encoding.scheme.key_purposes(prefix) if p.startswith(prefix + "salted:inner/")])
+    source.check([p for p in encoding.scheme.for_identifiers(identifiers).key_purposes(prefix) if p.startswith(prefix + "salted:inner/")])
     return service_encoding_key(encoding_key, cfg), dataclasses.replace(encoding, inner_source=source)
 
 

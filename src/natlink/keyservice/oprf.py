@@ -8,8 +8,9 @@ fixes what natlink feeds in and takes out:
 * the **per-purpose key**: the service's master key of one version (key material from a
   reference, :mod:`natlink.tokens.keys`) gives one OPRF key per purpose, ``DeriveKeyPair(seed,
   info)`` with ``seed = HKDF(master, "natlink/subkey/v1/keyservice:oprf/<purpose>")`` and
-  ``info = "natlink/keyservice/v1/<purpose>"``; a purpose is ``salted:inner/<token purpose>``,
-  prefixed ``project:NAME/`` for a project (:func:`check_purpose`);
+  ``info = "natlink/keyservice/v1/<purpose>"``; a purpose is ``salted:inner/<token purpose>``
+  (``field:NAME`` of a built-in identifier, ``id:KIND:TOKEN`` of a declared one), prefixed
+  ``project:NAME/`` for a project (:func:`check_purpose`);
 * the **input**: ``SHA-256("natlink/oprf-input/v1" || 0x00 || UTF-8 value)``, so every input has
   the same length (the library refuses empty inputs and inputs over 65,535 bytes);
 * the **inner token**: the first 32 bytes of the 64-byte OPRF output as 64 lowercase hex digits,
@@ -27,6 +28,7 @@ from typing import Sequence
 
 from voprf import ristretto
 
+from natlink.config.identifiers import CUSTOM_KINDS
 from natlink.errors import KeyServiceProofError, KeyServiceRequestError
 from natlink.tokens.keys import KeyMaterial
 
@@ -49,14 +51,22 @@ MAX_BATCH = 65_535  # the library's limit per batch
 _INPUT_LABEL = b"natlink/oprf-input/v1\x00"
 _KEY_INFO = "natlink/keyservice/v1/"
 _SEED_PURPOSE = "keyservice:oprf/"
-_PURPOSE = re.compile(r"(project:[A-Za-z0-9_.-]{1,64}/)?salted:inner/field:[a-z][a-z_]{0,39}")
+# A token purpose (natlink.tokens.encode): ``field:NAME`` (the built-in identifiers' tokens) or
+# ``id:KIND:TOKEN`` (a declared identifier's, natlink.config.identifiers: a name of lower-case words
+# joined by single '_', plus its variant; 64 characters at most).
+_TOKEN_PURPOSE = (
+    r"(field:[a-z][a-z_]{0,39}"
+    r"|id:(" + "|".join(CUSTOM_KINDS) + r"):(?=[a-z0-9_]{1,64}\Z)[a-z][a-z0-9]*(_[a-z0-9]+)*)"
+)
+_PURPOSE = re.compile(r"(project:[A-Za-z0-9_.-]{1,64}/)?salted:inner/" + _TOKEN_PURPOSE)
 
 
 def check_purpose(purpose: object) -> str:
-    """``purpose`` when it names an inner-token purpose (``[project:NAME/]salted:inner/field:F``);
-    else :class:`~natlink.errors.KeyServiceRequestError` (the text is not echoed)."""
+    """``purpose`` when it names an inner-token purpose (``[project:NAME/]salted:inner/field:F`` or
+    ``[project:NAME/]salted:inner/id:KIND:TOKEN``); else
+    :class:`~natlink.errors.KeyServiceRequestError` (the text is not echoed)."""
     if not isinstance(purpose, str) or not _PURPOSE.fullmatch(purpose):
-        raise KeyServiceRequestError("purpose must be '[project:NAME/]salted:inner/field:NAME'")
+        raise KeyServiceRequestError("purpose must be '[project:NAME/]salted:inner/field:NAME' or '[project:NAME/]salted:inner/id:KIND:NAME'")
     return purpose
 
 

@@ -109,8 +109,16 @@ class ServiceInnerTokens:
         return f"ServiceInnerTokens(url={self.cfg.url!r}, service={self.cfg.service!r}, key_version={self.cfg.key_version})"
 
     def check(self, purposes: Sequence[str]) -> None:
-        """Before any Spark work: every purpose pinned, the credential accepted and the service's
-        public keys the pinned ones (one small request per purpose; no value is sent)."""
+        """Before any Spark work: every purpose pinned (all unpinned ones named at once, before any
+        request), the credential accepted and the service's public keys the pinned ones (one small
+        request per purpose; no value is sent)."""
+        unpinned = sorted({p for p in purposes if self.cfg.pinned(p) is None})
+        if unpinned:
+            raise KeyServiceProofError(
+                f"no public key is pinned for {len(unpinned)} purpose(s) the model needs, {unpinned} (key version "
+                f"{self.cfg.key_version}): add them to the provider's key service config (`natlink keyservice public-keys` "
+                "at the custodian; `--dataset` with the dataset's config for the purposes of its declared identifiers)"
+            )
         client = KeyServiceClient(self.cfg)
         for purpose in sorted(set(purposes)):
             if client.public_key(purpose) != client.pinned_key(purpose):

@@ -6,7 +6,8 @@
   (unless another run completed meanwhile: :mod:`natlink.linkage.writes`).
 * A token-table file that goes missing or unreadable while the run reads it ends in a
   :class:`~natlink.errors.CorruptInputFileError` naming the file, its dataset and what to do.
-* Stable person ids: clusters are matched to the previous completed run's ids (:mod:`natlink.linkage.ids`).
+* Stable person ids: clusters are matched to the previous completed run's ids (:mod:`natlink.linkage.ids`);
+  the first run of a new linkage after a key rotation may take another linkage's (:mod:`natlink.linkage.carry`).
 * Full or incremental: a full run scores everyone through the one engine dispatch
   (:func:`natlink.linkage.engine.link`); an incremental run compares only the delivery with the
   population (:mod:`natlink.linkage.incremental`).
@@ -29,7 +30,7 @@ from pyspark.sql import functions as F
 from natlink import columns as C
 from natlink.config.link import LinkConfig
 from natlink.errors import FingerprintMismatchError, InputDataError, NatlinkError, ReconciliationError
-from natlink.linkage import blocking, ids, incremental, model_store, run_identity, salted_training, scoring, writes
+from natlink.linkage import blocking, carry, ids, incremental, model_store, run_identity, salted_training, scoring, writes
 from natlink.linkage import engine as link
 from natlink.linkage.runs import OUTPUT_TABLES, completed_runs
 from natlink.linkage.settings import check_input
@@ -63,6 +64,8 @@ class RunSummary:
         events = ", ".join(f"{e} {n}" for e, n in sorted((c.get("id_events") or {}).items())) or "none"
         split = c.get("cannot_link") or {}
         cut = f"cannot-link: {split['components_split']} components split, {split['edges_dropped']} edges dropped; " if split else ""
+        carried = c.get("carried_ids")
+        cut += f"person ids carried from run {carried['run_id']} of {carried['from']}; " if carried else ""
         return (
             f"run {self.run_id} {self.status} ({self.mode}): {c.get('records')} records in ({inputs}) = "
             f"{c.get('clustered', c.get('records'))} clustered into {c.get('persons')} persons; {c.get('edges')} edges; "
@@ -97,6 +100,7 @@ def run(
     mode: str | None = None,
     scratch: Scratch | None = None,
     crash_after: str | None = None,
+    carry_ids_from: str | Path | None = None,
 ) -> RunSummary:
     """Link the token tables of ``manifests`` with the model at ``model_path`` into ``tables``.
 
@@ -104,6 +108,9 @@ def run(
     ``scratch`` (a new one, released at the end, when not given). ``crash_after`` (one of
     :data:`STAGES`) ends the process abruptly after that table's write, as a killed job would:
     a fault-injection hook for tests.
+
+    ``carry_ids_from``: the tables folder of the linkage these inputs were re-tokenised from (a
+    key rotation): the first run takes its person ids (:mod:`natlink.linkage.carry`).
     """
     tables = Path(tables)
     history = completed_runs(spark, tables)
@@ -118,7 +125,8 @@ def run(
     own = scratch is None
     scratch = scratch or Scratch(spark)
     try:
-        return _link_run(spark, loaded, identity, link_cfg, tables, run_id, mode or link_cfg.mode, history, scratch, crash_after)
+        return _link_run(spark, loaded, identity, link_cfg, tables, run_id, mode or link_cfg.mode, history, scratch, crash_after,
+                         carry_ids_from)
     except NatlinkError:
         raise
     except Exception as exc:  # noqa: BLE001 - translated when a file could not be read, else re-raised
@@ -177,11 +185,12 @@ def _use_incremental(mode: str, inputs: _Inputs, history: list[dict[str, Any]], 
     )
 
 
-def _link_run(spark, loaded, identity, link_cfg, tables, run_id, mode, history, scratch, crash_after) -> RunSummary:
+def _link_run(spark, loaded, identity, link_cfg, tables, run_id, mode, history, scratch, crash_after, carry_ids_from=None) -> RunSummary:
     started = datetime.now(timezone.utc)
     previous = history[-1] if history else None
     t = time.perf_counter()
     inputs = _load_inputs(spark, loaded, identity, previous)
+    carried = carry.carried_ids(spark, carry_ids_from, inputs.tokens, inputs.fingerprint, history=history) if carry_ids_from else None
     timings: dict[str, float] = {}
     if _use_incremental(mode, inputs, history, link_cfg):
         records = link.prepare_records(inputs.tokens, inputs.compiled, inputs.rules, scratch, extra=[C.RECORD_HASH])
@@ -195,7 +204,7 @@ def _link_run(spark, loaded, identity, link_cfg, tables, run_id, mode, history, 
             inputs.tokens, inputs.settings, link_cfg, scratch, extra=[C.RECORD_HASH], n_records=inputs.n_records, scheme=inputs.scheme
         )
         timings.update(linked.timings)
-        clusters, edges, events, counts = _full(spark, linked, tables, previous, run_id, timings)
+        clusters, edges, events, counts = _full(spark, linked, tables, previous, run_id, timings, carried.previous if carried else None)
         engine, run_mode = linked.engine, "full"
 
     t = time.perf_counter()
@@ -211,6 +220,8 @@ def _link_run(spark, loaded, identity, link_cfg, tables, run_id, mode, history, 
     by_dataset = {i["dataset"]: i["rows"] for i in identity.inputs}
     counts.update({"records": inputs.n_records, "records_by_dataset": by_dataset, "clustered": clustered,
                    "persons": persons, "id_events": event_counts, "engine": engine})
+    if carried is not None:
+        counts["carried_ids"] = carried.info
     summary = RunSummary(run_id, "completed", run_mode, previous[C.RUN_ID] if previous else None, counts, {k: round(v, 2) for k, v in timings.items()}, versions)
     writes.append_run(spark, tables, _run_row(summary, inputs, started), epoch)
     for name in TABLES:  # a metadata-only commit, and only when the retention changed
@@ -219,10 +230,11 @@ def _link_run(spark, loaded, identity, link_cfg, tables, run_id, mode, history, 
     return summary
 
 
-def _full(spark, linked: link.LinkResult, tables: Path, previous, run_id: str, timings: dict[str, float]):
-    """Every record was scored and clustered (``linked``); map its clusters to the previous run's ids."""
+def _full(spark, linked: link.LinkResult, tables: Path, previous, run_id: str, timings: dict[str, float], carried: DataFrame | None = None):
+    """Every record was scored and clustered (``linked``); map its clusters to the previous run's ids
+    (on a first run: to ``carried``, another linkage's, or none)."""
     t = time.perf_counter()
-    prev_assign = None
+    prev_assign = carried
     if previous is not None:
         prev_clusters, _ = incremental.previous_state(spark, tables, previous)
         prev_assign = prev_clusters.select(C.UNIQUE_ID, C.PERSON_ID)
