@@ -85,7 +85,9 @@ def _rates(slim: DataFrame, settings: Mapping[str, Any], *, max_pairs: float, se
     if n < 2:
         raise ModelError(f"u at the provider needs two or more records, not {n}")
     s = copy.deepcopy(dict(settings))
+    # A provider holds one dataset: u over all its pairs, whatever the model's link type.
     s.update(unique_id_column_name=C.UNIQUE_ID, blocking_rules_to_generate_predictions=[], link_type="dedupe_only")
+    s.pop("source_dataset_column_name", None)
     exact = exact_u(slim, s)
     sampled: dict[str, list[float | None]] = {}
     sampled_pairs = 0
