@@ -140,6 +140,44 @@ def test_incremental_pairs_of_a_delivery_are_across_datasets_only(spark):
     assert n_dedupe == len(got) + 1  # + a5-a6
 
 
+def test_an_incremental_link_only_run_adds_only_pairs_across_datasets(spark, tmp_path):
+    """Run 1 links ROWS without b1, c1 and a6 (link_only, 7 edges: a3/a4 x b2/b3/b4 and a5-c2;
+    a1-a2 are both A); the delivery brings them: 8 new edges (b1-a1, b1-a2, c1 with a3, a4, b2,
+    b3, b4, a6-c2), 15 in all, as a full link_only run has them."""
+    import json
+
+    from natlink.linkage import incremental
+    from natlink.store import delta
+
+    def hashed(df):
+        return df.withColumn(C.RECORD_HASH, F.xxhash64(*[F.col(c) for c in sorted(df.columns) if c.startswith("tk_")]))
+
+    settings = _settings("link_only")
+    model, rules = scoring.compile_model(settings), blocking.rules_from_settings(settings)
+    cfg = LinkConfig(threshold_match_probability=0.5, engine="spark", cannot_link={"enabled": False})
+    tables = tmp_path / "tables"
+    with Scratch(spark) as scratch:
+        everyone = hashed(_tokens(spark))
+        first = everyone.where(~F.col(C.RECORD_ID).isin("b1", "c1", "a6"))
+        run1 = link.link(first, settings, cfg, scratch, n_records=len(ROWS) - 3)
+        assert run1.n_edges == 7
+        clusters = run1.clusters.join(first.select(C.UNIQUE_ID, C.RECORD_HASH), on=C.UNIQUE_ID, how="inner")
+        clusters = clusters.withColumn(C.PERSON_ID, F.concat(F.lit("P"), F.col(link.CLUSTER_NODE).cast("string")))
+        versions = {
+            "clusters": delta.write(clusters.select(C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.REGION, C.RECORD_HASH, C.PERSON_ID),
+                                    str(tables / "clusters"), mode="overwrite").version,
+            "edges": delta.write(run1.edges.select(*incremental.EDGE_COLUMNS), str(tables / "edges"), mode="overwrite").version,
+        }
+        records = link.prepare_records(everyone, model, rules, scratch, extra=[C.RECORD_HASH])
+        _out, edges, _events, counts = incremental.link_incremental(
+            spark, records, model, rules, cfg, tables, {"versions": json.dumps(versions)}, "r2", {}, scratch
+        )
+        got = {(r[0], r[1]) for r in edges.select("unique_id_l", "unique_id_r").collect()}
+    assert counts["records_by_status"] == {"new": 3, "same": 10}
+    assert counts["new_edges"] == 8 and counts["edges"] == 15
+    assert got == _all_pairs(cross=True)
+
+
 def _model(link_type: str) -> ModelConfig:
     return ModelConfig.model_validate({
         "name": "link-only-test",
