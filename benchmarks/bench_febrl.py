@@ -13,14 +13,15 @@ every record.
     python benchmarks/bench_febrl.py [--sets febrl3 febrl4] [--model-febrl4 conf/model_febrl4.yaml]
         [--environment conf/environments/local.yaml]
 
-Prints one table: set, records, true pairs, predicted pairs, precision, recall, F1, the edges
-joining two records of one file (FEBRL4, link_only: none) and the seconds of each step
+Prints one table: set, records, true pairs, predicted pairs, precision, recall, F1, the pairs
+the link scored, the edges joining two records of one file (FEBRL4, link_only: none) and the seconds of each step
 (tokenise: all datasets), with the load average.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import tempfile
@@ -51,6 +52,7 @@ class FebrlResult:
     f1: float
     seconds: dict[str, float] = field(default_factory=dict)
     same_file_edges: int = 0  # edges (scored pairs at or above the threshold) joining two records of one file
+    comparisons: int = 0  # record pairs the link scored (its comparisons per blocking rule, summed)
 
 
 def frames() -> dict:
@@ -113,6 +115,7 @@ def run(which: str, work: Path, *, spark=None, model: str | None = None, environ
     clusters = view.table("clusters", this_run_only=True)
     file_of = lambda side: F.substring_index(F.col(f"unique_id_{side}"), ":", 1)  # noqa: E731 - unique id: dataset:record id
     same_file = view.table("edges", this_run_only=True).where(file_of("l") == file_of("r")).count()
+    comparisons = sum(json.loads(view.run["counts"])["comparisons_per_rule"])
     truth = spark.createDataFrame(truth_pd)
     m = evaluate.pairwise(clusters, truth)
     # Every record counts: records not clustered (quarantined) would be true pairs missed.
@@ -120,7 +123,7 @@ def run(which: str, work: Path, *, spark=None, model: str | None = None, environ
     recall = m.true_positive_pairs / all_true if all_true else 1.0
     f1 = 2 * m.precision * recall / (m.precision + recall) if m.precision + recall else 0.0
     seconds["evaluate"] = time.perf_counter() - t
-    return FebrlResult(which, len(truth_pd), m.records, all_true, m.predicted_pairs, m.precision, recall, f1, seconds, same_file)
+    return FebrlResult(which, len(truth_pd), m.records, all_true, m.predicted_pairs, m.precision, recall, f1, seconds, same_file, comparisons)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -140,9 +143,9 @@ def main(argv: list[str] | None = None) -> None:
             r = run(which, base / which, model=getattr(args, f"model_{which}"), environment=args.environment)
             print(f"{which}: {r}", file=sys.stderr, flush=True)
             rows.append([r.name, r.records, r.clustered, r.true_pairs, r.predicted_pairs, f"{r.precision:.4f}",
-                         f"{r.recall:.4f}", f"{r.f1:.4f}", r.same_file_edges,
+                         f"{r.recall:.4f}", f"{r.f1:.4f}", r.comparisons, r.same_file_edges,
                          *[f"{r.seconds[s]:.1f}" for s in ("tokenise", "train", "link", "evaluate")]])
-    print_table(["set", "records", "clustered", "true pairs", "predicted pairs", "precision", "recall", "F1", "same-file edges",
+    print_table(["set", "records", "clustered", "true pairs", "predicted pairs", "precision", "recall", "F1", "comparisons", "same-file edges",
                  "tokenise s", "train s", "link s", "evaluate s"], rows)
     print(f"load average: {load_avg()}")
 
