@@ -63,7 +63,7 @@ SETS = {
                   "splink_link_type": "dedupe_only"},
     "febrl3": {"datasets": ["febrl3"], "conf": "conf/datasets/febrl", "model": "conf/model_febrl.yaml", "link": "conf/link_febrl.yaml",
                "splink_link_type": "dedupe_only"},
-    "febrl4": {"datasets": ["febrl4a", "febrl4b"], "conf": "conf/datasets/febrl", "model": "conf/model_febrl.yaml",
+    "febrl4": {"datasets": ["febrl4a", "febrl4b"], "conf": "conf/datasets/febrl", "model": "conf/model_febrl4.yaml",
                "link": "conf/link_febrl.yaml", "splink_link_type": "link_only"},
 }
 KEYS = ["dataset", "record_id"]

@@ -180,6 +180,10 @@ class TrainingSpec(Frozen):
 
 class ModelConfig(Frozen):
     name: str
+    # Which pairs of the union of token tables are compared (docs/model.md, link_type): dedupe_only
+    # every pair; link_only only pairs of records from different datasets (the `dataset` column).
+    # link_and_dedupe is read as dedupe_only: over one union Splink's link_and_dedupe compares
+    # exactly the same pairs, so the model JSON says dedupe_only.
     link_type: Literal["dedupe_only", "link_only", "link_and_dedupe"] = "dedupe_only"
     # deterministic: one token per field and value (natlink.tokens.encode). salted: comparison
     # tokens salted by the block of each prediction rule, so value frequencies are hidden from the
@@ -194,6 +198,11 @@ class ModelConfig(Frozen):
     @classmethod
     def _rules(cls, value: list) -> list:
         return _check_rules(value)
+
+    @field_validator("link_type")
+    @classmethod
+    def _alias(cls, value: str) -> str:
+        return "dedupe_only" if value == "link_and_dedupe" else value
 
     @model_validator(mode="after")
     def _known_names(self) -> "ModelConfig":

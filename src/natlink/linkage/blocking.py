@@ -5,6 +5,10 @@ natlink's model config writes). Each rule excludes the pairs an earlier rule alr
 as Splink does, so every candidate pair is generated once. Before any pair is generated,
 :func:`count_comparisons` bounds the pairs per rule from key-group sizes (sum of n choose 2),
 so a rule that would explode is refused with :class:`BlockingBudgetError`.
+
+``cross_source`` (a ``link_only`` model, :func:`natlink.linkage.settings.cross_source`): only
+pairs of records from different datasets are made, the condition inside the join, and counted
+(per key group, the pairs across its datasets).
 """
 
 from __future__ import annotations
@@ -99,21 +103,31 @@ def agree(rule: Rule, left: str = "l", right: str = "r") -> Column:
     return reduce(lambda a, b: a & b, [F.col(f"{left}.{k}") == F.col(f"{right}.{k}") for k in rule.keys])
 
 
-def count_comparisons(records: DataFrame, rules: Sequence[Rule]) -> list[int]:
-    """Upper bound of pairs per rule (sum over key groups of n choose 2), all rules in one job."""
+def count_comparisons(records: DataFrame, rules: Sequence[Rule], *, cross_source: bool = False) -> list[int]:
+    """Upper bound of pairs per rule (sum over key groups of n choose 2), all rules in one job.
+
+    ``cross_source``: pairs across datasets only, per key group (n^2 - sum over its datasets of
+    n_d^2) / 2, from group sizes by key and dataset.
+    """
     if not rules:
         return []
     parts = []
     for i, rule in enumerate(rules):
         keyed = records.where(_all_present(rule))
-        sizes = keyed.groupBy(*rule.keys).agg(F.count(F.lit(1)).cast("long").alias("n"))
-        parts.append(sizes.agg(F.sum(F.col("n") * (F.col("n") - 1) / 2).cast("long").alias("pairs")).select(F.lit(i).alias("rule"), "pairs"))
+        if cross_source:
+            by_source = keyed.groupBy(*rule.keys, C.DATASET).agg(F.count(F.lit(1)).cast("long").alias("n"))
+            sizes = by_source.groupBy(*rule.keys).agg(F.sum("n").alias("n"), F.sum(F.col("n") * F.col("n")).alias("sq"))
+            pairs = F.sum((F.col("n") * F.col("n") - F.col("sq")) / 2)
+        else:
+            sizes = keyed.groupBy(*rule.keys).agg(F.count(F.lit(1)).cast("long").alias("n"))
+            pairs = F.sum(F.col("n") * (F.col("n") - 1) / 2)
+        parts.append(sizes.agg(pairs.cast("long").alias("pairs")).select(F.lit(i).alias("rule"), "pairs"))
     totals = {r["rule"]: r["pairs"] for r in reduce(DataFrame.unionByName, parts).collect()}
     return [int(totals.get(i) or 0) for i in range(len(rules))]
 
 
-def check_budget(records: DataFrame, rules: Sequence[Rule], budget: float) -> list[int]:
-    return enforce_budget(rules, count_comparisons(records, rules), budget)
+def check_budget(records: DataFrame, rules: Sequence[Rule], budget: float, *, cross_source: bool = False) -> list[int]:
+    return enforce_budget(rules, count_comparisons(records, rules, cross_source=cross_source), budget)
 
 
 def enforce_budget(rules: Sequence[Rule], counts: list[int], budget: float) -> list[int]:
@@ -127,17 +141,21 @@ def enforce_budget(rules: Sequence[Rule], counts: list[int], budget: float) -> l
     return counts
 
 
-def candidate_pairs(records: DataFrame, rules: Sequence[Rule], columns: Sequence[str]) -> DataFrame:
+def candidate_pairs(records: DataFrame, rules: Sequence[Rule], columns: Sequence[str], *, cross_source: bool = False) -> DataFrame:
     """Pairs (``node_id_l < node_id_r``) from all rules, each pair once, with ``c_l``/``c_r`` columns.
 
-    ``records`` must hold ``node_id`` (unique, ordered like the unique id) and ``columns``.
+    ``records`` must hold ``node_id`` (unique, ordered like the unique id) and ``columns`` (and
+    ``dataset`` when ``cross_source``: then only pairs of two datasets are made).
     """
     keep = [NODE, *dict.fromkeys(columns)]
-    base = records.select(*physical_columns(rules, keep))
+    base = records.select(*physical_columns(rules, [*keep, *([C.DATASET] if cross_source else [])]))
     parts = []
     for i, rule in enumerate(rules):
         left, right = base.alias("l"), base.alias("r")
-        pairs = left.join(right, on=agree(rule) & (F.col(f"l.{NODE}") < F.col(f"r.{NODE}")), how="inner")
+        condition = agree(rule) & (F.col(f"l.{NODE}") < F.col(f"r.{NODE}"))
+        if cross_source:
+            condition = condition & (F.col(f"l.{C.DATASET}") != F.col(f"r.{C.DATASET}"))
+        pairs = left.join(right, on=condition, how="inner")
         for earlier in rules[:i]:
             pairs = pairs.where(~F.coalesce(agree(earlier), F.lit(False)))
         parts.append(
@@ -150,7 +168,9 @@ def candidate_pairs(records: DataFrame, rules: Sequence[Rule], columns: Sequence
     return reduce(DataFrame.unionByName, parts)
 
 
-def pairs_touching(records: DataFrame, arrivals: DataFrame, rules: Sequence[Rule], columns: Sequence[str], scratch: Scratch) -> DataFrame:
+def pairs_touching(
+    records: DataFrame, arrivals: DataFrame, rules: Sequence[Rule], columns: Sequence[str], scratch: Scratch, *, cross_source: bool = False
+) -> DataFrame:
     """Candidate pairs with at least one side in ``arrivals`` (a subset of ``records``), each once.
 
     One pass over the population, whatever the number of rules: every record is expanded to one
@@ -162,10 +182,10 @@ def pairs_touching(records: DataFrame, arrivals: DataFrame, rules: Sequence[Rule
     its smaller node id. Pairs come out ordered by node id (``_l`` the smaller) with ``c_l``/
     ``c_r`` columns (on block-salted tables, read from the pair's rule's own columns, as
     :func:`candidate_pairs` reads them). The cost follows the arrivals and their key groups, not
-    the population.
+    the population. ``cross_source``: pairs of two datasets only, as :func:`candidate_pairs`.
     """
     wanted = list(dict.fromkeys([NODE, *columns]))
-    keep = physical_columns(rules, wanted)  # block-salted rules read their own columns
+    keep = physical_columns(rules, [*wanted, *([C.DATASET] if cross_source else [])])  # block-salted rules read their own columns
 
     def by_rule(df: DataFrame, side: str) -> DataFrame:
         tagged = [
@@ -189,6 +209,8 @@ def pairs_touching(records: DataFrame, arrivals: DataFrame, rules: Sequence[Rule
     for i in reversed(range(len(rules))):
         first_rule = F.when(F.coalesce(agree(rules[i], "a", "b"), F.lit(False)), F.lit(i)).otherwise(first_rule)
     pairs = joined.where(~same_side & (first_rule == F.col("rule")))
+    if cross_source:
+        pairs = pairs.where(F.col(f"a.{C.DATASET}") != F.col(f"b.{C.DATASET}"))
     a_first = a_node < b_node
     left = F.when(a_first, F.col("a")).otherwise(F.col("b"))
     right = F.when(a_first, F.col("b")).otherwise(F.col("a"))

@@ -30,6 +30,7 @@ class TrainingEvidence:
     em_pairs: dict[str, int | None]  # EM rule SQL -> pairs (capped by em_max_pairs), None if not counted
     em_columns: dict[str, set[str]]  # EM rule SQL -> the columns it blocks on
     exact: dict[str, list[float | None]]  # exact u per comparison and level
+    population_pairs: int | None = None  # link_only: the pairs across datasets exact u counted over (None: all pairs)
 
 
 def _jeffreys(pairs: int) -> float:
@@ -109,9 +110,11 @@ def _m_problem(name: str, columns: list[str], trained_by: list[str], em_n: int, 
 def _u_problem(name: str, index: int, ev: TrainingEvidence, t: TrainingSpec) -> tuple[str, str, int]:
     exact = (ev.exact.get(name) or [None] * (index + 1))[index]
     if exact == 0:
-        pairs = ev.population_records * (ev.population_records - 1) // 2
+        cross = ev.population_pairs is not None
+        pairs = ev.population_pairs if cross else ev.population_records * (ev.population_records - 1) // 2
         return (
-            f"is 0: no two of the {ev.population_records:,} records are at this level (counted exactly over all {pairs:,} pairs)",
+            f"is 0: no two of the {ev.population_records:,} records are at this level (counted exactly over all {pairs:,} pairs"
+            f"{' across datasets' if cross else ''})",
             f"remove the level, or list it under training.allow_unobserved.{name}",
             pairs,
         )

@@ -9,7 +9,8 @@ The Spark engine (one Spark plan per stage, lineage cut once):
 1. records: unique id + the token columns the model reads, tokens mapped to 64-bit integers
    (``xxhash64`` of the token; equality is all the model needs), node ids in unique-id order;
 2. budget check: pairs per blocking rule from key-group sizes, refused above the budget;
-3. candidate pairs (:mod:`natlink.linkage.blocking`) scored with the model's own Splink SQL
+3. candidate pairs (:mod:`natlink.linkage.blocking`; a ``link_only`` model: pairs of two datasets
+   only, counted so in the budget) scored with the model's own Splink SQL
    (:mod:`natlink.linkage.scoring`), kept at or above the threshold -> ``edges``;
 4. connected components (:mod:`natlink.linkage.clustering`), a component that breaks a
    cannot-link rule split at its weakest edges (:mod:`natlink.linkage.constraints`) -> one cluster
@@ -36,7 +37,7 @@ from natlink import columns as C
 from natlink.linkage.settings import check_input
 from natlink.tokens.reader import with_unique_id
 from natlink.config.link import LinkConfig
-from natlink.errors import ConfigError, ModelError
+from natlink.errors import ConfigError
 from natlink.spark.scratch import Scratch
 from natlink.spark.session import local_dir
 
@@ -91,7 +92,7 @@ def prepare_records(
 
 
 def predict(records: DataFrame, model: scoring.CompiledModel, rules: list[blocking.Rule], threshold: float) -> DataFrame:
-    pairs = blocking.candidate_pairs(records, rules, [C.UNIQUE_ID, *model.pair_columns])
+    pairs = blocking.candidate_pairs(records, rules, [C.UNIQUE_ID, *model.pair_columns], cross_source=model.cross_source)
     keep = [f"{NODE}_l", f"{NODE}_r", f"{C.UNIQUE_ID}_l", f"{C.UNIQUE_ID}_r", "match_key"]
     return scoring.score(pairs, model, keep=keep, threshold_match_weight=scoring.probability_to_weight(threshold))
 
@@ -127,8 +128,6 @@ def link(
     started = time.perf_counter()
     df = tokens if C.UNIQUE_ID in tokens.columns else with_unique_id(tokens)
     model = scoring.compile_model(settings)
-    if model.link_type != "dedupe_only":
-        raise ModelError(f"natlink links one union of token tables: link_type must be dedupe_only, not {model.link_type}")
     rules = blocking.rules_from_settings(settings, scheme)
     if scheme is None:
         check_input(df, settings)
@@ -153,7 +152,7 @@ def link_records(
     """The Spark engine on records from :func:`prepare_records`: budget, predict, cluster."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    counts = blocking.check_budget(records, rules, link_cfg.max_comparisons_per_rule)
+    counts = blocking.check_budget(records, rules, link_cfg.max_comparisons_per_rule, cross_source=model.cross_source)
     timings["budget"] = time.perf_counter() - t
 
     t = time.perf_counter()

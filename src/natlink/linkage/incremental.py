@@ -1,4 +1,5 @@
-"""The incremental monthly rerun: only new or changed records are compared with the population.
+"""The incremental monthly rerun: only new or changed records are compared with the population
+(with a ``link_only`` model, with its records of other datasets).
 
 Only the clusters that the delivery touches are re-clustered (connected components, split where
 they break a cannot-link rule: :mod:`natlink.linkage.constraints`); everyone else keeps the
@@ -95,7 +96,7 @@ def link_incremental(spark, records, compiled, rules, link_cfg: LinkConfig, tabl
     delivery = status.where(F.col(_STATUS).isin("new", "changed")).select(link.NODE)
     arrivals = scratch.materialise(records.join(delivery, on=link.NODE, how="left_semi"), "arrivals")
     columns = [C.UNIQUE_ID, *compiled.pair_columns]
-    pairs = blocking.pairs_touching(records, arrivals, rules, columns, scratch)
+    pairs = blocking.pairs_touching(records, arrivals, rules, columns, scratch, cross_source=compiled.cross_source)
     new_edges = scratch.materialise(scoring.score(pairs, compiled, keep=_EDGE_KEYS, threshold_match_weight=threshold).select(*EDGE_COLUMNS), "new_edges")
     n_new_edges = new_edges.count()
     timings["predict"] = time.perf_counter() - t

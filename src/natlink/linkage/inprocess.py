@@ -8,7 +8,9 @@ pseudonymous tokens the model reads, compacted to 64-bit integers, and nothing e
 
 * counts comparisons per blocking rule and applies the budget (as :func:`natlink.linkage.blocking.check_budget`);
 * predicts with the same trained model on Splink's DuckDB backend, in memory, at the same
-  threshold; term frequencies come from the same population, as on Spark;
+  threshold; term frequencies come from the same population, as on Spark; a ``link_only`` model
+  compares records of different datasets only, by Splink's own ``link_only`` with the ``dataset``
+  column as its source dataset column (and the budget counts only those pairs);
 * finds connected components with scipy (:func:`natlink.linkage.clustering.label_components`) and
   splits those that break a cannot-link rule (:func:`natlink.linkage.constraints.split_components`).
 
@@ -33,6 +35,7 @@ from natlink.linkage import blocking
 from natlink.config.link import CannotLink
 from natlink.linkage import clustering
 from natlink.linkage import constraints
+from natlink.linkage.settings import cross_source, for_splink
 from natlink import columns as C
 
 log = logging.getLogger(__name__)
@@ -91,13 +94,20 @@ class Engine:
         self.con.unregister("_natlink_slim")
         return self.con.table(_RECORDS).to_arrow_table()
 
-    def count_comparisons(self, rules: Sequence[blocking.Rule]) -> list[int]:
-        """Pairs per rule (sum over key groups of n choose 2), as :func:`natlink.linkage.blocking.count_comparisons`."""
+    def count_comparisons(self, rules: Sequence[blocking.Rule], *, cross_source: bool = False) -> list[int]:
+        """Pairs per rule (sum over key groups of n choose 2; ``cross_source``: of pairs across its
+        datasets), as :func:`natlink.linkage.blocking.count_comparisons`."""
         counts = []
         for rule in rules:
             present = " AND ".join(f"{k} IS NOT NULL" for k in rule.keys)
             keys = ", ".join(rule.keys)
-            sql = f"SELECT coalesce(sum(n * (n - 1) // 2), 0) FROM (SELECT count(*)::BIGINT AS n FROM {_RECORDS} WHERE {present} GROUP BY {keys})"
+            if cross_source:
+                sql = (
+                    f"SELECT coalesce(sum((n * n - sq) // 2), 0) FROM (SELECT sum(n)::BIGINT AS n, sum(n * n)::BIGINT AS sq FROM "
+                    f"(SELECT {keys}, count(*)::BIGINT AS n FROM {_RECORDS} WHERE {present} GROUP BY {keys}, {C.DATASET}) GROUP BY {keys})"
+                )
+            else:
+                sql = f"SELECT coalesce(sum(n * (n - 1) // 2), 0) FROM (SELECT count(*)::BIGINT AS n FROM {_RECORDS} WHERE {present} GROUP BY {keys})"
             counts.append(int(self.con.execute(sql).fetchall()[0][0]))
         return counts
 
@@ -108,13 +118,19 @@ class Engine:
 
         With rules that map the model's columns (block-salted tables), each rule is predicted on
         its own view (its block key, its salted columns under the model's names), excluding pairs
-        an earlier rule's block key already joined, exactly as on Spark.
+        an earlier rule's block key already joined, exactly as on Spark. Splink gets ``settings``
+        as :func:`natlink.linkage.settings.for_splink` gives them (a ``link_only`` model reads the
+        ``dataset`` column).
         """
+        settings = for_splink(settings)
+        ids = [C.UNIQUE_ID, *([C.DATASET] if cross_source(settings) else [])]
         if not any(r.columns for r in rules):
-            return self._predict_view(settings, threshold_match_weight, [f"{C.UNIQUE_ID}", *columns], None)
+            # The rules' keys too: a rule may block on a column no comparison reads.
+            keys = [k for r in rules for k in r.keys]
+            return self._predict_view(settings, threshold_match_weight, [*ids, *dict.fromkeys([*columns, *keys])], None)
         parts = []
         for i, rule in enumerate(rules):
-            selected = [C.UNIQUE_ID, *[f"{rule.column(c)} AS {c}" for c in columns], *dict.fromkeys(k for r in rules[: i + 1] for k in r.keys)]
+            selected = [*ids, *[f"{rule.column(c)} AS {c}" for c in columns], *dict.fromkeys(k for r in rules[: i + 1] for k in r.keys)]
             sql = rule.sql + "".join(f" AND NOT coalesce({earlier.sql}, false)" for earlier in rules[:i])
             rule_settings = {**settings, "blocking_rules_to_generate_predictions": [sql]}
             parts.append(self._predict_view(rule_settings, threshold_match_weight, selected, i))
@@ -128,8 +144,13 @@ class Engine:
         linker = Linker(db.register("natlink_inputs"), settings, log_level=logging.ERROR)
         pred = linker.inference.predict(threshold_match_weight=threshold_match_weight)
         key = "p.match_key" if match_key is None else str(match_key)
+        # Splink orders a link_only pair by its source dataset and unique id joined: put the
+        # smaller node id on the left, as everywhere in natlink.
+        first = f"l.{NODE} < r.{NODE}"
         sql = (
-            f"SELECT l.{NODE} AS {NODE}_l, r.{NODE} AS {NODE}_r, p.{C.UNIQUE_ID}_l, p.{C.UNIQUE_ID}_r, "
+            f"SELECT least(l.{NODE}, r.{NODE}) AS {NODE}_l, greatest(l.{NODE}, r.{NODE}) AS {NODE}_r, "
+            f"CASE WHEN {first} THEN p.{C.UNIQUE_ID}_l ELSE p.{C.UNIQUE_ID}_r END AS {C.UNIQUE_ID}_l, "
+            f"CASE WHEN {first} THEN p.{C.UNIQUE_ID}_r ELSE p.{C.UNIQUE_ID}_l END AS {C.UNIQUE_ID}_r, "
             f"CAST({key} AS INTEGER) AS match_key, CAST(p.match_weight AS DOUBLE) AS match_weight, "
             f"CAST(p.match_probability AS DOUBLE) AS match_probability "
             f"FROM {pred.physical_name} p JOIN {_RECORDS} l ON l.{C.UNIQUE_ID} = p.{C.UNIQUE_ID}_l "
@@ -161,7 +182,8 @@ def score_and_cluster(
     with Engine(spill_parent=spill_parent) as engine:
         t = time.perf_counter()
         records = engine.load(slim)
-        counts = blocking.enforce_budget(rules, engine.count_comparisons(rules), max_comparisons_per_rule)
+        counts = engine.count_comparisons(rules, cross_source=cross_source(settings))
+        counts = blocking.enforce_budget(rules, counts, max_comparisons_per_rule)
         timings["budget"] = time.perf_counter() - t
         t = time.perf_counter()
         edges = engine.predict(settings, threshold_match_weight, columns, rules)

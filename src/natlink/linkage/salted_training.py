@@ -15,6 +15,12 @@ A salted token equals another only inside one block, so the centre cannot score 
   inside the blocks of the first prediction rule containing the EM rule's columns; the session's
   blocking names that rule's columns, so Splink leaves the comparisons they decide out of it.
 
+A ``link_only`` model: lambda and EM count and compare pairs of records from different datasets
+only (Splink's ``link_only`` with the ``dataset`` column as its source dataset column). u still
+comes from each provider's own record pairs, all of one dataset: salted tokens cannot show the
+centre which values two datasets share, so the providers' rates stand in for those of pairs
+across datasets (an assumption that the datasets' values are distributed alike).
+
 The trained model is the model's own Splink settings (its logical rules, no term frequencies),
 which :func:`natlink.linkage.blocking.rules_for` turns into per-rule column maps at link time.
 """
@@ -32,10 +38,10 @@ from pyspark.sql import functions as F
 
 from natlink import columns as C
 from natlink.config.model import ModelConfig
-from natlink.errors import ConfigError, EncodingMismatchError, ModelError
+from natlink.errors import ConfigError, EncodingMismatchError, ModelError, TrainingError
 from natlink.linkage.engine import compact_columns
 from natlink.linkage.model_store import TrainedModel, parameter_table
-from natlink.linkage.settings import rule_sql, splink_settings
+from natlink.linkage.settings import cross_source, for_splink, rule_sql, splink_settings
 from natlink.linkage.completeness import TrainingEvidence, complete_levels
 from natlink.linkage.u_exact import exact_u
 from natlink.tokens.manifest import TokenManifest
@@ -79,7 +85,9 @@ def _rates(slim: DataFrame, settings: Mapping[str, Any], *, max_pairs: float, se
     if n < 2:
         raise ModelError(f"u at the provider needs two or more records, not {n}")
     s = copy.deepcopy(dict(settings))
+    # A provider holds one dataset: u over all its pairs, whatever the model's link type.
     s.update(unique_id_column_name=C.UNIQUE_ID, blocking_rules_to_generate_predictions=[], link_type="dedupe_only")
+    s.pop("source_dataset_column_name", None)
     exact = exact_u(slim, s)
     sampled: dict[str, list[float | None]] = {}
     sampled_pairs = 0
@@ -172,10 +180,16 @@ def _first_rule(scheme: SaltedScheme, columns: Sequence[str], *, contains: bool)
     raise ConfigError(f"no prediction rule {how} {sorted(columns)}: with salted tokens, training rules must fit the prediction rules")
 
 
-def estimate_lambda(tokens: DataFrame, scheme: SaltedScheme, rules: Sequence[Sequence[str] | str], recall: float, n_records: int) -> float:
+def estimate_lambda(
+    tokens: DataFrame, scheme: SaltedScheme, rules: Sequence[Sequence[str] | str], recall: float, n_records: int,
+    *, by_dataset: Mapping[str, int] | None = None,
+) -> float:
     """P(two random records match): pairs meeting any deterministic rule (counted once), over
     ``recall`` and all record pairs. Each rule is counted inside the blocks of the first
-    prediction rule within it (with equal salted tokens of its other fields)."""
+    prediction rule within it (with equal salted tokens of its other fields).
+
+    ``by_dataset`` (records per dataset; a ``link_only`` model): pairs of two datasets only,
+    over all the pairs across datasets."""
     if not 0 < recall <= 1:
         raise ConfigError(f"training.deterministic_recall must be in (0, 1], not {recall}")
     pairs = None
@@ -184,14 +198,34 @@ def estimate_lambda(tokens: DataFrame, scheme: SaltedScheme, rules: Sequence[Seq
         i = _first_rule(scheme, cols, contains=False)
         others = [scheme.salted_column(c[len(C.TOKEN_PREFIX):], i) for c in cols if c[len(C.TOKEN_PREFIX):] not in scheme.rules[i]]
         keys = [scheme.block_column(i), *others]
-        base = tokens.select(C.UNIQUE_ID, *keys).where(" AND ".join(f"{k} IS NOT NULL" for k in keys))
-        left = base.select(F.col(C.UNIQUE_ID).alias("a"), *keys)
-        right = base.select(F.col(C.UNIQUE_ID).alias("b"), *keys)
-        found = left.join(right, on=keys).where(F.col("a") < F.col("b")).select("a", "b")
+        source = [C.DATASET] if by_dataset is not None else []
+        base = tokens.select(C.UNIQUE_ID, *source, *keys).where(" AND ".join(f"{k} IS NOT NULL" for k in keys))
+        left = base.select(F.col(C.UNIQUE_ID).alias("a"), *[F.col(c).alias("a_source") for c in source], *keys)
+        right = base.select(F.col(C.UNIQUE_ID).alias("b"), *[F.col(c).alias("b_source") for c in source], *keys)
+        pair = F.col("a") < F.col("b")
+        if source:
+            pair = pair & (F.col("a_source") != F.col("b_source"))
+        found = left.join(right, on=keys, how="inner").where(pair).select("a", "b")
         pairs = found if pairs is None else pairs.unionByName(found)
     matched = 0 if pairs is None else int(pairs.distinct().count())
-    total = n_records * (n_records - 1) / 2
+    if by_dataset is None:
+        total = n_records * (n_records - 1) / 2
+    else:
+        total = (sum(by_dataset.values()) ** 2 - sum(n * n for n in by_dataset.values())) / 2
     return min(max(matched / recall / total, 1e-12), 0.5)
+
+
+def _rows_by_dataset(manifests: Sequence[TokenManifest]) -> dict[str, int]:
+    """Records per dataset (a link_only model), refused unless there are two or more datasets."""
+    rows: dict[str, int] = {}
+    for m in manifests:
+        rows[m.dataset] = rows.get(m.dataset, 0) + int(m.rows)
+    if len(rows) < 2:
+        raise TrainingError(
+            f"link_type link_only compares records of different datasets, but the token tables hold {len(rows)} dataset(s): "
+            "train on the token tables of two or more datasets"
+        )
+    return rows
 
 
 def _columns_of(rule_text: str) -> list[str]:
@@ -200,16 +234,25 @@ def _columns_of(rule_text: str) -> list[str]:
     return re.findall(r"\bl\.`?(tk_[a-z0-9_]+)`?", rule_text)
 
 
-def _block_pairs(long: DataFrame, rule: int, cap: float | None) -> int:
-    """Record pairs inside the blocks of ``rule`` (what an EM session there can see), capped like EM."""
-    sizes = long.where(F.col(RULE) == rule).groupBy(BLOCK).agg(F.count(F.lit(1)).cast("long").alias("n"))
-    pairs = int(sizes.agg(F.sum(F.col("n") * (F.col("n") - 1) / 2)).first()[0] or 0)
+def _block_pairs(long: DataFrame, rule: int, cap: float | None, *, cross_source: bool = False) -> int:
+    """Record pairs inside the blocks of ``rule`` (what an EM session there can see; ``cross_source``:
+    those across datasets), capped like EM."""
+    inside = long.where(F.col(RULE) == rule)
+    if cross_source:
+        by_source = inside.groupBy(BLOCK, C.DATASET).agg(F.count(F.lit(1)).cast("long").alias("n"))
+        sizes = by_source.groupBy(BLOCK).agg(F.sum("n").alias("n"), F.sum(F.col("n") * F.col("n")).alias("sq"))
+        pairs = int(sizes.agg(F.sum((F.col("n") * F.col("n") - F.col("sq")) / 2)).first()[0] or 0)
+    else:
+        sizes = inside.groupBy(BLOCK).agg(F.count(F.lit(1)).cast("long").alias("n"))
+        pairs = int(sizes.agg(F.sum(F.col("n") * (F.col("n") - 1) / 2)).first()[0] or 0)
     return int(min(pairs, cap)) if cap else pairs
 
 
-def long_frame(tokens: DataFrame, scheme: SaltedScheme, columns: Sequence[str]) -> DataFrame:
+def long_frame(tokens: DataFrame, scheme: SaltedScheme, columns: Sequence[str], *, with_dataset: bool = False) -> DataFrame:
     """One row per (record, rule it is blocked by): ``unique_id#i``, the rule, its block key and
-    the rule's salted tokens under the model's ``columns`` names, compacted to 64-bit integers."""
+    the rule's salted tokens under the model's ``columns`` names, compacted to 64-bit integers
+    (and the record's ``dataset``, ``with_dataset``)."""
+    source = [C.DATASET] if with_dataset else []
     parts = []
     for i in range(len(scheme.rules)):
         mapping = scheme.rule_columns(i)
@@ -217,6 +260,7 @@ def long_frame(tokens: DataFrame, scheme: SaltedScheme, columns: Sequence[str]) 
         parts.append(
             tokens.where(F.col(block).isNotNull()).select(
                 F.concat(F.col(C.UNIQUE_ID), F.lit(f"#{i}")).alias(C.UNIQUE_ID),
+                *source,
                 F.lit(i).alias(RULE),
                 F.xxhash64(block).alias(BLOCK),
                 *[F.when(F.col(mapping[c]).isNotNull(), F.xxhash64(mapping[c])).alias(c) for c in columns],
@@ -239,11 +283,15 @@ def train_salted(tokens: DataFrame, cfg: ModelConfig, manifests: Sequence[TokenM
     t = cfg.training
     timings: dict[str, float] = {}
     n_records = sum(int(m.rows) for m in manifests)
+    cross = cross_source(settings)
+    by_dataset = _rows_by_dataset(manifests) if cross else None
 
     start = time.perf_counter()
     u = pooled_u(manifests)
     fixed = with_fixed_u(settings, u)
-    lam = estimate_lambda(tokens, scheme, t.deterministic_rules, t.deterministic_recall, n_records) if t.deterministic_rules else None
+    lam = None
+    if t.deterministic_rules:
+        lam = estimate_lambda(tokens, scheme, t.deterministic_rules, t.deterministic_recall, n_records, by_dataset=by_dataset)
     if lam is not None:
         fixed["probability_two_random_records_match"] = lam
     timings["lambda_seconds"] = time.perf_counter() - start
@@ -252,8 +300,8 @@ def train_salted(tokens: DataFrame, cfg: ModelConfig, manifests: Sequence[TokenM
     columns = [C.token(f) for f in scheme.fields]
     fraction = 1.0 if not t.max_records or n_records <= t.max_records else t.max_records / n_records
     sample = tokens if fraction >= 1.0 else tokens.sample(fraction=fraction, seed=t.seed)
-    long = long_frame(sample, scheme, columns)
-    em_settings = {**fixed, "blocking_rules_to_generate_predictions": [f"l.{BLOCK} = r.{BLOCK}"]}
+    long = long_frame(sample, scheme, columns, with_dataset=cross)
+    em_settings = for_splink({**fixed, "blocking_rules_to_generate_predictions": [f"l.{BLOCK} = r.{BLOCK}"]})
     if t.backend == "duckdb":
         linker = Linker(DuckDBAPI().register(long.toArrow()), em_settings, log_level=logging.WARNING)
     else:
@@ -272,7 +320,7 @@ def train_salted(tokens: DataFrame, cfg: ModelConfig, manifests: Sequence[TokenM
         # session (inside the block they always agree); the block key does the blocking.
         sql = f"l.{BLOCK} = r.{BLOCK} AND " + rule_sql([C.token(f) for f in scheme.rules[i]])
         linker.training.estimate_parameters_using_expectation_maximisation(sql, max_pairs=t.em_max_pairs)
-        sessions.append({"rule": rule_sql(cols), "inside_prediction_rule": i, "sql": sql, "pairs": _block_pairs(long, i, t.em_max_pairs)})
+        sessions.append({"rule": rule_sql(cols), "inside_prediction_rule": i, "sql": sql, "pairs": _block_pairs(long, i, t.em_max_pairs, cross_source=cross)})
     timings["em_seconds"] = time.perf_counter() - start
 
     trained = linker.misc.save_model_to_json()

@@ -19,6 +19,8 @@ from pyspark.sql import functions as F
 
 from natlink.errors import ModelError
 
+LINK_TYPES = ("dedupe_only", "link_only", "link_and_dedupe")  # link_and_dedupe: every pair, as dedupe_only
+
 
 @dataclass(frozen=True)
 class CompiledModel:
@@ -28,6 +30,11 @@ class CompiledModel:
     columns: list[str]  # input columns the expressions read (without _l/_r)
     tf_columns: list[str]  # columns needing term-frequency lookups
     link_type: str
+
+    @property
+    def cross_source(self) -> bool:
+        """Only pairs of records from different datasets are scored (``link_only``)."""
+        return self.link_type == "link_only"
 
     @property
     def pair_columns(self) -> list[str]:
@@ -75,6 +82,8 @@ def compile_model(settings: dict[str, Any]) -> CompiledModel:
         st = SettingsCreator.from_path_or_dict(settings).get_settings("spark")
     except Exception as err:  # noqa: BLE001 - surface as a named error
         raise ModelError(f"model settings cannot be read by Splink: {type(err).__name__}") from None
+    if st._link_type not in LINK_TYPES:
+        raise ModelError(f"model settings: link_type must be one of {LINK_TYPES}, not {st._link_type!r}")
     comparisons = st.core_model_settings.comparisons
     parts = [_part_sql(cc) for cc in comparisons]
     mw, mp = _combine_prior_and_mws(

@@ -1,6 +1,13 @@
 """Splink settings from the model YAML (:mod:`natlink.config.model`), and the input check Splink lacks.
 
 Settings are backend-neutral JSON: the same model scores on Spark or DuckDB.
+
+Link types. natlink links one union of token tables, whose ``dataset`` column says where each
+record came from. ``dedupe_only`` compares every pair of the union; ``link_only`` only pairs of
+records from different datasets: the ``dataset`` column is Splink's source dataset column
+(:func:`for_splink`), and where natlink makes pairs itself it adds the same condition to the join
+(:func:`cross_source`). ``link_and_dedupe`` compares the same pairs as ``dedupe_only`` over one
+union and is read as it.
 """
 
 from __future__ import annotations
@@ -54,10 +61,31 @@ def _comparison_dict(spec: ComparisonSpec) -> dict[str, Any]:
     return {"output_column_name": spec.name, "comparison_levels": levels}
 
 
+LINK_ONLY = "link_only"
+
+
+def cross_source(settings: dict[str, Any]) -> bool:
+    """Whether the model compares only records of different datasets (``link_only``)."""
+    return settings.get("link_type", "dedupe_only") == LINK_ONLY
+
+
+def for_splink(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` as natlink hands them to Splink over one union of token tables: ``link_only``
+    with the union's ``dataset`` column as the source dataset column, ``link_and_dedupe`` as the
+    ``dedupe_only`` it equals there (Splink would otherwise want a column it names itself)."""
+    if cross_source(settings):
+        return {**settings, "source_dataset_column_name": C.DATASET}
+    if settings.get("link_type") == "link_and_dedupe":
+        return {key: value for key, value in settings.items() if key != "source_dataset_column_name"} | {"link_type": "dedupe_only"}
+    return settings
+
+
 def splink_settings(cfg: ModelConfig) -> dict[str, Any]:
     """The Splink settings dict (untrained) described by a model config."""
+    source = {"source_dataset_column_name": C.DATASET} if cfg.link_type == LINK_ONLY else {}
     return {
         "link_type": cfg.link_type,
+        **source,
         "unique_id_column_name": C.UNIQUE_ID,
         "comparisons": [_comparison_dict(spec) for spec in cfg.comparisons],
         "blocking_rules_to_generate_predictions": [rule_sql(r) for r in cfg.blocking_rules_for_prediction],
@@ -79,7 +107,7 @@ def required_columns(settings: dict[str, Any]) -> set[str]:
 
 def check_input(df: DataFrame, settings: dict[str, Any]) -> None:
     """Splink only warns about missing columns; natlink refuses before any Spark job."""
-    needed = required_columns(settings) | {C.UNIQUE_ID}
+    needed = required_columns(settings) | {C.UNIQUE_ID} | ({C.DATASET} if cross_source(settings) else set())
     missing = sorted(needed - set(df.columns))
     if missing:
         raise SchemaError(f"linkage input lacks columns {missing} required by the model; present: {sorted(df.columns)}")

@@ -4,6 +4,11 @@
    and fixed; Splink samples random pairs (``u_max_pairs``) for the other levels.
 2. lambda from deterministic rules; m by EM over two or more blocking rules (``em_max_pairs`` caps
    the pairs of each), on at most ``max_records`` records, in DuckDB under ``duckdb_memory_limit``.
+A ``link_only`` model is trained on pairs of records from different datasets only, in every step:
+exact u counts pairs across datasets, Splink (given the ``dataset`` column as its source dataset
+column) samples u, counts the deterministic rules' pairs for lambda and runs EM over them, and
+the pair counts checked and reported here are of those pairs.
+
 3. Every non-null level must then have m and u. One that training never saw stops it with
    :class:`UntrainedLevelError` (which level, in how many pairs, what to change), unless the model
    lists it in ``training.allow_unobserved``: then it gets the Jeffreys estimate 0.5 / (n + 1) for
@@ -23,15 +28,16 @@ from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from natlink import columns as C
 from natlink.config.model import ModelConfig, TrainingSpec
-from natlink.errors import ConfigError, EmptyTrainingRuleError, NatlinkError
+from natlink.errors import ConfigError, EmptyTrainingRuleError, NatlinkError, TrainingError
 from natlink.linkage.blocking import count_comparisons, parse_rule
 from natlink.linkage.engine import compact_columns
 from natlink.linkage.model_store import TrainedModel, parameter_table, save
 from natlink.linkage.model_store import load as load_model
-from natlink.linkage.settings import check_input, required_columns, rule_sql, splink_settings
+from natlink.linkage.settings import check_input, cross_source, for_splink, required_columns, rule_sql, splink_settings
 from natlink.linkage.completeness import TrainingEvidence, complete_levels
 from natlink.linkage.u_exact import exact_u
 from natlink.tokens.reader import as_manifests, load_tokens
@@ -55,13 +61,17 @@ def make_linker(df: DataFrame, settings: dict[str, Any] | str | Path, backend: s
         if temp_dir is not None:
             config["temp_directory"] = str(temp_dir)
         db = DuckDBAPI(connection=duckdb.connect(":memory:", config=config))
-        return Linker(db.register(df.toArrow()), settings, log_level=logging.WARNING)
+        return Linker(db.register(df.toArrow()), _splink(settings), log_level=logging.WARNING)
     from splink.backends.spark import SparkAPI
 
     # Measured on the demo (20k records, 2 cores): "parquet" 33 s vs "persist" 91 s for
     # predict + cluster + write, because persisted views are recomputed by later jobs.
     db_api = SparkAPI(spark_session=df.sparkSession, break_lineage_method="parquet")
-    return Linker(db_api.register(df), settings, log_level=logging.WARNING)
+    return Linker(db_api.register(df), _splink(settings), log_level=logging.WARNING)
+
+
+def _splink(settings: dict[str, Any] | str | Path) -> dict[str, Any] | str | Path:
+    return for_splink(settings) if isinstance(settings, dict) else settings
 
 
 def train(df: DataFrame, cfg: ModelConfig) -> TrainedModel:
@@ -82,8 +92,8 @@ def train(df: DataFrame, cfg: ModelConfig) -> TrainedModel:
         timings["u_exact_seconds"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        sample, sample_info = training_sample(population, t.max_records, t.seed)
-        em_pairs, em_columns = _check_training_rules(sample, t, sample_info)
+        sample, sample_info = training_sample(population, t.max_records, t.seed, cross_source=cross_source(settings))
+        em_pairs, em_columns = _check_training_rules(sample, t, sample_info, cross_source=cross_source(settings))
         timings["sample_seconds"] = time.perf_counter() - start
 
         fixed_settings, exact_levels = _with_exact_u(settings, exact)
@@ -96,8 +106,10 @@ def train(df: DataFrame, cfg: ModelConfig) -> TrainedModel:
             sample.unpersist()
         population.unpersist()
 
-    n = sample_info["sampled_records"]
-    evidence = TrainingEvidence(sample_info["records"], n, int(min(t.u_max_pairs, n * (n - 1) // 2)), em_pairs, em_columns, exact)
+    evidence = TrainingEvidence(
+        sample_info["records"], sample_info["sampled_records"], int(min(t.u_max_pairs, sample_info["sampled_pairs"])), em_pairs, em_columns, exact,
+        population_pairs=sample_info["pairs"] if cross_source(settings) else None,
+    )
     trained, floors = complete_levels(trained, cfg, evidence)
     sources = _sources(trained, exact_levels, floors)
     return TrainedModel(
@@ -145,21 +157,44 @@ def _estimate(linker, t: TrainingSpec, timings: dict[str, float], *, sampled_u_n
 
 
 def model_frame(df: DataFrame, settings: dict[str, Any]) -> DataFrame:
-    """unique_id and the model's columns, tokens compacted to 64-bit integers as for prediction."""
+    """unique_id (and, for link_only, dataset) and the model's columns, tokens compacted to 64-bit
+    integers as for prediction."""
     needed = sorted(required_columns(settings))
-    slim = df.select(C.UNIQUE_ID, *needed)
-    return slim.select(C.UNIQUE_ID, *compact_columns(slim, needed))
+    ids = [C.UNIQUE_ID, *([C.DATASET] if cross_source(settings) else [])]
+    slim = df.select(*ids, *needed)
+    return slim.select(*ids, *compact_columns(slim, needed))
 
 
-def training_sample(df: DataFrame, max_records: int | None, seed: int) -> tuple[DataFrame, dict]:
-    """``df`` sampled (seeded) to at most ``max_records`` records, cached."""
-    total = df.count()
+def training_sample(df: DataFrame, max_records: int | None, seed: int, *, cross_source: bool = False) -> tuple[DataFrame, dict]:
+    """``df`` sampled (seeded) to at most ``max_records`` records, cached. Its info holds the
+    record pairs of the population (``pairs``) and of the sample (``sampled_pairs``): every pair,
+    or with ``cross_source`` the pairs across datasets, refused unless the sample has two datasets."""
+    population = _sizes_by_dataset(df) if cross_source else {"": df.count()}
+    total = sum(population.values())
     fraction = 1.0 if not max_records or total <= max_records else max_records / total
     sample = df if fraction >= 1.0 else df.sample(fraction=fraction, seed=seed)
     if not sample.is_cached:
         sample = sample.cache()
-    info = {"records": total, "fraction": round(fraction, 6), "max_records": max_records, "sampled_records": sample.count()}
+    sampled = _sizes_by_dataset(sample) if cross_source else {"": sample.count()}
+    if cross_source and len(sampled) < 2:
+        raise TrainingError(
+            f"link_type link_only compares records of different datasets, but the training records come from "
+            f"{len(sampled)} dataset(s): train on the token tables of two or more datasets"
+        )
+    n = sum(sampled.values())
+    info = {"records": total, "fraction": round(fraction, 6), "max_records": max_records, "sampled_records": n,
+            "pairs": _pairs(population, cross_source), "sampled_pairs": _pairs(sampled, cross_source)}
     return sample, info
+
+
+def _sizes_by_dataset(df: DataFrame) -> dict[str, int]:
+    return {r[C.DATASET]: int(r["n"]) for r in df.groupBy(C.DATASET).agg(F.count(F.lit(1)).alias("n")).collect()}
+
+
+def _pairs(sizes: dict[str, int], cross_source: bool) -> int:
+    """Record pairs among groups of ``sizes``: all of them, or (``cross_source``) those across groups."""
+    n = sum(sizes.values())
+    return (n * n - sum(x * x for x in sizes.values())) // 2 if cross_source else n * (n - 1) // 2
 
 
 def _rule_columns(rule: str | list[str]) -> set[str]:
@@ -169,7 +204,9 @@ def _rule_columns(rule: str | list[str]) -> set[str]:
         return set(re.findall(r"\b[lr]\.`?([A-Za-z_][A-Za-z0-9_]*)", rule_sql(rule)))
 
 
-def _check_training_rules(sample: DataFrame, t: TrainingSpec, info: dict) -> tuple[dict[str, int | None], dict[str, set[str]]]:
+def _check_training_rules(
+    sample: DataFrame, t: TrainingSpec, info: dict, *, cross_source: bool = False
+) -> tuple[dict[str, int | None], dict[str, set[str]]]:
     """Pairs per EM rule in the sample (capped by em_max_pairs); a rule with none is refused up front,
     as are deterministic rules that all give none (lambda would be 0)."""
     rules = [*t.em_blocking_rules, *t.deterministic_rules]
@@ -179,7 +216,7 @@ def _check_training_rules(sample: DataFrame, t: TrainingSpec, info: dict) -> tup
             parsed[i] = parse_rule(rule)
         except ConfigError:
             pass  # raw SQL natlink cannot count: Splink reports it if it gives no pairs
-    counted = dict(zip(parsed, count_comparisons(sample, list(parsed.values()))))
+    counted = dict(zip(parsed, count_comparisons(sample, list(parsed.values()), cross_source=cross_source)))
     n_em = len(t.em_blocking_rules)
     em_pairs: dict[str, int | None] = {}
     for i, rule in enumerate(t.em_blocking_rules):
