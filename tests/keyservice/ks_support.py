@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from natlink import columns as C
 from natlink.config import load
 from natlink.config.keyservice import PUBLIC_KEY_PREFIX, KeyServiceClientConfig, KeyServiceConfig
 from natlink.keyservice import oprf
@@ -115,3 +116,10 @@ def make_setup(root: Path, *, limits: dict[str, dict] | None = None, port: int =
     return KeyServiceSetup(root, service_path, clients, encoding_ref)
 
 
+def groups(rows, column):
+    """The records grouped by their token in ``column`` (NULLs left out)."""
+    by_token: dict = {}
+    for r in rows:
+        if r[column] is not None:
+            by_token.setdefault(r[column], set()).add(r[C.RECORD_ID])
+    return sorted(sorted(g) for g in by_token.values())

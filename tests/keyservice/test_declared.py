@@ -23,6 +23,8 @@ from natlink.linkage import train
 from natlink.linkage.runs import completed_view
 from natlink.store import delta
 
+from ks_support import groups
+
 ROOT = project_root()
 DATASET = ROOT / "conf" / "datasets" / "febrl" / "febrl3.yaml"
 MODEL = ROOT / "conf" / "model_febrl.yaml"
@@ -138,14 +140,6 @@ def febrl_like(persons: int, seed: int) -> list[list[str]]:
             rows.append([f"rec-{p}-dup-{k}", *[dup[h] for h in HEADER[1:]]])
     return rows
 
-
-def groups(rows, column):
-    """The records grouped by their token in ``column`` (NULLs left out)."""
-    by_token: dict = {}
-    for r in rows:
-        if r[column] is not None:
-            by_token.setdefault(r[column], set()).add(r[C.RECORD_ID])
-    return sorted(sorted(g) for g in by_token.values())
 
 
 def partition(clusters):

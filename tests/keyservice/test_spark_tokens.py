@@ -18,7 +18,7 @@ from natlink.tokens.keys import KeyMaterial
 from natlink.tokens.encode import TOKEN_SPECS
 from natlink.tokens.salted import SaltedScheme, encode, inner_tokens
 
-from ks_support import ENCODING_KEY, MASTER_V1
+from ks_support import ENCODING_KEY, MASTER_V1, groups
 
 ROOT = project_root()
 MODEL_PATH = ROOT / "conf" / "model.yaml"  # the block-salted default
@@ -104,14 +104,6 @@ def test_unpinned_purposes_and_a_dead_service_are_named(spark, keyservice):
         with named_failures():
             out.collect()
 
-
-def groups(rows, column):
-    """The records grouped by their token in ``column`` (NULLs left out)."""
-    by_token: dict = {}
-    for r in rows:
-        if r[column] is not None:
-            by_token.setdefault(r[column], set()).add(r[C.RECORD_ID])
-    return sorted(sorted(g) for g in by_token.values())
 
 
 def test_both_modes_group_records_alike(spark, keyservice):
