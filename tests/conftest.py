@@ -53,6 +53,7 @@ LONGEST_FIRST = (
     "tests/test_cli.py",
     "tests/outputs/test_discover.py",
     "tests/linkage/test_link_faults.py",
+    "tests/linkage/test_link_only.py",
     "tests/provider/test_onboard.py",
     "tests/tokens/test_tokenise.py",
     "tests/store/test_delta_contract.py",
