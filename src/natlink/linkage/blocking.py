@@ -103,6 +103,17 @@ def agree(rule: Rule, left: str = "l", right: str = "r") -> Column:
     return reduce(lambda a, b: a & b, [F.col(f"{left}.{k}") == F.col(f"{right}.{k}") for k in rule.keys])
 
 
+def group_pairs(records: DataFrame, keys: Sequence[Any], *, cross_source: bool = False) -> DataFrame:
+    """One row per group of ``records`` by ``keys``, column ``pairs``: its record pairs, n choose 2,
+    or with ``cross_source`` only those across datasets, (n^2 - sum over its datasets of n_d^2) / 2."""
+    if cross_source:
+        by_source = records.groupBy(*keys, C.DATASET).agg(F.count(F.lit(1)).cast("long").alias("n"))
+        sizes = by_source.groupBy(*keys).agg(F.sum("n").alias("n"), F.sum(F.col("n") * F.col("n")).alias("sq"))
+        return sizes.select(((F.col("n") * F.col("n") - F.col("sq")) / 2).alias("pairs"))
+    sizes = records.groupBy(*keys).agg(F.count(F.lit(1)).cast("long").alias("n"))
+    return sizes.select((F.col("n") * (F.col("n") - 1) / 2).alias("pairs"))
+
+
 def count_comparisons(records: DataFrame, rules: Sequence[Rule], *, cross_source: bool = False) -> list[int]:
     """Upper bound of pairs per rule (sum over key groups of n choose 2), all rules in one job.
 
@@ -113,15 +124,8 @@ def count_comparisons(records: DataFrame, rules: Sequence[Rule], *, cross_source
         return []
     parts = []
     for i, rule in enumerate(rules):
-        keyed = records.where(_all_present(rule))
-        if cross_source:
-            by_source = keyed.groupBy(*rule.keys, C.DATASET).agg(F.count(F.lit(1)).cast("long").alias("n"))
-            sizes = by_source.groupBy(*rule.keys).agg(F.sum("n").alias("n"), F.sum(F.col("n") * F.col("n")).alias("sq"))
-            pairs = F.sum((F.col("n") * F.col("n") - F.col("sq")) / 2)
-        else:
-            sizes = keyed.groupBy(*rule.keys).agg(F.count(F.lit(1)).cast("long").alias("n"))
-            pairs = F.sum(F.col("n") * (F.col("n") - 1) / 2)
-        parts.append(sizes.agg(pairs.cast("long").alias("pairs")).select(F.lit(i).alias("rule"), "pairs"))
+        sizes = group_pairs(records.where(_all_present(rule)), rule.keys, cross_source=cross_source)
+        parts.append(sizes.agg(F.sum("pairs").cast("long").alias("pairs")).select(F.lit(i).alias("rule"), "pairs"))
     totals = {r["rule"]: r["pairs"] for r in reduce(DataFrame.unionByName, parts).collect()}
     return [int(totals.get(i) or 0) for i in range(len(rules))]
 

@@ -39,6 +39,7 @@ from pyspark.sql import functions as F
 from natlink import columns as C
 from natlink.config.model import ModelConfig
 from natlink.errors import ConfigError, EncodingMismatchError, ModelError, TrainingError
+from natlink.linkage.blocking import group_pairs
 from natlink.linkage.engine import compact_columns
 from natlink.linkage.model_store import TrainedModel, parameter_table
 from natlink.linkage.settings import cross_source, for_splink, rule_sql, splink_settings
@@ -237,14 +238,8 @@ def _columns_of(rule_text: str) -> list[str]:
 def _block_pairs(long: DataFrame, rule: int, cap: float | None, *, cross_source: bool = False) -> int:
     """Record pairs inside the blocks of ``rule`` (what an EM session there can see; ``cross_source``:
     those across datasets), capped like EM."""
-    inside = long.where(F.col(RULE) == rule)
-    if cross_source:
-        by_source = inside.groupBy(BLOCK, C.DATASET).agg(F.count(F.lit(1)).cast("long").alias("n"))
-        sizes = by_source.groupBy(BLOCK).agg(F.sum("n").alias("n"), F.sum(F.col("n") * F.col("n")).alias("sq"))
-        pairs = int(sizes.agg(F.sum((F.col("n") * F.col("n") - F.col("sq")) / 2)).first()[0] or 0)
-    else:
-        sizes = inside.groupBy(BLOCK).agg(F.count(F.lit(1)).cast("long").alias("n"))
-        pairs = int(sizes.agg(F.sum(F.col("n") * (F.col("n") - 1) / 2)).first()[0] or 0)
+    sizes = group_pairs(long.where(F.col(RULE) == rule), [BLOCK], cross_source=cross_source)
+    pairs = int(sizes.agg(F.sum("pairs")).first()[0] or 0)
     return int(min(pairs, cap)) if cap else pairs
 
 
