@@ -54,7 +54,7 @@ def test_comparable_settings_are_natlinks_on_plaintext_columns(peers, which):
         r.replace("tk_", "") for r in natlink["blocking_rules_to_generate_predictions"]]
     assert plain["link_type"] == {"generator": "dedupe_only", "febrl3": "dedupe_only", "febrl4": "link_only"}[which]
     if which == "generator":
-        assert plain["blocking_rules_to_generate_predictions"][1] == "l.dob = r.dob AND l.given_initial = r.given_initial"
+        assert plain["blocking_rules_to_generate_predictions"][1] == "l.dob = r.dob AND l.given_name = r.given_name"
     # The plaintext columns are the model's token columns, tk_ dropped.
     assert {peers.plain_name(c) for c in peers.token_columns(cfg)} >= {"dob", "dob_swapped"}
 

@@ -22,7 +22,7 @@ def test_uk_identifiers_give_the_default_model_s_shape():
     model, why = propose_model(BUILTIN, {"gp": full, "hes": {**full, "nhs_number": 0.6}})
     cfg = ModelConfig.model_validate(model)
     assert [c.name for c in cfg.comparisons] == list(BUILTIN)
-    assert cfg.blocking_rules_for_prediction == [["tk_nhs_number"], ["tk_dob", "tk_given_initial"],
+    assert cfg.blocking_rules_for_prediction == [["tk_nhs_number"], ["tk_dob", "tk_given_name"],
                                                  ["tk_family_name", "tk_dob"], ["tk_postcode", "tk_given_initial"]]
     assert cfg.training.deterministic_rules == [["tk_nhs_number", "tk_dob"]]
     assert cfg.training.em_blocking_rules == [["tk_nhs_number"], ["tk_dob"], ["tk_postcode"]]

@@ -360,11 +360,11 @@ def salted_report(spark, tmp_path_factory):
 @pytest.mark.slow  # tokenises, trains and links 3,000 persons again with conf/model.yaml
 def test_salted_every_slice_and_block_key_is_attacked(salted_report):
     # Each rule's slice of a compared field maps to that field; the (family name, date of birth) and
-    # (date of birth, initial) block keys to the joint distribution of their rule's fields.
+    # (date of birth, given name) block keys to the joint distribution of their rule's fields.
     assert salted_report.mapping["tk_given_name__r1"] == "given_name"
     assert salted_report.mapping["tk_family_name__r3"] == "family_name"
     assert salted_report.mapping["tk_block__r2"] == "family_name+dob"
-    assert salted_report.mapping["tk_block__r1"] == "dob+given_initial"
+    assert salted_report.mapping["tk_block__r1"] == "dob+given_name"
 
 
 @pytest.mark.slow

@@ -46,8 +46,9 @@ def _rows():
 
 def test_scheme_reads_the_model_and_refuses_unknown_fields():
     # The shipped rules: [family_name, dob], not [family_name, dob_year], whose block sizes named the
-    # commonest surnames (tests/privacy/test_attacks.py measures what block sizes name).
-    assert SHIPPED.rules == (("nhs_number",), ("dob", "given_initial"), ("family_name", "dob"), ("postcode", "given_initial"))
+    # commonest surnames (tests/privacy/test_attacks.py measures what block sizes name); [dob,
+    # given_name], not [dob, given_initial], whose blocks grow with the population (issue 18).
+    assert SHIPPED.rules == (("nhs_number",), ("dob", "given_name"), ("family_name", "dob"), ("postcode", "given_initial"))
     assert "sex" in SHIPPED.fields and "dob_swapped" in SHIPPED.fields
     assert len(SHIPPED.columns) == 4 * (1 + len(SHIPPED.fields))
     with pytest.raises(EncodingSpecError, match="no token spec"):

@@ -97,7 +97,7 @@ def propose_model(
     addresses = [n for n in usable if kinds[n].kind == "address"]
     rules: list[list[str]] = [[f"tk_{n}"] for n in ids]
     if dob_t and given:
-        rules.append([f"tk_{dob_t}", "tk_given_initial"])
+        rules.append([f"tk_{dob_t}", "tk_given_name"])  # as conf/model.yaml: an initial's blocks grow with the population
     if family and dob_t:
         rules.append(["tk_family_name", f"tk_{dob_t}"])  # as conf/model.yaml: with the year, surname classes chain
     if postcode and given:
