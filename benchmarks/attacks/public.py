@@ -107,7 +107,10 @@ def phonetics(spark, names: list[str]) -> pd.DataFrame:
     return out.toPandas()
 
 
-def person_block(spark, ref: dt.date, width: int, open_from: int) -> Block:
+def given_distribution(ref: dt.date) -> pd.DataFrame:
+    """P(sex, birth year, given name) (columns ``sex``, ``dob_year``, ``given_name``, ``w``): the birth
+    years and sexes of the age pyramid, each with the given names of its sex and birth era, a share
+    ``NICKNAME_MASS`` of a formal name's holders recorded under one of its nicknames."""
     years = birth_years(ref)
     given = _csv("given_names.csv")
     nick: dict[str, list[tuple[str, float]]] = {}
@@ -128,7 +131,11 @@ def person_block(spark, ref: dt.date, width: int, open_from: int) -> Block:
             part = years[(years["sex"] == sex) & (years["dob_year"] >= lo) & (years["dob_year"] < hi)]
             for year, wy in zip(part["dob_year"], part["w"]):
                 rows += [(sex, year, n, wy * p) for n, p in dist.items()]
-    df = pd.DataFrame(rows, columns=["sex", "dob_year", "given_name", "w"])
+    return pd.DataFrame(rows, columns=["sex", "dob_year", "given_name", "w"])
+
+
+def person_block(spark, ref: dt.date, width: int, open_from: int) -> Block:
+    df = given_distribution(ref)
     age = ref.year - 1 - df["dob_year"].to_numpy()  # whole years at the reference date (most birthdays)
     df["age_band"] = _band(age, width, open_from)
     ph = phonetics(spark, df["given_name"].unique().tolist()).set_index("name")
@@ -257,31 +264,45 @@ def _joint(blocks: list[Block], a: str, b: str) -> pd.DataFrame | None:
 
 def top_pairs(wa: np.ndarray, wb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (i, j) of the ``k`` largest products ``wa[i] * wb[j]`` (both arrays sorted in
-    descending order), without the whole cross product: a threshold t on the product is found by
-    bisection, the pairs >= t counted per ``i`` with a binary search in ``wb``; only those are built.
+    descending order), without the whole cross product (:func:`top_pairs_grouped`, one group).
     A (surname, date of birth) pair space has ~300M values, which a cross join holds in ~20 GB."""
-    if not len(wa) or not len(wb):
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    neg_b = -wb  # ascending, for searchsorted
+    _, ia, ib = top_pairs_grouped([(wa, wb)], k)
+    return ia, ib
 
-    def at_least(t: float) -> np.ndarray:  # per i: how many j pair with it at a product >= t
-        return np.searchsorted(neg_b, -(t / wa), side="right")
 
-    if len(wa) * len(wb) <= k:
-        take = np.full(len(wa), len(wb))
+def top_pairs_grouped(groups: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``k`` largest products ``wa[i] * wb[j]`` over groups ``(wa, wb)`` (each array sorted in
+    descending order; the pairs of a group are its cross product), largest first, as (group, i, j).
+    A threshold t on the product is found by bisection, the pairs >= t counted per ``i`` with a binary
+    search in ``wb``; only those are built. Zero masses are never taken.
+    A joint distribution that is a product within groups (P(given name, date) = P(date)
+    P(name | the date's year): a group a year) is ranked without building it."""
+    groups = [(wa[: np.count_nonzero(wa > 0)], wb[: np.count_nonzero(wb > 0)]) for wa, wb in groups]
+    groups = [(wa, wb) if len(wa) and len(wb) else (wa[:0], wb[:0]) for wa, wb in groups]
+
+    def at_least(t: float) -> list[np.ndarray]:  # per group and i: how many j pair with it at a product >= t
+        return [np.searchsorted(-wb, -(t / wa), side="right") for wa, wb in groups]
+
+    if sum(len(wa) * len(wb) for wa, wb in groups) <= k:
+        takes = [np.full(len(wa), len(wb)) for wa, wb in groups]
     else:
-        lo, hi = np.log(wa[-1] * wb[-1]), np.log(wa[0] * wb[0])
+        lo = np.log(min(wa[-1] * wb[-1] for wa, wb in groups if len(wa)))
+        hi = np.log(max(wa[0] * wb[0] for wa, wb in groups if len(wa)))
         for _ in range(100):
             mid = (lo + hi) / 2
-            if at_least(np.exp(mid)).sum() >= k:
+            if sum(t.sum() for t in at_least(np.exp(mid))) >= k:
                 lo = mid
             else:
                 hi = mid
-        take = at_least(np.exp(lo))
-    ia = np.repeat(np.arange(len(wa)), take)
-    ib = np.arange(take.sum()) - np.repeat(np.cumsum(take) - take, take)
-    order = np.argsort(-(wa[ia] * wb[ib]), kind="stable")[:k]
-    return ia[order], ib[order]
+        takes = at_least(np.exp(lo))
+    parts = []
+    for g, ((wa, wb), take) in enumerate(zip(groups, takes)):
+        i = np.repeat(np.arange(len(take)), take)
+        j = np.arange(take.sum()) - np.repeat(np.cumsum(take) - take, take)
+        parts.append((np.full(len(i), g), i, j, wa[i] * wb[j]))
+    g, ia, ib, w = (np.concatenate(x) for x in zip(*parts))
+    order = np.argsort(-w, kind="stable")[:k]
+    return g[order], ia[order], ib[order]
 
 
 def top_product(pa: pd.DataFrame, pb: pd.DataFrame, a: str, b: str, k: int) -> pd.DataFrame:

@@ -217,25 +217,68 @@ def test_top_pairs_of_two_independent_features_are_the_cross_products_top_withou
         assert len(joined) == len(top) and joined["w"].to_numpy() == pytest.approx(joined["w_full"].to_numpy())
 
 
-def test_the_shipped_rules_block_sizes_name_under_2_percent_of_surnames_where_surname_year_blocks_do_not():
+def test_top_pairs_by_group_are_the_top_of_all_groups_cross_products():
+    # P(given name, date) = P(date) P(name | the date's year) is a product within each year: the top k of
+    # the groups' cross products together (zero masses never taken), each pair's mass its product.
+    rng = np.random.default_rng(11)
+    for sizes, k in [([(30, 20), (5, 40), (1, 1)], 200), ([(3, 2), (2, 2)], 100), ([(50, 60), (40, 70)], 1000)]:
+        groups = [(-np.sort(-rng.dirichlet(np.ones(na))), -np.sort(-np.r_[rng.dirichlet(np.ones(nb)), 0.0])) for na, nb in sizes]
+        full = np.concatenate([np.outer(wa, wb[wb > 0]).ravel() for wa, wb in groups])
+        g, ia, ib = public.top_pairs_grouped(groups, k)
+        w = np.array([groups[x][0][i] * groups[x][1][j] for x, i, j in zip(g, ia, ib)])
+        assert len(w) == min(k, len(full)) and (w > 0).all() and (np.diff(w) <= 0).all()
+        assert w == pytest.approx(np.sort(full)[::-1][:k])
+        assert len(set(zip(g.tolist(), ia.tolist(), ib.tolist()))) == len(w)
+
+
+def test_the_shipped_rules_block_sizes_name_under_2_percent_of_names_where_surname_year_blocks_do_not():
     # A salted block key hides its value but not its block's size. For every prediction rule of
-    # conf/model.yaml on the family name and a date, the centre ranks the blocks of 100,000 persons
+    # conf/model.yaml on a name field and a date, the centre ranks the blocks of 100,000 persons
     # (drawn from its own public tables: exact knowledge) by size and names them after the most
-    # probable public (surname, date) pairs (benchmarks/bench_block_sizes.py). The shipped rules must
-    # name under 2% of records' surnames; the rule shipped before, [family_name, dob_year], named
-    # 4.6% here (3.8% in the attack suite), and must still be caught by this test.
+    # probable public (name, date) pairs (benchmarks/bench_block_sizes.py). The shipped rules must
+    # name under 2% of records' surnames or given names (an initial alone names no one: measured,
+    # not bounded); the rule shipped before, [family_name, dob_year], named 4.2% here (3.8% in the
+    # attack suite), and must still be caught by this test.
     import bench_block_sizes as sizes
 
     from natlink import config as cfgmod
     from natlink.config import ModelConfig
 
     rules = cfgmod.load(ROOT / "conf" / "model.yaml", ModelConfig).blocking_rules_for_prediction
-    family_rules = [[c.removeprefix("tk_") for c in r if c != "tk_family_name"] for r in rules if "tk_family_name" in r]
-    assert family_rules, "conf/model.yaml has no rule on the family name: update this test"
-    for other in family_rules:
-        assert len(other) == 1 and other[0] in sizes.DATE_FIELDS, f"measure the rule [family_name, {other}] in bench_block_sizes"
-        assert sizes.block_size_attack(100_000, other[0])["surname named by block size"] < 0.02
-    assert sizes.block_size_attack(100_000, "dob_year")["surname named by block size"] > 0.02
+    rules = [tuple(c.removeprefix("tk_") for c in r) for r in rules]
+    name_rules = [r for r in rules if any(f in sizes.NAMED for f in r) and any(f.startswith("dob") for f in r)]
+    assert any("family_name" in r for r in name_rules), "conf/model.yaml has no rule on the family name: update this test"
+    for rule in name_rules:
+        assert rule in sizes.RULES, f"measure the rule {list(rule)} in bench_block_sizes"
+        if "given_initial" not in rule:
+            assert sizes.block_size_attack(100_000, rule)["named by block size"] < 0.02, rule
+    assert sizes.block_size_attack(100_000, ("family_name", "dob_year"))["named by block size"] > 0.02
+
+
+def test_block_sizes_name_a_given_name_after_the_public_pairs_of_its_birth_year():
+    # Given names depend on the birth year: the attack ranks blocks against P(date) P(name | year), not a
+    # product of marginals. Names A=0, B=1; dates d0, d1 in year 0 (P 0.3 each), d2 in year 1 (P 0.4);
+    # P(A | year 0) = 0.9, P(B | year 1) = 0.8. Public pairs, most probable first: (B,d2) .32, (A,d0) .27,
+    # (A,d1) .27, (A,d2) .08, (B,d0) .03, (B,d1) .03: names B A A A B B. Blocks (id name * 3 + date) by
+    # size: (B,d2) 5, (A,d0) 4, (A,d2) 3, then (A,d1) 2 and (B,d0) 2 alike, (B,d1) 1 (not ranked).
+    # Named: 5 + 4 + 3, and the tie given {A, B} holds {A, B}: 2 records of the 4 in expectation: 14/17.
+    import bench_block_sizes as sizes
+
+    ids = np.array([1 * 3 + 2, 0 * 3 + 0, 0 * 3 + 2, 0 * 3 + 1, 1 * 3 + 0, 1 * 3 + 1])
+    counts = np.array([5, 4, 3, 2, 2, 1])
+    w_value, value_year = np.array([0.3, 0.3, 0.4]), np.array([0, 0, 1])
+    by_year = np.array([[0.9, 0.1], [0.2, 0.8]])
+    got = sizes.attack(ids, counts, w_value, by_year, value_year)
+    assert got == {"blocks": 6, "largest block": 5, "records in blocks of 2+": 16 / 17,
+                   "named by block size": pytest.approx(14 / 17)}
+    # The same share however the centre lists the keys (equal blocks are not told apart by their order)
+    perm = np.array([3, 5, 0, 4, 2, 1])
+    assert sizes.attack(ids[perm], counts[perm], w_value, by_year, value_year) == got
+    # Ignoring the year (the marginal P(A) = 0.62 for every date): pairs (A,d2) .248, (A,d0), (A,d1) .186,
+    # (B,d2) .152, (B,d0), (B,d1) .114: names A A A B B. (B,d2) is named A; 4 + 3, and the tie given
+    # {B, B} holds {A, B}: 2 of 4 records: 9/17.
+    marginal = np.array([[0.62, 0.38]])
+    assert sizes.attack(ids, counts, w_value, marginal, np.zeros(3, dtype=int))["named by block size"] == pytest.approx(9 / 17)
 
 
 def test_salted_tokens_and_block_keys_are_discovered_as_token_columns():
