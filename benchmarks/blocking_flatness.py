@@ -1,7 +1,7 @@
 """Do a model's prediction rules stay flat as the population grows? Comparisons and recall per rule, ONE table.
 
     python benchmarks/blocking_flatness.py --persons 100000 1000000
-    python benchmarks/blocking_flatness.py --persons 100000 1000000 --models conf/model.yaml conf/model_national.yaml
+    python benchmarks/blocking_flatness.py --persons 100000 1000000 --models conf/model.yaml conf/model_deterministic.yaml
 
 For each population of the generator (gp + hes raw files and truth, ``_common.prepare_raw``, cached)
 and each model's ``blocking_rules_for_prediction``, in DuckDB on the raw files normalised much as

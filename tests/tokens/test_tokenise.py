@@ -8,7 +8,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from natlink.store import delta
-from natlink.tokens import encode
+from natlink.tokens import encode, reader
 from natlink.errors import FingerprintMismatchError, NotTokenTableError, QuarantineReasonError, TokenTableChangedError
 from natlink.store import quarantine as Q
 from natlink.tokens.keys import KeyMaterial
@@ -142,6 +142,22 @@ def test_what_is_not_a_token_table_is_refused(spark, outputs, tmp_path, manifest
     miscounted = TokenManifest({**gp.data, "table": str(gp.table_path), "rows": 3}).save(tmp_path / "n.manifest.json", signer=manifest_signer)
     with pytest.raises(NotTokenTableError, match="manifest records 3"):
         read_token_tables(spark, [miscounted])
+
+
+def test_a_token_table_is_scanned_once_per_signed_content(spark, outputs, monkeypatch):
+    # Training, linking and evaluating read the same tables: the value scan runs once per process
+    # for the bytes a manifest is signed for (check_table_content verifies them at every read).
+    _, gp, _, _ = outputs
+    scans = []
+    real = reader.scan_token_table
+    monkeypatch.setattr(reader, "scan_token_table", lambda df, **kw: scans.append(kw["where"]) or real(df, **kw))
+    reader.forget_scans()
+    read_token_tables(spark, [gp])
+    read_token_tables(spark, [gp])
+    assert len(scans) == 1 and "dataset 'gp'" in scans[0]
+    reader.forget_scans()
+    read_token_tables(spark, [gp])
+    assert len(scans) == 2
 
 
 def test_token_tables_of_two_projects_share_no_token_and_are_not_read_together(spark, outputs, tmp_path):
