@@ -21,7 +21,8 @@ skew and stragglers on a real cluster add to it).
 With ``--national``, the inputs are bench_national.py's natlink rows (benchmarks/data/national/
 results.jsonl): records, comparisons per rule and the train + link seconds of the production path on
 the Spark engine at each measured size; the two largest sizes give the growth exponents and the cost
-model, and every measured size is a row of the table.
+model, and every measured size is a row of the table; the providers' onboarding + tokenise is
+projected from its core-seconds per record at the largest size.
 """
 
 from __future__ import annotations
@@ -57,17 +58,18 @@ def _counts(spark, records: int) -> tuple[int, list[int], list[str]]:
     return slim.num_rows, counts, [r.sql for r in rules]
 
 
-def _national_points(path: Path, model: str) -> list[tuple[int, list[int], float]]:
-    """(records, comparisons per rule, train + link seconds) per size measured by bench_national.py
-    (the latest natlink row of each size)."""
+def _national_points(path: Path, model: str) -> list[tuple[int, list[int], float, float]]:
+    """(records, comparisons per rule, train + link seconds, tokenise seconds) per size measured by
+    bench_national.py (the latest natlink row of each size)."""
     import json
 
-    points: dict[int, tuple[int, list[int], float]] = {}
+    points: dict[int, tuple[int, list[int], float, float]] = {}
     for line in path.read_text().splitlines():
         row = json.loads(line)
         if row.get("engine", "").startswith("natlink") and "comparisons_per_rule" in row and row.get("model", "conf/model.yaml") == model:
             seconds = row["steps"]["train"]["s"] + row["steps"]["link"]["s"]
-            points[row["records"]] = (row["records"], row["comparisons_per_rule"], seconds)
+            tokenise = sum(step["s"] for name, step in row["steps"].items() if name.startswith("tokenise"))
+            points[row["records"]] = (row["records"], row["comparisons_per_rule"], seconds, tokenise)
     return [points[n] for n in sorted(points)]
 
 
@@ -96,9 +98,10 @@ def main() -> None:
             parser.error(f"{args.national}: needs natlink rows at two sizes or more, has {len(points)}")
         model = cfgmod.load(ROOT / args.model, ModelConfig)
         names = [r if isinstance(r, str) else " AND ".join(f"l.{k} = r.{k}" for k in r) for r in model.blocking_rules_for_prediction]
-        measured = [(n, c) for n, c, _ in points]
-        (n1, c1, s1), (n2, c2, s2) = points[-2], points[-1]
+        measured = [(n, c) for n, c, _, _ in points]
+        (n1, c1, s1, _), (n2, c2, s2, t2) = points[-2], points[-1]
         args.spark_seconds = [s1, s2]
+        tokenise_core_s = t2 * args.measured_cores / n2  # per record, at the largest measured size
     else:
         if args.spark_seconds is None:
             parser.error("give --spark-seconds S_100K S_1M, or --national")
@@ -130,6 +133,12 @@ def main() -> None:
     for i, (name, e, a, b) in enumerate(zip(names, exponents, c1, c2)):
         print(f"rule {i} ({name}): {a:,} pairs at {n1:,} records, {b:,} at {n2:,}; growth exponent {e:.2f}")
     print(f"budget per rule (conf/link.yaml): {budget:,.0f} comparisons")
+    if args.national:
+        for p in args.persons:
+            n = round(p * RECORDS_PER_PERSON)
+            print(f"providers' onboarding + tokenise of {n:,} records at the rate measured at {n2:,} records "
+                  f"({1e3 * tokenise_core_s:.2f} core-ms per record): {n * tokenise_core_s / 3600:,.0f} core-hours in all, "
+                  "spread over the providers (federated)")
 
 
 if __name__ == "__main__":
