@@ -157,7 +157,8 @@ def run_natlink(persons: int, seed: int, memory: str, report: bool, model: str =
         "engine": "natlink (Spark)", "model": model, "persons": persons, "records": records, "app_ids": sorted(set(result.applications.values()) | {app_id}),
         "records_by_dataset": counts["records_by_dataset"], "spark_startup_s": round(startup, 1), "steps": per_step,
         "jvm_heap_peak_mb": heap, "comparisons_per_rule": counts["comparisons_per_rule"], "edges": counts["edges"],
-        "largest_cluster": int(largest), "cannot_link": counts.get("cannot_link"), "link_timings": result.link.timings,
+        "largest_cluster": int(largest), "cannot_link": counts.get("cannot_link"), "block_splits": counts.get("block_splits"),
+        "link_timings": result.link.timings,
         "pairwise": result.pairwise.as_dict(), "cluster": result.cluster.as_dict(), "load": load_avg(),
     }
 
@@ -171,7 +172,9 @@ def run_duckdb(persons: int, seed: int, memory_limit: str, model: str = "conf/mo
     from splink.clustering import cluster_pairwise_predictions_at_threshold
 
     from natlink import columns as C
-    from natlink.linkage import blocking, inprocess, scoring
+    from natlink import config as cfgmod
+    from natlink.config import LinkConfig
+    from natlink.linkage import block_splits, blocking, inprocess, scoring
     from natlink.tokens.salted import SaltedScheme
 
     work = workdir(persons, seed, model)
@@ -182,6 +185,9 @@ def run_duckdb(persons: int, seed: int, memory_limit: str, model: str = "conf/mo
     rules = blocking.rules_from_settings(settings, SaltedScheme.from_manifest(manifests[0]))
     columns = scoring.compile_model(settings).columns
     needed = blocking.physical_columns(rules, columns)
+    # natlink's link.split_large_blocks, in DuckDB SQL: the same split keys (block_splits.with_keys).
+    splits = block_splits.plan(rules, cfgmod.load(work / "link.yaml", LinkConfig).split_large_blocks)
+    rules = block_splits.split_rules(rules, splits)
     steps: dict[str, dict[str, float]] = {}
     with PeakMemory(interval=0.5) as mem:
         t = time.perf_counter()
@@ -199,6 +205,11 @@ def run_duckdb(persons: int, seed: int, memory_limit: str, model: str = "conf/mo
             # compact them) keeps the blocked pairs small; as strings, 100k persons took 8.8 GB.
             engine.con.register("bench_raw", pa.concat_tables(parts))
             hashed = ", ".join(f"CASE WHEN {c} IS NOT NULL THEN hash({c}) END AS {c}" for c in needed)
+            for sp in splits:
+                key = ", ".join(sp.rule.keys)
+                present = " AND ".join(f"{k} IS NOT NULL" for k in sp.rule.keys)
+                hashed += (f", CASE WHEN {present} THEN CASE WHEN count(*) OVER (PARTITION BY {key}) > {sp.above} "
+                           f"THEN hash({key}, 1, {', '.join(sp.by)}) ELSE hash({key}) END END AS {sp.key_column}")
             slim = engine.con.execute(f"SELECT {C.UNIQUE_ID}, {C.DATASET}, {C.RECORD_ID}, {hashed} FROM bench_raw").to_arrow_table()
             engine.con.unregister("bench_raw")
             del parts
@@ -326,7 +337,9 @@ def table_rows(rows: list[dict]) -> tuple[list[str], list[list]]:
         out.append([
             f"{r['persons']:,}", r["engine"], f"{n:,}", "; ".join(steps), f"{sum(s['s'] for k, s in r['steps'].items() if k not in ('generate', 'evaluate')):.0f}",
             f"{r['jvm_heap_peak_mb']:,.0f}" if "jvm_heap_peak_mb" in r else "-",
-            " / ".join(f"{c / n:.2f}" for c in r["comparisons_per_rule"]) + f" (sum {sum(r['comparisons_per_rule']) / n:.2f})",
+            " / ".join(f"{c / n:.2f}" for c in r["comparisons_per_rule"]) + f" (sum {sum(r['comparisons_per_rule']) / n:.2f})"
+            + "".join(f"; split {b['rule']} above {b['above']}: {b['blocks_split']:,} blocks, {b['pairs_not_compared'] / n:.2f}/record not compared"
+                      for b in r.get("block_splits") or []),
             f"{r['edges']:,}", r["largest_cluster"], " / ".join(_f(pw[k]) for k in ("precision", "recall", "f1")),
             " / ".join(_f(cl[k]) for k in ("precision", "recall", "f1")), r["load"],
         ])

@@ -13,6 +13,17 @@ RUN_ID = "run_id"
 NODE_ID = "node_id"  # a record's number within one link run (unique-id order); pairs carry node_id_l/_r
 CLUSTER_NODE = "cluster_node"  # a cluster's smallest node id: names it within one run
 RECORD_HASH = "record_hash"  # xxhash64 of a record's tokens: tells an incremental run what changed
+
+
+def block_size(rule: int) -> str:
+    """Records in a record's block of prediction rule ``rule`` (a link run's column, natlink.linkage.block_splits)."""
+    return f"block_size_r{rule}"
+
+
+def block_split(rule: int) -> str:
+    """A record's block key of prediction rule ``rule`` after its large blocks are split (a link run's column)."""
+    return f"block_split_r{rule}"
+
 REASON = "reason"
 
 # Canonical identifier columns (plaintext: exist only before tokenise)

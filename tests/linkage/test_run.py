@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from natlink.linkage import train
 from natlink.synth import generate as synth
 from natlink.synth.population import population as synthetic_population
 from natlink.config import DatasetConfig, LinkConfig, ModelConfig, project_root
+from natlink.config.link import BlockSplit
 from natlink.errors import BlockingBudgetError, FingerprintMismatchError
 from natlink.commands import tokenise_delivery
 from natlink.tokens import signing
@@ -301,6 +303,56 @@ def test_in_process_engine_gives_the_spark_engines_tables(spark, world):
     spill_parent = local_dir(spark) or tempfile.gettempdir()
     assert Path(spill_parent).is_dir()
     assert not glob.glob(str(Path(spill_parent) / "natlink-duckdb-*")), "DuckDB spill directory left behind"
+def test_large_blocks_split_counted_alike_on_both_engines_and_incrementally(spark, world):
+    """link.split_large_blocks: blocks of [tk_family_name, tk_dob_year] with more than 2 records
+    compared only within postcode districts. The counts equal a count by hand over the token
+    tables; Spark (a first run, then an incremental delivery) and the in-process engine (a full
+    run) count alike; the split only removes that rule's pairs, never adds an edge."""
+    t = world["tables"]
+    split = [BlockSplit(rule=["tk_family_name", "tk_dob_year"], above=2, by=["tk_postcode_district"])]
+    on_spark = LINK.model_copy(update={"split_large_blocks": split})
+    where = world["base"] / "S_split"
+    linkrun.run(spark, manifests=[t["gp"], t["hes_v1"]], model_path=world["model"], link_cfg=on_spark, tables=where, run_id="r1")
+    inc = linkrun.run(spark, manifests=[t["gp"], t["hes_v2"]], model_path=world["model"], link_cfg=on_spark, tables=where, run_id="r2")
+    assert inc.mode == "incremental"
+    auto = LinkConfig(threshold_match_probability=0.9, split_large_blocks=split)
+    full = linkrun.run(spark, manifests=[t["gp"], t["hes_v2"]], model_path=world["model"], link_cfg=auto, tables=where / "full", run_id="f")
+    assert (full.mode, full.counts["engine"]) == ("full", "in_process")
+
+    rows = [r.asDict() for m in (t["gp"], t["hes_v2"]) for r in delta.read(spark, str(m.table_path)).select(
+        "tk_family_name", "tk_dob_year", "tk_postcode_district").collect()]
+    blocks: dict = {}
+    for r in rows:
+        if r["tk_family_name"] is not None and r["tk_dob_year"] is not None:
+            blocks.setdefault((r["tk_family_name"], r["tk_dob_year"]), []).append(r["tk_postcode_district"])
+    large = [d for d in blocks.values() if len(d) > 2]
+    after = sum(sum(1 for _ in itertools.combinations([x for x in d if x == v], 2)) for d in large for v in set(d))
+    before = sum(len(d) * (len(d) - 1) // 2 for d in large)
+    expected = {"rule": "[tk_family_name, tk_dob_year]", "above": 2, "by": ["tk_postcode_district"], "blocks_split": len(large),
+                "records_in_them": sum(map(len, large)), "largest_block": max(map(len, large)), "pairs_before": before,
+                "pairs_after": after, "pairs_not_compared": before - after}
+    assert full.counts["block_splits"] == inc.counts["block_splits"] == [expected]
+    assert len(large) > 20 and before - after > 20
+
+    unsplit = world["runs"]["full"]
+    want = list(unsplit.counts["comparisons_per_rule"])
+    want[2] -= before - after
+    assert full.counts["comparisons_per_rule"] == want
+
+    def edges(path):
+        return {(r[0], r[1]): r[2] for r in delta.read(spark, str(path / "edges")).select("unique_id_l", "unique_id_r", "match_weight").collect()}
+
+    mine, theirs = edges(where / "full"), edges(world["b"])
+    assert mine.keys() <= theirs.keys() and all(abs(w - theirs[k]) < 1e-9 for k, w in mine.items())
+    agreement = evaluate.pairwise(
+        _clusters(spark, where).select(C.DATASET, C.RECORD_ID, C.PERSON_ID),
+        _clusters(spark, where / "full").select(C.DATASET, C.RECORD_ID, F.col(C.PERSON_ID).alias(C.TRUE_PERSON_ID)),
+    )
+    assert agreement.precision == 1.0 and agreement.recall >= 0.99, agreement
+    accuracy = evaluate.pairwise(_clusters(spark, where / "full").select(C.DATASET, C.RECORD_ID, C.PERSON_ID), world["truth"])
+    assert accuracy.f1 >= 0.95, accuracy
+
+
 @pytest.mark.slow
 def test_discovery_returns_exactly_the_datasets_truth_says(spark, world):
     b, truth = world["b"], world["truth"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from natlink.config.base import Frozen
 
@@ -35,6 +35,30 @@ class CannotLink(Frozen):
     max_component_edges: int = Field(2_000_000, ge=1)
 
 
+class BlockSplit(Frozen):
+    """A prediction rule whose blocks of more than ``above`` records are split by ``by``.
+
+    Comparisons per record of a rule grow with the population when its blocks do (a date of birth and
+    a common given name: more people share them as the population grows). A block of the rule with
+    more than ``above`` records (counted over the population being linked) is compared only within
+    its sub-blocks: records that also agree on ``by`` (model columns; on block-salted tables the
+    rule's own salted columns, so agreement is seen only inside the block, as before). Records
+    lacking ``by`` form one sub-block. Small blocks are compared whole. Every run counts the blocks
+    split, their records and the pairs not compared (:mod:`natlink.linkage.block_splits`).
+    """
+
+    rule: list[str] = Field(min_length=1)  # the prediction rule's columns, as the model lists them
+    above: int = Field(ge=2)
+    by: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _by_not_in_rule(self) -> "BlockSplit":
+        inside = sorted(set(self.by) & set(self.rule))
+        if inside:
+            raise ValueError(f"split_large_blocks {self.rule}: by {inside} is already a column of the rule; split by another column")
+        return self
+
+
 class LinkConfig(Frozen):
     threshold_match_probability: float = Field(0.9, gt=0, lt=1)
     max_comparisons_per_rule: float = 5e8
@@ -59,6 +83,8 @@ class LinkConfig(Frozen):
     discover_max_persons: int = Field(1, ge=1)
     # Clusters that do not chain: cannot-link rules and splitting a component at its weakest edges.
     cannot_link: CannotLink = Field(default_factory=CannotLink)
+    # Prediction rules whose large blocks are split (BlockSplit; counted in every run).
+    split_large_blocks: list[BlockSplit] = Field(default_factory=list)
 
     def declaring(self, datasets: Iterable["DatasetConfig"]) -> "LinkConfig":
         """This config with every dataset of ``datasets`` that declares ``one_row_per_person`` added to

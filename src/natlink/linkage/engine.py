@@ -28,6 +28,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from natlink.linkage import block_splits
 from natlink.linkage import blocking
 from natlink.linkage import clustering
 from natlink.linkage import constraints
@@ -58,6 +59,7 @@ class LinkResult:
     engine: str = "spark"
     n_edges: int = 0
     cannot_link: dict[str, int] = field(default_factory=dict)  # constraints.SplitCounts: components split, edges dropped, ...
+    block_splits: list[dict[str, Any]] = field(default_factory=list)  # block_splits.counts: large blocks split, pairs not compared
 
 
 def _compact(df: DataFrame, column: str) -> "F.Column":
@@ -95,6 +97,20 @@ def predict(records: DataFrame, model: scoring.CompiledModel, rules: list[blocki
     pairs = blocking.candidate_pairs(records, rules, [C.UNIQUE_ID, *model.pair_columns], cross_source=model.cross_source)
     keep = [f"{NODE}_l", f"{NODE}_r", f"{C.UNIQUE_ID}_l", f"{C.UNIQUE_ID}_r", "match_key"]
     return scoring.score(pairs, model, keep=keep, threshold_match_weight=scoring.probability_to_weight(threshold))
+
+
+def split_blocks(
+    df: DataFrame, rules: list[blocking.Rule], link_cfg: LinkConfig
+) -> tuple[DataFrame, list[blocking.Rule], list[block_splits.Split]]:
+    """``link_cfg.split_large_blocks`` applied: ``df`` with each split rule's block size and split key
+    (:func:`natlink.linkage.block_splits.with_keys`, not yet computed), the rules blocking on them."""
+    splits = block_splits.plan(rules, link_cfg.split_large_blocks)
+    if not splits:
+        return df, list(rules), []
+    missing = sorted({b for s in splits for b in s.by} - set(df.columns))
+    if missing:
+        raise ConfigError(f"link.split_large_blocks: the token tables lack columns {missing} to split blocks by")
+    return block_splits.with_keys(df, splits), block_splits.split_rules(rules, splits), splits
 
 
 def choose(link_cfg: LinkConfig, n_records: int) -> str:
@@ -137,12 +153,19 @@ def link(
             raise ConfigError(f"the salted token tables lack columns {missing} that the model reads")
     if n_records is None and link_cfg.engine == "auto":
         n_records = df.count()
+    df, rules, splits = split_blocks(df, rules, link_cfg)
+    extra = [*extra, *[s.size_column for s in splits]]
     if choose(link_cfg, n_records or 0) == "in_process":
-        return link_in_process(df, settings, model, rules, link_cfg, scratch, extra=extra, started=started)
-    records = prepare_records(df, model, rules, scratch, extra=extra)
-    prepared = time.perf_counter() - started
-    result = link_records(records, model, rules, link_cfg, scratch)
-    result.timings = {"prepare": prepared, **result.timings}
+        result = link_in_process(df, settings, model, rules, link_cfg, scratch, extra=extra, started=started)
+        result.block_splits = block_splits.counts(df, splits)
+    else:
+        records = prepare_records(df, model, rules, scratch, extra=extra)
+        prepared = time.perf_counter() - started
+        result = link_records(records, model, rules, link_cfg, scratch)
+        result.timings = {"prepare": prepared, **result.timings}
+        result.block_splits = block_splits.counts(records, splits)
+    if splits:
+        log.info("link: large blocks split: %s", block_splits.describe(result.block_splits))
     return result
 
 

@@ -124,8 +124,9 @@ class Engine:
         """
         settings = for_splink(settings)
         ids = [C.UNIQUE_ID, *([C.DATASET] if cross_source(settings) else [])]
-        if not any(r.columns for r in rules):
-            # The rules' keys too: a rule may block on a column no comparison reads.
+        if not any(r.columns or r.blocks_on for r in rules):
+            # The rules' keys too: a rule may block on a column no comparison reads. (A split rule,
+            # blocks_on set, blocks on a key Splink's settings do not name: predicted rule by rule.)
             keys = [k for r in rules for k in r.keys]
             return self._predict_view(settings, threshold_match_weight, [*ids, *dict.fromkeys([*columns, *keys])], None)
         parts = []

@@ -30,7 +30,7 @@ from pyspark.sql import functions as F
 from natlink import columns as C
 from natlink.config.link import LinkConfig
 from natlink.errors import FingerprintMismatchError, InputDataError, NatlinkError, ReconciliationError
-from natlink.linkage import blocking, carry, ids, incremental, model_store, run_identity, salted_training, scoring, writes
+from natlink.linkage import block_splits, blocking, carry, ids, incremental, model_store, run_identity, salted_training, scoring, writes
 from natlink.linkage import engine as link
 from natlink.linkage.runs import OUTPUT_TABLES, completed_runs
 from natlink.linkage.settings import check_input
@@ -193,11 +193,14 @@ def _link_run(spark, loaded, identity, link_cfg, tables, run_id, mode, history, 
     carried = carry.carried_ids(spark, carry_ids_from, inputs.tokens, inputs.fingerprint, history=history) if carry_ids_from else None
     timings: dict[str, float] = {}
     if _use_incremental(mode, inputs, history, link_cfg):
-        records = link.prepare_records(inputs.tokens, inputs.compiled, inputs.rules, scratch, extra=[C.RECORD_HASH])
+        tokens, rules, splits = link.split_blocks(inputs.tokens, inputs.rules, link_cfg)
+        records = link.prepare_records(tokens, inputs.compiled, rules, scratch, extra=[C.RECORD_HASH, *[s.size_column for s in splits]])
         timings["prepare"] = time.perf_counter() - t
         clusters, edges, events, counts = incremental.link_incremental(
-            spark, records, inputs.compiled, inputs.rules, link_cfg, tables, previous, run_id, timings, scratch
+            spark, records, inputs.compiled, rules, link_cfg, tables, previous, run_id, timings, scratch
         )
+        if splits:
+            counts["block_splits"] = block_splits.counts(records, splits)
         engine, run_mode = "spark", "incremental"
     else:
         linked = link.link(
@@ -242,6 +245,8 @@ def _full(spark, linked: link.LinkResult, tables: Path, previous, run_id: str, t
     clusters = linked.records.join(assignment.assigned, on=C.UNIQUE_ID, how="inner")
     timings["ids"] = time.perf_counter() - t
     counts = {"comparisons_per_rule": linked.comparisons_per_rule, "edges": linked.n_edges, "cannot_link": linked.cannot_link}
+    if linked.block_splits:
+        counts["block_splits"] = linked.block_splits
     return clusters, linked.edges, assignment.events, counts
 
 

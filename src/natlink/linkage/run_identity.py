@@ -38,7 +38,8 @@ __all__ = ["INPUT_FIELDS", "MODEL_FIELDS", "RunIdentity", "cannot_link_identity"
 # Fields of one input that must match for a rerun of the same run id ("table" is where it is read
 # from, informative only: a moved folder with the same content is the same input).
 INPUT_FIELDS = ("rows", "key_fingerprint", "schema_version", "delta_version", "content_id", "tokenise_run_id")
-MODEL_FIELDS = ("settings_hash", "threshold_match_probability", "cannot_link")
+MODEL_FIELDS = ("settings_hash", "threshold_match_probability", "cannot_link", "block_splits")
+_BEFORE_SPLITS = ("settings_hash", "threshold_match_probability", "cannot_link")
 # Cannot-link settings that change which records end in one cluster (max_component_edges only refuses).
 CANNOT_LINK_FIELDS = ("enabled", "nhs_number", "one_row_per_person")
 
@@ -52,7 +53,8 @@ class RunIdentity:
     def digest(self) -> str:
         canonical = json.dumps(
             {"inputs": [{k: i.get(k) for k in ("dataset", *INPUT_FIELDS)} for i in self.inputs],
-             "model": {k: self.model.get(k) for k in MODEL_FIELDS}},
+             # A field added later (block_splits) counts only when set: a run's digest from before stays its digest.
+             "model": {k: self.model.get(k) for k in MODEL_FIELDS if k in _BEFORE_SPLITS or self.model.get(k) is not None}},
             sort_keys=True, default=str,
         )
         return hashlib.sha256(canonical.encode()).hexdigest()[:32]
@@ -135,6 +137,8 @@ def identify(spark, manifests: Sequence[TokenManifest], model_path: str | Path, 
         "splink_version": meta.get("splink_version"),
         "threshold_match_probability": link_cfg.threshold_match_probability,
         "cannot_link": cannot_link_identity(link_cfg),
+        # None without splits: runs recorded before splits existed compare equal.
+        "block_splits": [split.model_dump() for split in link_cfg.split_large_blocks] or None,
     }
     return RunIdentity(inputs, model)
 

@@ -154,6 +154,8 @@ def _run_section(run: dict[str, Any], model_info: dict[str, Any]) -> dict[str, A
         "records": counts.get("records"),
         "persons": counts.get("persons"),
         "edges": counts.get("edges"),
+        "comparisons_per_rule": counts.get("comparisons_per_rule"),
+        "block_splits": counts.get("block_splits") or [],
         "timings": json.loads(run["timings"]),
     }
 

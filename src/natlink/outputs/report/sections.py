@@ -50,7 +50,23 @@ def _run(run: dict[str, Any]) -> str:
         ("key_fingerprint", "Key fingerprint (public)", run["key_fingerprint"]),
     ])
     timings = [{"step": k, "seconds": float(v)} for k, v in run["timings"].items()]
-    return section("run", facts + "<h3>Step timings (seconds)</h3>" + table([("step", "step"), ("seconds", "seconds", 1)], timings, row_key="step"))
+    body = facts + "<h3>Step timings (seconds)</h3>" + table([("step", "step"), ("seconds", "seconds", 1)], timings, row_key="step")
+    return section("run", body + _block_splits(run.get("block_splits") or [], run.get("comparisons_per_rule")))
+
+
+def _block_splits(splits: list[dict[str, Any]], comparisons: list[int] | None) -> str:
+    """Comparisons per prediction rule, and the large blocks split (link.split_large_blocks): never dropped unseen."""
+    html = ""
+    if comparisons:
+        rows = [{"rule": i, "comparisons": n} for i, n in enumerate(comparisons)]
+        html += "<h3>Comparisons per prediction rule</h3>" + table([("rule", "rule", 0), ("comparisons", "comparisons", 0)], rows, row_key="rule")
+    if splits:
+        rows = [{**s, "by": ", ".join(s["by"])} for s in splits]
+        columns = [("rule", "rule"), ("above", "split above (records)", 0), ("by", "by"), ("blocks_split", "blocks split", 0),
+                   ("records_in_them", "their records", 0), ("largest_block", "largest block", 0), ("pairs_before", "pairs before", 0),
+                   ("pairs_after", "pairs compared", 0), ("pairs_not_compared", "pairs not compared", 0)]
+        html += "<h3>Large blocks split</h3>" + table(columns, rows, row_key="rule", cls="block-splits")
+    return html
 
 
 _INPUT_COUNTS = ("rows_in", "quarantined_onboarding", "duplicates_collapsed", "quarantined_tokenise", "rows_linked", "records_in_clusters")
