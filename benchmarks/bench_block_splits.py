@@ -3,7 +3,7 @@ salted tokens of a bench_national run, against the truth. Prints one table.
 
     python benchmarks/bench_national.py --persons 3000000          # makes the tokens (once)
     python benchmarks/bench_block_splits.py --persons 1000000 3000000 \
-        --rules tk_dob,tk_given_name tk_family_name,tk_dob --by tk_postcode_district --above 4 6 8
+        --rules tk_dob,tk_given_name:tk_postcode_district tk_family_name,tk_dob:tk_given_initial --above 4 6 8
 
 Per size and limit (``none``: unsplit, as without split_large_blocks; else every rule of --rules
 split above it): comparisons per record per prediction rule and of all rules (pairs of each rule's
@@ -29,7 +29,7 @@ from _common import DATA, load_avg, print_table, spark_session  # noqa: E402
 DATASETS = ("gp", "hes")
 
 
-def measure(spark, persons: int, seed: int, split_rules: list[list[str]], by: list[str], limits: list[int | None]) -> list[dict]:
+def measure(spark, persons: int, seed: int, split_rules: list[tuple[list[str], list[str]]], limits: list[int | None]) -> list[dict]:
     from pyspark.sql import functions as F
 
     from natlink import columns as C
@@ -43,8 +43,8 @@ def measure(spark, persons: int, seed: int, split_rules: list[list[str]], by: li
     manifests = [json.loads((out / "tokens" / f"{d}.manifest.json").read_text()) for d in DATASETS]
     settings = json.loads((out / "model.json").read_text())
     rules = blocking.rules_from_settings(settings, SaltedScheme.from_manifest(manifests[0]))
-    indices = [next(i for i, r in enumerate(rules) if list(r.model_keys) == rule) for rule in split_rules]
-    by_cols = [rules[i].column(b) for i in indices for b in by]
+    indices = [next(i for i, r in enumerate(rules) if list(r.model_keys) == rule) for rule, _by in split_rules]
+    by_cols = [rules[i].column(b) for i, (_rule, by) in zip(indices, split_rules) for b in by]
     keys = list(dict.fromkeys([k for r in rules for k in r.keys] + by_cols))
     scratch = Scratch(spark)
     tables = [delta.read(spark, str(out / "tokens" / m["table"])).select(C.DATASET, C.RECORD_ID, *keys) for m in manifests]
@@ -67,7 +67,7 @@ def measure(spark, persons: int, seed: int, split_rules: list[list[str]], by: li
             for i in indices:
                 tag[(limit, i)] = rules[i].keys[0]
             continue
-        plan = block_splits.plan(rules, [BlockSplit(rule=r, above=limit, by=by) for r in split_rules])
+        plan = block_splits.plan(rules, [BlockSplit(rule=r, above=limit, by=by) for r, by in split_rules])
         keyed = block_splits.with_keys(keyed, plan)
         for sp in plan:
             tag[(limit, sp.index)] = f"k_{limit}_{sp.index}"
@@ -118,9 +118,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--persons", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--rules", nargs="+", default=["tk_dob,tk_given_name", "tk_family_name,tk_dob"],
-                        help="the prediction rules split (each its columns, comma-separated), all at each limit")
-    parser.add_argument("--by", nargs="+", default=["tk_postcode_district"])
+    parser.add_argument("--rules", nargs="+", default=["tk_dob,tk_given_name:tk_postcode_district", "tk_family_name,tk_dob:tk_given_initial"],
+                        help="the prediction rules split, each as its columns:the columns it is split by (comma-separated), all at each limit")
     parser.add_argument("--above", type=int, nargs="+", default=[4, 8, 16, 32])
     parser.add_argument("--driver-memory", default="6g")
     args = parser.parse_args()
@@ -128,8 +127,8 @@ def main() -> None:
     load_start, t = load_avg(), time.perf_counter()
     rows = []
     for persons in args.persons:
-        rows += measure(spark, persons, args.seed, [r.split(",") for r in args.rules], args.by, [None, *args.above])
-    print(f"\nbench_block_splits: rules {args.rules} split by {args.by}; load average at start {load_start}, at end {load_avg()}; "
+        rows += measure(spark, persons, args.seed, [(r.split(":")[0].split(","), r.split(":")[1].split(",")) for r in args.rules], [None, *args.above])
+    print(f"\nbench_block_splits: rules split (rule:by) {args.rules}; load average at start {load_start}, at end {load_avg()}; "
           f"{time.perf_counter() - t:.0f} s")
     headers = ["persons", "records", "split above", "comparisons/record per rule", "all rules/record", "blocks split",
                "pairs not compared/record", "union recall", "true pairs"]

@@ -110,6 +110,9 @@ def test_split_pairs_equal_brute_force_and_arrivals_see_the_same_pairs(spark, po
 def test_a_split_must_name_a_rule_of_the_model_once_and_a_column_outside_it():
     with pytest.raises(ConfigError, match=r"no prediction rule \['b'\]; its rules: \[\['a'\], \['b', 'c'\], \['a', 'd'\]\]"):
         block_splits.plan(RULES, [BlockSplit(rule=["b"], above=5, by=["d"])])
+    assert block_splits.applicable(RULES, [BlockSplit(rule=["b"], above=5, by=["d"]), BlockSplit(rule=["c", "b"], above=5, by=["d"]),
+                                           BlockSplit(rule=["b", "c"], above=5, by=["d"])]) == (
+        [BlockSplit(rule=["b", "c"], above=5, by=["d"])], [BlockSplit(rule=["b"], above=5, by=["d"]), BlockSplit(rule=["c", "b"], above=5, by=["d"])])
     twice = [BlockSplit(rule=["b", "c"], above=5, by=["d"]), BlockSplit(rule=["b", "c"], above=9, by=["a"])]
     with pytest.raises(ConfigError, match="named twice"):
         block_splits.plan(RULES, twice)

@@ -75,6 +75,13 @@ def plan(rules: Sequence[Rule], specs: Sequence[BlockSplit]) -> list[Split]:
     return out
 
 
+def applicable(rules: Sequence[Rule], specs: Sequence[BlockSplit]) -> tuple[list[BlockSplit], list[BlockSplit]]:
+    """``specs`` that name a prediction rule of ``rules``, and those that do not (conf/link.yaml serves
+    every model: a split of a rule another model lacks does not apply to this one)."""
+    known = {tuple(r.model_keys) for r in rules}
+    return [s for s in specs if tuple(s.rule) in known], [s for s in specs if tuple(s.rule) not in known]
+
+
 def split_rules(rules: Sequence[Rule], splits: Sequence[Split]) -> list[Rule]:
     """``rules`` with each split rule blocking on its split key (reading the same columns)."""
     by_index = {s.index: s for s in splits}

@@ -103,8 +103,12 @@ def split_blocks(
     df: DataFrame, rules: list[blocking.Rule], link_cfg: LinkConfig
 ) -> tuple[DataFrame, list[blocking.Rule], list[block_splits.Split]]:
     """``link_cfg.split_large_blocks`` applied: ``df`` with each split rule's block size and split key
-    (:func:`natlink.linkage.block_splits.with_keys`, not yet computed), the rules blocking on them."""
-    splits = block_splits.plan(rules, link_cfg.split_large_blocks)
+    (:func:`natlink.linkage.block_splits.with_keys`, not yet computed), the rules blocking on them.
+    A split of a rule this model lacks is logged and skipped (conf/link.yaml serves every model)."""
+    specs, elsewhere = block_splits.applicable(rules, link_cfg.split_large_blocks)
+    if elsewhere:
+        log.warning("link.split_large_blocks: this model has no prediction rule %s; not split", [s.rule for s in elsewhere])
+    splits = block_splits.plan(rules, specs)
     if not splits:
         return df, list(rules), []
     missing = sorted({b for s in splits for b in s.by} - set(df.columns))
