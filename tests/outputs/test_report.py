@@ -400,6 +400,18 @@ def test_no_plaintext_record_ids_person_ids_or_tokens(spark, world):
         assert not re.search(r"(?<![0-9a-fA-F])[0-9a-fA-F]{64}(?![0-9a-fA-F])", ours)
 
 
+def test_large_blocks_split_are_shown_with_the_pairs_not_compared(world):
+    """A run's block splits (runs row counts, link.split_large_blocks) are a table of the run section."""
+    _text, _p, data = page(world, "r2")
+    data["run"]["comparisons_per_rule"] = [1200, 3400]
+    data["run"]["block_splits"] = [{"rule": "[tk_dob, tk_given_name]", "above": 4, "by": ["tk_postcode_district"], "blocks_split": 17,
+                                    "records_in_them": 101, "largest_block": 9, "pairs_before": 333, "pairs_after": 40, "pairs_not_compared": 293}]
+    p = Page(report.render(data))
+    assert p.number("run", "1", "comparisons") == 3400
+    split = p.cells("run", "[tk_dob, tk_given_name]")
+    assert (split["by"], split["blocks_split"], split["pairs_after"], split["pairs_not_compared"]) == ("tk_postcode_district", "17", "40", "293")
+
+
 def test_refuses_to_render_token_like_text(world):
     _text, _p, data = page(world, "r2")
     data["notes"] = data["notes"] + ["a" * 64]
