@@ -58,15 +58,21 @@ def _counts(spark, records: int) -> tuple[int, list[int], list[str]]:
     return slim.num_rows, counts, [r.sql for r in rules]
 
 
-def _national_points(path: Path, model: str) -> list[tuple[int, list[int], float, float]]:
+def _splits_of(rows: list[dict] | None) -> list[tuple]:
+    """A run's (or conf/link.yaml's) block splits, comparable: (rule, above, by) sorted."""
+    return sorted((r["rule"], r["above"], tuple(r["by"])) for r in rows or [])
+
+
+def _national_points(path: Path, model: str, splits: list[tuple]) -> list[tuple[int, list[int], float, float]]:
     """(records, comparisons per rule, train + link seconds, tokenise seconds) per size measured by
-    bench_national.py (the latest natlink row of each size)."""
+    bench_national.py (the latest natlink row of each size run with ``splits``, conf/link.yaml's)."""
     import json
 
     points: dict[int, tuple[int, list[int], float, float]] = {}
     for line in path.read_text().splitlines():
         row = json.loads(line)
-        if row.get("engine", "").startswith("natlink") and "comparisons_per_rule" in row and row.get("model", "conf/model.yaml") == model:
+        if (row.get("engine", "").startswith("natlink") and "comparisons_per_rule" in row and row.get("model", "conf/model.yaml") == model
+                and _splits_of(row.get("block_splits")) == splits):
             seconds = row["steps"]["train"]["s"] + row["steps"]["link"]["s"]
             tokenise = sum(step["s"] for name, step in row["steps"].items() if name.startswith("tokenise"))
             points[row["records"]] = (row["records"], row["comparisons_per_rule"], seconds, tokenise)
@@ -93,9 +99,11 @@ def main() -> None:
     if args.national:
         from natlink.config import ModelConfig
 
-        points = _national_points(Path(args.national), args.model)
+        link_cfg = cfgmod.load(ROOT / "conf" / "link.yaml", LinkConfig)
+        splits = _splits_of([{"rule": "[" + ", ".join(b.rule) + "]", "above": b.above, "by": b.by} for b in link_cfg.split_large_blocks])
+        points = _national_points(Path(args.national), args.model, splits)
         if len(points) < 2:
-            parser.error(f"{args.national}: needs natlink rows at two sizes or more, has {len(points)}")
+            parser.error(f"{args.national}: needs natlink rows at two sizes or more run with conf/link.yaml's split_large_blocks, has {len(points)}")
         model = cfgmod.load(ROOT / args.model, ModelConfig)
         names = [r if isinstance(r, str) else " AND ".join(f"l.{k} = r.{k}" for k in r) for r in model.blocking_rules_for_prediction]
         measured = [(n, c) for n, c, _, _ in points]

@@ -327,6 +327,39 @@ def evaluate_cmd(
     _out().print(table)
 
 
+@app.command("blocking")
+def blocking_cmd(
+    manifest: list[Path] = MANIFESTS_OPTION,
+    model_path: Path = typer.Option(..., "--model", help="trained model JSON"),
+    truth: Path | None = typer.Option(None, help="truth table (Parquet: dataset, record_id, true_person_id); default: NHS-number pseudo-truth"),
+    config: Path = typer.Option(Path("conf/link.yaml"), help="link settings (split_large_blocks)"),
+    environment: Path | None = ENV_OPTION,
+    verbose: bool = VERBOSE_OPTION,
+) -> None:
+    """What each prediction rule costs (comparisons, largest blocks) and finds (recall, marginal recall)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from natlink import commands
+
+    got = _call(verbose, None, lambda: commands.blocking(manifest, model_path, link_config=config, truth=truth, environment=environment))
+    table = Table(title=f"prediction rules on {got['records']:,} records: {got['true_pairs']:,} true pairs ({got['judge']}), "
+                        f"blocking recall {_fmt(got['union_recall'])}, {got['comparisons_per_record']:.2f} comparisons per record")
+    for c in ("rule", "comparisons", "per record", "unsplit", "largest blocks", "recall", "marginal recall"):
+        table.add_column(c)
+    for r in got["rules"]:
+        table.add_row(escape(r["rule"]), f"{r['comparisons']:,}", f"{r['per_record']:.3f}", f"{r['comparisons_unsplit']:,}",
+                      ", ".join(map(str, r["largest_blocks"])), _fmt(r["recall"]), _fmt(r["marginal_recall"]))
+    _out().print(table)
+    for s in got["block_splits"]:
+        _out().print(f"{escape(s['rule'])}: {s['blocks_split']:,} blocks of more than {s['above']} records split by {', '.join(s['by'])} "
+                     f"({s['records_in_them']:,} records): {s['pairs_not_compared']:,} pairs not compared")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 @app.command()
 def report(
     run_id: str = typer.Argument(..., help="the link run to report on ('latest': the last completed run)"),

@@ -26,6 +26,7 @@ from natlink.linkage import model_store, train as training
 from natlink.linkage import pipeline
 from natlink.linkage import run as linkrun
 from natlink.linkage.runs import completed_runs, completed_view
+from natlink.outputs import blocking_report
 from natlink.outputs import case_study as case_study_mod
 from natlink.outputs import discover as disc
 from natlink.outputs import evaluate as evaluation
@@ -321,6 +322,15 @@ def evaluate(
     spark = spark_for("natlink-evaluate", environment)
     truth_df = spark.read.parquet(str(truth)) if truth else None
     return evaluation.sweep_job(spark, manifests=list(manifests), model_path=model_path, link_cfg=cfg, truth=truth_df)
+
+
+def blocking(manifests: Paths, model_path: str | Path, *, link_config: str | Path = "conf/link.yaml", truth: str | Path | None = None,
+             environment: str | Path | None = None) -> dict[str, Any]:
+    """Per prediction rule: comparisons, largest blocks, recall and marginal recall (natlink.outputs.blocking_report)."""
+    cfg = load(resolve(link_config), LinkConfig)
+    spark = spark_for("natlink-blocking", environment)
+    truth_df = spark.read.parquet(str(truth)) if truth else None
+    return blocking_report.analyse_job(spark, manifests=list(manifests), model_path=model_path, link_cfg=cfg, truth=truth_df)
 
 
 @_named_failures
