@@ -80,13 +80,26 @@ def needed_columns(model: scoring.CompiledModel, rules: list[blocking.Rule]) -> 
 
 
 def prepare_records(
-    tokens: DataFrame, model: scoring.CompiledModel, rules: list[blocking.Rule], scratch: Scratch, *, extra: Sequence[str] = ()
+    tokens: DataFrame,
+    model: scoring.CompiledModel,
+    rules: list[blocking.Rule],
+    scratch: Scratch,
+    *,
+    extra: Sequence[str] = (),
+    splits: Sequence[block_splits.Split] = (),
 ) -> DataFrame:
-    """node_id (in unique-id order), keys, the model's columns and ``extra``; materialised once."""
+    """node_id (in unique-id order), keys, the model's columns and ``extra``; materialised once.
+
+    ``splits`` (:func:`split_plan`; ``rules`` then block on their split keys): each split rule's
+    block size and split key are computed here, on the compacted 64-bit columns (the window that
+    counts block sizes shuffles those, not the token strings)."""
     if C.UNIQUE_ID not in tokens.columns:
         tokens = with_unique_id(tokens)
-    needed = needed_columns(model, rules)
+    made_here = {s.key_column for s in splits}
+    needed = [c for c in needed_columns(model, rules) if c not in made_here]
+    needed = list(dict.fromkeys([*needed, *[c for s in splits for c in (*s.rule.keys, *s.by)]]))
     slim = tokens.select(C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.REGION, *extra, *compact_columns(tokens, needed))
+    slim = block_splits.with_keys(slim, splits)
     # Term frequencies of the population being linked, joined before the sort: one materialisation
     # (after the sort, each frequency aggregate would recompute the sorted plan or need a second one).
     ordered = scoring.with_term_frequencies(slim, model).orderBy(C.UNIQUE_ID)
@@ -99,22 +112,29 @@ def predict(records: DataFrame, model: scoring.CompiledModel, rules: list[blocki
     return scoring.score(pairs, model, keep=keep, threshold_match_weight=scoring.probability_to_weight(threshold))
 
 
-def split_blocks(
-    df: DataFrame, rules: list[blocking.Rule], link_cfg: LinkConfig
-) -> tuple[DataFrame, list[blocking.Rule], list[block_splits.Split]]:
-    """``link_cfg.split_large_blocks`` applied: ``df`` with each split rule's block size and split key
-    (:func:`natlink.linkage.block_splits.with_keys`, not yet computed), the rules blocking on them.
-    A split of a rule this model lacks is logged and skipped (conf/link.yaml serves every model)."""
+def split_plan(
+    rules: list[blocking.Rule], link_cfg: LinkConfig, columns: Sequence[str]
+) -> tuple[list[blocking.Rule], list[block_splits.Split]]:
+    """``link_cfg.split_large_blocks`` on the model's ``rules`` over tables with ``columns``: the rules
+    blocking on their split keys, and the splits (:mod:`natlink.linkage.block_splits`). A split of a
+    rule this model lacks is logged and skipped (conf/link.yaml serves every model)."""
     specs, elsewhere = block_splits.applicable(rules, link_cfg.split_large_blocks)
     if elsewhere:
         log.warning("link.split_large_blocks: this model has no prediction rule %s; not split", [s.rule for s in elsewhere])
     splits = block_splits.plan(rules, specs)
-    if not splits:
-        return df, list(rules), []
-    missing = sorted({b for s in splits for b in s.by} - set(df.columns))
+    missing = sorted({b for s in splits for b in s.by} - set(columns))
     if missing:
         raise ConfigError(f"link.split_large_blocks: the token tables lack columns {missing} to split blocks by")
-    return block_splits.with_keys(df, splits), block_splits.split_rules(rules, splits), splits
+    return block_splits.split_rules(rules, splits), splits
+
+
+def split_blocks(
+    df: DataFrame, rules: list[blocking.Rule], link_cfg: LinkConfig
+) -> tuple[DataFrame, list[blocking.Rule], list[block_splits.Split]]:
+    """:func:`split_plan` with ``df`` given each split rule's block size and split key
+    (:func:`natlink.linkage.block_splits.with_keys`, not yet computed)."""
+    split, splits = split_plan(rules, link_cfg, df.columns)
+    return block_splits.with_keys(df, splits), split, splits
 
 
 def choose(link_cfg: LinkConfig, n_records: int) -> str:
@@ -157,13 +177,14 @@ def link(
             raise ConfigError(f"the salted token tables lack columns {missing} that the model reads")
     if n_records is None and link_cfg.engine == "auto":
         n_records = df.count()
-    df, rules, splits = split_blocks(df, rules, link_cfg)
-    extra = [*extra, *[s.size_column for s in splits]]
     if choose(link_cfg, n_records or 0) == "in_process":
-        result = link_in_process(df, settings, model, rules, link_cfg, scratch, extra=extra, started=started)
+        df, rules, splits = split_blocks(df, rules, link_cfg)
+        sizes = [s.size_column for s in splits]
+        result = link_in_process(df, settings, model, rules, link_cfg, scratch, extra=[*extra, *sizes], started=started)
         result.block_splits = block_splits.counts(df, splits)
     else:
-        records = prepare_records(df, model, rules, scratch, extra=extra)
+        rules, splits = split_plan(rules, link_cfg, df.columns)
+        records = prepare_records(df, model, rules, scratch, extra=extra, splits=splits)
         prepared = time.perf_counter() - started
         result = link_records(records, model, rules, link_cfg, scratch)
         result.timings = {"prepare": prepared, **result.timings}

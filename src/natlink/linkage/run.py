@@ -193,8 +193,8 @@ def _link_run(spark, loaded, identity, link_cfg, tables, run_id, mode, history, 
     carried = carry.carried_ids(spark, carry_ids_from, inputs.tokens, inputs.fingerprint, history=history) if carry_ids_from else None
     timings: dict[str, float] = {}
     if _use_incremental(mode, inputs, history, link_cfg):
-        tokens, rules, splits = link.split_blocks(inputs.tokens, inputs.rules, link_cfg)
-        records = link.prepare_records(tokens, inputs.compiled, rules, scratch, extra=[C.RECORD_HASH, *[s.size_column for s in splits]])
+        rules, splits = link.split_plan(inputs.rules, link_cfg, inputs.tokens.columns)
+        records = link.prepare_records(inputs.tokens, inputs.compiled, rules, scratch, extra=[C.RECORD_HASH], splits=splits)
         timings["prepare"] = time.perf_counter() - t
         clusters, edges, events, counts = incremental.link_incremental(
             spark, records, inputs.compiled, rules, link_cfg, tables, previous, run_id, timings, scratch
