@@ -21,6 +21,13 @@ against truth; then each run's stage seconds.
 
     python benchmarks/bench_incremental.py                      # 100k and 1M records
     python benchmarks/bench_incremental.py --records 100000 --delivery 0.05
+    python benchmarks/bench_incremental.py --national 10000000 --driver-memory 16g
+
+With ``--national PERSONS`` the token tables, the model and the link settings are those of
+``benchmarks/bench_national.py``'s last run at that size (block-salted ``conf/model.yaml`` tokens,
+its trained model, ``conf/link.yaml`` with the Spark engine and the large-block splits; run it
+first). The model is not trained again: a monthly rerun reuses the model it has. Step 4 is left
+out (at national sizes the configured engine is Spark, so it would repeat step 3).
 """
 
 from __future__ import annotations
@@ -42,7 +49,19 @@ def _persons_for(records: int) -> int:
     return max(1000, round(records / 1.855))  # as benchmarks/bench_link.py
 
 
-def run_size(records: int, delivery: float) -> dict:
+def national_inputs(persons: int, seed: int = 42) -> tuple[Path, Path, Path, Path, Path]:
+    """bench_national's run at ``persons``: (its workdir, token folder, model, link settings, truth)."""
+    from bench_national import workdir
+
+    work = workdir(persons, seed, "conf/model.yaml")
+    out = work / "out"
+    for need in (out / "tokens" / "gp.manifest.json", out / "tokens" / "hes.manifest.json", out / "model.json", work / "link.yaml"):
+        if not need.exists():
+            raise SystemExit(f"{need} is missing: run `python benchmarks/bench_national.py --persons {persons}` first")
+    return work, out / "tokens", out / "model.json", work / "link.yaml", DATA / f"p{persons}_s{seed}" / "truth"
+
+
+def run_size(records: int, delivery: float, national: int | None = None, memory: str = "8g") -> dict:
     from pyspark.sql import functions as F
 
     from natlink import columns as C
@@ -53,13 +72,19 @@ def run_size(records: int, delivery: float) -> dict:
     from natlink.linkage import train
     from natlink.tokens.manifest import TokenManifest
 
-    spark = spark_session()
-    out = prepare_tokens(spark, _persons_for(records))
-    work = DATA / f"_incremental_{records}"
+    spark = spark_session(memory=memory)
+    if national:
+        bench_signing()
+        _, tokens, model_path, link_yaml, truth_path = national_inputs(national)
+        work = DATA / f"_incremental_national_{national}"
+    else:
+        out = prepare_tokens(spark, _persons_for(records))
+        tokens, link_yaml, truth_path = out / "tokens", ROOT / "conf" / "link.yaml", out / "truth"
+        work = DATA / f"_incremental_{records}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    gp = TokenManifest.load(out / "tokens" / "gp.manifest.json")
-    hes = TokenManifest.load(out / "tokens" / "hes.manifest.json")
+    gp = TokenManifest.load(tokens / "gp.manifest.json")
+    hes = TokenManifest.load(tokens / "hes.manifest.json")
     buckets = round(1 / delivery)
     hes_df = delta.read(spark, str(hes.table_path))
     held = F.xxhash64(F.col(C.RECORD_ID)) % buckets == 0
@@ -69,9 +94,10 @@ def run_size(records: int, delivery: float) -> dict:
         work / "hes_v1.manifest.json", signer=bench_signing()
     )
 
-    mcfg = cfgmod.load(ROOT / "conf" / "model_deterministic.yaml", cfgmod.ModelConfig)
-    lcfg = cfgmod.load(ROOT / "conf" / "link.yaml", cfgmod.LinkConfig)
-    model_path = train.train_job(spark, manifests=[gp, hes_v1], cfg=mcfg, out_path=work / "model.json", overwrite=True)
+    lcfg = cfgmod.load(link_yaml, cfgmod.LinkConfig)
+    if not national:
+        mcfg = cfgmod.load(ROOT / "conf" / "model_deterministic.yaml", cfgmod.ModelConfig)
+        model_path = train.train_job(spark, manifests=[gp, hes_v1], cfg=mcfg, out_path=work / "model.json", overwrite=True)
 
     def timed(cfg=lcfg, **kw):
         t = time.perf_counter()
@@ -80,12 +106,16 @@ def run_size(records: int, delivery: float) -> dict:
 
     on_spark = lcfg.model_copy(update={"engine": "spark"})
     r1, r1_s = timed(manifests=[gp, hes_v1], tables=work / "A", run_id="r1", mode="full")
+    print(f"first run {r1_s:.0f} s", file=sys.stderr, flush=True)
     shutil.copytree(work / "A", work / "B")
-    shutil.copytree(work / "A", work / "C")
+    if not national:
+        shutil.copytree(work / "A", work / "C")
     # Incremental first: the later run of a session gains from a warm JVM, so this order favours full.
     r2, r2_s = timed(manifests=[gp, hes], tables=work / "A", run_id="r2", mode="incremental")
+    print(f"incremental run {r2_s:.0f} s", file=sys.stderr, flush=True)
     full, full_s = timed(on_spark, manifests=[gp, hes], tables=work / "B", run_id="r2", mode="full")
-    conf_full, conf_full_s = timed(manifests=[gp, hes], tables=work / "C", run_id="r2", mode="full")
+    print(f"full rerun {full_s:.0f} s", file=sys.stderr, flush=True)
+    conf_full, conf_full_s = (full, full_s) if national else timed(manifests=[gp, hes], tables=work / "C", run_id="r2", mode="full")
     assert (full.mode, r2.mode, conf_full.mode) == ("full", "incremental", "full"), (full.mode, r2.mode, conf_full.mode)
 
     def clusters(where: str):
@@ -98,8 +128,8 @@ def run_size(records: int, delivery: float) -> dict:
     inc, ref = clusters("A"), clusters("B")
     agreement = evaluate.pairwise(inc, ref.withColumnRenamed(C.PERSON_ID, C.TRUE_PERSON_ID))
     same_id = same_ids(inc, ref)
-    same_full = same_ids(clusters("C"), ref)
-    truth = spark.read.parquet(str(out / "truth"))
+    same_full = 1.0 if national else same_ids(clusters("C"), ref)
+    truth = spark.read.parquet(str(truth_path))
     f1_inc = evaluate.pairwise(inc, truth).f1
     f1_full = evaluate.pairwise(ref, truth).f1
     status = r2.counts["records_by_status"]
@@ -130,18 +160,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--delivery", type=float, default=0.02, help="share of hes records that arrive in delivery 2")
+    parser.add_argument("--national", type=int, help="persons of bench_national's last run: use its tokens, model and link settings")
+    parser.add_argument("--driver-memory", default="8g", help="spark.driver.memory (local mode: the one JVM)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print("RESULT " + json.dumps(run_size(args.one, args.delivery)), flush=True)
+        print("RESULT " + json.dumps(run_size(args.one, args.delivery, args.national, args.driver_memory)), flush=True)
         return
     rows = []
-    for records in args.records:
-        cmd = [sys.executable, __file__, "--one", str(records), "--delivery", str(args.delivery)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYSPARK_PYTHON": sys.executable})
+    for records in [args.national] if args.national else args.records:
+        cmd = [sys.executable, __file__, "--one", str(records), "--delivery", str(args.delivery), "--driver-memory", args.driver_memory,
+               *(["--national", str(args.national)] if args.national else [])]
+        # stderr (Spark's log, the progress lines) goes where this process's goes
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYSPARK_PYTHON": sys.executable})
         lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
         if proc.returncode != 0 or not lines:
-            rows.append({"records": records, "error": (proc.stderr or "")[-400:].replace("\n", " ")})
+            rows.append({"records": records, "error": f"exit code {proc.returncode}, no result (its stderr is above)"})
             continue
         rows.append(json.loads(lines[-1][len("RESULT "):]))
     headers = [
