@@ -69,7 +69,12 @@ def carried_ids(spark, carry_from: str | Path, tokens: DataFrame, fingerprint: s
         )
     last = runs[-1]
     old = RunView(spark, carry_from, last).table("clusters").select(C.DATASET, C.RECORD_ID, C.PERSON_ID)
-    matched = old.join(tokens.select(C.DATASET, C.RECORD_ID), on=[C.DATASET, C.RECORD_ID], how="inner").count()
+    # One pass over the old clusters: its records, and those among these inputs (records are unique by dataset and id).
+    present = tokens.select(C.DATASET, C.RECORD_ID, F.lit(1).alias("__here"))
+    tally = old.join(present, on=[C.DATASET, C.RECORD_ID], how="left").agg(
+        F.count(F.lit(1)).alias("records"), F.count("__here").alias("matched")
+    ).first()
+    records, matched = int(tally["records"]), int(tally["matched"])
     if matched == 0:
         raise CarryIdsError(
             f"--carry-ids-from {carry_from}: none of the records of its run {last[C.RUN_ID]!r} is among these inputs "
@@ -80,7 +85,7 @@ def carried_ids(spark, carry_from: str | Path, tokens: DataFrame, fingerprint: s
         "from": str(carry_from),
         C.RUN_ID: last[C.RUN_ID],
         "key_fingerprint": last["key_fingerprint"],
-        "records": old.count(),
+        "records": records,
         "records_matched": matched,
     }
     return CarriedIds(previous, info)
