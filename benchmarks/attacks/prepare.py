@@ -88,11 +88,32 @@ def prepare(spark, out: Path, persons: int, seed: int = 42, encoding: str = "det
     out = Path(out)
     prepared = Prepared(out, persons, seed, encoding)
     steps = [("_READY_tokens", _tokenise), ("_READY_linked", _link), ("_READY_extracts", _extract)]
+    stale = False
     for marker, step in steps:
-        if not (out / marker).exists():
+        # A marker holds the digest of the settings its step read; another digest (or an earlier
+        # step made again) makes the step run again rather than attack outputs of other settings.
+        made = (out / marker).read_text() if (out / marker).exists() else None
+        if stale or made != step_digest(marker, prepared):
             step(spark, prepared)
-            (out / marker).write_text("ok")
+            (out / marker).write_text(step_digest(marker, prepared))
+            stale = True
     return prepared
+
+
+def step_digest(marker: str, prepared: Prepared) -> str:
+    """The settings files a step reads, as one digest: the model (the salts, the tokens' scheme)
+    for every step, then conf/link.yaml for linking, then the two projects for the extracts."""
+    import hashlib
+
+    files = [prepared.model_config, *(ROOT / "conf" / "datasets" / f"{d}.yaml" for d in DATASETS)]
+    if marker != "_READY_tokens":
+        files.append(ROOT / "conf" / "link.yaml")
+    if marker == "_READY_extracts":
+        files += [HERE / "projects" / f"{p}.yaml" for p in PROJECTS]
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return "settings sha256 " + digest.hexdigest()
 
 
 def _tokenise(spark, prepared: Prepared) -> None:
