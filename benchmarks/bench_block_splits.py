@@ -35,6 +35,7 @@ def measure(spark, persons: int, seed: int, split_rules: list[tuple[list[str], l
     from natlink import columns as C
     from natlink.config.link import BlockSplit
     from natlink.linkage import block_splits, blocking
+    from natlink.outputs import blocking_report
     from natlink.spark.scratch import Scratch
     from natlink.store import delta
     from natlink.tokens.salted import SaltedScheme
@@ -76,32 +77,19 @@ def measure(spark, persons: int, seed: int, split_rules: list[tuple[list[str], l
             keyed = keyed.withColumnRenamed(sp.size_column, size) if size not in keyed.columns else keyed.drop(sp.size_column)
     keyed = scratch.materialise(keyed, "keyed")
 
-    # True pairs, each once, with both sides' keys.
-    side = keyed.select(C.TRUE_PERSON_ID, C.NODE_ID, *dict.fromkeys([*keys, *tag.values()]))
-    left = side.select(*[F.col(c).alias(f"{c}_l") for c in side.columns])
-    right = side.select(*[F.col(c).alias(f"{c}_r") for c in side.columns])
-    true_pairs = scratch.materialise(
-        left.join(right, (F.col(f"{C.TRUE_PERSON_ID}_l") == F.col(f"{C.TRUE_PERSON_ID}_r")) & (F.col(f"{C.NODE_ID}_l") < F.col(f"{C.NODE_ID}_r"))),
-        "true_pairs",
-    )
-
-    def agree(cols):
-        return reduce(lambda a, b: a & b, [F.coalesce(F.col(f"{c}_l") == F.col(f"{c}_r"), F.lit(False)) for c in cols])
+    # True pairs, each once, with both sides' keys; per limit, those the union of the rules makes.
+    pairs = blocking_report.true_pairs(keyed, list(dict.fromkeys([*keys, *tag.values()])), scratch)
 
     def rules_at(limit):
         return [blocking.Rule((tag[(limit, i)],)) if i in indices else r for i, r in enumerate(rules)]
 
-    aggs = [F.count(F.lit(1)).alias("true_pairs")]
-    for limit in limits:
-        union = reduce(lambda a, b: a | b, [agree(r.keys) for r in rules_at(limit)])
-        aggs.append(F.sum(union.cast("long")).alias(f"union_{limit}"))
-    recall = true_pairs.agg(*aggs).first()
+    recall = {limit: blocking_report.pair_recall(pairs, rules_at(limit), None) for limit in limits}
 
     rows = []
     for limit in limits:
         counts = blocking.count_comparisons(keyed, rules_at(limit))
         row = {"persons": persons, "records": n, "above": limit, "per_rule": [c / n for c in counts], "all_per_record": sum(counts) / n,
-               "union_recall": recall[f"union_{limit}"] / recall["true_pairs"], "true_pairs": recall["true_pairs"], "not_compared": 0, "blocks_split": 0}
+               "union_recall": recall[limit]["union"] / recall[limit]["true_pairs"], "true_pairs": recall[limit]["true_pairs"], "not_compared": 0, "blocks_split": 0}
         if limit is not None:
             for i in indices:
                 large = keyed.where(F.col(f"size_{i}") > limit)

@@ -64,9 +64,9 @@ def analyse(
         before = blocking.count_comparisons(records, rules)
         after = blocking.count_comparisons(records, split)
         largest = _largest_blocks(records, rules, top)
-        pairs = _true_pairs(records, keys, scratch)
+        pairs = true_pairs(records, keys, scratch)
         without = next((i for i, r in enumerate(rules) if truth is None and r.model_keys == (C.token(C.NHS_NUMBER),)), None)
-        found = _recall(pairs, split, without)
+        found = pair_recall(pairs, split, without)
         split_counts = block_splits.counts(records, splits)
     total = found["true_pairs"]
     out_rules = []
@@ -98,8 +98,9 @@ def _largest_blocks(records: DataFrame, rules: list[blocking.Rule], top: int) ->
     return [sorted(got[i], reverse=True) for i in range(len(rules))]
 
 
-def _true_pairs(records: DataFrame, keys: list[str], scratch: Scratch) -> DataFrame:
-    """Every pair of records of one true person (each once), with both sides' keys."""
+def true_pairs(records: DataFrame, keys: list[str], scratch: Scratch) -> DataFrame:
+    """Every pair of ``records`` of one true person (each once), with both sides' ``keys`` (``<key>_l``,
+    ``<key>_r``), materialised in ``scratch``: the input of :func:`pair_recall`."""
     side = records.where(F.col(C.TRUE_PERSON_ID).isNotNull()).select(C.TRUE_PERSON_ID, C.NODE_ID, *keys)
     left = side.select(*[F.col(c).alias(f"{c}_l") for c in side.columns])
     right = side.select(*[F.col(c).alias(f"{c}_r") for c in side.columns])
@@ -107,7 +108,7 @@ def _true_pairs(records: DataFrame, keys: list[str], scratch: Scratch) -> DataFr
     return scratch.materialise(left.join(right, same), "blocking_true_pairs")
 
 
-def _recall(pairs: DataFrame, rules: list[blocking.Rule], without: int | None) -> dict[str, int]:
+def pair_recall(pairs: DataFrame, rules: list[blocking.Rule], without: int | None) -> dict[str, int]:
     """True pairs in all, made by each rule, made by each rule alone (``without``'s pairs not counted
     as another rule's), and made by any rule."""
 
