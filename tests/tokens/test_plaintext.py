@@ -120,3 +120,28 @@ def test_the_reader_checks_every_row_not_a_sample(spark, tmp_path, manifest_sign
     manifest = TokenManifest({**data, "delta_version": written.version}).save(tmp_path / "gp.manifest.json", signer=manifest_signer)
     with pytest.raises(IdentifierInEventColumnError, match="column 'record_id': 20000 valid NHS numbers"):
         read_token_tables(spark, [manifest])
+
+
+def test_the_token_scan_refuses_every_kind_of_non_token_and_counts_values(spark):
+    """Two tokens in one value, an empty string, upper case or a wrong length is refused, NULLs
+    pass, and the message counts values."""
+    from natlink.tokens.plaintext import scan_token_table
+
+    t16, t32, t64 = "0123456789abcdef", "0123456789abcdef" * 2, "0123456789abcdef" * 4
+    good = [(t16, t32, t64), (None, None, None), (t16, None, t64), (None, t16, None)]
+    for row in good:
+        scan_token_table(spark.createDataFrame([row], "a string, b string, c string"), tokens=["a", "b", "c"], kept=[], where="t")
+    bad = [
+        (f"{t16},{t16}", None, None),  # two tokens in one value
+        (f"{t16},{t16}", t16, t16),
+        ("", None, None),
+        (t16.upper(), None, None),
+        (t16 + "0", None, None),
+        (t16, "ANN", t64),
+    ]
+    for row in bad:
+        with pytest.raises(NotTokenTableError, match="1 values in token columns are not hex tokens"):
+            scan_token_table(spark.createDataFrame([row], "a string, b string, c string"), tokens=["a", "b", "c"], kept=[], where="t")
+    with pytest.raises(NotTokenTableError, match="3 values in token columns are not hex tokens"):
+        scan_token_table(spark.createDataFrame([("x", "y", t16), (t16, None, "z"), good[0]], "a string, b string, c string"),
+                         tokens=["a", "b", "c"], kept=[], where="t")
