@@ -174,21 +174,3 @@ def test_token_tables_of_two_projects_share_no_token_and_are_not_read_together(s
         read_token_tables(spark, [made["alpha"], made["beta"]])
     with pytest.raises(FingerprintMismatchError, match="project beta"):
         read_token_tables(spark, [gp, made["beta"]])
-
-
-def test_unique_record_ids_skip_the_duplicate_shuffle_and_give_the_same_tokens(spark, outputs, tmp_path):
-    """Onboarding's output has unique record ids: with ``record_ids_unique`` the duplicate check
-    (a shuffle of every record id) is left out of the plan, and tokens and counts are unchanged."""
-    from natlink.tokens.tokenise import tokenise_frame
-
-    unique = clean(spark, "gp").where(F.col("record_id").isNull() | (F.col("record_id") != "3"))
-    checked, _, checked_counts = tokenise_frame(unique, KEY, event_columns=["event_date"])
-    trusted, _, trusted_counts = tokenise_frame(unique, KEY, event_columns=["event_date"], record_ids_unique=True)
-    plan = lambda df: df._jdf.queryExecution().executedPlan().toString()  # noqa: E731
-    assert "Exchange hashpartitioning(record_id" in plan(checked)
-    assert "Exchange hashpartitioning(record_id" not in plan(trusted)
-    assert sorted(map(tuple, trusted.collect())) == sorted(map(tuple, checked.collect()))
-    counts = lambda df: {r["reason"]: r["rows"] for r in df.collect()}  # noqa: E731
-    assert counts(trusted_counts) == counts(checked_counts) == {None: 2, "missing_record_id": 1, "no_usable_identifier": 1}
-    manifest = tokenise_dataset(spark, unique, KEY, dataset="gp", out_dir=tmp_path, event_columns=["event_date"], record_ids_unique=True)
-    assert (manifest.data["rows_in"], manifest.data["rows"]) == (4, 2)

@@ -68,24 +68,17 @@ def _check_jvm_casing(spark) -> None:
         )
 
 
-def _mark(clean: DataFrame, kinds: Mapping[str, IdentifierKind] | None = None, *, record_ids_unique: bool = False) -> DataFrame:
-    """Adds the quarantine reason of stage ``tokenise`` (NULL for rows that are tokenised).
-
-    ``record_ids_unique``: the caller guarantees no record id occurs twice (onboarding's output:
-    it quarantines conflicting duplicates and collapses identical ones), so the duplicate check,
-    a shuffle of every record id per job that reads the frame, is left out."""
+def _mark(clean: DataFrame, kinds: Mapping[str, IdentifierKind] | None = None) -> DataFrame:
+    """Adds the quarantine reason of stage ``tokenise`` (NULL for rows that are tokenised)."""
     identifiers = [c for c in (C.IDENTIFIERS if kinds is None else kinds) if c in clean.columns]
-    if record_ids_unique:
-        joined = clean.withColumn("__dup", F.lit(None).cast("boolean"))
-    else:
-        duplicated = (
-            clean.where(F.col(C.RECORD_ID).isNotNull())
-            .groupBy(C.RECORD_ID)
-            .agg(F.count(F.lit(1)).alias("__n"))
-            .where(F.col("__n") > 1)
-            .select(F.col(C.RECORD_ID), F.lit(True).alias("__dup"))
-        )
-        joined = clean.join(duplicated, on=C.RECORD_ID, how="left")
+    duplicated = (
+        clean.where(F.col(C.RECORD_ID).isNotNull())
+        .groupBy(C.RECORD_ID)
+        .agg(F.count(F.lit(1)).alias("__n"))
+        .where(F.col("__n") > 1)
+        .select(F.col(C.RECORD_ID), F.lit(True).alias("__dup"))
+    )
+    joined = clean.join(duplicated, on=C.RECORD_ID, how="left")
     no_ids = F.lit(True)
     for c in identifiers:
         no_ids = no_ids & F.col(c).isNull()
@@ -109,7 +102,6 @@ def tokenise_frame(
     scheme: salted.SaltedScheme | None = None,
     inner_source: salted.InnerSource | None = None,
     identifiers: Mapping[str, IdentifierKind] | None = None,
-    record_ids_unique: bool = False,
 ) -> tuple[DataFrame, DataFrame, DataFrame]:
     """(tokens, quarantine rows, reason counts) of a standardised frame; lazy, but for one Spark job that
     refuses kept columns holding identifiers (:func:`natlink.tokens.plaintext.check_kept_columns`).
@@ -124,7 +116,7 @@ def tokenise_frame(
     keep = [*BOOKKEEPING, *event_columns]
     encode.check_standardised_input(clean, keep, specs, blooms, identifiers)
     check_kept_columns(clean, keep)
-    marked = _mark(clean, identifiers, record_ids_unique=record_ids_unique)
+    marked = _mark(clean, identifiers)
     accepted = marked.where(F.col(_REASON).isNull())
     if scheme is None:
         tokens = encode.tokenise(
@@ -159,7 +151,6 @@ def tokenise_dataset(
     signer: signing.ManifestSigner | str | None = None,
     encoding: SaltedEncoding | None = None,
     identifiers: Mapping[str, IdentifierKind] | None = None,
-    record_ids_unique: bool = False,
 ) -> TokenManifest:
     """Write ``out_dir/<dataset>`` (Delta, by region), its quarantine rows and its signed manifest.
 
@@ -169,10 +160,6 @@ def tokenise_dataset(
 
     ``encoding.inner_source``: where the salted encoding's inner tokens come from (None: the local
     key; the key service in federated mode, :mod:`natlink.keyservice.spark`).
-
-    ``record_ids_unique``: the caller guarantees ``clean`` holds no record id twice (what
-    onboarding delivers), so the stage's duplicate-record-id check, a shuffle of every record id in
-    each job reading ``clean``, is skipped; otherwise duplicated ids are quarantined here.
 
     ``encoding``: the block-salted encoding (:mod:`natlink.tokens.salted`) with the provider's
     aggregates; None: today's deterministic tokens and Bloom filters (``specs``, ``blooms``).
@@ -198,7 +185,7 @@ def tokenise_dataset(
     tokens, quarantine, counts = tokenise_frame(
         clean, key, event_columns=event_columns, specs=specs, blooms=blooms, project=project,
         hmac_implementation=hmac_implementation, scheme=scheme, inner_source=encoding.inner_source if encoding else None,
-        identifiers=identifiers, record_ids_unique=record_ids_unique,
+        identifiers=identifiers,
     )
     by_reason = {r[C.REASON]: int(r["rows"]) for r in counts.collect()}
     rows_in = sum(by_reason.values())
@@ -243,7 +230,7 @@ def tokenise_dataset(
     if described:
         data["identifiers"] = described
     if scheme is not None and encoding is not None:
-        accepted = _mark(clean, identifiers, record_ids_unique=record_ids_unique).where(F.col(_REASON).isNull())
+        accepted = _mark(clean, identifiers).where(F.col(_REASON).isNull())
         inner = salted.inner_tokens(accepted, key, scheme, project=project, hmac_implementation=hmac_implementation,
                                     identifiers=identifiers)
         data.update({
@@ -347,7 +334,6 @@ def tokenise_configured(
             signer=signer,
             encoding=encoding,
             identifiers=ds.identifier_kinds,
-            record_ids_unique=True,  # onboarding quarantines conflicting duplicates, collapses identical ones
         )
     finally:
         onboarded.unpersist()
