@@ -36,8 +36,10 @@ def _pairs(df):
     return {(r["node_id_l"], r["node_id_r"], r["match_key"]) for r in df.select("node_id_l", "node_id_r", "match_key").collect()}
 
 
-@pytest.mark.parametrize("share", [0.02, 0.2])
-def test_pairs_touching_equals_full_candidates_restricted_to_arrivals(spark, population, share):
+@pytest.mark.parametrize("share,broadcast_nodes", [(0.02, blocking.BROADCAST_NODES), (0.2, blocking.BROADCAST_NODES), (0.2, 0)])
+def test_pairs_touching_equals_full_candidates_restricted_to_arrivals(spark, population, share, broadcast_nodes, monkeypatch):
+    # broadcast_nodes 0: the records near arrivals are picked by a shuffled semi-join (many arrivals)
+    monkeypatch.setattr(blocking, "BROADCAST_NODES", broadcast_nodes)
     arrivals = population.where(F.xxhash64("unique_id") % round(1 / share) == 0)
     arrival_nodes = {r["node_id"] for r in arrivals.select("node_id").collect()}
     assert len(arrival_nodes) > 5

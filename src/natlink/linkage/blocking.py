@@ -26,6 +26,8 @@ from natlink.errors import BlockingBudgetError, ConfigError
 from natlink.spark.scratch import Scratch
 
 NODE = C.NODE_ID
+# pairs_touching broadcasts up to this many node ids (8 bytes each) to pick the records near arrivals.
+BROADCAST_NODES = 5_000_000
 _EQ = re.compile(r"^\s*l\.`?([A-Za-z_][A-Za-z0-9_]*)`?\s*=\s*r\.`?([A-Za-z_][A-Za-z0-9_]*)`?\s*$")
 
 
@@ -177,9 +179,13 @@ def pairs_touching(
 ) -> DataFrame:
     """Candidate pairs with at least one side in ``arrivals`` (a subset of ``records``), each once.
 
-    One pass over the population, whatever the number of rules: every record is expanded to one
-    row per rule holding a 64-bit hash of that rule's key, and joined on (rule, hash) with the
-    arrivals expanded the same way (small: Spark broadcasts it). A joined row is a pair under
+    Every record is expanded to one row per rule holding a 64-bit hash of that rule's key, first as
+    slim (node, rule, hash) rows, semi-joined with the arrivals' distinct hashes: that finds the
+    records sharing a block with an arrival, by node. Only those records are expanded again with
+    their compared columns and joined on (rule, hash) with the arrivals expanded the same way.
+    (Expanding the whole population with its columns and joining that with the arrivals shuffled
+    every record four times over once the arrivals no longer fit a broadcast: at 10M persons, a
+    2% delivery's predict took 298 s, against 413 s for the full run's.) A joined row is a pair under
     rule ``i`` when the real key columns agree on rule ``i`` (a hash collision is dropped here)
     and on no earlier rule, exactly as :func:`candidate_pairs` excludes them, so each pair
     appears once with the same ``match_key``; a pair of two arrivals is kept from the side of
@@ -191,11 +197,12 @@ def pairs_touching(
     wanted = list(dict.fromkeys([NODE, *columns]))
     keep = physical_columns(rules, [*wanted, *([C.DATASET] if cross_source else [])])  # block-salted rules read their own columns
 
+    tagged = [
+        F.struct(F.lit(i).alias("rule"), F.when(_all_present(rule), F.xxhash64(*rule.keys)).alias("key_hash"))
+        for i, rule in enumerate(rules)
+    ]
+
     def by_rule(df: DataFrame, side: str) -> DataFrame:
-        tagged = [
-            F.struct(F.lit(i).alias("rule"), F.when(_all_present(rule), F.xxhash64(*rule.keys)).alias("key_hash"))
-            for i, rule in enumerate(rules)
-        ]
         row = F.struct(*[F.col(c) for c in keep])
         return (
             df.select(row.alias(side), F.explode(F.array(*tagged)).alias("_k"))
@@ -204,7 +211,17 @@ def pairs_touching(
         )
 
     new = scratch.materialise(by_rule(arrivals, "a"), "arrival_keys")
-    joined = new.join(by_rule(records, "b"), on=["rule", "key_hash"], how="inner").join(
+    arrival_hashes = scratch.materialise(new.select("rule", "key_hash").distinct(), "arrival_hashes")
+    slim = (
+        records.select(F.col(NODE), F.explode(F.array(*tagged)).alias("_k"))
+        .where(F.col("_k.key_hash").isNotNull())
+        .select(NODE, F.col("_k.rule").alias("rule"), F.col("_k.key_hash").alias("key_hash"))
+    )
+    near = scratch.materialise(slim.join(arrival_hashes, on=["rule", "key_hash"], how="left_semi").select(NODE).distinct(), "near_nodes")
+    # Picked from the population by a broadcast semi-join (no shuffle of the population) while the
+    # nodes are few enough to broadcast as a hash set of longs; else Spark chooses.
+    candidates = records.join(F.broadcast(near) if near.count() <= BROADCAST_NODES else near, on=NODE, how="left_semi")
+    joined = new.join(by_rule(candidates, "b"), on=["rule", "key_hash"], how="inner").join(
         arrivals.select(F.col(NODE).alias("_arrival")), F.col(f"b.{NODE}") == F.col("_arrival"), how="left"
     )
     a_node, b_node = F.col(f"a.{NODE}"), F.col(f"b.{NODE}")
