@@ -63,18 +63,21 @@ def measure(spark, persons: int, seed: int, split_rules: list[tuple[list[str], l
     # Per limit: every split rule's key under that limit (column k_<limit>_<rule>; `none`: unsplit).
     tag = {}
     keyed = records
+    # Block sizes as with_keys gives them at the smallest limit: every block over it (NULL within), so
+    # exact for the blocks over any limit.
+    smallest = min((limit for limit in limits if limit is not None), default=None)
     for limit in limits:
         if limit is None:
             for i in indices:
                 tag[(limit, i)] = rules[i].keys[0]
             continue
         plan = block_splits.plan(rules, [BlockSplit(rule=r, above=limit, by=by) for r, by in split_rules])
-        keyed = block_splits.with_keys(keyed, plan)
+        keyed = block_splits.with_keys(keyed, plan, scratch)
         for sp in plan:
             tag[(limit, sp.index)] = f"k_{limit}_{sp.index}"
             keyed = keyed.withColumnRenamed(sp.key_column, tag[(limit, sp.index)])
             size = f"size_{sp.index}"
-            keyed = keyed.withColumnRenamed(sp.size_column, size) if size not in keyed.columns else keyed.drop(sp.size_column)
+            keyed = keyed.withColumnRenamed(sp.size_column, size) if limit == smallest else keyed.drop(sp.size_column)
     keyed = scratch.materialise(keyed, "keyed")
 
     # True pairs, each once, with both sides' keys; per limit, those the union of the rules makes.

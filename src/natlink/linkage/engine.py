@@ -99,7 +99,7 @@ def prepare_records(
     needed = [c for c in needed_columns(model, rules) if c not in made_here]
     needed = list(dict.fromkeys([*needed, *[c for s in splits for c in (*s.rule.keys, *s.by)]]))
     slim = tokens.select(C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.REGION, *extra, *compact_columns(tokens, needed))
-    slim = block_splits.with_keys(slim, splits)
+    slim = block_splits.with_keys(slim, splits, scratch)
     # Term frequencies of the population being linked, joined before the sort: one materialisation
     # (after the sort, each frequency aggregate would recompute the sorted plan or need a second one).
     ordered = scoring.with_term_frequencies(slim, model).orderBy(C.UNIQUE_ID)
@@ -129,12 +129,12 @@ def split_plan(
 
 
 def split_blocks(
-    df: DataFrame, rules: list[blocking.Rule], link_cfg: LinkConfig
+    df: DataFrame, rules: list[blocking.Rule], link_cfg: LinkConfig, scratch: Scratch
 ) -> tuple[DataFrame, list[blocking.Rule], list[block_splits.Split]]:
     """:func:`split_plan` with ``df`` given each split rule's block size and split key
-    (:func:`natlink.linkage.block_splits.with_keys`, not yet computed)."""
+    (:func:`natlink.linkage.block_splits.with_keys`: its large blocks materialised in ``scratch``)."""
     split, splits = split_plan(rules, link_cfg, df.columns)
-    return block_splits.with_keys(df, splits), split, splits
+    return block_splits.with_keys(df, splits, scratch), split, splits
 
 
 def choose(link_cfg: LinkConfig, n_records: int) -> str:
@@ -178,7 +178,7 @@ def link(
     if n_records is None and link_cfg.engine == "auto":
         n_records = df.count()
     if choose(link_cfg, n_records or 0) == "in_process":
-        df, rules, splits = split_blocks(df, rules, link_cfg)
+        df, rules, splits = split_blocks(df, rules, link_cfg, scratch)
         sizes = [s.size_column for s in splits]
         result = link_in_process(df, settings, model, rules, link_cfg, scratch, extra=[*extra, *sizes], started=started)
         result.block_splits = block_splits.counts(df, splits)

@@ -50,10 +50,10 @@ def analyse(
     spark = tokens.sparkSession
     rules = blocking.rules_from_settings(settings, scheme)
     nhs = constraints.nhs_key(rules) or (C.token(C.NHS_NUMBER) if C.token(C.NHS_NUMBER) in tokens.columns else None)
-    keyed, split, splits = engine.split_blocks(tokens, rules, link_cfg)
-    judge = truth if truth is not None else nhs_pseudo_truth(tokens, nhs)
-    keys = list(dict.fromkeys(k for r in [*rules, *split] for k in r.keys))
     with Scratch(spark) as scratch:
+        keyed, split, splits = engine.split_blocks(tokens, rules, link_cfg, scratch)
+        judge = truth if truth is not None else nhs_pseudo_truth(tokens, nhs)
+        keys = list(dict.fromkeys(k for r in [*rules, *split] for k in r.keys))
         slim = keyed.select(C.DATASET, C.RECORD_ID, *engine.compact_columns(keyed, keys), *[s.size_column for s in splits])
         records = scratch.materialise(
             slim.join(judge.select(C.DATASET, C.RECORD_ID, C.TRUE_PERSON_ID), [C.DATASET, C.RECORD_ID], "left")
