@@ -58,18 +58,17 @@ def write_outputs(
         clusters.select(C.DATASET, C.RECORD_ID, C.UNIQUE_ID, C.REGION, C.PERSON_ID, C.RECORD_HASH, F.lit(run_id).alias(C.RUN_ID)),
         "snapshot",
     )
-    path = tables / "clusters"
-    versions["clusters"] = _version(delta.write(snapshot, str(path), mode="overwrite", partition_by=(C.REGION,), txn=txn, commit_info=info), path, info)
-    hook("clusters", versions["clusters"])
-    path = tables / "edges"
-    written = delta.write(edges.select(*EDGE_COLUMNS, F.lit(run_id).alias(C.RUN_ID)), str(path), mode="overwrite", txn=txn, commit_info=info)
-    versions["edges"] = _version(written, path, info)
-    hook("edges", versions["edges"])
     index = snapshot.groupBy(C.PERSON_ID, C.DATASET).agg(F.count(F.lit(1)).cast("long").alias("record_count"))
-    path = tables / "person_index"
-    written = delta.write(index.withColumn(C.RUN_ID, F.lit(run_id)), str(path), mode="overwrite", txn=txn, commit_info=info)
-    versions["person_index"] = _version(written, path, info)
-    hook("person_index", versions["person_index"])
+    overwritten = {
+        "clusters": (snapshot, (C.REGION,)),
+        "edges": (edges.select(*EDGE_COLUMNS, F.lit(run_id).alias(C.RUN_ID)), ()),
+        "person_index": (index.withColumn(C.RUN_ID, F.lit(run_id)), ()),
+    }
+    for name, (frame, partition_by) in overwritten.items():  # in this order: a killed run leaves a prefix of them
+        path = tables / name
+        written = delta.write(frame, str(path), mode="overwrite", partition_by=partition_by, txn=txn, commit_info=info)
+        versions[name] = _version(written, path, info)
+        hook(name, versions[name])
     versions["id_events"] = _append_events(events, tables / "id_events", txn, info)
     hook("id_events", versions["id_events"])
     return Written(versions, index.select(C.PERSON_ID).distinct().count(), snapshot.count())
