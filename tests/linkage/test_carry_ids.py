@@ -13,7 +13,7 @@ import pytest
 from natlink import columns as C
 from natlink.commands import tokenise_delivery
 from natlink.config import DatasetConfig, LinkConfig, ModelConfig, load, project_root
-from natlink.errors import CarryIdsError
+from natlink.errors import CarryIdsError, RunIdentityError
 from natlink.linkage import run as linkrun
 from natlink.linkage import train
 from natlink.linkage.runs import completed_runs, completed_view
@@ -114,6 +114,12 @@ def test_person_ids_survive_a_key_rotation(spark, tmp_path):
     row = completed_runs(spark, new_tables)[-1]
     assert json.loads(row["counts"])["carried_ids"]["run_id"] == "r1" and row["key_fingerprint"] == made2["gp"].key_fingerprint
     assert "person ids carried from run r1" in summary.summary_line()
+    # The run id is bound to where its person ids came from: without carrying it is another linkage.
+    with pytest.raises(RunIdentityError, match=r"person ids carried from: carry_ids_from\.run_id: r1 -> None"):
+        linkrun.run(spark, manifests=inputs, model_path=model2, link_cfg=LINK, tables=new_tables, run_id="k2-r1")
+    again = linkrun.run(spark, manifests=inputs, model_path=model2, link_cfg=LINK, tables=new_tables, run_id="k2-r1",
+                        carry_ids_from=old_tables)
+    assert again.status == "already-completed" and again.counts == summary.counts
 
     # Carrying is for the first run only: the new linkage's next run maps to its own previous run.
     with pytest.raises(CarryIdsError, match="already has a completed run"):

@@ -116,7 +116,7 @@ def run(
     history = completed_runs(spark, tables)
     done = [r for r in history if r[C.RUN_ID] == run_id]
     loaded = as_manifests(manifests)
-    identity = run_identity.identify(spark, loaded, model_path, link_cfg)
+    identity = run_identity.identify(spark, loaded, model_path, link_cfg, carry_ids_from)
     identity.refuse_if_reused(spark, tables, run_id, done[-1] if done else None)
     if done:
         row = done[-1]

@@ -6,7 +6,11 @@ A run id names one linkage of one set of inputs. Its identity is:
   records and the content id of that version (:func:`natlink.store.files.content_id`: the data
   files it is made of), and the tokenise run that made it;
 * the model: its settings hash (a hash of the whole trained model file, checked when it is
-  loaded); the link settings that change the result: the match threshold and the cannot-link rules.
+  loaded); the link settings that change the result: the match threshold, the cannot-link rules
+  and the large-block splits;
+* where person ids are carried from (``--carry-ids-from``, the first run after a key rotation):
+  that linkage's last completed run, its key fingerprint and the content id of the ``clusters``
+  version it recorded (the folder itself is informative only, as a token table's is).
 
 The ``runs`` row of a completed run keeps its identity (the ``inputs`` and ``model`` columns), and
 every table write of the run carries its digest in the commit info. Rerunning a run id is then:
@@ -30,15 +34,16 @@ from natlink import columns as C
 from natlink.config.link import LinkConfig
 from natlink.errors import RunIdentityError
 from natlink.linkage import model_store
+from natlink.linkage.runs import completed_runs
 from natlink.store import delta, files
 from natlink.tokens.manifest import TokenManifest
 
-__all__ = ["INPUT_FIELDS", "MODEL_FIELDS", "RunIdentity", "cannot_link_identity", "identify", "txn_app_id"]
+__all__ = ["INPUT_FIELDS", "MODEL_FIELDS", "RunIdentity", "cannot_link_identity", "carry_identity", "identify", "txn_app_id"]
 
 # Fields of one input that must match for a rerun of the same run id ("table" is where it is read
 # from, informative only: a moved folder with the same content is the same input).
 INPUT_FIELDS = ("rows", "key_fingerprint", "schema_version", "delta_version", "content_id", "tokenise_run_id")
-MODEL_FIELDS = ("settings_hash", "threshold_match_probability", "cannot_link", "block_splits")
+MODEL_FIELDS = ("settings_hash", "threshold_match_probability", "cannot_link", "block_splits", "carry_ids_from")
 _BEFORE_SPLITS = ("settings_hash", "threshold_match_probability", "cannot_link")
 # Cannot-link settings that change which records end in one cluster (max_component_edges only refuses).
 CANNOT_LINK_FIELDS = ("enabled", "nhs_number", "one_row_per_person")
@@ -53,7 +58,7 @@ class RunIdentity:
     def digest(self) -> str:
         canonical = json.dumps(
             {"inputs": [{k: i.get(k) for k in ("dataset", *INPUT_FIELDS)} for i in self.inputs],
-             # A field added later (block_splits) counts only when set: a run's digest from before stays its digest.
+             # A field added later (block_splits, carry_ids_from) counts only when set: a run's digest from before stays its digest.
              "model": {k: self.model.get(k) for k in MODEL_FIELDS if k in _BEFORE_SPLITS or self.model.get(k) is not None}},
             sort_keys=True, default=str,
         )
@@ -78,7 +83,8 @@ class RunIdentity:
                 continue
             if isinstance(model[key], dict):  # one line per setting that differs
                 now = self.model.get(key) or {}
-                out += [f"link setting {key}.{k}: {model[key].get(k)} -> {now.get(k)}"
+                label = "person ids carried from:" if key == "carry_ids_from" else "link setting"
+                out += [f"{label} {key}.{k}: {model[key].get(k)} -> {now.get(k)}"
                         for k in sorted({*model[key], *now}) if model[key].get(k) != now.get(k)]
             else:
                 out.append(f"model {key}: {model[key]} -> {self.model.get(key)}")
@@ -114,8 +120,10 @@ def txn_app_id(run_id: str) -> str:
     return f"natlink-run:{run_id}"
 
 
-def identify(spark, manifests: Sequence[TokenManifest], model_path: str | Path, link_cfg: LinkConfig) -> RunIdentity:
-    """The identity of linking ``manifests`` with the model at ``model_path`` (reads only metadata)."""
+def identify(spark, manifests: Sequence[TokenManifest], model_path: str | Path, link_cfg: LinkConfig,
+             carry_ids_from: str | Path | None = None) -> RunIdentity:
+    """The identity of linking ``manifests`` with the model at ``model_path`` (reads only metadata);
+    ``carry_ids_from``: the tables folder person ids are carried from (:mod:`natlink.linkage.carry`)."""
     inputs = []
     for m in sorted(manifests, key=lambda m: m.dataset):
         version = m.data.get("delta_version")
@@ -139,8 +147,24 @@ def identify(spark, manifests: Sequence[TokenManifest], model_path: str | Path, 
         "cannot_link": cannot_link_identity(link_cfg),
         # None without splits: runs recorded before splits existed compare equal.
         "block_splits": [split.model_dump() for split in link_cfg.split_large_blocks] or None,
+        # None without carrying: runs recorded before it existed compare equal.
+        "carry_ids_from": carry_identity(spark, carry_ids_from) if carry_ids_from is not None else None,
     }
     return RunIdentity(inputs, model)
+
+
+def carry_identity(spark, carry_ids_from: str | Path) -> dict[str, Any]:
+    """What carried person ids come from: the folder's last completed run (its id, key fingerprint
+    and the content id of its ``clusters`` version). A folder without one gives ``run_id`` None
+    here; :func:`natlink.linkage.carry.carried_ids` refuses it, with the reason, before any scoring."""
+    runs = completed_runs(spark, carry_ids_from)
+    if not runs:
+        return {"run_id": None, "key_fingerprint": None, "clusters_content_id": None}
+    last = runs[-1]
+    version = json.loads(last["versions"]).get("clusters")
+    path = Path(carry_ids_from) / "clusters"
+    content = files.content_id(spark, path, int(version)) if version is not None and delta.exists(str(path)) else None
+    return {"run_id": last[C.RUN_ID], "key_fingerprint": last["key_fingerprint"], "clusters_content_id": content}
 
 
 def cannot_link_identity(link_cfg: LinkConfig) -> dict[str, Any]:
