@@ -289,6 +289,7 @@ def probe_cmd(
     keyservice: Path | None = typer.Option(None, help="the provider's key service config (federated mode)"),
     model_config: Path = typer.Option(Path("conf/model.yaml"), "--model", help="the salted model the tables were tokenised for"),
     project: str | None = typer.Option(None, help="the project the tables were tokenised for"),
+    dataset: Path | None = typer.Option(None, help="the dataset config the tables were tokenised with (when the model reads identifiers it declares)"),
     verbose: bool = VERBOSE_OPTION,
 ) -> None:
     """At a provider: the token `discover --token-column ... --token` takes, for ONE value read
@@ -300,7 +301,8 @@ def probe_cmd(
     if not value:
         err.print("natlink probe: no value on standard input")
         raise typer.Exit(2)
-    print(_call(verbose, None, lambda: commands.probe(token_column, value, key, model_config=model_config, keyservice=keyservice, project=project)))
+    print(_call(verbose, None, lambda: commands.probe(token_column, value, key, model_config=model_config, keyservice=keyservice, project=project,
+                                                             dataset=dataset)))
 
 
 @app.command("evaluate")

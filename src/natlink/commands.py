@@ -42,8 +42,7 @@ from natlink.tokens.manifest import TokenManifest
 from natlink.tokens.reader import as_manifests
 from natlink.linkage.salted_training import provider_u
 from natlink.linkage.settings import splink_settings
-from natlink.tokens.salted import SaltedScheme
-from natlink.tokens.salted import block_probe as salted_block_probe
+from natlink.tokens.salted import SaltedScheme, block_probe as salted_block_probe
 from natlink.tokens.tokenise import SaltedEncoding, tokenise_configured
 from natlink.keyservice import manage as keyservice_manage
 
@@ -233,16 +232,18 @@ def tokenise_delivery(
 @_named_failures
 def probe(
     column: str, value: str, key: str, *, model_config: str | Path = "conf/model.yaml", keyservice: str | Path | None = None,
-    project: str | None = None,
+    project: str | None = None, dataset: str | Path | None = None,
 ) -> str:
     """At a provider: the block key ``natlink discover --token-column COLUMN --token ...`` looks
     ``value`` (normalised as tokenise normalises it, e.g. an NHS number's 10 digits) up by in
     salted tables. ``key``: the provider's key (centralised), or with ``keyservice`` the
-    providers' encoding key, the inner token coming from the key service (federated)."""
+    providers' encoding key, the inner token coming from the key service (federated). ``dataset``:
+    the dataset config the tables were tokenised with (None: built-in identifiers only)."""
     cfg = load(resolve(model_config), ModelConfig)
     if cfg.encoding != "salted":
         raise ConfigError(f"probe: {model_config} is not a salted model (encoding: salted): deterministic tables take the token itself")
-    scheme = SaltedScheme.from_model(cfg)
+    identifiers = load_dataset(resolve(dataset)).identifier_kinds if dataset is not None else None
+    scheme = SaltedScheme.from_model(cfg, specs=None).for_identifiers(identifiers)  # refuses fields no identifier makes
     material = keys.resolve(key)
     if keyservice is None:
         return salted_block_probe(material, scheme, column, value, project=project)

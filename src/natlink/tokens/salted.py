@@ -102,7 +102,8 @@ class SaltedScheme:
             if unknown:
                 raise EncodingSpecError(
                     f"salted encoding: no token spec for {unknown}; known: {sorted(known)} "
-                    "(declare the identifier in the dataset's identifiers, natlink.config.identifiers)"
+                    "(declare the identifier in the dataset's identifiers, natlink.config.identifiers; "
+                    "natlink probe: give that dataset's config, --dataset)"
                 )
 
     def for_identifiers(self, identifiers: Mapping[str, IdentifierKind] | None) -> "SaltedScheme":
