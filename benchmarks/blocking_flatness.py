@@ -5,8 +5,9 @@
 
 For each population of the generator (gp + hes raw files and truth, ``_common.prepare_raw``, cached)
 and each model's ``blocking_rules_for_prediction``, in DuckDB on the raw files normalised much as
-natlink's standardise does (names upper-cased and trimmed, dates parsed, postcodes without spaces,
-sex coded; no nickname or check-digit handling): per rule, the pairs it generates (sum over its key
+natlink's standardise does (names upper-cased and trimmed, dates parsed, postcodes without spaces and
+kept only in the Royal Mail format standardise checks (``natlink.provider.cleaning.UK_POSTCODE``; ZZ99
+pseudo-postcodes dropped), district = the outward code, sex coded; no nickname or check-digit handling): per rule, the pairs it generates (sum over its key
 groups of n choose 2, as natlink's budget check counts them) per record and the largest block; the
 rule's recall (true pairs it generates) and marginal recall (true pairs no other rule generates); the
 union's recall. Plaintext never leaves this process; nothing is written. The growth exponent
@@ -23,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, load_avg, prepare_raw, print_table, spark_session  # noqa: E402
+from natlink.provider.cleaning import UK_POSTCODE  # noqa: E402
 
 RECORDS_PER_PERSON = 1.855
 
@@ -36,7 +38,9 @@ WITH gp AS (
   SELECT 'hes', EPIKEY, CAST(NHS_NUMBER AS VARCHAR), GIVEN_NAME, FAMILY_NAME,
          TRY_CAST(TRY_STRPTIME(CAST(DOB AS VARCHAR), '%d/%m/%Y') AS DATE), CASE SEX WHEN '1' THEN 'M' WHEN '2' THEN 'F' END, POSTCODE
   FROM read_csv('{raw}/raw/hes/*.csv', header = true, all_varchar = true)
-), u AS (SELECT * FROM gp UNION ALL SELECT * FROM hes)
+), u AS (SELECT * FROM gp UNION ALL SELECT * FROM hes),
+v AS (SELECT *, regexp_replace(upper(postcode), '[^A-Z0-9]', '', 'g') AS compact FROM u),
+w AS (SELECT *, CASE WHEN NOT starts_with(compact, 'ZZ99') AND regexp_matches(compact, '{uk_postcode}') THEN compact END AS pc FROM v)
 SELECT dataset, record_id,
        nullif(regexp_replace(nhs_number, '[^0-9]', '', 'g'), '') AS tk_nhs_number,
        nullif(upper(trim(given)), '') AS tk_given_name,
@@ -46,9 +50,9 @@ SELECT dataset, record_id,
        CAST(dob AS VARCHAR) AS tk_dob,
        CAST(year(dob) AS VARCHAR) AS tk_dob_year,
        nullif(upper(trim(sex)), '') AS tk_sex,
-       nullif(upper(replace(postcode, ' ', '')), '') AS tk_postcode,
-       nullif(split_part(upper(trim(postcode)), ' ', 1), '') AS tk_postcode_district
-FROM u
+       pc AS tk_postcode,
+       left(pc, length(pc) - 3) AS tk_postcode_district
+FROM w
 """
 
 
@@ -61,7 +65,7 @@ def rules_of(model: Path) -> list[tuple[str, ...]]:
 
 
 def measure(con, raw: Path, rules: list[tuple[str, ...]]) -> dict:
-    con.execute(NORMALISED.format(raw=raw))
+    con.execute(NORMALISED.format(raw=raw, uk_postcode=UK_POSTCODE))
     con.execute(f"CREATE OR REPLACE TABLE truth AS SELECT dataset, record_id, true_person_id FROM read_parquet('{raw}/truth/*.parquet')")
     n = con.execute("SELECT count(*) FROM recs").fetchone()[0]
     cols = sorted({c for r in rules for c in r})

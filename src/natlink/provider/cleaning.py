@@ -8,6 +8,7 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 __all__ = [
+    "UK_POSTCODE",
     "blank_to_null",
     "bounded",
     "format_postcode",
@@ -60,7 +61,7 @@ def parse_date(text: Column, formats: list[str]) -> Column:
 
 # Royal Mail format (BS 7666): outward AN, ANN, AAN, AANN, ANA, AANA; inward NAA. Letters that
 # never occur in a position are excluded (Q V X first; I J Z second; C I K M O V in the inward).
-_POSTCODE = (
+UK_POSTCODE = (
     r"^(?:[A-PR-UWYZ][0-9]{1,2}|[A-PR-UWYZ][A-HK-Y][0-9]{1,2}|[A-PR-UWYZ][0-9][A-HJKPSTUW]"
     r"|[A-PR-UWYZ][A-HK-Y][0-9][ABEHMNPRVWXY])[0-9][ABD-HJLNP-UW-Z]{2}$"
 )
@@ -80,7 +81,7 @@ def postcode_flag(long: Column, compact: Column) -> Column:
         F.when(long, F.lit("too_long"))
         .when(compact.isNull(), F.lit(None))
         .when(compact.startswith("ZZ99"), F.lit("pseudo"))
-        .when(~compact.rlike(_POSTCODE), F.lit("invalid"))
+        .when(~compact.rlike(UK_POSTCODE), F.lit("invalid"))
     )
 
 
