@@ -15,13 +15,14 @@ import yaml
 from natlink import columns as C
 from natlink import commands
 from natlink.config import LinkConfig, ModelConfig, load, project_root
-from natlink.errors import ConfigError, KeyServiceProofError, KeyServiceRequestError
+from natlink.errors import ConfigError, EncodingSpecError, KeyServiceProofError, KeyServiceRequestError
 from natlink.keyservice import oprf
 from natlink.keyservice.client import KeyServiceClient
 from natlink.linkage import run as linkrun
 from natlink.linkage import train
 from natlink.linkage.runs import completed_view
 from natlink.store import delta
+from natlink.tokens.salted import SaltedScheme
 
 from ks_support import groups
 
@@ -195,6 +196,7 @@ def test_federated_tokens_of_declared_identifiers_link_as_local_ones(spark, keys
                     tables=out / "tables", run_id="r1")
         clusters[mode] = partition(completed_view(spark, out / "tables", "r1").table("clusters", this_run_only=True))
     (local, local_rows), (federated, federated_rows) = tables["local"], tables["federated"]
+    federated_probe_finds_the_block_of_a_declared_identifier(rows, federated_rows, key, path, model_config, keyservice)
     assert local.key_fingerprint != federated.key_fingerprint  # two modes, never mixed
     columns = local.data["token_columns"]
     assert columns == federated.data["token_columns"]
@@ -215,3 +217,23 @@ def test_federated_tokens_of_declared_identifiers_link_as_local_ones(spark, keys
     # Every declared purpose was evaluated by the service, and only purposes it was given pins for.
     evaluated = {r["purpose"] for r in keyservice.audit_lines() if r["outcome"] == "ok"}
     assert set(DECLARED) <= evaluated <= set(raw["public_keys"])
+
+
+def federated_probe_finds_the_block_of_a_declared_identifier(rows, table_rows, key, client_path, model_config, keyservice):
+    """`natlink probe --keyservice --dataset` makes the block key the federated tokenise wrote for
+    the declared soc_sec_id (rule 0 of conf/model_febrl.yaml is it alone); without the dataset's
+    config it is refused, naming --dataset, before any request."""
+    block = SaltedScheme.block_column(0)
+    assert SaltedScheme.from_model(load(model_config, ModelConfig), specs=None).rules[0] == ("soc_sec_id",)
+    written = {r[C.RECORD_ID]: r[block] for r in table_rows}
+    some = [r for r in rows if r[HEADER.index("soc_sec_id")]][:4]
+    before = len(keyservice.audit_lines())
+    probes = [commands.probe("tk_soc_sec_id", r[HEADER.index("soc_sec_id")], key, model_config=model_config, keyservice=client_path,
+                             dataset=DATASET) for r in some]
+    assert probes == [written[r[0]] for r in some] and None not in probes
+    assert len(set(probes)) == len({r[HEADER.index("soc_sec_id")] for r in some})
+    # One audited evaluation of the declared purpose per probe; the refused probe makes none.
+    assert [(r["purpose"], r["count"]) for r in keyservice.audit_lines()[before:]] == [(DECLARED[0], 1)] * len(some)
+    with pytest.raises(EncodingSpecError, match="--dataset"):
+        commands.probe("tk_soc_sec_id", some[0][HEADER.index("soc_sec_id")], key, model_config=model_config, keyservice=client_path)
+    assert len(keyservice.audit_lines()) == before + len(some)
