@@ -124,3 +124,29 @@ def test_a_killed_run_is_invisible_to_readers_and_cannot_resume_with_other_input
     assert r2.status == "completed" and r2.counts["clustered"] == r2.counts["records"] == r1.counts["records"]
     assert completed_view(spark, tables).run_id == "r2"
     assert r2.summary_line().startswith(f"run r2 completed ({r2.mode}): {r1.counts['records']} records in (gp ")
+
+
+def test_differences_name_each_model_field_by_its_label():
+    """No Spark: the lines RunIdentity.differences writes, per field of the model part, both ways
+    between set and unset (a field set on one side only is compared key by key against nothing)."""
+    import json
+
+    from natlink.linkage.run_identity import MODEL_FIELDS, MODEL_LABELS, RunIdentity
+
+    assert set(MODEL_LABELS) == set(MODEL_FIELDS)
+    carried = {"run_id": "r1", "key_fingerprint": "fp-fake", "clusters_content_id": "c-fake"}
+    base = {"settings_hash": "h1", "threshold_match_probability": 0.9, "cannot_link": {"enabled": True}, "block_splits": None,
+            "carry_ids_from": None}
+    row = {"inputs": "[]", "model": json.dumps({**base, "carry_ids_from": carried})}
+    assert RunIdentity([], base).differences(row) == [
+        "person ids carried from: carry_ids_from.clusters_content_id: c-fake -> None",
+        "person ids carried from: carry_ids_from.key_fingerprint: fp-fake -> None",
+        "person ids carried from: carry_ids_from.run_id: r1 -> None",
+    ]
+    now = {**base, "threshold_match_probability": 0.95, "cannot_link": {"enabled": False}, "carry_ids_from": {"run_id": "r0"}}
+    assert RunIdentity([], now).differences({"inputs": "[]", "model": json.dumps(base)}) == [
+        "model threshold_match_probability: 0.9 -> 0.95",
+        "link setting cannot_link.enabled: True -> False",
+        "person ids carried from: carry_ids_from.run_id: None -> r0",
+    ]
+    assert RunIdentity([], base).differences({"inputs": "[]", "model": json.dumps(base)}) == []

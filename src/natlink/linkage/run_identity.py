@@ -38,12 +38,15 @@ from natlink.linkage.runs import completed_runs
 from natlink.store import delta, files
 from natlink.tokens.manifest import TokenManifest
 
-__all__ = ["INPUT_FIELDS", "MODEL_FIELDS", "RunIdentity", "cannot_link_identity", "carry_identity", "identify", "txn_app_id"]
+__all__ = ["INPUT_FIELDS", "MODEL_FIELDS", "MODEL_LABELS", "RunIdentity", "cannot_link_identity", "carry_identity", "identify", "txn_app_id"]
 
 # Fields of one input that must match for a rerun of the same run id ("table" is where it is read
 # from, informative only: a moved folder with the same content is the same input).
 INPUT_FIELDS = ("rows", "key_fingerprint", "schema_version", "delta_version", "content_id", "tokenise_run_id")
 MODEL_FIELDS = ("settings_hash", "threshold_match_probability", "cannot_link", "block_splits", "carry_ids_from")
+# How RunIdentity.differences names a field of the model part (dict-valued ones: one line per key).
+MODEL_LABELS = {"settings_hash": "model", "threshold_match_probability": "model", "cannot_link": "link setting",
+                "block_splits": "link setting", "carry_ids_from": "person ids carried from:"}
 _BEFORE_SPLITS = ("settings_hash", "threshold_match_probability", "cannot_link")
 # Cannot-link settings that change which records end in one cluster (max_component_edges only refuses).
 CANNOT_LINK_FIELDS = ("enabled", "nhs_number", "one_row_per_person")
@@ -79,15 +82,14 @@ class RunIdentity:
                     out.append(f"dataset {name!r} {key}: {before[name][key]} -> {now[name].get(key)}")
         model = json.loads(row["model"])
         for key in MODEL_FIELDS:
-            if key not in model or model[key] == self.model.get(key):
+            was, now = model.get(key), self.model.get(key)
+            if key not in model or was == now:
                 continue
-            if isinstance(model[key], dict):  # one line per setting that differs
-                now = self.model.get(key) or {}
-                label = "person ids carried from:" if key == "carry_ids_from" else "link setting"
-                out += [f"{label} {key}.{k}: {model[key].get(k)} -> {now.get(k)}"
-                        for k in sorted({*model[key], *now}) if model[key].get(k) != now.get(k)]
+            if isinstance(was, dict) or isinstance(now, dict):  # one line per setting that differs (None: none set)
+                was, now = was or {}, now or {}
+                out += [f"{MODEL_LABELS[key]} {key}.{k}: {was.get(k)} -> {now.get(k)}" for k in sorted({*was, *now}) if was.get(k) != now.get(k)]
             else:
-                out.append(f"model {key}: {model[key]} -> {self.model.get(key)}")
+                out.append(f"{MODEL_LABELS[key]} {key}: {was} -> {now}")
         return out
 
     def refuse_if_reused(self, spark, tables: Path, run_id: str, completed: dict[str, Any] | None) -> None:
