@@ -150,3 +150,30 @@ def test_differences_name_each_model_field_by_its_label():
         "person ids carried from: carry_ids_from.run_id: None -> r0",
     ]
     assert RunIdentity([], base).differences({"inputs": "[]", "model": json.dumps(base)}) == []
+
+
+def test_a_rerun_in_a_new_process_relies_on_the_value_scan_of_an_earlier_run(spark, small_linkage, tmp_path, monkeypatch):
+    """A monthly rerun reads unchanged tables: their value scan passed in r1 (same signed content,
+    recorded in r1's runs row), so a new process does not scan them again, and says so."""
+    import shutil
+
+    from natlink.tokens import reader
+
+    tables = tmp_path / "tables"
+    shutil.copytree(small_linkage["tables"], tables)  # r1 completed there; the fixture's folder stays as it was
+    scans = []
+    real = reader.scan_token_table
+    monkeypatch.setattr(reader, "scan_token_table", lambda df, **kw: scans.append(kw["where"]) or real(df, **kw))
+    reader.forget_scans()  # as a new process
+    manifests = list(small_linkage["manifests"].values())
+    r2 = linkrun.run(spark, manifests=manifests, model_path=small_linkage["model"], link_cfg=LINK, tables=tables, run_id="r2", mode="full")
+    assert scans == [] and r2.counts["value_scan_passed_in"] == {"gp": "r1", "hes": "r1"}
+    assert "value scan passed in earlier runs: gp (run r1), hes (run r1)" in r2.summary_line()
+    # The same clusters as r1: nothing else changed.
+    view = completed_view(spark, tables, "r2").table("clusters", this_run_only=True)
+    assert view.count() == small_linkage["r1"].counts["clustered"]
+    # Another scan version (a stricter check in a later natlink) scans again.
+    monkeypatch.setattr(reader, "SCAN_VERSION", "natlink.value-scan/test-next")
+    reader.forget_scans()
+    r3 = linkrun.run(spark, manifests=manifests, model_path=small_linkage["model"], link_cfg=LINK, tables=tables, run_id="r3", mode="full")
+    assert len(scans) == 2 and "value_scan_passed_in" not in r3.counts

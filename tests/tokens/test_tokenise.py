@@ -158,6 +158,16 @@ def test_a_token_table_is_scanned_once_per_signed_content(spark, outputs, monkey
     reader.forget_scans()
     read_token_tables(spark, [gp])
     assert len(scans) == 2
+    # A scan an earlier process recorded for these bytes (a link run's runs table: scanned_before)
+    # is not repeated; one recorded under another scan version is.
+    reader.forget_scans()
+    read_token_tables(spark, [gp], scanned={reader.scan_key(gp)})
+    assert len(scans) == 2
+    remembered = reader.scan_key(gp)
+    monkeypatch.setattr(reader, "SCAN_VERSION", "natlink.value-scan/test-next")
+    assert reader.scan_key(gp) != remembered
+    read_token_tables(spark, [gp], scanned={remembered})
+    assert len(scans) == 3
 
 
 def test_token_tables_of_two_projects_share_no_token_and_are_not_read_together(spark, outputs, tmp_path):

@@ -66,6 +66,8 @@ class RunSummary:
         cut = f"cannot-link: {split['components_split']} components split, {split['edges_dropped']} edges dropped; " if split else ""
         carried = c.get("carried_ids")
         cut += f"person ids carried from run {carried['run_id']} of {carried['from']}; " if carried else ""
+        reused = c.get("value_scan_passed_in") or {}
+        cut += "value scan passed in earlier runs: " + ", ".join(f"{d} (run {r})" for d, r in sorted(reused.items())) + "; " if reused else ""
         return (
             f"run {self.run_id} {self.status} ({self.mode}): {c.get('records')} records in ({inputs}) = "
             f"{c.get('clustered', c.get('records'))} clustered into {c.get('persons')} persons; {c.get('edges')} edges; "
@@ -87,6 +89,8 @@ class _Inputs:
     model_info: dict[str, Any]
     identity: run_identity.RunIdentity
     scheme: Any = None  # the block-salted encoding of the tables, or None
+    # dataset -> the earlier run of these tables whose value scan of the same content this run relies on
+    scans_reused: dict[str, str] = field(default_factory=dict)
 
 
 def run(
@@ -142,8 +146,15 @@ def run(
             scratch.release()
 
 
-def _load_inputs(spark, loaded, identity: run_identity.RunIdentity, previous: dict[str, Any] | None) -> _Inputs:
-    tokens, fingerprint = load_tokens(spark, loaded)
+def _load_inputs(spark, loaded, identity: run_identity.RunIdentity, previous: dict[str, Any] | None,
+                 history: Sequence[dict[str, Any]] = ()) -> _Inputs:
+    # Tables an earlier completed run of this folder read, byte for byte: their value scan passed there.
+    passed = run_identity.scanned_before(history)
+    reused = {i["dataset"]: passed[i["value_scan"]] for i in identity.inputs if i.get("value_scan") in passed}
+    if reused:
+        log.info("value scan of %s: passed in earlier runs of these tables (same signed content), not repeated",
+                 ", ".join(f"{d} (run {r})" for d, r in sorted(reused.items())))
+    tokens, fingerprint = load_tokens(spark, loaded, scanned=set(passed))
     settings, _meta = model_store.load(identity.model["path"], key_fingerprint=fingerprint)
     if previous is not None and previous["key_fingerprint"] != fingerprint:
         raise FingerprintMismatchError(
@@ -165,6 +176,7 @@ def _load_inputs(spark, loaded, identity: run_identity.RunIdentity, previous: di
         model_info=identity.model,
         identity=identity,
         scheme=scheme,
+        scans_reused=reused,
     )
 
 
@@ -189,7 +201,7 @@ def _link_run(spark, loaded, identity, link_cfg, tables, run_id, mode, history, 
     started = datetime.now(timezone.utc)
     previous = history[-1] if history else None
     t = time.perf_counter()
-    inputs = _load_inputs(spark, loaded, identity, previous)
+    inputs = _load_inputs(spark, loaded, identity, previous, history)
     carried = carry.carried_ids(spark, carry_ids_from, inputs.tokens, inputs.fingerprint, history=history) if carry_ids_from else None
     timings: dict[str, float] = {}
     if _use_incremental(mode, inputs, history, link_cfg):
@@ -225,6 +237,8 @@ def _link_run(spark, loaded, identity, link_cfg, tables, run_id, mode, history, 
                    "persons": persons, "id_events": event_counts, "engine": engine})
     if carried is not None:
         counts["carried_ids"] = carried.info
+    if inputs.scans_reused:
+        counts["value_scan_passed_in"] = inputs.scans_reused
     summary = RunSummary(run_id, "completed", run_mode, previous[C.RUN_ID] if previous else None, counts, {k: round(v, 2) for k, v in timings.items()}, versions)
     writes.append_run(spark, tables, _run_row(summary, inputs, started), epoch)
     for name in TABLES:  # a metadata-only commit, and only when the retention changed

@@ -37,8 +37,9 @@ from natlink.linkage import model_store
 from natlink.linkage.runs import completed_runs
 from natlink.store import delta, files
 from natlink.tokens.manifest import TokenManifest
+from natlink.tokens.reader import scan_key
 
-__all__ = ["INPUT_FIELDS", "MODEL_FIELDS", "MODEL_LABELS", "RunIdentity", "cannot_link_identity", "carry_identity", "identify", "txn_app_id"]
+__all__ = ["INPUT_FIELDS", "MODEL_FIELDS", "MODEL_LABELS", "RunIdentity", "cannot_link_identity", "carry_identity", "identify", "scanned_before", "txn_app_id"]
 
 # Fields of one input that must match for a rerun of the same run id ("table" is where it is read
 # from, informative only: a moved folder with the same content is the same input).
@@ -139,6 +140,9 @@ def identify(spark, manifests: Sequence[TokenManifest], model_path: str | Path, 
             "content_id": files.content_id(spark, m.table_path, version),
             "tokenise_run_id": m.data.get("run_id"),
             "created_at": m.data.get("created_utc"),
+            # Informative (not in INPUT_FIELDS): a completed run read this table, so its value scan
+            # passed; the next run of this folder need not repeat it (scanned_before).
+            "value_scan": scan_key(m),
         })
     _settings, meta = model_store.load(model_path, key_fingerprint=manifests[0].key_fingerprint if manifests else None)
     model = {
@@ -153,6 +157,17 @@ def identify(spark, manifests: Sequence[TokenManifest], model_path: str | Path, 
         "carry_ids_from": carry_identity(spark, carry_ids_from) if carry_ids_from is not None else None,
     }
     return RunIdentity(inputs, model)
+
+
+def scanned_before(history: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """Value-scan key (:func:`natlink.tokens.reader.scan_key`) -> the id of the last completed run
+    that read that table content: its scan passed there, under the same scan version."""
+    out: dict[str, str] = {}
+    for row in history:
+        for item in json.loads(row["inputs"] or "[]"):
+            if item.get("value_scan"):
+                out[item["value_scan"]] = row[C.RUN_ID]
+    return out
 
 
 def carry_identity(spark, carry_ids_from: str | Path) -> dict[str, Any]:

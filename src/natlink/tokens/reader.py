@@ -17,8 +17,10 @@ hex digits, no kept text column holds NHS numbers or postcodes.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Collection, Iterable, Mapping, Sequence
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -29,21 +31,37 @@ from natlink.store import delta, files, snapshot
 from natlink.tokens.manifest import TokenManifest, as_manifest
 from natlink.tokens.plaintext import scan_token_table
 
-# Token tables whose values passed scan_token_table, by the signed content digest that
-# check_table_content verified just before (the same bytes give the same answer): training and
-# linking each read every input, so one `natlink run` scanned each table twice, and the scans took
-# 13% of a 100k-person run's executor CPU (15% at 1M).
-_SCANNED: set[tuple] = set()
+# Token tables whose values passed scan_token_table in this process, by scan_key (the signed
+# content digest that check_table_content verified just before: the same bytes give the same
+# answer): training and linking each read every input, so one `natlink run` scanned each table
+# twice, and the scans took 13% of a 100k-person run's executor CPU (15% at 1M).
+_SCANNED: set[str] = set()
+# Bump when scan_token_table would answer otherwise for the same bytes (a stricter check): scans
+# remembered under an older version are made again.
+SCAN_VERSION = "natlink.value-scan/1"
 
 __all__ = [
-    "as_manifests", "check_identifiers", "check_table_content", "forget_scans", "load_tokens", "read_token_tables", "signed_version",
-    "with_unique_id",
+    "SCAN_VERSION", "as_manifests", "check_identifiers", "check_table_content", "forget_scans", "load_tokens", "read_token_tables",
+    "scan_key", "signed_version", "with_unique_id",
 ]
 
 
 def forget_scans() -> None:
     """Forget which token tables passed the value scan in this process: the next read scans again."""
     _SCANNED.clear()
+
+
+def scan_key(m: TokenManifest) -> str | None:
+    """What a passed value scan of ``m``'s table is remembered by: the content digest its manifest
+    signs (the bytes of the table's version, which :func:`check_table_content` verifies before any
+    read), the columns the scan checks and :data:`SCAN_VERSION`. None for a manifest that binds no
+    content (such a table is refused anyway)."""
+    content = m.table_content or {}
+    if not content.get("sha256"):
+        return None
+    text = json.dumps({"scan": SCAN_VERSION, "sha256": content["sha256"], "version": signed_version(m),
+                       "tokens": sorted(m.token_purposes), "keep": list(m.keep)}, sort_keys=True)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def as_manifests(manifests: Sequence[Any], *, trusted=None) -> list[TokenManifest]:
@@ -56,14 +74,14 @@ def with_unique_id(tokens: DataFrame) -> DataFrame:
     return tokens.withColumn(C.UNIQUE_ID, F.concat_ws(":", F.col(C.DATASET), F.col(C.RECORD_ID)))
 
 
-def load_tokens(spark, manifests: Sequence[Any], *, trusted=None) -> tuple[DataFrame, str]:
+def load_tokens(spark, manifests: Sequence[Any], *, trusted=None, scanned: Collection[str] = ()) -> tuple[DataFrame, str]:
     """Union of token tables (manifests, paths or mappings) with Splink's unique id, and their key fingerprint.
 
     Refused unless every input is a token table with a valid, signed manifest and all were made
-    under one key (:func:`read_token_tables`).
+    under one key (:func:`read_token_tables`; ``scanned`` as there).
     """
     items = as_manifests(manifests, trusted=trusted)
-    union = read_token_tables(spark, items, trusted=trusted)
+    union = read_token_tables(spark, items, trusted=trusted, scanned=scanned)
     plain = sorted(set(union.columns) & set(C.IDENTIFIERS))
     if plain:
         raise InputDataError(f"inputs hold plaintext identifier columns {plain}; link takes token tables only")
@@ -141,10 +159,15 @@ def read_token_tables(
     *,
     expected_fingerprint: str | None = None,
     trusted=None,
+    scanned: Collection[str] = (),
 ) -> DataFrame:
     """Union of token tables, refusing unsigned or forged manifests, edited tables, mixed
     keys/projects and anything that is not a token table. ``trusted``: the registry of trusted
-    signers (default: :func:`natlink.tokens.signing.trusted_signers`)."""
+    signers (default: :func:`natlink.tokens.signing.trusted_signers`).
+
+    ``scanned``: :func:`scan_key` values of tables whose value scan passed before, where the
+    caller keeps a record (a link run: the completed runs of its tables folder). Their scan is not
+    repeated; every other check is, and the content digest the key holds is verified first."""
     items = [as_manifest(m, trusted=trusted) for m in manifests]
     if not items:
         raise NotTokenTableError("read_token_tables: no token tables given")
@@ -180,10 +203,11 @@ def read_token_tables(
         if counted != m.rows:
             raise NotTokenTableError(f"{what}: {counted} rows, but its manifest records {m.rows}; refused")
         _check_columns(m, df)
-        scanned = (str(m.table_path), version, (m.table_content or {}).get("sha256"), tuple(m.token_purposes), tuple(m.keep))
-        if scanned not in _SCANNED:
+        key = scan_key(m)
+        if key is None or (key not in _SCANNED and key not in scanned):
             scan_token_table(df, tokens=list(m.token_purposes), kept=m.keep, where=f"token table {m.table_path} (dataset {m.dataset!r})")
-            _SCANNED.add(scanned)
+            if key is not None:
+                _SCANNED.add(key)
         frames.append(df)
     union = frames[0]
     for frame in frames[1:]:
