@@ -86,6 +86,16 @@ def test_tokenise_refuses_before_writing(spark, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_tokenise_checks_kept_columns_over_every_row_whatever_its_quarantine_reason(spark, tmp_path):
+    # The check runs in tokenise's counting job, grouped by quarantine reason: its counts are the
+    # sums over all groups. Record 1 twice (both rows quarantined as duplicates), record 2 once.
+    rows = [*ROWS, ROWS[0]]
+    df = frame(spark, rows).withColumn("event_date", F.date_format("date_of_birth", "dd/MM/yyyy"))
+    with pytest.raises(IdentifierInEventColumnError, match=r"column 'event_date': the record's own date of birth in 3 of 3 rows"):
+        tokenise_dataset(spark, df, KEY, dataset="gp", out_dir=tmp_path, event_columns=["event_date"])
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_config_cannot_map_an_identifier_source_column_as_an_event():
     base = {"name": "gp", "source": {"path": "x"}, "record_id": "ref", "columns": {"nhs_number": "nhs_no", "given_name": "forename"}}
     with pytest.raises(ValueError, match=r"event columns read identifier source columns: \['ltc <- nhs_no \(mapped as nhs_number\)'\]"):
