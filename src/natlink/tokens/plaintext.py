@@ -128,7 +128,6 @@ def _own_aggs(column: str, present: set[str]) -> list[Column]:
 
 
 def _own_findings(column: str, fields: dict) -> list[str]:
-
     def get(kind: str) -> int:
         return int(fields.get(f"__natlink_{column}__{kind}") or 0)
 
