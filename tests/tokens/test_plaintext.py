@@ -87,8 +87,8 @@ def test_tokenise_refuses_before_writing(spark, tmp_path):
 
 
 def test_tokenise_checks_kept_columns_over_every_row_whatever_its_quarantine_reason(spark, tmp_path):
-    # The check runs in tokenise's counting job, grouped by quarantine reason: its counts are the
-    # sums over all groups. Record 1 twice (both rows quarantined as duplicates), record 2 once.
+    # Rows tokenise quarantines count too. Record 1 twice (both rows quarantined as duplicates),
+    # record 2 once: all three rows hold the record's own date of birth.
     rows = [*ROWS, ROWS[0]]
     df = frame(spark, rows).withColumn("event_date", F.date_format("date_of_birth", "dd/MM/yyyy"))
     with pytest.raises(IdentifierInEventColumnError, match=r"column 'event_date': the record's own date of birth in 3 of 3 rows"):

@@ -41,8 +41,6 @@ __all__ = [
     "MIN_SHARE",
     "TOKEN_PATTERN",
     "check_kept_columns",
-    "kept_column_aggregates",
-    "refuse_kept_identifiers",
     "is_nhs_number",
     "is_postcode",
     "scan_token_table",
@@ -127,7 +125,9 @@ def _own_aggs(column: str, present: set[str]) -> list[Column]:
     return aggs
 
 
-def _own_findings(column: str, fields: dict) -> list[str]:
+def _own_findings(column: str, row) -> list[str]:
+    fields = row.asDict()
+
     def get(kind: str) -> int:
         return int(fields.get(f"__natlink_{column}__{kind}") or 0)
 
@@ -147,24 +147,12 @@ def check_kept_columns(df: DataFrame, keep: Sequence[str], *, where: str = "toke
 
     ``df`` is the standardised frame (with its identifier columns, to compare with each record's own).
     """
-    columns, aggs = kept_column_aggregates(df, keep)
-    if columns:
-        refuse_kept_identifiers(columns, df.agg(*aggs).first().asDict(), where=where)
-
-
-def kept_column_aggregates(df: DataFrame, keep: Sequence[str]) -> tuple[list[str], list[Column]]:
-    """The kept columns :func:`check_kept_columns` checks and its aggregates (sums of row counts,
-    ``__natlink_*`` names), for a caller that computes them in a job of its own: per group, they
-    add up to the whole frame's."""
     present = set(df.columns)
     columns = [c for c in dict.fromkeys(keep) if c in present and c not in (C.DATASET, C.REGION, C.AGE_BAND)]
-    return columns, [a for c in columns for a in (*_pattern_aggs(c), *_own_aggs(c, present))]
-
-
-def refuse_kept_identifiers(columns: Sequence[str], totals: dict, *, where: str = "tokenise") -> None:
-    """Raise :class:`~natlink.errors.IdentifierInEventColumnError` when the totals of
-    :func:`kept_column_aggregates` (name -> count over every row) show identifiers in ``columns``."""
-    row = {k: v for k, v in totals.items() if k.startswith("__natlink_")}
+    if not columns:
+        return
+    aggs = [a for c in columns for a in (*_pattern_aggs(c), *_own_aggs(c, present))]
+    row = df.agg(*aggs).first()
     problems = {c: _pattern_findings(c, row) + _own_findings(c, row) for c in columns}
     problems = {c: found for c, found in problems.items() if found}
     if problems:

@@ -38,11 +38,10 @@ from natlink.tokens.delivery import identify_delivery
 from natlink.config.identifiers import IdentifierKind
 from natlink.tokens.keys import KeyMaterial
 from natlink.tokens.manifest import MANIFEST_KIND, MANIFEST_VERSION, TokenManifest, delivery_summary, manifest_path, summary_line
-from natlink.tokens.plaintext import kept_column_aggregates, refuse_kept_identifiers
+from natlink.tokens.plaintext import check_kept_columns
 
 __all__ = [
     "SaltedEncoding",
-    "collect_counts",
     "tokenise_configured",
     "tokenise_dataset",
     "tokenise_frame",
@@ -104,12 +103,8 @@ def tokenise_frame(
     inner_source: salted.InnerSource | None = None,
     identifiers: Mapping[str, IdentifierKind] | None = None,
 ) -> tuple[DataFrame, DataFrame, DataFrame]:
-    """(tokens, quarantine rows, reason counts) of a standardised frame, all lazy.
-
-    The counts frame also holds the aggregates of the kept-column check
-    (:func:`natlink.tokens.plaintext.kept_column_aggregates`), so one Spark job counts the rows and
-    checks the kept columns: read it with :func:`collect_counts`, which refuses kept columns
-    holding identifiers before anything is written.
+    """(tokens, quarantine rows, reason counts) of a standardised frame; lazy, but for one Spark job that
+    refuses kept columns holding identifiers (:func:`natlink.tokens.plaintext.check_kept_columns`).
 
     ``identifiers``: the dataset's identifiers and kinds (None: the six built-in ones); with
     declared identifiers, ``specs`` defaults to theirs too (:func:`natlink.tokens.encode.token_specs`)."""
@@ -120,7 +115,7 @@ def tokenise_frame(
         raise SchemaError(f"tokenise: the standardised frame lacks {missing}; present: {sorted(clean.columns)}")
     keep = [*BOOKKEEPING, *event_columns]
     encode.check_standardised_input(clean, keep, specs, blooms, identifiers)
-    _, kept_aggs = kept_column_aggregates(clean, keep)
+    check_kept_columns(clean, keep)
     marked = _mark(clean, identifiers)
     accepted = marked.where(F.col(_REASON).isNull())
     if scheme is None:
@@ -134,20 +129,8 @@ def tokenise_frame(
     quarantine = marked.where(F.col(_REASON).isNotNull()).select(
         C.DATASET, C.RECORD_ID, F.col(_REASON).alias(C.REASON), F.lit(Q.TOKENISE).alias(C.STAGE)
     )
-    counts = marked.groupBy(F.col(_REASON).alias(C.REASON)).agg(F.count(F.lit(1)).alias("rows"), *kept_aggs)
+    counts = marked.groupBy(F.col(_REASON).alias(C.REASON)).agg(F.count(F.lit(1)).alias("rows"))
     return tokens, quarantine, counts
-
-
-def collect_counts(counts: DataFrame, clean: DataFrame, keep: Sequence[str], *, where: str = "tokenise") -> dict[str | None, int]:
-    """Rows by quarantine reason (None: tokenised) from :func:`tokenise_frame`'s counts, in one
-    Spark job; refuses (:class:`~natlink.errors.IdentifierInEventColumnError`) when the kept
-    columns of ``clean`` hold identifiers, summed over every row whatever its reason."""
-    rows = [r.asDict() for r in counts.collect()]
-    kept, _aggs = kept_column_aggregates(clean, keep)
-    if kept and rows:  # no rows: nothing to find
-        names = {k for r in rows for k in r if k.startswith("__natlink_")}
-        refuse_kept_identifiers(kept, {k: sum(int(r[k] or 0) for r in rows) for k in names}, where=where)
-    return {r[C.REASON]: int(r["rows"]) for r in rows}
 
 
 def tokenise_dataset(
@@ -204,7 +187,7 @@ def tokenise_dataset(
         hmac_implementation=hmac_implementation, scheme=scheme, inner_source=encoding.inner_source if encoding else None,
         identifiers=identifiers,
     )
-    by_reason = collect_counts(counts, clean, [*BOOKKEEPING, *event_columns])
+    by_reason = {r[C.REASON]: int(r["rows"]) for r in counts.collect()}
     rows_in = sum(by_reason.values())
     quarantined = Q.check_counts({r: n for r, n in by_reason.items() if r is not None}, Q.TOKENISE)
     table = out_dir / dataset
