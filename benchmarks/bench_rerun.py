@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--tables", type=Path, required=True)
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--driver-memory", default="8g")
+    parser.add_argument("--event-log", type=Path, help="write Spark's event log under this folder (task times per job)")
     args = parser.parse_args()
     from natlink import config as cfgmod
     from natlink.linkage import run as linkrun
@@ -36,7 +37,10 @@ def main() -> None:
     root = DATA / "national" / f"p{args.persons}_s42"
     if not (root / "out" / "model.json").is_file():
         raise SystemExit(f"{root} has no trained model: run `python benchmarks/bench_national.py --persons {args.persons}` first")
-    spark = spark_session(memory=args.driver_memory)
+    conf = {"spark.eventLog.enabled": "true", "spark.eventLog.dir": args.event_log.resolve().as_uri()} if args.event_log else None
+    if args.event_log:
+        args.event_log.mkdir(parents=True, exist_ok=True)
+    spark = spark_session(memory=args.driver_memory, conf=conf)
     bench_signing()
     manifests = [TokenManifest.load(root / "out" / "tokens" / f"{d}.manifest.json") for d in ("gp", "hes")]
     link_cfg = cfgmod.load(root / "link.yaml", cfgmod.LinkConfig).model_copy(update={"engine": "spark"})

@@ -88,7 +88,11 @@ def prepare_records(
     extra: Sequence[str] = (),
     splits: Sequence[block_splits.Split] = (),
 ) -> DataFrame:
-    """node_id (in unique-id order), keys, the model's columns and ``extra``; materialised once.
+    """node_id (in unique-id order), keys, the model's columns and ``extra``; materialised.
+
+    The compacted rows are materialised first, then sorted and numbered and materialised again:
+    the token tables are read and hashed once, not once per pass (at 1M persons this took the
+    prepare stage's task CPU from 127-131 s to 106-116 s: ``benchmarks/bench_rerun.py``).
 
     ``splits`` (:func:`split_plan`; ``rules`` then block on their split keys): each split rule's
     block size and split key are computed here, on the compacted 64-bit columns (the window that
@@ -99,6 +103,10 @@ def prepare_records(
     needed = [c for c in needed_columns(model, rules) if c not in made_here]
     needed = list(dict.fromkeys([*needed, *[c for s in splits for c in (*s.rule.keys, *s.by)]]))
     slim = tokens.select(C.UNIQUE_ID, C.DATASET, C.RECORD_ID, C.REGION, *extra, *compact_columns(tokens, needed))
+    # The token tables are read and hashed once: every later pass (each split rule's block sizes,
+    # the term-frequency totals, the sort's sampling job and its shuffle) reads these compact rows,
+    # where each would otherwise read the tables' 64-character tokens and hash them again.
+    slim = scratch.materialise(slim, "slim_records")
     slim = block_splits.with_keys(slim, splits, scratch)
     # Term frequencies of the population being linked, joined before the sort: one materialisation
     # (after the sort, each frequency aggregate would recompute the sorted plan or need a second one).
