@@ -91,8 +91,8 @@ def prepare_records(
     """node_id (in unique-id order), keys, the model's columns and ``extra``; materialised.
 
     The compacted rows are materialised first, then sorted and numbered and materialised again:
-    the token tables are read and hashed once, not once per pass (at 1M persons this took the
-    prepare stage's task CPU from 127-131 s to 106-116 s: ``benchmarks/bench_rerun.py``).
+    the token tables are read and hashed once, not once per pass (prepare's task CPU at 1M persons
+    127-131 s -> 106-116 s, at 3M 277-334 s -> 239-268 s: ``benchmarks/bench_rerun.py``).
 
     ``splits`` (:func:`split_plan`; ``rules`` then block on their split keys): each split rule's
     block size and split key are computed here, on the compacted 64-bit columns (the window that
