@@ -108,8 +108,8 @@ def prepare_records(
     # where each would otherwise read the tables' 64-character tokens and hash them again.
     slim = scratch.materialise(slim, "slim_records")
     slim = block_splits.with_keys(slim, splits, scratch)
-    # Term frequencies of the population being linked, joined before the sort: one materialisation
-    # (after the sort, each frequency aggregate would recompute the sorted plan or need a second one).
+    # Term frequencies of the population being linked, joined before the sort: their aggregates read
+    # the compact rows above, and the sorted records need no further materialisation for them.
     ordered = scoring.with_term_frequencies(slim, model).orderBy(C.UNIQUE_ID)
     return scratch.materialise(ordered.withColumn(NODE, F.monotonically_increasing_id()), "records")
 
